@@ -1,0 +1,28 @@
+//! `cargo bench --bench convert`: the same measurement as `steel bench convert`, on the
+//! shared samples replicated 10 times, at 1 and 2 threads; prints JSON lines.
+
+use steel_dataflow::bench::{ConvertBenchOptions, bench_convert};
+
+fn main() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let options = ConvertBenchOptions {
+        samples: root.join("../shared/data/steel-samples"),
+        work: root.join("target/bench-convert"),
+        copies: 10,
+        threads: vec![1, 2],
+    };
+    match bench_convert(&options) {
+        Ok(lines) => {
+            for line in lines {
+                println!(
+                    "{}",
+                    serde_json::to_string(&line).expect("a bench line serialises")
+                );
+            }
+        }
+        Err(error) => {
+            eprintln!("bench convert failed: {error}");
+            std::process::exit(1);
+        }
+    }
+}

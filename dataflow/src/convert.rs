@@ -1,0 +1,428 @@
+//! `steel convert`: every input file, whatever its source format and container, to unified
+//! `{"text", "meta"}` shards, with every unusable record in `rejects.jsonl`.
+//!
+//! Files are read one after another, each by a reader thread that hands bounded batches to
+//! this thread; a batch's records are converted in parallel (rayon) and written in input order,
+//! so the output bytes do not depend on the thread count and memory does not depend on file size.
+
+use crate::doc::{DocMeta, UnifiedDoc};
+use crate::input::read::{first_fields, read_file};
+use crate::input::{BatchLimits, FileKind, InputError, RawBody, RawRecord, expand_inputs};
+use crate::output::{OutputError, OutputFormat, Prepared, ShardInfo, ShardWriter};
+use crate::progress::Progress;
+use crate::reject::{RecordError, RejectCode, RejectRecord, head_of};
+use crate::sources::fields::{Record, kind_of};
+use crate::sources::{Format, FormatChoice};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+/// The name of the side output of rejected records.
+pub const REJECTS_FILE: &str = "rejects.jsonl";
+/// The name of the machine-readable summary written next to the shards.
+pub const SUMMARY_FILE: &str = "summary.json";
+
+#[derive(Clone, Debug)]
+pub struct ConvertOptions {
+    pub format: FormatChoice,
+    /// The field the `text` format reads.
+    pub text_field: String,
+    pub output: PathBuf,
+    pub output_format: OutputFormat,
+    /// A shard is closed before it would grow past this many bytes.
+    pub shard_bytes: u64,
+    /// Fail the run once more records than this are rejected.
+    pub max_rejects: Option<u64>,
+    pub batch: BatchLimits,
+    /// Show a progress bar (or log lines when stderr is not a terminal).
+    pub progress: bool,
+}
+
+impl ConvertOptions {
+    pub fn new(format: FormatChoice, output: impl Into<PathBuf>) -> Self {
+        ConvertOptions {
+            format,
+            text_field: "text".into(),
+            output: output.into(),
+            output_format: OutputFormat::Jsonl,
+            shard_bytes: 256 << 20,
+            max_rejects: None,
+            batch: BatchLimits::default(),
+            progress: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("no input files: {0}")]
+    NoInputs(String),
+    #[error(
+        "output directory `{}` is not empty; remove it or choose another (a run never mixes \
+         its shards with an earlier run's)",
+        .0.display()
+    )]
+    OutputNotEmpty(PathBuf),
+    #[error(
+        "stopped: {rejected} records rejected, more than --max-rejects {limit}; see `{}`",
+        rejects.display()
+    )]
+    TooManyRejects {
+        limit: u64,
+        rejected: u64,
+        rejects: PathBuf,
+    },
+}
+
+/// One input file and how it will be read.
+#[derive(Clone, Debug)]
+pub struct FilePlan {
+    pub path: PathBuf,
+    /// The path as written to `meta.file` and reports.
+    pub display: String,
+    pub kind: FileKind,
+    pub format: Format,
+    /// For `auto`: the fields of the first record, which decided the format.
+    pub detected_from: Option<Vec<String>>,
+}
+
+/// Per-file counts. `docs_in = docs_out + rejected` always.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FileSummary {
+    pub file: String,
+    pub format: String,
+    /// Present when `auto` chose the format: the first record's fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detected_from: Option<Vec<String>>,
+    pub docs_in: u64,
+    pub docs_out: u64,
+    pub rejected: u64,
+    /// Size of the file on disk.
+    pub bytes_in: u64,
+    /// Bytes of document text written.
+    pub bytes_out: u64,
+    /// Blank lines of line-oriented files (not records, so not counted in `docs_in`).
+    pub blank_lines: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConvertSummary {
+    pub docs_in: u64,
+    pub docs_out: u64,
+    pub rejected: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Rejected records by reason code.
+    pub reject_reasons: BTreeMap<RejectCode, u64>,
+    pub files: Vec<FileSummary>,
+    /// Files inside input directories or globs that are not of a type we read.
+    pub skipped_files: Vec<String>,
+    pub output: String,
+    pub output_format: OutputFormat,
+    pub shards: Vec<ShardInfo>,
+    pub rejects_file: String,
+    pub threads: usize,
+    pub seconds: f64,
+}
+
+/// Expand `inputs` and decide how to read each file. Every file-level problem (missing,
+/// unsupported type, undecidable format) is found here, before anything is written.
+pub fn plan_files(
+    inputs: &[String],
+    choice: FormatChoice,
+) -> Result<(Vec<FilePlan>, Vec<PathBuf>), ConvertError> {
+    let expanded = expand_inputs(inputs)?;
+    if expanded.files.is_empty() {
+        return Err(ConvertError::NoInputs(if inputs.is_empty() {
+            "no INPUT given".into()
+        } else {
+            format!("nothing readable in {}", inputs.join(" "))
+        }));
+    }
+    let mut plans = Vec::with_capacity(expanded.files.len());
+    for path in expanded.files {
+        let kind = FileKind::of(&path).ok_or_else(|| InputError::UnsupportedType(path.clone()))?;
+        let (format, detected_from) = match choice {
+            FormatChoice::Fixed(format) => (format, None),
+            FormatChoice::Auto => {
+                let fields = first_fields(&path, kind)?;
+                let format =
+                    Format::detect(|k| fields.iter().any(|f| f == k)).ok_or_else(|| {
+                        InputError::UnknownFormat {
+                            path: path.clone(),
+                            fields: fields.join(", "),
+                            expected: Format::ALL
+                                .iter()
+                                .map(|f| format!("{}: {}", f.name(), f.signature()))
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        }
+                    })?;
+                (format, Some(fields))
+            }
+        };
+        let display = path.display().to_string();
+        plans.push(FilePlan {
+            path,
+            display,
+            kind,
+            format,
+            detected_from,
+        });
+    }
+    Ok((plans, expanded.skipped))
+}
+
+/// Convert `inputs` into shards under `options.output`.
+pub fn convert(
+    inputs: &[String],
+    options: &ConvertOptions,
+) -> Result<ConvertSummary, ConvertError> {
+    let start = Instant::now();
+    let (plans, skipped) = plan_files(inputs, options.format)?;
+    prepare_output_dir(&options.output)?;
+
+    let rejects_path = options.output.join(REJECTS_FILE);
+    let rejects_file =
+        File::create(&rejects_path).map_err(|e| OutputError::io(&rejects_path, e))?;
+    let mut run = Run {
+        options,
+        writer: ShardWriter::new(options.output_format, &options.output, options.shard_bytes),
+        rejects: BufWriter::new(rejects_file),
+        rejects_path: rejects_path.clone(),
+        reasons: BTreeMap::new(),
+        rejected: 0,
+        docs_out: 0,
+    };
+    let sizes: Vec<u64> = plans.iter().map(|p| file_size(&p.path)).collect();
+    let mut progress = Progress::new("convert", sizes.iter().sum(), options.progress);
+    let mut files = Vec::with_capacity(plans.len());
+    let mut done_bytes = 0u64;
+    for (plan, size) in plans.iter().zip(&sizes) {
+        let mut summary = run.convert_file(plan, &mut progress, done_bytes)?;
+        summary.bytes_in = *size;
+        done_bytes += size;
+        files.push(summary);
+    }
+    progress.finish();
+
+    run.rejects
+        .flush()
+        .map_err(|e| OutputError::io(&rejects_path, e))?;
+    let reject_reasons = std::mem::take(&mut run.reasons);
+    let shards = run.writer.finish()?;
+    let summary = ConvertSummary {
+        docs_in: files.iter().map(|f| f.docs_in).sum(),
+        docs_out: files.iter().map(|f| f.docs_out).sum(),
+        rejected: files.iter().map(|f| f.rejected).sum(),
+        bytes_in: files.iter().map(|f| f.bytes_in).sum(),
+        bytes_out: files.iter().map(|f| f.bytes_out).sum(),
+        reject_reasons,
+        files,
+        skipped_files: skipped.iter().map(|p| p.display().to_string()).collect(),
+        output: options.output.display().to_string(),
+        output_format: options.output_format,
+        shards,
+        rejects_file: rejects_path.display().to_string(),
+        threads: rayon::current_num_threads(),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    let summary_path = options.output.join(SUMMARY_FILE);
+    let json = serde_json::to_vec_pretty(&summary).expect("a summary always serialises");
+    std::fs::write(&summary_path, json).map_err(|e| OutputError::io(&summary_path, e))?;
+    Ok(summary)
+}
+
+fn prepare_output_dir(dir: &Path) -> Result<(), ConvertError> {
+    std::fs::create_dir_all(dir).map_err(|e| OutputError::io(dir, e))?;
+    let mut entries = std::fs::read_dir(dir).map_err(|e| OutputError::io(dir, e))?;
+    if entries.next().is_some() {
+        return Err(ConvertError::OutputNotEmpty(dir.to_path_buf()));
+    }
+    Ok(())
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The state of one conversion run across files.
+struct Run<'a> {
+    options: &'a ConvertOptions,
+    writer: ShardWriter,
+    rejects: BufWriter<File>,
+    rejects_path: PathBuf,
+    reasons: BTreeMap<RejectCode, u64>,
+    rejected: u64,
+    docs_out: u64,
+}
+
+impl Run<'_> {
+    fn convert_file(
+        &mut self,
+        plan: &FilePlan,
+        progress: &mut Progress,
+        done_bytes: u64,
+    ) -> Result<FileSummary, ConvertError> {
+        let mut summary = FileSummary {
+            file: plan.display.clone(),
+            format: plan.format.name().into(),
+            detected_from: plan.detected_from.clone(),
+            ..FileSummary::default()
+        };
+        let disk_bytes = Arc::new(AtomicU64::new(0));
+        std::thread::scope(|scope| {
+            // Two batches in flight: the reader fills one while this thread converts another.
+            let (sender, batches) = sync_channel::<Vec<RawRecord>>(2);
+            let reader_disk_bytes = disk_bytes.clone();
+            let limits = self.options.batch;
+            let reader = scope.spawn(move || {
+                let mut send = |batch| sender.send(batch).is_ok();
+                read_file(&plan.path, plan.kind, limits, reader_disk_bytes, &mut send)
+            });
+            for batch in batches {
+                self.convert_batch(plan, batch, &mut summary)?;
+                if let Some(limit) = self.options.max_rejects {
+                    if self.rejected > limit {
+                        self.rejects
+                            .flush()
+                            .map_err(|e| OutputError::io(&self.rejects_path, e))?;
+                        return Err(ConvertError::TooManyRejects {
+                            limit,
+                            rejected: self.rejected,
+                            rejects: self.rejects_path.clone(),
+                        });
+                    }
+                }
+                let docs_out = self.docs_out;
+                let rejected = self.rejected;
+                progress.update(done_bytes + disk_bytes.load(Ordering::Relaxed), || {
+                    format!("{docs_out} docs, {rejected} rejected")
+                });
+            }
+            let stats = match reader.join() {
+                Ok(result) => result?,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            summary.blank_lines = stats.blank_lines;
+            Ok(summary)
+        })
+    }
+
+    fn convert_batch(
+        &mut self,
+        plan: &FilePlan,
+        batch: Vec<RawRecord>,
+        summary: &mut FileSummary,
+    ) -> Result<(), ConvertError> {
+        let text_field = self.options.text_field.as_str();
+        let output_format = self.options.output_format;
+        let outcomes: Vec<Result<(Prepared, u64), RejectRecord>> = batch
+            .into_par_iter()
+            .map(|record| {
+                let doc = convert_record(record, plan, text_field)?;
+                let text_bytes = doc.text.len() as u64;
+                Ok((ShardWriter::prepare(output_format, doc), text_bytes))
+            })
+            .collect();
+        for outcome in outcomes {
+            summary.docs_in += 1;
+            match outcome {
+                Ok((prepared, text_bytes)) => {
+                    self.writer.write(prepared)?;
+                    summary.docs_out += 1;
+                    summary.bytes_out += text_bytes;
+                    self.docs_out += 1;
+                }
+                Err(reject) => {
+                    let mut line = serde_json::to_vec(&reject).expect("a reject always serialises");
+                    line.push(b'\n');
+                    self.rejects
+                        .write_all(&line)
+                        .map_err(|e| OutputError::io(&self.rejects_path, e))?;
+                    *self.reasons.entry(reject.reason).or_default() += 1;
+                    summary.rejected += 1;
+                    self.rejected += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One raw record to a document, or the reason it cannot be one.
+pub fn convert_record(
+    record: RawRecord,
+    plan: &FilePlan,
+    text_field: &str,
+) -> Result<UnifiedDoc, RejectRecord> {
+    let reject = |error: RecordError, bytes: &[u8]| RejectRecord {
+        file: plan.display.clone(),
+        line: record.line,
+        row: record.row,
+        reason: error.code,
+        detail: error.detail,
+        head: head_of(bytes),
+    };
+    let (object, bytes) = match record.body {
+        RawBody::Broken(error, bytes) => return Err(reject(error, &bytes)),
+        RawBody::Json(bytes) => match parse_object(&bytes) {
+            Ok(object) => (object, bytes),
+            Err(error) => return Err(reject(error, &bytes)),
+        },
+        RawBody::Object(object) => {
+            let bytes = serde_json::to_vec(&object).expect("a record always serialises");
+            (object, bytes)
+        }
+    };
+    let text = match plan.format.render(&object, text_field) {
+        Ok(text) if text.trim().is_empty() => {
+            return Err(reject(
+                RecordError::new(RejectCode::EmptyText, "the document text is empty"),
+                &bytes,
+            ));
+        }
+        Ok(text) => text,
+        Err(error) => return Err(reject(error, &bytes)),
+    };
+    Ok(UnifiedDoc {
+        text,
+        meta: DocMeta {
+            source: plan.format.name().into(),
+            file: plan.display.clone(),
+            row: record.row,
+        },
+    })
+}
+
+/// The bytes of one JSON record as an object.
+fn parse_object(bytes: &[u8]) -> Result<Record, RecordError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        RecordError::new(
+            RejectCode::InvalidUtf8,
+            format!("invalid UTF-8 at byte {} of the record", e.valid_up_to()),
+        )
+    })?;
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(object)) => Ok(object),
+        Ok(other) => Err(RecordError::new(
+            RejectCode::NotAnObject,
+            format!("the record is {}, expected an object", kind_of(&other)),
+        )),
+        Err(error) => Err(RecordError::new(
+            RejectCode::MalformedJson,
+            error.to_string(),
+        )),
+    }
+}

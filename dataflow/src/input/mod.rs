@@ -1,0 +1,89 @@
+//! Input files: which files a run reads, what container each is, and streaming readers that
+//! turn each container into batches of raw records.
+//!
+//! Readers run on their own thread and hand over bounded batches, so memory stays bounded
+//! whatever the file size; a record that cannot even be read (invalid UTF-8, a truncated
+//! compressed stream) travels on as a broken record, to be rejected and counted like any other.
+
+pub mod batch;
+pub mod counting;
+pub mod expand;
+pub mod json_array;
+pub mod jsonl;
+pub mod kind;
+pub mod open;
+pub mod parquet;
+pub mod read;
+
+use crate::reject::RecordError;
+use crate::sources::fields::Record;
+use std::path::PathBuf;
+
+pub use batch::{BatchLimits, Batcher};
+pub use expand::{Expanded, expand_inputs};
+pub use kind::{Compression, Container, FileKind};
+
+/// One record as read from its file, before any format logic.
+#[derive(Debug)]
+pub struct RawRecord {
+    /// 1-based line number, for line-oriented inputs.
+    pub line: Option<u64>,
+    /// 0-based index of the record in its file (for JSONL, the line number minus one).
+    pub row: u64,
+    pub body: RawBody,
+}
+
+#[derive(Debug)]
+pub enum RawBody {
+    /// The bytes of one JSON value (a JSONL line or an element of a JSON array).
+    Json(Vec<u8>),
+    /// A record already decoded into an object (a parquet row).
+    Object(Record),
+    /// Reading stopped here; the bytes read so far of the record, if any.
+    Broken(RecordError, Vec<u8>),
+}
+
+/// Errors that concern a whole input file (as opposed to one record in it).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("input `{0}` does not exist")]
+    NotFound(PathBuf),
+    #[error("pattern `{pattern}` is not a valid glob: {reason}")]
+    BadGlob { pattern: String, reason: String },
+    #[error("pattern `{0}` matches no files")]
+    NoMatch(String),
+    #[error(
+        "`{}`: unsupported file type; expected .jsonl, .ndjson or .json (optionally \
+         compressed: .gz, .zst) or .parquet",
+        .0.display()
+    )]
+    UnsupportedType(PathBuf),
+    #[error("cannot read `{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read parquet file `{}`: {reason}", path.display())]
+    Parquet { path: PathBuf, reason: String },
+    #[error(
+        "`{}`: cannot decide its format: its first record has fields [{fields}], which match \
+         none of the known formats ({expected}); pass --format explicitly",
+        path.display()
+    )]
+    UnknownFormat {
+        path: PathBuf,
+        fields: String,
+        expected: String,
+    },
+    #[error("`{}`: cannot decide its format: no readable record in its first {scanned} records", path.display())]
+    NoRecordToDetect { path: PathBuf, scanned: usize },
+}
+
+impl InputError {
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        InputError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! JSONL shards.
+
+use crate::doc::UnifiedDoc;
+use crate::output::{OutputError, ShardInfo, shard_name};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// `doc` as one JSON line, newline included. Non-ASCII text is written as UTF-8, not escaped.
+pub fn to_line(doc: &UnifiedDoc) -> Vec<u8> {
+    let mut line = serde_json::to_vec(doc).expect("a document always serialises");
+    line.push(b'\n');
+    line
+}
+
+pub struct JsonlShards {
+    dir: PathBuf,
+    max_bytes: u64,
+    current: Option<Open>,
+    done: Vec<ShardInfo>,
+}
+
+struct Open {
+    path: PathBuf,
+    writer: BufWriter<File>,
+    docs: u64,
+    bytes: u64,
+}
+
+impl JsonlShards {
+    pub fn new(dir: &Path, max_bytes: u64) -> Self {
+        JsonlShards {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            current: None,
+            done: Vec::new(),
+        }
+    }
+
+    /// Append one line; a shard that would grow past the bound is closed first.
+    pub fn write(&mut self, line: &[u8]) -> Result<(), OutputError> {
+        let full = self
+            .current
+            .as_ref()
+            .is_some_and(|open| open.bytes > 0 && open.bytes + line.len() as u64 > self.max_bytes);
+        if full {
+            self.close()?;
+        }
+        if self.current.is_none() {
+            let path = self.dir.join(shard_name(self.done.len(), "jsonl"));
+            let file = File::create(&path).map_err(|e| OutputError::io(&path, e))?;
+            let writer = BufWriter::with_capacity(1 << 20, file);
+            self.current = Some(Open {
+                path,
+                writer,
+                docs: 0,
+                bytes: 0,
+            });
+        }
+        let open = self.current.as_mut().expect("a shard is open");
+        open.writer
+            .write_all(line)
+            .map_err(|e| OutputError::io(&open.path, e))?;
+        open.docs += 1;
+        open.bytes += line.len() as u64;
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), OutputError> {
+        if let Some(mut open) = self.current.take() {
+            open.writer
+                .flush()
+                .map_err(|e| OutputError::io(&open.path, e))?;
+            let file = open
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            self.done.push(ShardInfo {
+                file,
+                docs: open.docs,
+                bytes: open.bytes,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<Vec<ShardInfo>, OutputError> {
+        self.close()?;
+        Ok(self.done)
+    }
+}

@@ -1,0 +1,84 @@
+//! Parquet shards: columns `text` (string) and `meta` (struct of `source`, `file`, `row`), the
+//! same shape as a JSONL line. Documents are buffered until a shard's size bound, then written.
+
+use crate::doc::UnifiedDoc;
+use crate::output::{OutputError, ShardInfo, shard_name};
+use polars::prelude::*;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+pub struct ParquetShards {
+    dir: PathBuf,
+    max_bytes: u64,
+    pending: Vec<UnifiedDoc>,
+    pending_bytes: u64,
+    done: Vec<ShardInfo>,
+}
+
+impl ParquetShards {
+    pub fn new(dir: &Path, max_bytes: u64) -> Self {
+        ParquetShards {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            done: Vec::new(),
+        }
+    }
+
+    pub fn write(&mut self, doc: UnifiedDoc) -> Result<(), OutputError> {
+        let size = (doc.text.len() + doc.meta.file.len() + doc.meta.source.len() + 8) as u64;
+        if !self.pending.is_empty() && self.pending_bytes + size > self.max_bytes {
+            self.flush()?;
+        }
+        self.pending_bytes += size;
+        self.pending.push(doc);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), OutputError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let docs = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let path = self.dir.join(shard_name(self.done.len(), "parquet"));
+        let fail = |e: PolarsError| OutputError::Parquet {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let mut frame = to_frame(&docs).map_err(fail)?;
+        let file = File::create(&path).map_err(|e| OutputError::io(&path, e))?;
+        let bytes = ParquetWriter::new(file).finish(&mut frame).map_err(fail)?;
+        let file = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        self.done.push(ShardInfo {
+            file,
+            docs: docs.len() as u64,
+            bytes,
+        });
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<Vec<ShardInfo>, OutputError> {
+        self.flush()?;
+        Ok(self.done)
+    }
+}
+
+fn to_frame(docs: &[UnifiedDoc]) -> PolarsResult<DataFrame> {
+    let column = |name: &str, values: Vec<&str>| Column::new(name.into(), values);
+    let text = column("text", docs.iter().map(|d| d.text.as_str()).collect());
+    let source = column(
+        "source",
+        docs.iter().map(|d| d.meta.source.as_str()).collect(),
+    );
+    let file = column("file", docs.iter().map(|d| d.meta.file.as_str()).collect());
+    let rows: Vec<u64> = docs.iter().map(|d| d.meta.row).collect();
+    let row = Column::new("row".into(), rows);
+    let meta = StructChunked::from_columns("meta".into(), docs.len(), &[source, file, row])?;
+    DataFrame::new(docs.len(), vec![text, meta.into_column()])
+}
