@@ -154,7 +154,10 @@ fn floor(inputs: &[String], output: &Path) -> Result<u64, BenchError> {
                 docs += 1;
                 let value: serde_json::Value = match record.body {
                     RawBody::Json(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-                    RawBody::Object(object) => serde_json::Value::Object(object),
+                    RawBody::Row(row) => row
+                        .to_record()
+                        .map(serde_json::Value::Object)
+                        .unwrap_or_default(),
                     RawBody::Broken(..) => serde_json::Value::Null,
                 };
                 let written = serde_json::to_writer(&mut out, &value)

@@ -6,8 +6,11 @@
 //! so the output bytes do not depend on the thread count and memory does not depend on file size.
 
 use crate::doc::{DocMeta, UnifiedDoc};
+use crate::input::parquet::column_names;
 use crate::input::read::{first_fields, read_file};
-use crate::input::{BatchLimits, FileKind, InputError, RawBody, RawRecord, expand_inputs};
+use crate::input::{
+    BatchLimits, Container, FileKind, InputError, RawBody, RawRecord, expand_inputs,
+};
 use crate::output::{OutputError, OutputFormat, Prepared, ShardInfo, ShardWriter};
 use crate::progress::Progress;
 use crate::reject::{RecordError, RejectCode, RejectRecord, head_of};
@@ -154,7 +157,10 @@ pub fn plan_files(
     for path in expanded.files {
         let kind = FileKind::of(&path).ok_or_else(|| InputError::UnsupportedType(path.clone()))?;
         let (format, detected_from) = match choice {
-            FormatChoice::Fixed(format) => (format, None),
+            FormatChoice::Fixed(format) => {
+                check_readable(&path, kind)?;
+                (format, None)
+            }
             FormatChoice::Auto => {
                 let fields = first_fields(&path, kind)?;
                 let format =
@@ -244,6 +250,16 @@ pub fn convert(
     Ok(summary)
 }
 
+/// Fail early on a file that cannot be opened, or a parquet file whose footer is unreadable.
+fn check_readable(path: &Path, kind: FileKind) -> Result<(), InputError> {
+    if kind.container == Container::Parquet {
+        column_names(path)?;
+    } else {
+        File::open(path).map_err(|e| InputError::io(path, e))?;
+    }
+    Ok(())
+}
+
 fn prepare_output_dir(dir: &Path) -> Result<(), ConvertError> {
     std::fs::create_dir_all(dir).map_err(|e| OutputError::io(dir, e))?;
     let mut entries = std::fs::read_dir(dir).map_err(|e| OutputError::io(dir, e))?;
@@ -293,17 +309,17 @@ impl Run<'_> {
             });
             for batch in batches {
                 self.convert_batch(plan, batch, &mut summary)?;
-                if let Some(limit) = self.options.max_rejects {
-                    if self.rejected > limit {
-                        self.rejects
-                            .flush()
-                            .map_err(|e| OutputError::io(&self.rejects_path, e))?;
-                        return Err(ConvertError::TooManyRejects {
-                            limit,
-                            rejected: self.rejected,
-                            rejects: self.rejects_path.clone(),
-                        });
-                    }
+                if let Some(limit) = self.options.max_rejects
+                    && self.rejected > limit
+                {
+                    self.rejects
+                        .flush()
+                        .map_err(|e| OutputError::io(&self.rejects_path, e))?;
+                    return Err(ConvertError::TooManyRejects {
+                        limit,
+                        rejected: self.rejected,
+                        rejects: self.rejects_path.clone(),
+                    });
                 }
                 let docs_out = self.docs_out;
                 let rejected = self.rejected;
@@ -375,26 +391,33 @@ pub fn convert_record(
         detail: error.detail,
         head: head_of(bytes),
     };
-    let (object, bytes) = match record.body {
+    let (object, json_bytes) = match record.body {
         RawBody::Broken(error, bytes) => return Err(reject(error, &bytes)),
         RawBody::Json(bytes) => match parse_object(&bytes) {
-            Ok(object) => (object, bytes),
+            Ok(object) => (object, Some(bytes)),
             Err(error) => return Err(reject(error, &bytes)),
         },
-        RawBody::Object(object) => {
-            let bytes = serde_json::to_vec(&object).expect("a record always serialises");
-            (object, bytes)
-        }
+        RawBody::Row(row) => match row.to_record() {
+            Ok(object) => (object, None),
+            Err(error) => {
+                let error =
+                    RecordError::new(RejectCode::ReadError, format!("parquet row: {error}"));
+                return Err(reject(error, &[]));
+            }
+        },
+    };
+    // The record's bytes for the reject head; a parquet row is serialised only when rejected.
+    let head_bytes = |object: &Record| match &json_bytes {
+        Some(bytes) => bytes.clone(),
+        None => serde_json::to_vec(object).expect("a record always serialises"),
     };
     let text = match plan.format.render(&object, text_field) {
         Ok(text) if text.trim().is_empty() => {
-            return Err(reject(
-                RecordError::new(RejectCode::EmptyText, "the document text is empty"),
-                &bytes,
-            ));
+            let error = RecordError::new(RejectCode::EmptyText, "the document text is empty");
+            return Err(reject(error, &head_bytes(&object)));
         }
         Ok(text) => text,
-        Err(error) => return Err(reject(error, &bytes)),
+        Err(error) => return Err(reject(error, &head_bytes(&object))),
     };
     Ok(UnifiedDoc {
         text,

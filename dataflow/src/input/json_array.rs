@@ -21,23 +21,23 @@ pub fn read_array(stream: impl BufRead, batcher: &mut Batcher<'_>) -> ReadStats 
     let outcome = deserializer
         .deserialize_seq(visitor)
         .and_then(|()| deserializer.end());
-    if let Err(error) = outcome {
-        if !error.to_string().contains(CONSUMER_STOPPED) {
-            let code = if error.is_io() {
-                RejectCode::ReadError
-            } else {
-                RejectCode::MalformedJson
-            };
-            let detail = format!(
-                "the JSON array breaks after element {next_row}: {error}; the rest of the file is lost"
-            );
-            let record = RawRecord {
-                line: Some(error.line() as u64),
-                row: next_row,
-                body: RawBody::Broken(RecordError::new(code, detail), Vec::new()),
-            };
-            batcher.push(record, 0);
-        }
+    if let Err(error) = outcome
+        && !error.to_string().contains(CONSUMER_STOPPED)
+    {
+        let code = if error.is_io() {
+            RejectCode::ReadError
+        } else {
+            RejectCode::MalformedJson
+        };
+        let detail = format!(
+            "the JSON array breaks after element {next_row}: {error}; the rest of the file is lost"
+        );
+        let record = RawRecord {
+            line: Some(error.line() as u64),
+            row: next_row,
+            body: RawBody::Broken(RecordError::new(code, detail), Vec::new()),
+        };
+        batcher.push(record, 0);
     }
     batcher.flush();
     ReadStats::default()

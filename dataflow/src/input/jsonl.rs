@@ -37,7 +37,7 @@ pub fn read_lines(mut stream: impl BufRead, batcher: &mut Batcher<'_>) -> ReadSt
         let stop = matches!(body, RawBody::Broken(..));
         let size = match &body {
             RawBody::Json(b) | RawBody::Broken(_, b) => b.len(),
-            RawBody::Object(_) => 0,
+            RawBody::Row(_) => 0,
         };
         let record = RawRecord {
             line: Some(line_no),

@@ -16,7 +16,6 @@ pub mod parquet;
 pub mod read;
 
 use crate::reject::RecordError;
-use crate::sources::fields::Record;
 use std::path::PathBuf;
 
 pub use batch::{BatchLimits, Batcher};
@@ -37,8 +36,8 @@ pub struct RawRecord {
 pub enum RawBody {
     /// The bytes of one JSON value (a JSONL line or an element of a JSON array).
     Json(Vec<u8>),
-    /// A record already decoded into an object (a parquet row).
-    Object(Record),
+    /// A row of a parquet file.
+    Row(parquet::ParquetRow),
     /// Reading stopped here; the bytes read so far of the record, if any.
     Broken(RecordError, Vec<u8>),
 }

@@ -7,6 +7,7 @@ use polars::prelude::*;
 use serde_json::Value;
 use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The column names of a parquet file, read from its footer.
 pub fn column_names(path: &Path) -> Result<Vec<String>, InputError> {
@@ -15,7 +16,42 @@ pub fn column_names(path: &Path) -> Result<Vec<String>, InputError> {
     Ok(schema.iter_names().map(|name| name.to_string()).collect())
 }
 
-/// Stream every row of `path` into `batcher`. Memory holds one row group at a time.
+/// One row of a decoded row group; it becomes a JSON object in the parallel stage.
+#[derive(Clone)]
+pub struct ParquetRow {
+    frame: Arc<DataFrame>,
+    index: usize,
+}
+
+impl std::fmt::Debug for ParquetRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ParquetRow({} of {})", self.index, self.frame.height())
+    }
+}
+
+impl ParquetRow {
+    /// The row as a JSON object, nested columns (lists, structs) included, so that
+    /// conversations stored as a list of structs read like their JSON counterparts.
+    pub fn to_record(&self) -> PolarsResult<Record> {
+        let mut record = Record::new();
+        for column in self.frame.columns() {
+            let value = if column.dtype() == &DataType::String {
+                // The common case, without building an AnyValue.
+                column
+                    .str()?
+                    .get(self.index)
+                    .map_or(Value::Null, |s| Value::String(s.to_owned()))
+            } else {
+                any_to_json(column.get(self.index)?)
+            };
+            record.insert(column.name().to_string(), value);
+        }
+        Ok(record)
+    }
+}
+
+/// Stream every row of `path` into `batcher`. Memory holds about one row group at a time
+/// (the batches in flight share it).
 pub fn read_rows(
     path: &Path,
     batcher: &mut Batcher<'_>,
@@ -31,22 +67,25 @@ pub fn read_rows(
         let rows = group.num_rows();
         let mut reader = ParquetReader::new(open(path)?);
         reader.set_metadata(metadata.clone());
-        let frame = reader
+        let mut frame = reader
             .with_slice(Some((offset, rows)))
             .finish()
             .map_err(|e| parquet_error(path, e))?;
-        for (index, record) in frame_to_records(&frame)
-            .map_err(|e| parquet_error(path, e))?
-            .into_iter()
-            .enumerate()
-        {
-            let size: usize = record.values().map(value_size).sum();
+        // One chunk per column makes each row lookup a direct index.
+        frame.rechunk_mut();
+        let row_bytes = frame.estimated_size() / frame.height().max(1);
+        let frame = Arc::new(frame);
+        for index in 0..frame.height() {
+            let row = ParquetRow {
+                frame: frame.clone(),
+                index,
+            };
             let raw = RawRecord {
                 line: None,
                 row: (offset + index) as u64,
-                body: RawBody::Object(record),
+                body: RawBody::Row(row),
             };
-            if !batcher.push(raw, size) {
+            if !batcher.push(raw, row_bytes) {
                 return Ok(ReadStats::default());
             }
         }
@@ -68,57 +107,48 @@ fn parquet_error(path: &Path, error: PolarsError) -> InputError {
     }
 }
 
-fn value_size(value: &Value) -> usize {
+/// One parquet cell as JSON. Binary that is valid UTF-8 reads as a string (many writers store
+/// text that way); types JSON has no word for (dates, decimals, ...) read as their text form.
+fn any_to_json(value: AnyValue) -> Value {
     match value {
-        Value::String(s) => s.len(),
-        _ => 8,
-    }
-}
-
-/// The rows of `frame` as JSON objects. Strings, numbers, booleans and nulls keep their
-/// value; nested columns (lists, structs, binary) keep only their JSON kind (an empty array or
-/// object), enough for a format to say "expected a string, found an array".
-fn frame_to_records(frame: &DataFrame) -> PolarsResult<Vec<Record>> {
-    let mut records = vec![Record::new(); frame.height()];
-    for column in frame.columns() {
-        let values = column_values(column)?;
-        for (record, value) in records.iter_mut().zip(values) {
-            record.insert(column.name().to_string(), value);
+        AnyValue::Null => Value::Null,
+        AnyValue::Boolean(b) => Value::Bool(b),
+        AnyValue::String(s) => Value::String(s.to_owned()),
+        AnyValue::StringOwned(s) => Value::String(s.to_string()),
+        AnyValue::UInt8(v) => Value::from(v),
+        AnyValue::UInt16(v) => Value::from(v),
+        AnyValue::UInt32(v) => Value::from(v),
+        AnyValue::UInt64(v) => Value::from(v),
+        AnyValue::Int8(v) => Value::from(v),
+        AnyValue::Int16(v) => Value::from(v),
+        AnyValue::Int32(v) => Value::from(v),
+        AnyValue::Int64(v) => Value::from(v),
+        AnyValue::Float32(v) => Value::from(f64::from(v)),
+        AnyValue::Float64(v) => Value::from(v),
+        AnyValue::Binary(bytes) => binary_to_json(bytes),
+        AnyValue::BinaryOwned(bytes) => binary_to_json(&bytes),
+        AnyValue::List(items) => Value::Array(items.iter().map(any_to_json).collect()),
+        AnyValue::Struct(_, _, fields) => struct_to_json(fields, value._iter_struct_av()),
+        AnyValue::StructOwned(parts) => {
+            let (values, fields) = *parts;
+            struct_to_json(&fields, values.into_iter())
         }
+        other => Value::String(other.to_string()),
     }
-    Ok(records)
 }
 
-fn column_values(column: &Column) -> PolarsResult<Vec<Value>> {
-    let dtype = column.dtype();
-    Ok(if dtype == &DataType::String {
-        let strings = column.str()?;
-        strings
-            .iter()
-            .map(|s| s.map_or(Value::Null, |s| Value::String(s.to_owned())))
-            .collect()
-    } else if dtype == &DataType::Boolean {
-        column
-            .bool()?
-            .iter()
-            .map(|b| b.map_or(Value::Null, Value::Bool))
-            .collect()
-    } else if dtype.is_integer() {
-        let ints = column.cast(&DataType::Int64)?;
-        ints.i64()?
-            .iter()
-            .map(|i| i.map_or(Value::Null, Value::from))
-            .collect()
-    } else if dtype.is_float() {
-        let floats = column.cast(&DataType::Float64)?;
-        floats
-            .f64()?
-            .iter()
-            .map(|f| f.map_or(Value::Null, Value::from))
-            .collect()
-    } else if matches!(dtype, DataType::Struct(_)) {
-        vec![Value::Object(Record::new()); column.len()]
-    } else {
-        vec![Value::Array(Vec::new()); column.len()]
-    })
+fn struct_to_json<'a>(fields: &[Field], values: impl Iterator<Item = AnyValue<'a>>) -> Value {
+    let pairs = fields.iter().zip(values);
+    Value::Object(
+        pairs
+            .map(|(f, v)| (f.name().to_string(), any_to_json(v)))
+            .collect(),
+    )
+}
+
+fn binary_to_json(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Value::String(text.to_owned()),
+        Err(_) => Value::Array(bytes.iter().map(|b| Value::from(*b)).collect()),
+    }
 }

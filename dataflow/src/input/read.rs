@@ -77,11 +77,11 @@ pub fn first_fields(path: &Path, kind: FileKind) -> Result<Vec<String>, InputErr
     let mut look = |batch: Vec<RawRecord>| {
         for record in batch {
             scanned += 1;
-            if let RawBody::Json(bytes) = &record.body {
-                if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(bytes) {
-                    fields = Some(map.keys().cloned().collect());
-                    return false;
-                }
+            if let RawBody::Json(bytes) = &record.body
+                && let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(bytes)
+            {
+                fields = Some(map.keys().cloned().collect());
+                return false;
             }
             if scanned >= DETECT_SCAN_RECORDS {
                 return false;

@@ -71,17 +71,8 @@ impl JsonlShards {
             open.writer
                 .flush()
                 .map_err(|e| OutputError::io(&open.path, e))?;
-            let file = open
-                .path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            self.done.push(ShardInfo {
-                file,
-                docs: open.docs,
-                bytes: open.bytes,
-            });
+            self.done
+                .push(ShardInfo::new(&open.path, open.docs, open.bytes));
         }
         Ok(())
     }

@@ -106,6 +106,17 @@ impl ShardWriter {
     }
 }
 
+impl ShardInfo {
+    pub fn new(path: &Path, docs: u64, bytes: u64) -> Self {
+        let file = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        ShardInfo { file, docs, bytes }
+    }
+}
+
 /// `part-00042.<extension>`
 pub fn shard_name(index: usize, extension: &str) -> String {
     format!("part-{index:05}.{extension}")

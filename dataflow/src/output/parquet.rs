@@ -50,16 +50,8 @@ impl ParquetShards {
         let mut frame = to_frame(&docs).map_err(fail)?;
         let file = File::create(&path).map_err(|e| OutputError::io(&path, e))?;
         let bytes = ParquetWriter::new(file).finish(&mut frame).map_err(fail)?;
-        let file = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        self.done.push(ShardInfo {
-            file,
-            docs: docs.len() as u64,
-            bytes,
-        });
+        self.done
+            .push(ShardInfo::new(&path, docs.len() as u64, bytes));
         Ok(())
     }
 

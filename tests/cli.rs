@@ -1,0 +1,131 @@
+//! The `steel` binary: help for every command, `--json` summaries, exit codes.
+
+use std::process::Command;
+
+fn steel(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_steel"))
+        .args(args)
+        .output()
+        .expect("steel runs")
+}
+
+#[test]
+fn every_command_has_help_that_names_its_flags() {
+    let cases: [(&[&str], &[&str]); 5] = [
+        (
+            &["--help"],
+            &["convert", "demo-data", "demo", "bench", "--threads"],
+        ),
+        (
+            &["convert", "--help"],
+            &[
+                "--format",
+                "--output",
+                "--field",
+                "--output-format",
+                "--max-rejects",
+                "--json",
+                "--shard-mb",
+            ],
+        ),
+        (
+            &["demo-data", "--help"],
+            &["--docs", "--seed", "--files", "--output"],
+        ),
+        (&["demo", "--help"], &["--dir", "--docs"]),
+        (
+            &["bench", "convert", "--help"],
+            &["--samples", "--copies", "--threads-list"],
+        ),
+    ];
+    for (args, flags) in cases {
+        let out = steel(args);
+        assert!(out.status.success(), "{args:?}");
+        let help = String::from_utf8(out.stdout).unwrap();
+        for flag in flags {
+            assert!(
+                help.contains(flag),
+                "`steel {}` does not mention {flag}",
+                args.join(" ")
+            );
+        }
+    }
+}
+
+#[test]
+fn convert_json_summary_has_the_promised_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"text\": \"你好\"}\nnot json\n").unwrap();
+    let output = dir.path().join("out");
+    let out = steel(&[
+        "convert",
+        "-f",
+        "text",
+        "-o",
+        output.to_str().unwrap(),
+        "--json",
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["docs_in"], 2);
+    assert_eq!(summary["docs_out"], 1);
+    assert_eq!(summary["rejected"], 1);
+    assert_eq!(
+        summary["bytes_in"],
+        std::fs::metadata(&input).unwrap().len()
+    );
+    assert_eq!(summary["bytes_out"], "你好".len());
+    assert_eq!(summary["files"][0]["docs_out"], 1);
+    assert_eq!(summary["reject_reasons"]["malformed_json"], 1);
+    let human = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        human.contains("2 docs in, 1 out, 1 rejected (malformed_json 1)"),
+        "{human}"
+    );
+    // The same summary is kept next to the shards.
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(output.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(kept["docs_out"], 1);
+}
+
+#[test]
+fn bad_arguments_and_failed_runs_exit_non_zero_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = steel(&["convert", "-f", "klingon", "-o", "x", "a.jsonl"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown format `klingon`"));
+
+    let missing = dir.path().join("missing.jsonl");
+    let target = dir.path().join("o");
+    let out = steel(&[
+        "convert",
+        "-f",
+        "text",
+        "-o",
+        target.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn demo_runs_end_to_end_and_says_what_it_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("demo");
+    let out = steel(&["demo", "--dir", work.to_str().unwrap(), "--docs", "300"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("300 docs in, 300 out, 0 rejected"),
+        "{stderr}"
+    );
+    assert!(work.join("converted/part-00000.jsonl").exists());
+    assert!(work.join("data/truth.jsonl").exists());
+}

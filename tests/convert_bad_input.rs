@@ -1,0 +1,299 @@
+//! Bad input of every kind: each bad record is rejected with the right reason and position,
+//! the rest still converts, and file-level problems are clear errors naming the file.
+
+mod common;
+
+use common::{read_docs, read_rejects, run};
+use std::io::Write;
+use std::path::Path;
+use steel_dataflow::convert::{ConvertError, ConvertOptions, convert};
+use steel_dataflow::sources::FormatChoice;
+
+fn write(path: &Path, bytes: &[u8]) -> String {
+    std::fs::write(path, bytes).unwrap();
+    path.display().to_string()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// `n` JSONL lines of varied text (so compression cannot shrink them to nothing).
+fn many_lines(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| format!("{{\"text\": \"第{i}行 line {i} {}\"}}\n", i * 7919 % 10007))
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[test]
+fn every_kind_of_bad_record_is_rejected_with_its_reason_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"{\"text\": \"good one\"}\n"); // line 1
+    bytes.extend_from_slice(b"{\"text\": \"unterminated\n"); // line 2: malformed
+    bytes.extend_from_slice(b"[1, 2]\n"); // line 3: not an object
+    bytes.extend_from_slice(b"{\"body\": \"x\"}\n"); // line 4: missing field
+    bytes.extend_from_slice(b"{\"text\": 5}\n"); // line 5: wrong type
+    bytes.extend_from_slice(b"{\"text\": \" \\r\\n \"}\n"); // line 6: empty after normalising
+    bytes.extend_from_slice(b"{\"text\": \"bad \xff\xfe bytes\"}\n"); // line 7: invalid UTF-8
+    bytes.extend_from_slice(b"\n"); // line 8: blank, not a record
+    bytes.extend_from_slice(b"{\"text\": \"good two\"}\r\n"); // line 9, CRLF line end
+    let input = write(&dir.path().join("mixed.jsonl"), &bytes);
+
+    let summary = run(dir.path(), "out", &[input], "text");
+    assert_eq!(
+        (summary.docs_in, summary.docs_out, summary.rejected),
+        (8, 2, 6)
+    );
+    assert_eq!(summary.files[0].blank_lines, 1);
+    let docs = read_docs(&dir.path().join("out"));
+    let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
+    assert_eq!(texts, ["good one", "good two"]);
+    assert_eq!((docs[0].meta.row, docs[1].meta.row), (0, 8));
+
+    let rejects = read_rejects(&dir.path().join("out"));
+    let got: Vec<(u64, &str)> = rejects
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, "malformed_json"),
+            (3, "not_an_object"),
+            (4, "missing_field"),
+            (5, "wrong_type"),
+            (6, "empty_field"),
+            (7, "invalid_utf8"),
+        ]
+    );
+    assert_eq!(rejects[2]["detail"], "field `text` is missing");
+    assert_eq!(
+        rejects[5]["head"],
+        "{\"text\": \"bad \u{fffd}\u{fffd} bytes\"}"
+    );
+    assert_eq!(summary.reject_reasons.values().sum::<u64>(), 6);
+}
+
+#[test]
+fn reject_head_keeps_the_first_200_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("{{\"other\": \"{}\"}}\n", "x".repeat(1000));
+    let input = write(&dir.path().join("long.jsonl"), long.as_bytes());
+    run(dir.path(), "out", &[input], "text");
+    let rejects = read_rejects(&dir.path().join("out"));
+    assert_eq!(rejects[0]["head"].as_str().unwrap().len(), 200);
+    assert_eq!(rejects[0]["head"].as_str().unwrap(), &long[..200]);
+}
+
+#[test]
+fn truncated_gzip_stream_keeps_what_came_before_and_rejects_the_break() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = gzip(&many_lines(2000));
+    let input = write(&dir.path().join("cut.jsonl.gz"), &whole[..whole.len() / 2]);
+    let summary = run(dir.path(), "out", &[input], "text");
+    assert!(
+        summary.docs_out > 100 && summary.docs_out < 2000,
+        "{}",
+        summary.docs_out
+    );
+    assert_eq!(summary.rejected, 1);
+    assert_eq!(summary.docs_in, summary.docs_out + 1);
+    let rejects = read_rejects(&dir.path().join("out"));
+    assert_eq!(rejects[0]["reason"], "truncated_stream");
+    assert_eq!(rejects[0]["line"].as_u64().unwrap(), summary.docs_out + 1);
+    // Everything before the break is intact and in order.
+    let docs = read_docs(&dir.path().join("out"));
+    for (i, doc) in docs.iter().enumerate() {
+        assert!(
+            doc.text.starts_with(&format!("第{i}行 ")),
+            "row {i}: {}",
+            doc.text
+        );
+    }
+}
+
+#[test]
+fn truncated_zstd_stream_is_rejected_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    // Large enough for several zstd blocks, so the first half holds whole decodable blocks.
+    let whole = zstd::encode_all(&many_lines(20_000)[..], 3).unwrap();
+    let input = write(&dir.path().join("cut.jsonl.zst"), &whole[..whole.len() / 2]);
+    let summary = run(dir.path(), "out", &[input], "text");
+    assert!(
+        summary.docs_out > 1000 && summary.docs_out < 20_000,
+        "{}",
+        summary.docs_out
+    );
+    assert_eq!(summary.rejected, 1);
+    let rejects = read_rejects(&dir.path().join("out"));
+    assert_eq!(rejects[0]["reason"], "truncated_stream");
+}
+
+#[test]
+fn compressed_inputs_convert_like_plain_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = many_lines(2000);
+    let plain = write(&dir.path().join("a.jsonl"), &lines);
+    let gz = write(&dir.path().join("b.jsonl.gz"), &gzip(&lines));
+    let zst = write(
+        &dir.path().join("c.jsonl.zst"),
+        &zstd::encode_all(&lines[..], 3).unwrap(),
+    );
+    let texts = |name: &str, input: String| -> Vec<String> {
+        run(dir.path(), name, &[input], "text");
+        read_docs(&dir.path().join(name))
+            .into_iter()
+            .map(|d| d.text)
+            .collect()
+    };
+    let expected = texts("plain", plain);
+    assert_eq!(expected.len(), 2000);
+    assert_eq!(texts("gz", gz), expected);
+    assert_eq!(texts("zst", zst), expected);
+}
+
+#[test]
+fn broken_json_array_keeps_elements_before_the_break() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        &dir.path().join("wiki.json"),
+        "[\n {\"completion\": \"甲\"},\n {\"completion\": \"乙\"},\n {\"completion\": \"丙"
+            .as_bytes(),
+    );
+    let summary = run(dir.path(), "out", &[input], "wiki");
+    assert_eq!(
+        (summary.docs_in, summary.docs_out, summary.rejected),
+        (3, 2, 1)
+    );
+    let rejects = read_rejects(&dir.path().join("out"));
+    assert_eq!(rejects[0]["reason"], "malformed_json");
+    assert_eq!(rejects[0]["row"], 2);
+}
+
+#[test]
+fn json_file_of_lines_and_gzipped_json_array_are_both_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = write(
+        &dir.path().join("lines.json"),
+        b"{\"completion\": \"a\"}\n{\"completion\": \"b\"}\n",
+    );
+    let array = write(
+        &dir.path().join("array.json.gz"),
+        &gzip(b"  [{\"completion\": \"c\"}, {\"completion\": 1}, {\"completion\": \"d\"}]  "),
+    );
+    let summary = run(dir.path(), "out", &[lines, array], "wiki");
+    assert_eq!(
+        (summary.docs_in, summary.docs_out, summary.rejected),
+        (5, 4, 1)
+    );
+    let texts: Vec<String> = read_docs(&dir.path().join("out"))
+        .into_iter()
+        .map(|d| d.text)
+        .collect();
+    assert_eq!(texts, ["a", "b", "c", "d"]);
+}
+
+#[test]
+fn max_rejects_stops_the_run_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        &dir.path().join("bad.jsonl"),
+        b"{}\n{}\n{}\n{}\n{\"text\": \"ok\"}\n",
+    );
+    let mut options = ConvertOptions::new(FormatChoice::Auto, dir.path().join("out"));
+    options.format = "text".parse().unwrap();
+    options.max_rejects = Some(3);
+    let error = convert(&[input], &options).unwrap_err();
+    assert!(matches!(
+        error,
+        ConvertError::TooManyRejects {
+            limit: 3,
+            rejected: 4,
+            ..
+        }
+    ));
+    assert!(error.to_string().contains("rejects.jsonl"), "{error}");
+    assert_eq!(read_rejects(&dir.path().join("out")).len(), 4);
+}
+
+#[test]
+fn file_level_problems_are_errors_that_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let convert_err = |inputs: &[String], format: &str| {
+        let options = ConvertOptions::new(format.parse().unwrap(), &out);
+        convert(inputs, &options).unwrap_err().to_string()
+    };
+
+    let missing = dir.path().join("nope.jsonl").display().to_string();
+    assert!(convert_err(std::slice::from_ref(&missing), "text").contains(&missing));
+
+    let notes = write(&dir.path().join("notes.txt"), b"hello");
+    let message = convert_err(std::slice::from_ref(&notes), "text");
+    assert!(
+        message.contains(&notes) && message.contains(".jsonl"),
+        "{message}"
+    );
+
+    let unknown = write(&dir.path().join("odd.jsonl"), b"{\"foo\": 1, \"bar\": 2}\n");
+    let message = convert_err(std::slice::from_ref(&unknown), "auto");
+    assert!(
+        message.contains(&unknown) && message.contains("bar, foo"),
+        "{message}"
+    );
+    assert!(
+        message.contains("baike: title + summary + sections"),
+        "{message}"
+    );
+
+    let garbage = write(
+        &dir.path().join("garbage.parquet"),
+        b"not a parquet file at all",
+    );
+    assert!(convert_err(std::slice::from_ref(&garbage), "zhihu").contains(&garbage));
+
+    let glob = dir.path().join("*.ndjson").display().to_string();
+    assert!(convert_err(std::slice::from_ref(&glob), "text").contains("matches no files"));
+    assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none());
+}
+
+#[test]
+fn output_directory_with_earlier_results_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(&dir.path().join("a.jsonl"), b"{\"text\": \"x\"}\n");
+    run(dir.path(), "out", std::slice::from_ref(&input), "text");
+    let options = ConvertOptions::new("text".parse().unwrap(), dir.path().join("out"));
+    let error = convert(&[input], &options).unwrap_err();
+    assert!(matches!(error, ConvertError::OutputNotEmpty(_)), "{error}");
+}
+
+#[test]
+fn directories_and_globs_expand_in_sorted_order_and_skipped_files_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    write(&data.join("b.jsonl"), b"{\"text\": \"b\"}\n");
+    write(&data.join("a.jsonl"), b"{\"text\": \"a\"}\n");
+    write(&data.join("sub/c.jsonl"), b"{\"text\": \"c\"}\n");
+    write(&data.join("README.md"), b"not data");
+    let summary = run(dir.path(), "dir", &[data.display().to_string()], "text");
+    let texts: Vec<String> = read_docs(&dir.path().join("dir"))
+        .into_iter()
+        .map(|d| d.text)
+        .collect();
+    assert_eq!(texts, ["a", "b", "c"]);
+    assert_eq!(summary.skipped_files.len(), 1);
+    assert!(summary.skipped_files[0].ends_with("README.md"));
+
+    let pattern = data.join("*.jsonl").display().to_string();
+    run(dir.path(), "glob", &[pattern], "text");
+    let texts: Vec<String> = read_docs(&dir.path().join("glob"))
+        .into_iter()
+        .map(|d| d.text)
+        .collect();
+    assert_eq!(texts, ["a", "b"]);
+}
