@@ -4,10 +4,12 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use steel_dataflow::bench::{ConvertBenchOptions, bench_convert};
+use steel_dataflow::bench::{ConvertBenchOptions, PackBenchOptions, bench_convert, bench_pack};
 use steel_dataflow::convert::{ConvertOptions, convert};
 use steel_dataflow::demo_data::{DemoDataOptions, generate};
 use steel_dataflow::output::OutputFormat;
+use steel_dataflow::pack::tokenizer::{read_texts, train};
+use steel_dataflow::pack::{PackOptions, PackSummary, pack};
 use steel_dataflow::sources::FormatChoice;
 
 #[derive(Parser)]
@@ -30,6 +32,11 @@ enum Command {
     Convert(ConvertArgs),
     /// Generate a synthetic corpus with planted duplicates and junk, plus its ground truth.
     DemoData(DemoDataArgs),
+    /// Step 3: tokenize unified documents and pack them into LITPKDS chunk files.
+    Pack(PackArgs),
+    /// Tokenizer tools.
+    #[command(subcommand)]
+    Tokenizer(TokenizerCommand),
     /// Run every stage that exists end to end on generated data and say what it did.
     Demo(DemoArgs),
     /// Throughput benchmarks; each prints JSON lines.
@@ -43,7 +50,7 @@ struct ConvertArgs {
     /// baidu-qa, belle, belle-multiturn, moss, firefly, zhihu, starcoder.
     #[arg(long, short = 'f', value_parser = clap::value_parser!(FormatChoice))]
     format: FormatChoice,
-    /// Directory for the shards, rejects.jsonl and summary.json; must be empty or absent.
+    /// Directory for the shards, _rejects.jsonl and _summary.json; must be empty or absent.
     #[arg(long, short = 'o')]
     output: PathBuf,
     /// The field the `text` format reads.
@@ -63,6 +70,56 @@ struct ConvertArgs {
     json: bool,
     /// Input files, directories (read recursively) or globs: .jsonl, .ndjson, .json (array
     /// or lines), each optionally .gz or .zst compressed, and .parquet.
+    #[arg(required = true)]
+    inputs: Vec<String>,
+}
+
+#[derive(Args)]
+struct PackArgs {
+    /// A tokenizer.json (Qwen1.5's: ../shared/data/tokenizers/qwen1_5/tokenizer.json).
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Chunk directory. Packing into one that has a manifest adds a new epoch of chunks.
+    #[arg(long, short = 'o')]
+    output: PathBuf,
+    /// Tokens per training block (B); a chunk holds (B + 1) * K tokens.
+    #[arg(long, default_value_t = 2048)]
+    block_size: u64,
+    /// Blocks per chunk (K).
+    #[arg(long, default_value_t = 1024)]
+    chunk_blocks: u64,
+    /// Token appended to every document.
+    #[arg(long, default_value = "<|im_end|>")]
+    eos: String,
+    /// Token that fills the tail of the last chunk.
+    #[arg(long, default_value = "<|endoftext|>")]
+    pad: String,
+    /// Epoch of the new chunks (default: one past the directory's last).
+    #[arg(long)]
+    epoch: Option<u64>,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Unified document files, directories or globs (the output of `steel convert`).
+    #[arg(required = true)]
+    inputs: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum TokenizerCommand {
+    /// Train a byte-level BPE with the Qwen special tokens, for small experiments.
+    Train(TokenizerTrainArgs),
+}
+
+#[derive(Args)]
+struct TokenizerTrainArgs {
+    /// Vocabulary size, special tokens included.
+    #[arg(long)]
+    vocab_size: usize,
+    /// Where to write tokenizer.json.
+    #[arg(long, short = 'o')]
+    output: PathBuf,
+    /// Unified document files, directories or globs (their `text` field is read).
     #[arg(required = true)]
     inputs: Vec<String>,
 }
@@ -101,6 +158,30 @@ struct DemoArgs {
 enum BenchCommand {
     /// Conversion throughput over replicated real samples, next to a parse-and-write floor.
     Convert(BenchConvertArgs),
+    /// Tokenisation and packing throughput with the Qwen tokenizer at each thread count.
+    Pack(BenchPackArgs),
+}
+
+#[derive(Args)]
+struct BenchPackArgs {
+    /// Directory of sample files.
+    #[arg(long, default_value = "../shared/data/steel-samples")]
+    samples: PathBuf,
+    /// The tokenizer to pack with.
+    #[arg(
+        long,
+        default_value = "../shared/data/tokenizers/qwen1_5/tokenizer.json"
+    )]
+    tokenizer: PathBuf,
+    /// Scratch directory.
+    #[arg(long, default_value = "target/bench-pack")]
+    work: PathBuf,
+    /// Copies of the converted samples in the input.
+    #[arg(long, default_value_t = 4)]
+    copies: usize,
+    /// Thread counts to measure, comma separated.
+    #[arg(long, default_value = "1,2", value_delimiter = ',')]
+    threads_list: Vec<usize>,
 }
 
 #[derive(Args)]
@@ -130,8 +211,11 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Convert(args) => run_convert(args),
         Command::DemoData(args) => run_demo_data(args),
+        Command::Pack(args) => run_pack(args),
+        Command::Tokenizer(TokenizerCommand::Train(args)) => run_tokenizer_train(args),
         Command::Demo(args) => run_demo(args),
         Command::Bench(BenchCommand::Convert(args)) => run_bench_convert(args),
+        Command::Bench(BenchCommand::Pack(args)) => run_bench_pack(args),
     }
 }
 
@@ -147,6 +231,51 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     }
+    Ok(())
+}
+
+fn run_pack(args: PackArgs) -> Result<()> {
+    let mut options = PackOptions::new(&args.tokenizer, &args.output);
+    options.block_size = args.block_size;
+    options.chunk_blocks = args.chunk_blocks;
+    options.eos = args.eos;
+    options.pad = args.pad;
+    options.epoch = args.epoch;
+    options.progress = true;
+    let summary = pack(&args.inputs, &options).context("steel pack failed")?;
+    print_pack_summary(&summary);
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    Ok(())
+}
+
+fn print_pack_summary(summary: &PackSummary) {
+    eprintln!(
+        "epoch {}: {} docs in, {} packed, {} rejected; {} tokens + {} padding in {} chunks, {:.2}s ({:.0} tokens/s)\nmanifest: {}; rejects: {}",
+        summary.epoch,
+        summary.docs_in,
+        summary.docs_packed,
+        summary.rejected,
+        summary.tokens,
+        summary.padding,
+        summary.chunks.len(),
+        summary.seconds,
+        summary.tokens as f64 / summary.seconds.max(1e-9),
+        summary.manifest,
+        summary.rejects_file
+    );
+}
+
+fn run_tokenizer_train(args: TokenizerTrainArgs) -> Result<()> {
+    let texts = read_texts(&args.inputs).context("reading training texts")?;
+    let count = texts.len();
+    train(texts, args.vocab_size, &args.output).context("training the tokenizer")?;
+    eprintln!(
+        "trained a {}-token byte-level BPE on {count} texts: {}",
+        args.vocab_size,
+        args.output.display()
+    );
     Ok(())
 }
 
@@ -216,8 +345,33 @@ fn run_demo(args: DemoArgs) -> Result<()> {
     .context("converting the demo corpus")?;
     eprintln!("{summary}");
 
-    eprintln!("\n== done. Later stages (clean, dedup, pack, train) join this demo as they land.");
+    eprintln!("\n== 3. train a small byte-level BPE (steel tokenizer train) and pack (steel pack)");
+    let converted = vec![converted_dir.display().to_string()];
+    let tokenizer = dir.join("tokenizer.json");
+    let texts = read_texts(&converted).context("reading the converted corpus")?;
+    train(texts, 2000, &tokenizer).context("training the demo tokenizer")?;
+    let mut pack_options = PackOptions::new(&tokenizer, dir.join("chunks"));
+    pack_options.block_size = 256;
+    pack_options.chunk_blocks = 64;
+    let packed = pack(&converted, &pack_options).context("packing the demo corpus")?;
+    print_pack_summary(&packed);
+
+    eprintln!("\n== done. Later stages (clean, dedup, train) join this demo as they land.");
     eprintln!("everything is in {}", dir.display());
+    Ok(())
+}
+
+fn run_bench_pack(args: BenchPackArgs) -> Result<()> {
+    let options = PackBenchOptions {
+        samples: args.samples,
+        tokenizer: args.tokenizer,
+        work: args.work,
+        copies: args.copies,
+        threads: args.threads_list,
+    };
+    for line in bench_pack(&options).context("steel bench pack failed")? {
+        println!("{}", serde_json::to_string(&line)?);
+    }
     Ok(())
 }
 

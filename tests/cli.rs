@@ -90,7 +90,7 @@ fn convert_json_summary_has_the_promised_fields() {
     );
     // The same summary is kept next to the shards.
     let kept: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(output.join("summary.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(output.join("_summary.json")).unwrap()).unwrap();
     assert_eq!(kept["docs_out"], 1);
 }
 

@@ -216,7 +216,7 @@ fn max_rejects_stops_the_run_with_a_clear_error() {
             ..
         }
     ));
-    assert!(error.to_string().contains("rejects.jsonl"), "{error}");
+    assert!(error.to_string().contains("_rejects.jsonl"), "{error}");
     assert_eq!(read_rejects(&dir.path().join("out")).len(), 4);
 }
 

@@ -8,6 +8,7 @@
 use crate::convert::{ConvertError, ConvertOptions, convert, plan_files};
 use crate::input::read::read_file;
 use crate::input::{BatchLimits, RawBody};
+use crate::pack::{PackError, PackOptions, pack};
 use crate::sources::FormatChoice;
 use serde::Serialize;
 use std::fs::File;
@@ -53,6 +54,8 @@ pub enum BenchError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Pack(#[from] PackError),
     #[error("cannot build a {threads}-thread pool: {reason}")]
     Pool { threads: usize, reason: String },
 }
@@ -187,4 +190,80 @@ fn floor(inputs: &[String], output: &Path) -> Result<u64, BenchError> {
     }
     out.flush().map_err(io_error(output))?;
     Ok(docs)
+}
+
+#[derive(Clone, Debug)]
+pub struct PackBenchOptions {
+    pub samples: PathBuf,
+    pub tokenizer: PathBuf,
+    pub work: PathBuf,
+    /// The converted samples are copied this many times to make the input.
+    pub copies: usize,
+    pub threads: Vec<usize>,
+}
+
+/// One JSON line of `steel bench pack`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PackBenchLine {
+    pub bench: &'static str,
+    pub case: &'static str,
+    pub threads: usize,
+    pub docs: u64,
+    /// UTF-8 bytes of document text tokenised.
+    pub text_bytes: u64,
+    pub tokens: u64,
+    pub seconds: f64,
+    pub tokens_per_s: f64,
+    pub mb_per_s: f64,
+}
+
+/// Convert the samples, copy the unified shard `copies` times, then tokenise and pack it all
+/// with the given tokenizer at each thread count.
+pub fn bench_pack(options: &PackBenchOptions) -> Result<Vec<PackBenchLine>, BenchError> {
+    let converted = options.work.join("converted");
+    if options.work.exists() {
+        std::fs::remove_dir_all(&options.work).map_err(io_error(&options.work))?;
+    }
+    let samples = vec![options.samples.display().to_string()];
+    convert(
+        &samples,
+        &ConvertOptions::new(FormatChoice::Auto, &converted),
+    )?;
+    let input = options.work.join("input");
+    std::fs::create_dir_all(&input).map_err(io_error(&input))?;
+    for copy in 0..options.copies {
+        let target = input.join(format!("copy-{copy:03}.jsonl"));
+        std::fs::copy(converted.join("part-00000.jsonl"), &target).map_err(io_error(&target))?;
+    }
+    let inputs = vec![input.display().to_string()];
+    let mut lines = Vec::new();
+    for &threads in &options.threads {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| BenchError::Pool {
+                threads,
+                reason: e.to_string(),
+            })?;
+        let mut pack_options = PackOptions::new(
+            &options.tokenizer,
+            options.work.join(format!("chunks-{threads}")),
+        );
+        pack_options.chunk_blocks = 64;
+        let start = Instant::now();
+        let summary = pool.install(|| pack(&inputs, &pack_options))?;
+        let seconds = start.elapsed().as_secs_f64();
+        lines.push(PackBenchLine {
+            bench: "pack",
+            case: "steel",
+            threads,
+            docs: summary.docs_packed,
+            text_bytes: summary.text_bytes,
+            tokens: summary.tokens,
+            seconds,
+            tokens_per_s: summary.tokens as f64 / seconds,
+            mb_per_s: summary.text_bytes as f64 / 1e6 / seconds,
+        });
+    }
+    Ok(lines)
 }

@@ -1,5 +1,5 @@
 //! `steel convert`: every input file, whatever its source format and container, to unified
-//! `{"text", "meta"}` shards, with every unusable record in `rejects.jsonl`.
+//! `{"text", "meta"}` shards, with every unusable record in `_rejects.jsonl`.
 //!
 //! Files are read one after another, each by a reader thread that hands bounded batches to
 //! this thread; a batch's records are converted in parallel (rayon) and written in input order,
@@ -28,9 +28,9 @@ use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 /// The name of the side output of rejected records.
-pub const REJECTS_FILE: &str = "rejects.jsonl";
+pub const REJECTS_FILE: &str = "_rejects.jsonl";
 /// The name of the machine-readable summary written next to the shards.
-pub const SUMMARY_FILE: &str = "summary.json";
+pub const SUMMARY_FILE: &str = "_summary.json";
 
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {
@@ -430,7 +430,7 @@ pub fn convert_record(
 }
 
 /// The bytes of one JSON record as an object.
-fn parse_object(bytes: &[u8]) -> Result<Record, RecordError> {
+pub(crate) fn parse_object(bytes: &[u8]) -> Result<Record, RecordError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         RecordError::new(
             RejectCode::InvalidUtf8,

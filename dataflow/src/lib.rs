@@ -7,6 +7,7 @@ pub mod demo_data;
 pub mod doc;
 pub mod input;
 pub mod output;
+pub mod pack;
 pub mod progress;
 pub mod reject;
 pub mod sources;

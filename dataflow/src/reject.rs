@@ -1,4 +1,4 @@
-//! Why a record could not be used, and the `rejects.jsonl` line that says so.
+//! Why a record could not be used, and the `_rejects.jsonl` line that says so.
 //!
 //! Every rejected record carries a stable reason code (the snake_case name of
 //! [`RejectCode`]), is counted in the run's summary and is written to the side output with
@@ -79,10 +79,10 @@ impl fmt::Display for RecordError {
     }
 }
 
-/// How many bytes of a rejected record are kept in `rejects.jsonl`.
+/// How many bytes of a rejected record are kept in `_rejects.jsonl`.
 pub const REJECT_HEAD_BYTES: usize = 200;
 
-/// One line of `rejects.jsonl`.
+/// One line of `_rejects.jsonl`.
 #[derive(Clone, Debug, Serialize)]
 pub struct RejectRecord {
     pub file: String,

@@ -45,7 +45,7 @@ pub fn read_docs(dir: &Path) -> Vec<UnifiedDoc> {
         .collect()
 }
 
-/// Every line of `rejects.jsonl` in `dir`.
+/// Every line of `_rejects.jsonl` in `dir`.
 pub fn read_rejects(dir: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(dir.join(REJECTS_FILE)).unwrap();
     text.lines()

@@ -13,7 +13,8 @@ pub struct Expanded {
 }
 
 /// Expand `inputs` in the order given. A directory expands to the readable files below it,
-/// recursively, in sorted path order; a glob (`*`, `?`, `[`) to its matches in sorted order;
+/// recursively, in sorted path order, passing over side files (names starting with `_` or
+/// `.`, such as a run's `_summary.json` and `_rejects.jsonl`); a glob (`*`, `?`, `[`) to its matches in sorted order;
 /// a plain path must exist. A file named twice is read once, at its first place.
 pub fn expand_inputs(inputs: &[String]) -> Result<Expanded, InputError> {
     let mut out = Expanded::default();
@@ -55,7 +56,7 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Expanded, InputError> {
             return Err(InputError::NotFound(path.to_path_buf()));
         }
         for file in found {
-            if FileKind::of(&file).is_none() {
+            if FileKind::of(&file).is_none() || is_side_file(&file) {
                 out.skipped.push(file);
             } else if seen.insert(file.clone()) {
                 out.files.push(file);
@@ -63,6 +64,13 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Expanded, InputError> {
         }
     }
     Ok(out)
+}
+
+/// `_summary.json`, `.hidden.jsonl`: metadata next to data, never data itself.
+fn is_side_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('_') || n.starts_with('.'))
 }
 
 /// Every file below `dir`, sorted by path.

@@ -1,0 +1,127 @@
+//! `manifest.json` of a chunk directory: the packing settings and every chunk with its token
+//! count, xxh3 hash, source mix and the epoch it was added in. Written atomically.
+
+use crate::pack::PackError;
+use crate::pack::litpkds::{TokenDtype, decode_chunk};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// What every chunk of a directory shares. A later `steel pack` into the same directory must
+/// use the same settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackSettings {
+    /// Tokens per training block, plus one (the shifted target) makes a row: `B`.
+    pub block_size: u64,
+    /// Blocks per chunk: `K`. A chunk holds `(B + 1) * K` tokens.
+    pub chunk_blocks: u64,
+    pub dtype: TokenDtype,
+    pub vocab_size: usize,
+    /// xxh3-64 of the tokenizer file's bytes, hex.
+    pub tokenizer_xxh3: String,
+    /// Appended after every document.
+    pub eos_id: u32,
+    /// Fills the tail of the last chunk.
+    pub pad_id: u32,
+}
+
+impl PackSettings {
+    pub fn chunk_size(&self) -> u64 {
+        (self.block_size + 1) * self.chunk_blocks
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkEntry {
+    /// File name inside the chunk directory.
+    pub file: String,
+    /// Document tokens (end tokens included) in the chunk; the rest is padding.
+    pub tokens: u64,
+    pub padding: u64,
+    /// xxh3-64 of the whole file, hex.
+    pub xxh3: String,
+    pub epoch: u64,
+    /// Tokens per source (`meta.source` of the documents).
+    pub sources: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub settings: PackSettings,
+    pub chunks: Vec<ChunkEntry>,
+}
+
+impl Manifest {
+    /// The manifest of `dir`, or `None` when there is none yet.
+    pub fn load(dir: &Path) -> Result<Option<Manifest>, PackError> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(PackError::io(&path, e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| PackError::Manifest {
+                path: path.clone(),
+                reason: format!("not a Steel chunk manifest: {e}"),
+            })
+    }
+
+    /// Write to a temporary file, fsync, rename: a crash leaves the old manifest or the new.
+    pub fn save(&self, dir: &Path) -> Result<(), PackError> {
+        let path = dir.join(MANIFEST_FILE);
+        let temporary = dir.join(format!("{MANIFEST_FILE}.tmp"));
+        let bytes = serde_json::to_vec_pretty(self).expect("a manifest always serialises");
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &path)
+        };
+        write().map_err(|e| PackError::io(&path, e))
+    }
+
+    /// Read chunk `entry` of `dir`, check its hash against the manifest and its header against
+    /// the settings, and return its tokens. Changed or damaged data is an error naming the file.
+    pub fn read_chunk(&self, dir: &Path, entry: &ChunkEntry) -> Result<Vec<u32>, PackError> {
+        let path = dir.join(&entry.file);
+        let bytes = std::fs::read(&path).map_err(|e| PackError::io(&path, e))?;
+        let hash = xxh3_hex(&bytes);
+        if hash != entry.xxh3 {
+            return Err(PackError::Chunk {
+                path,
+                reason: format!(
+                    "xxh3 {hash} differs from the manifest's {}: the chunk changed",
+                    entry.xxh3
+                ),
+            });
+        }
+        let (header, tokens) = decode_chunk(&bytes, &path)?;
+        if header.dtype != self.settings.dtype || header.chunk_size != self.settings.chunk_size() {
+            return Err(PackError::Chunk {
+                path,
+                reason: format!(
+                    "header says {:?} × {}, the manifest {:?} × {}",
+                    header.dtype,
+                    header.chunk_size,
+                    self.settings.dtype,
+                    self.settings.chunk_size()
+                ),
+            });
+        }
+        Ok(tokens)
+    }
+
+    pub fn next_epoch(&self) -> u64 {
+        self.chunks.iter().map(|c| c.epoch + 1).max().unwrap_or(0)
+    }
+}
+
+/// xxh3-64 of `bytes` as 16 hex digits.
+pub fn xxh3_hex(bytes: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
+}

@@ -1,0 +1,56 @@
+//! Step 3: documents to tokens packed into fixed-size chunk files.
+//!
+//! Chunks use TinyLlama/lit-gpt's `PackedDataset` layout (see [`litpkds`]), so Steel-LLM's
+//! own training code reads them; a [`manifest`] records every chunk's token count, xxh3 hash,
+//! source mix and the epoch it was added in.
+
+pub mod litpkds;
+pub mod manifest;
+pub mod packer;
+pub mod tokenizer;
+
+pub use packer::{PackOptions, PackSummary, pack};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error("cannot load tokenizer `{}`: {reason}", path.display())]
+    Tokenizer {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("token `{token}` is not in tokenizer `{}`", path.display())]
+    UnknownToken {
+        token: String,
+        path: std::path::PathBuf,
+    },
+    #[error("tokenizing failed: {0}")]
+    Encode(String),
+    #[error("`{}`: {reason}", path.display())]
+    Chunk {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("`{}`: {reason}", path.display())]
+    Manifest {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("bad settings: {0}")]
+    Settings(String),
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
+    #[error("cannot write `{}`: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl PackError {
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        PackError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Step 3: the Qwen tokenizer's test vectors, the chunk format byte for byte (read back by a
+//! reader written here from the spec), round trips, determinism, appends and damage detection.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use steel_dataflow::convert::{ConvertOptions, convert};
+use steel_dataflow::pack::manifest::Manifest;
+use steel_dataflow::pack::tokenizer::{load, read_texts, train};
+use steel_dataflow::pack::{PackOptions, pack};
+use steel_dataflow::sources::FormatChoice;
+
+fn qwen_tokenizer() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tokenizers/qwen1_5/tokenizer.json")
+}
+
+#[test]
+fn qwen_tokenizer_reproduces_every_test_vector() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/tokenizers/qwen_test_vectors.json");
+    let vectors: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert_eq!(vectors.len(), 42);
+    let tokenizer = load(&qwen_tokenizer()).unwrap();
+    for (i, vector) in vectors.iter().enumerate() {
+        let text = vector["text"].as_str().unwrap();
+        let expected: Vec<u32> = vector["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let ids = tokenizer
+            .encode_fast(text, false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        assert_eq!(ids, expected, "vector {i}: {text:?}");
+    }
+    assert_eq!(tokenizer.token_to_id("<|endoftext|>"), Some(151643));
+    assert_eq!(tokenizer.token_to_id("<|im_start|>"), Some(151644));
+    assert_eq!(tokenizer.token_to_id("<|im_end|>"), Some(151645));
+}
+
+/// A LITPKDS reader written from the format's description, independent of the crate's own.
+fn read_litpkds(bytes: &[u8]) -> (u8, u64, Vec<u32>) {
+    assert_eq!(&bytes[0..7], b"LITPKDS", "magic");
+    assert_eq!(
+        u64::from_le_bytes(bytes[7..15].try_into().unwrap()),
+        1,
+        "version"
+    );
+    let code = bytes[15];
+    let chunk_size = u64::from_le_bytes(bytes[16..24].try_into().unwrap());
+    let payload = &bytes[24..];
+    let tokens: Vec<u32> = match code {
+        8 => payload
+            .chunks(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32)
+            .collect(),
+        4 => payload
+            .chunks(4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u32)
+            .collect(),
+        other => panic!("unexpected dtype code {other}"),
+    };
+    assert_eq!(tokens.len() as u64, chunk_size, "payload length");
+    (code, chunk_size, tokens)
+}
+
+fn chunk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Converted (non-code) samples, a small realistic document set.
+fn converted_samples(dir: &Path) -> String {
+    let inputs: Vec<String> = ["firefly.jsonl", "wiki_cn.json", "zhihu_qa.parquet"]
+        .iter()
+        .map(|f| common::sample(f))
+        .collect();
+    let out = dir.join("converted");
+    convert(&inputs, &ConvertOptions::new(FormatChoice::Auto, &out)).unwrap();
+    out.display().to_string()
+}
+
+#[test]
+fn qwen_chunks_are_litpkds_int32_and_round_trip_to_the_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = converted_samples(dir.path());
+    let mut options = PackOptions::new(qwen_tokenizer(), dir.path().join("chunks"));
+    options.block_size = 512;
+    options.chunk_blocks = 8;
+    let summary = pack(std::slice::from_ref(&input), &options).unwrap();
+    assert_eq!(
+        (summary.docs_in, summary.docs_packed, summary.rejected),
+        (2250, 2250, 0)
+    );
+
+    let mut stream = Vec::new();
+    let files = chunk_files(&dir.path().join("chunks"));
+    assert_eq!(files.len(), summary.chunks.len());
+    for (i, file) in files.iter().enumerate() {
+        let (code, chunk_size, tokens) = read_litpkds(&std::fs::read(file).unwrap());
+        assert_eq!(code, 4, "Qwen's 151,646-token vocabulary needs int32");
+        assert_eq!(chunk_size, 513 * 8);
+        if i + 1 < files.len() {
+            stream.extend(tokens);
+        } else {
+            let padding = summary.padding as usize;
+            assert!(
+                tokens[tokens.len() - padding..]
+                    .iter()
+                    .all(|&t| t == 151643),
+                "tail is <|endoftext|>"
+            );
+            stream.extend(&tokens[..tokens.len() - padding]);
+        }
+    }
+    assert_eq!(stream.len() as u64, summary.tokens);
+    let tokenizer = load(&qwen_tokenizer()).unwrap();
+    let decoded = tokenizer.decode(&stream, false).unwrap();
+    let expected: String = read_texts(&[input])
+        .unwrap()
+        .iter()
+        .map(|t| format!("{t}<|im_end|>"))
+        .collect();
+    assert!(
+        decoded == expected,
+        "decoded chunks differ from the documents"
+    );
+}
+
+#[test]
+fn trained_tokenizer_has_the_special_tokens_and_packs_as_uint16() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = converted_samples(dir.path());
+    let path = dir.path().join("tok.json");
+    train(
+        read_texts(std::slice::from_ref(&input)).unwrap(),
+        1000,
+        &path,
+    )
+    .unwrap();
+    let tokenizer = load(&path).unwrap();
+    assert_eq!(tokenizer.get_vocab_size(true), 1000);
+    for special in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] {
+        let id = tokenizer.token_to_id(special).unwrap();
+        assert_eq!(
+            tokenizer.encode_fast(special, false).unwrap().get_ids(),
+            [id]
+        );
+    }
+    let text = "今天天气很好,我们一起去公园散步吧。Hello world!";
+    let ids = tokenizer
+        .encode_fast(text, false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    assert_eq!(tokenizer.decode(&ids, false).unwrap(), text);
+
+    let mut options = PackOptions::new(&path, dir.path().join("chunks"));
+    options.block_size = 128;
+    options.chunk_blocks = 4;
+    pack(&[input], &options).unwrap();
+    let first = &chunk_files(&dir.path().join("chunks"))[0];
+    let (code, _, _) = read_litpkds(&std::fs::read(first).unwrap());
+    assert_eq!(code, 8, "a 1,000-token vocabulary packs as uint16");
+}
+
+#[test]
+fn one_and_two_threads_pack_identical_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = converted_samples(dir.path());
+    let run = |threads: usize| {
+        let mut options =
+            PackOptions::new(qwen_tokenizer(), dir.path().join(format!("t{threads}")));
+        options.block_size = 256;
+        options.chunk_blocks = 4;
+        options.batch.records = 7;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| pack(std::slice::from_ref(&input), &options))
+            .unwrap();
+        chunk_files(&dir.path().join(format!("t{threads}")))
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (one, two) = (run(1), run(2));
+    assert!(one.len() > 10);
+    assert!(one == two, "chunk bytes differ between 1 and 2 threads");
+}
+
+#[test]
+fn packing_again_adds_an_epoch_and_never_rewrites_a_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = converted_samples(dir.path());
+    let chunks = dir.path().join("chunks");
+    let mut options = PackOptions::new(qwen_tokenizer(), &chunks);
+    options.block_size = 512;
+    options.chunk_blocks = 8;
+    pack(std::slice::from_ref(&input), &options).unwrap();
+    let before: Vec<(PathBuf, Vec<u8>)> = chunk_files(&chunks)
+        .into_iter()
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+
+    let second = pack(std::slice::from_ref(&input), &options).unwrap();
+    assert_eq!(second.epoch, 1);
+    for (path, bytes) in &before {
+        assert_eq!(
+            &std::fs::read(path).unwrap(),
+            bytes,
+            "{} was rewritten",
+            path.display()
+        );
+    }
+    let manifest = Manifest::load(&chunks).unwrap().unwrap();
+    assert_eq!(manifest.chunks.len(), 2 * before.len());
+    assert!(
+        manifest.chunks[before.len()..]
+            .iter()
+            .all(|c| c.epoch == 1 && c.file.starts_with("chunk_e0001_"))
+    );
+    for entry in &manifest.chunks {
+        let tokens = manifest.read_chunk(&chunks, entry).unwrap();
+        assert_eq!(tokens.len() as u64, entry.tokens + entry.padding);
+        assert_eq!(
+            entry.sources.values().sum::<u64>(),
+            entry.tokens,
+            "{}",
+            entry.file
+        );
+    }
+
+    // A repeated epoch and different settings are refused.
+    options.epoch = Some(1);
+    assert!(
+        pack(std::slice::from_ref(&input), &options)
+            .unwrap_err()
+            .to_string()
+            .contains("never rewritten")
+    );
+    options.epoch = None;
+    options.block_size = 256;
+    assert!(
+        pack(&[input], &options)
+            .unwrap_err()
+            .to_string()
+            .contains("other settings")
+    );
+}
+
+#[test]
+fn damaged_chunks_and_bad_settings_are_errors_naming_what_and_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = converted_samples(dir.path());
+    let chunks = dir.path().join("chunks");
+    let mut options = PackOptions::new(qwen_tokenizer(), &chunks);
+    options.block_size = 512;
+    options.chunk_blocks = 8;
+    pack(std::slice::from_ref(&input), &options).unwrap();
+    let manifest = Manifest::load(&chunks).unwrap().unwrap();
+    let entry = &manifest.chunks[0];
+    let path = chunks.join(&entry.file);
+    let original = std::fs::read(&path).unwrap();
+
+    let mut flipped = original.clone();
+    flipped[100] ^= 1;
+    std::fs::write(&path, &flipped).unwrap();
+    let message = manifest.read_chunk(&chunks, entry).unwrap_err().to_string();
+    assert!(
+        message.contains(&entry.file) && message.contains("changed"),
+        "{message}"
+    );
+
+    // Damage the header too (with a matching hash, so the header check itself speaks).
+    let mut truncated_entry = entry.clone();
+    std::fs::write(&path, &original[..original.len() - 4]).unwrap();
+    truncated_entry.xxh3 =
+        steel_dataflow::pack::manifest::xxh3_hex(&original[..original.len() - 4]);
+    let message = manifest
+        .read_chunk(&chunks, &truncated_entry)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("truncated"), "{message}");
+    let mut foreign = original.clone();
+    foreign[..7].copy_from_slice(b"NOTPKDS");
+    std::fs::write(&path, &foreign).unwrap();
+    truncated_entry.xxh3 = steel_dataflow::pack::manifest::xxh3_hex(&foreign);
+    let message = manifest
+        .read_chunk(&chunks, &truncated_entry)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("not a LITPKDS chunk"), "{message}");
+
+    let bad_tokenizer = dir.path().join("bad.json");
+    std::fs::write(&bad_tokenizer, "{\"not\": \"a tokenizer\"}").unwrap();
+    let error = pack(
+        std::slice::from_ref(&input),
+        &PackOptions::new(&bad_tokenizer, dir.path().join("x")),
+    );
+    assert!(error.unwrap_err().to_string().contains("bad.json"));
+
+    let mut options = PackOptions::new(qwen_tokenizer(), dir.path().join("y"));
+    options.eos = "<|nope|>".into();
+    assert!(
+        pack(&[input], &options)
+            .unwrap_err()
+            .to_string()
+            .contains("<|nope|>")
+    );
+}
