@@ -128,7 +128,7 @@ pub fn pack(inputs: &[String], options: &PackOptions) -> Result<PackSummary, Pac
                 read_file(&plan.path, plan.kind, limits, Default::default(), &mut send)
             });
             for batch in batches {
-                let encoded: Vec<Result<(Vec<u32>, String, u64), RejectRecord>> = batch
+                let encoded: Vec<Result<EncodedDoc, RejectRecord>> = batch
                     .into_par_iter()
                     .map(|record| encode_record(record, plan, &tokenizer, settings.eos_id))
                     .collect();
@@ -224,13 +224,16 @@ fn open_manifest(dir: &Path, settings: &PackSettings) -> Result<Manifest, PackEr
     }
 }
 
-/// One unified document to its tokens (end token included), its source and its text size.
+/// A document's tokens (end token included), its source and its text size in bytes.
+type EncodedDoc = (Vec<u32>, String, u64);
+
+/// One unified document to its tokens.
 fn encode_record(
     record: RawRecord,
     plan: &FilePlan,
     tokenizer: &Tokenizer,
     eos_id: u32,
-) -> Result<(Vec<u32>, String, u64), RejectRecord> {
+) -> Result<EncodedDoc, RejectRecord> {
     let reject = |error: RecordError, bytes: &[u8]| RejectRecord {
         file: plan.display.clone(),
         line: record.line,
