@@ -11,6 +11,8 @@ use steel_dataflow::output::OutputFormat;
 use steel_dataflow::pack::tokenizer::{read_texts, train};
 use steel_dataflow::pack::{PackOptions, PackSummary, pack};
 use steel_dataflow::sources::FormatChoice;
+use steel_trainer::data::bench::bench_loader;
+use steel_trainer::data::{DataSource, Loader, LoaderState};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +39,9 @@ enum Command {
     /// Tokenizer tools.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
+    /// Show the blocks the training loader serves (one xxh3 per block), saving or resuming
+    /// its state: for checking resume, appends and rank sharding from the shell.
+    Blocks(BlocksArgs),
     /// Run every stage that exists end to end on generated data and say what it did.
     Demo(DemoArgs),
     /// Throughput benchmarks; each prints JSON lines.
@@ -103,6 +108,36 @@ struct PackArgs {
     /// Unified document files, directories or globs (the output of `steel convert`).
     #[arg(required = true)]
     inputs: Vec<String>,
+}
+
+#[derive(Args)]
+struct BlocksArgs {
+    /// A chunk directory, optionally with a mixture weight: DIR or DIR:WEIGHT. Repeatable.
+    #[arg(long, required = true)]
+    data: Vec<String>,
+    /// Tokens per block (each block is block size + 1 tokens).
+    #[arg(long)]
+    block_size: u64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// This data-parallel rank.
+    #[arg(long, default_value_t = 0)]
+    rank: usize,
+    /// Number of data-parallel ranks.
+    #[arg(long, default_value_t = 1)]
+    world: usize,
+    /// Continue from a state file written by --save.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Pick up chunks added to the directories since the state was saved.
+    #[arg(long)]
+    add_new_chunks: bool,
+    /// How many blocks to serve.
+    #[arg(long)]
+    take: u64,
+    /// Write the loader state here afterwards.
+    #[arg(long)]
+    save: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -213,6 +248,7 @@ fn main() -> Result<()> {
         Command::DemoData(args) => run_demo_data(args),
         Command::Pack(args) => run_pack(args),
         Command::Tokenizer(TokenizerCommand::Train(args)) => run_tokenizer_train(args),
+        Command::Blocks(args) => run_blocks(args),
         Command::Demo(args) => run_demo(args),
         Command::Bench(BenchCommand::Convert(args)) => run_bench_convert(args),
         Command::Bench(BenchCommand::Pack(args)) => run_bench_pack(args),
@@ -276,6 +312,48 @@ fn run_tokenizer_train(args: TokenizerTrainArgs) -> Result<()> {
         args.vocab_size,
         args.output.display()
     );
+    Ok(())
+}
+
+fn run_blocks(args: BlocksArgs) -> Result<()> {
+    let sources = args
+        .data
+        .iter()
+        .map(|spec| match spec.rsplit_once(':') {
+            Some((dir, weight)) => Ok(DataSource {
+                dir: dir.into(),
+                weight: weight
+                    .parse()
+                    .with_context(|| format!("weight in `{spec}`"))?,
+            }),
+            None => Ok(DataSource {
+                dir: spec.into(),
+                weight: 1.0,
+            }),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut loader = match &args.resume {
+        Some(path) => {
+            let state: LoaderState = serde_json::from_slice(
+                &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            )
+            .with_context(|| format!("{} is not a loader state", path.display()))?;
+            Loader::resume(&sources, &state, args.rank)?
+        }
+        None => Loader::open(&sources, args.block_size, args.seed, args.rank, args.world)?,
+    };
+    if args.add_new_chunks {
+        eprintln!("{} new chunks joined", loader.add_new_chunks()?);
+    }
+    for _ in 0..args.take {
+        let block = loader.next_block()?;
+        let bytes: Vec<u8> = block.iter().flat_map(|t| t.to_le_bytes()).collect();
+        println!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+    }
+    if let Some(path) = &args.save {
+        std::fs::write(path, serde_json::to_vec_pretty(&loader.state())?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }
 
@@ -372,6 +450,12 @@ fn run_bench_pack(args: BenchPackArgs) -> Result<()> {
     for line in bench_pack(&options).context("steel bench pack failed")? {
         println!("{}", serde_json::to_string(&line)?);
     }
+    let chunks = options.work.join(format!(
+        "chunks-{}",
+        options.threads.first().copied().unwrap_or(1)
+    ));
+    let line = bench_loader(&chunks, 2048).context("loader benchmark failed")?;
+    println!("{}", serde_json::to_string(&line)?);
     Ok(())
 }
 

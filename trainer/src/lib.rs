@@ -1,4 +1,5 @@
 //! steel-trainer: the Steel model family, forward/backward, optimizer, data loader and
-//! checkpoints.
-//!
-//! Empty for now: it arrives with the trainer-core issue.
+//! checkpoints. Today: the data loader ([`data`]); the model and training loop arrive with
+//! the trainer-core issue.
+
+pub mod data;

@@ -1,0 +1,123 @@
+//! A chunk directory opened for training: its manifest, and each chunk memory-mapped and
+//! checked (xxh3 against the manifest, header against the settings) when first used.
+
+use crate::data::LoaderError;
+use memmap2::Mmap;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use steel_dataflow::pack::litpkds::{HEADER_BYTES, TokenDtype, parse_header};
+use steel_dataflow::pack::manifest::{ChunkEntry, Manifest, xxh3_hex};
+
+pub struct ChunkDir {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// Blocks of `block_size + 1` tokens per chunk.
+    pub blocks_per_chunk: u64,
+    open: HashMap<String, Mmap>,
+}
+
+impl ChunkDir {
+    /// Open `dir` for blocks of `block_size` (+1) tokens. The chunk size must be a whole
+    /// number of blocks.
+    pub fn open(dir: &Path, block_size: u64) -> Result<Self, LoaderError> {
+        let manifest =
+            Manifest::load(dir)?.ok_or_else(|| LoaderError::NotAChunkDir(dir.to_path_buf()))?;
+        let chunk_size = manifest.settings.chunk_size();
+        let row = block_size + 1;
+        if block_size == 0 || chunk_size % row != 0 {
+            return Err(LoaderError::BlockSize {
+                dir: dir.to_path_buf(),
+                block_size,
+                chunk_size,
+            });
+        }
+        Ok(ChunkDir {
+            dir: dir.to_path_buf(),
+            manifest,
+            blocks_per_chunk: chunk_size / row,
+            open: HashMap::new(),
+        })
+    }
+
+    /// Reload the manifest (after `steel pack` added an epoch); the chunks it lists now.
+    pub fn reload(&mut self) -> Result<&[ChunkEntry], LoaderError> {
+        let fresh = Manifest::load(&self.dir)?
+            .ok_or_else(|| LoaderError::NotAChunkDir(self.dir.clone()))?;
+        if fresh.settings != self.manifest.settings {
+            return Err(LoaderError::Changed(format!(
+                "`{}`: the manifest's settings changed",
+                self.dir.display()
+            )));
+        }
+        self.manifest = fresh;
+        Ok(&self.manifest.chunks)
+    }
+
+    /// Tokens `[block * (B + 1), (block + 1) * (B + 1))` of chunk `file`.
+    pub fn block(
+        &mut self,
+        file: &str,
+        block: u64,
+        block_size: u64,
+    ) -> Result<Vec<u32>, LoaderError> {
+        if !self.open.contains_key(file) {
+            let map = self.map_checked(file)?;
+            self.open.insert(file.to_string(), map);
+        }
+        let map = &self.open[file];
+        let width = self.manifest.settings.dtype.width();
+        let row = (block_size + 1) as usize;
+        let start = HEADER_BYTES + block as usize * row * width;
+        let bytes = &map[start..start + row * width];
+        Ok(match self.manifest.settings.dtype {
+            TokenDtype::U16 => bytes
+                .chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32)
+                .collect(),
+            TokenDtype::I32 => bytes
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u32)
+                .collect(),
+        })
+    }
+
+    fn map_checked(&self, file: &str) -> Result<Mmap, LoaderError> {
+        let entry = self
+            .manifest
+            .chunks
+            .iter()
+            .find(|c| c.file == file)
+            .ok_or_else(|| {
+                LoaderError::Changed(format!("chunk `{file}` is not in the manifest"))
+            })?;
+        let path = self.dir.join(file);
+        let handle = std::fs::File::open(&path).map_err(|e| LoaderError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        // SAFETY: chunk files are written once (temporary file, then rename) and never
+        // modified; the hash check below catches a file changed before we mapped it.
+        let map = unsafe { Mmap::map(&handle) }.map_err(|e| LoaderError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        let hash = xxh3_hex(&map);
+        if hash != entry.xxh3 {
+            return Err(LoaderError::Changed(format!(
+                "`{}`: xxh3 {hash} differs from the manifest's {}: the chunk changed",
+                path.display(),
+                entry.xxh3
+            )));
+        }
+        let header = parse_header(&map, &path)?;
+        if header.chunk_size != self.manifest.settings.chunk_size() {
+            return Err(LoaderError::Changed(format!(
+                "`{}`: header chunk size {} differs from the manifest's {}",
+                path.display(),
+                header.chunk_size,
+                self.manifest.settings.chunk_size()
+            )));
+        }
+        Ok(map)
+    }
+}

@@ -1,0 +1,324 @@
+//! The training data loader: blocks of `B + 1` tokens from memory-mapped `LITPKDS` chunks.
+//!
+//! - Each chunk directory's blocks are served in a seeded shuffled order per epoch
+//!   ([`order`]); data-parallel rank `r` of `W` takes positions `r, r + W, r + 2W, ...` of
+//!   it, so ranks see disjoint blocks that together cover the epoch (the last `< W` blocks of
+//!   an epoch are dropped so that ranks stay in step).
+//! - Several directories mix by weight (Steel's `CombinedDataset`): step `t` draws its
+//!   directory from a hash of (seed, t), the same draw on every rank.
+//! - [`Loader::state`] is a small serialisable record (seed, step, per directory: epoch,
+//!   chunk list, add/exclude events, blocks consumed); [`Loader::resume`] rebuilds exactly
+//!   the same future batches from it.
+//! - [`Loader::add_new_chunks`] picks up chunks `steel pack` added to a directory and shuffles
+//!   their blocks into the unseen remainder of the epoch only; [`Loader::exclude_chunks`]
+//!   drops chunks (e.g. holding retracted documents) from the remainder.
+//! - Every chunk's xxh3 is checked against the manifest when it is first opened.
+
+pub mod bench;
+pub mod chunks;
+pub mod order;
+
+use chunks::ChunkDir;
+use order::{Event, Order, OrderState};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use steel_dataflow::pack::PackError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    #[error("`{}` is not a chunk directory (no manifest.json); make one with `steel pack`", .0.display())]
+    NotAChunkDir(PathBuf),
+    #[error(
+        "`{}`: block size {block_size} does not fit its chunks: a chunk of {chunk_size} tokens \
+         must be a whole number of blocks of block size + 1 tokens",
+        dir.display()
+    )]
+    BlockSize {
+        dir: PathBuf,
+        block_size: u64,
+        chunk_size: u64,
+    },
+    #[error("`{}` has fewer blocks than data-parallel ranks ({world})", dir.display())]
+    TooFewBlocks { dir: PathBuf, world: usize },
+    #[error("data changed under the loader: {0}")]
+    Changed(String),
+    #[error("cannot resume: {0}")]
+    StateMismatch(String),
+    #[error("cannot read `{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pack(#[from] PackError),
+}
+
+/// A chunk directory and its share of the mixture.
+#[derive(Clone, Debug)]
+pub struct DataSource {
+    pub dir: PathBuf,
+    pub weight: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoaderState {
+    pub seed: u64,
+    pub block_size: u64,
+    pub world: usize,
+    /// Blocks served per rank so far.
+    pub step: u64,
+    pub sources: Vec<SourceState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceState {
+    pub dir: String,
+    pub weight: f64,
+    /// Chunks never to serve again.
+    pub excluded: Vec<String>,
+    pub order: OrderState,
+}
+
+struct Source {
+    chunks: ChunkDir,
+    weight: f64,
+    excluded: Vec<String>,
+    order: Order,
+}
+
+pub struct Loader {
+    seed: u64,
+    block_size: u64,
+    rank: usize,
+    world: usize,
+    step: u64,
+    sources: Vec<Source>,
+}
+
+impl Loader {
+    /// A loader at the start of epoch 0 for `rank` of `world` ranks.
+    pub fn open(
+        sources: &[DataSource],
+        block_size: u64,
+        seed: u64,
+        rank: usize,
+        world: usize,
+    ) -> Result<Loader, LoaderError> {
+        let state = LoaderState {
+            seed,
+            block_size,
+            world,
+            step: 0,
+            sources: sources
+                .iter()
+                .enumerate()
+                .map(|(index, source)| -> Result<SourceState, LoaderError> {
+                    let dir = ChunkDir::open(&source.dir, block_size)?;
+                    Ok(SourceState {
+                        dir: source.dir.display().to_string(),
+                        weight: source.weight,
+                        excluded: Vec::new(),
+                        order: OrderState {
+                            seed: source_seed(seed, index),
+                            epoch: 0,
+                            chunks: dir.manifest.chunks.iter().map(|c| c.file.clone()).collect(),
+                            events: Vec::new(),
+                            consumed: 0,
+                        },
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Loader::resume(sources, &state, rank)
+    }
+
+    /// Continue exactly where `state` was taken, as `rank` of `state.world`.
+    pub fn resume(
+        sources: &[DataSource],
+        state: &LoaderState,
+        rank: usize,
+    ) -> Result<Loader, LoaderError> {
+        if sources.len() != state.sources.len() {
+            return Err(LoaderError::StateMismatch(format!(
+                "the state has {} data sources, the configuration {}",
+                state.sources.len(),
+                sources.len()
+            )));
+        }
+        if rank >= state.world {
+            return Err(LoaderError::StateMismatch(format!(
+                "rank {rank} of {} ranks",
+                state.world
+            )));
+        }
+        let mut opened = Vec::with_capacity(sources.len());
+        for (source, saved) in sources.iter().zip(&state.sources) {
+            let chunks = ChunkDir::open(&source.dir, state.block_size)?;
+            let order = Order::build(saved.order.clone(), chunks.blocks_per_chunk);
+            if order.blocks.len() < state.world {
+                return Err(LoaderError::TooFewBlocks {
+                    dir: source.dir.clone(),
+                    world: state.world,
+                });
+            }
+            opened.push(Source {
+                chunks,
+                weight: source.weight,
+                excluded: saved.excluded.clone(),
+                order,
+            });
+        }
+        Ok(Loader {
+            seed: state.seed,
+            block_size: state.block_size,
+            rank,
+            world: state.world,
+            step: state.step,
+            sources: opened,
+        })
+    }
+
+    pub fn state(&self) -> LoaderState {
+        LoaderState {
+            seed: self.seed,
+            block_size: self.block_size,
+            world: self.world,
+            step: self.step,
+            sources: self
+                .sources
+                .iter()
+                .map(|s| SourceState {
+                    dir: s.chunks.dir.display().to_string(),
+                    weight: s.weight,
+                    excluded: s.excluded.clone(),
+                    order: s.order.state.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Blocks in the current epoch's order of the first source (all ranks together).
+    pub fn blocks_in_epoch(&self) -> usize {
+        self.sources[0].order.blocks.len()
+    }
+
+    /// This rank's next block of `block_size + 1` tokens.
+    pub fn next_block(&mut self) -> Result<Vec<u32>, LoaderError> {
+        let index = self.pick_source();
+        let (world, rank) = (self.world, self.rank);
+        let source = &mut self.sources[index];
+        if source.order.state.consumed as usize + world > source.order.blocks.len() {
+            source.start_next_epoch(world)?;
+        }
+        let position = source.order.state.consumed as usize + rank;
+        let (file, block) = source.order.blocks[position].clone();
+        source.order.state.consumed += world as u64;
+        self.step += 1;
+        source.chunks.block(&file, block, self.block_size)
+    }
+
+    /// Which source step `self.step` draws from: a weighted choice from a hash of
+    /// (seed, step), identical on every rank.
+    fn pick_source(&self) -> usize {
+        if self.sources.len() == 1 {
+            return 0;
+        }
+        let key = [self.seed, self.step].map(u64::to_le_bytes).concat();
+        let unit = (xxhash_rust::xxh3::xxh3_64(&key) >> 11) as f64 / (1u64 << 53) as f64;
+        let total: f64 = self.sources.iter().map(|s| s.weight).sum();
+        let mut threshold = unit * total;
+        for (index, source) in self.sources.iter().enumerate() {
+            if threshold < source.weight {
+                return index;
+            }
+            threshold -= source.weight;
+        }
+        self.sources.len() - 1
+    }
+
+    /// Pick up chunks added to the directories since they were opened; their blocks join
+    /// the unseen remainder of the current epoch. Returns how many chunks joined.
+    pub fn add_new_chunks(&mut self) -> Result<usize, LoaderError> {
+        let mut added = 0;
+        for source in &mut self.sources {
+            let known = source.known_chunks();
+            let fresh: Vec<String> = source
+                .chunks
+                .reload()?
+                .iter()
+                .map(|c| c.file.clone())
+                .filter(|f| !known.contains(f) && !source.excluded.contains(f))
+                .collect();
+            if !fresh.is_empty() {
+                added += fresh.len();
+                let consumed = source.order.state.consumed;
+                source.order.state.events.push(Event::Add {
+                    consumed,
+                    chunks: fresh,
+                });
+                source.rebuild();
+            }
+        }
+        Ok(added)
+    }
+
+    /// Never serve these chunks of source `index` again (from now on; blocks already served
+    /// stay served).
+    pub fn exclude_chunks(&mut self, index: usize, files: &[String]) {
+        let source = &mut self.sources[index];
+        source.excluded.extend(files.iter().cloned());
+        let consumed = source.order.state.consumed;
+        source.order.state.events.push(Event::Exclude {
+            consumed,
+            chunks: files.to_vec(),
+        });
+        source.rebuild();
+    }
+}
+
+impl Source {
+    fn known_chunks(&self) -> Vec<String> {
+        let mut known = self.order.state.chunks.clone();
+        for event in &self.order.state.events {
+            if let Event::Add { chunks, .. } = event {
+                known.extend(chunks.iter().cloned());
+            }
+        }
+        known
+    }
+
+    fn rebuild(&mut self) {
+        let state = self.order.state.clone();
+        self.order = Order::build(state, self.chunks.blocks_per_chunk);
+    }
+
+    fn start_next_epoch(&mut self, world: usize) -> Result<(), LoaderError> {
+        let chunks: Vec<String> = self
+            .chunks
+            .manifest
+            .chunks
+            .iter()
+            .map(|c| c.file.clone())
+            .filter(|f| self.known_chunks().contains(f) && !self.excluded.contains(f))
+            .collect();
+        let state = OrderState {
+            seed: self.order.state.seed,
+            epoch: self.order.state.epoch + 1,
+            chunks,
+            events: Vec::new(),
+            consumed: 0,
+        };
+        self.order = Order::build(state, self.chunks.blocks_per_chunk);
+        if self.order.blocks.len() < world {
+            return Err(LoaderError::TooFewBlocks {
+                dir: self.chunks.dir.clone(),
+                world,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn source_seed(seed: u64, index: usize) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(&[seed.to_le_bytes(), (index as u64).to_le_bytes()].concat())
+}
