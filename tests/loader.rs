@@ -110,6 +110,50 @@ fn an_epoch_serves_every_block_once_and_two_ranks_split_it() {
 }
 
 #[test]
+fn text_to_tokens_to_chunks_to_loader_blocks_detokenises_to_the_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = dir.path().join("chunks");
+    pack_docs(dir.path(), 10, &chunks);
+    let stream = all_blocks(&chunks);
+    let mut loader = Loader::open(&source(&chunks), BLOCK, 4, 0, 1).unwrap();
+    let served = take(&mut loader, stream.len());
+    // Put the served blocks back in chunk order: each block takes the first unclaimed
+    // position in the chunk stream with the same tokens.
+    let mut positions: HashMap<&Vec<u32>, Vec<usize>> = HashMap::new();
+    for (i, block) in stream.iter().enumerate().rev() {
+        positions.entry(block).or_default().push(i);
+    }
+    let mut placed = vec![None; stream.len()];
+    for block in &served {
+        let i = positions
+            .get_mut(block)
+            .and_then(Vec::pop)
+            .expect("served block is in the chunks");
+        placed[i] = Some(block.clone());
+    }
+    let tokens: Vec<u32> = placed
+        .into_iter()
+        .flat_map(|b| b.expect("every position served"))
+        .collect();
+    let manifest = Manifest::load(&chunks).unwrap().unwrap();
+    let padding = manifest.chunks.last().unwrap().padding as usize;
+    let tokenizer = steel_dataflow::pack::tokenizer::load(&qwen()).unwrap();
+    let text = tokenizer
+        .decode(&tokens[..tokens.len() - padding], false)
+        .unwrap();
+    let converted = dir.path().join("converted-10").display().to_string();
+    let documents: String = steel_dataflow::pack::tokenizer::read_texts(&[converted])
+        .unwrap()
+        .iter()
+        .map(|t| format!("{t}<|im_end|>"))
+        .collect();
+    assert!(
+        text == documents,
+        "loader blocks do not detokenise to the documents"
+    );
+}
+
+#[test]
 fn resume_continues_with_exactly_the_same_blocks_for_each_rank() {
     let dir = tempfile::tempdir().unwrap();
     let chunks = dir.path().join("chunks");

@@ -13,7 +13,7 @@ use crate::input::{
 };
 use crate::output::{OutputError, OutputFormat, Prepared, ShardInfo, ShardWriter};
 use crate::progress::Progress;
-use crate::reject::{RecordError, RejectCode, RejectRecord, head_of};
+use crate::reject::{RecordError, RejectCode, RejectRecord};
 use crate::sources::fields::{Record, kind_of};
 use crate::sources::{Format, FormatChoice};
 use rayon::prelude::*;
@@ -383,13 +383,8 @@ pub fn convert_record(
     plan: &FilePlan,
     text_field: &str,
 ) -> Result<UnifiedDoc, RejectRecord> {
-    let reject = |error: RecordError, bytes: &[u8]| RejectRecord {
-        file: plan.display.clone(),
-        line: record.line,
-        row: record.row,
-        reason: error.code,
-        detail: error.detail,
-        head: head_of(bytes),
+    let reject = |error: RecordError, bytes: &[u8]| {
+        RejectRecord::new(&plan.display, record.line, record.row, error, bytes)
     };
     let (object, json_bytes) = match record.body {
         RawBody::Broken(error, bytes) => return Err(reject(error, &bytes)),

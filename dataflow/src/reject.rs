@@ -97,6 +97,20 @@ pub struct RejectRecord {
     pub head: String,
 }
 
+impl RejectRecord {
+    /// The record at `line`/`row` of `file`, whose bytes are `bytes`, rejected for `error`.
+    pub fn new(file: &str, line: Option<u64>, row: u64, error: RecordError, bytes: &[u8]) -> Self {
+        RejectRecord {
+            file: file.to_string(),
+            line,
+            row,
+            reason: error.code,
+            detail: error.detail,
+            head: head_of(bytes),
+        }
+    }
+}
+
 /// The first `REJECT_HEAD_BYTES` bytes of `bytes` as text.
 pub fn head_of(bytes: &[u8]) -> String {
     let end = bytes.len().min(REJECT_HEAD_BYTES);

@@ -14,7 +14,7 @@ use crate::pack::litpkds::{TokenDtype, encode_chunk};
 use crate::pack::manifest::{ChunkEntry, MANIFEST_FILE, Manifest, PackSettings, xxh3_hex};
 use crate::pack::tokenizer::{load, token_id};
 use crate::progress::Progress;
-use crate::reject::{RecordError, RejectCode, RejectRecord, head_of};
+use crate::reject::{RecordError, RejectCode, RejectRecord};
 use crate::sources::fields::{Record, str_field};
 use crate::sources::{Format, FormatChoice};
 use rayon::prelude::*;
@@ -234,13 +234,8 @@ fn encode_record(
     tokenizer: &Tokenizer,
     eos_id: u32,
 ) -> Result<EncodedDoc, RejectRecord> {
-    let reject = |error: RecordError, bytes: &[u8]| RejectRecord {
-        file: plan.display.clone(),
-        line: record.line,
-        row: record.row,
-        reason: error.code,
-        detail: error.detail,
-        head: head_of(bytes),
+    let reject = |error: RecordError, bytes: &[u8]| {
+        RejectRecord::new(&plan.display, record.line, record.row, error, bytes)
     };
     let object: Record = match &record.body {
         RawBody::Json(bytes) => parse_object(bytes).map_err(|e| reject(e, bytes))?,
