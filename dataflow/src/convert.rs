@@ -14,7 +14,7 @@ use crate::input::{
 use crate::output::{OutputError, OutputFormat, Prepared, ShardInfo, ShardWriter};
 use crate::progress::Progress;
 use crate::reject::{RecordError, RejectCode, RejectRecord};
-use crate::sources::fields::{Record, kind_of};
+use crate::sources::fields::Record;
 use crate::sources::{Format, FormatChoice};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -386,25 +386,14 @@ pub fn convert_record(
     let reject = |error: RecordError, bytes: &[u8]| {
         RejectRecord::new(&plan.display, record.line, record.row, error, bytes)
     };
-    let (object, json_bytes) = match record.body {
-        RawBody::Broken(error, bytes) => return Err(reject(error, &bytes)),
-        RawBody::Json(bytes) => match parse_object(&bytes) {
-            Ok(object) => (object, Some(bytes)),
-            Err(error) => return Err(reject(error, &bytes)),
-        },
-        RawBody::Row(row) => match row.to_record() {
-            Ok(object) => (object, None),
-            Err(error) => {
-                let error =
-                    RecordError::new(RejectCode::ReadError, format!("parquet row: {error}"));
-                return Err(reject(error, &[]));
-            }
-        },
-    };
+    let object = record
+        .body
+        .object()
+        .map_err(|e| reject(e, record.body.bytes()))?;
     // The record's bytes for the reject head; a parquet row is serialised only when rejected.
-    let head_bytes = |object: &Record| match &json_bytes {
-        Some(bytes) => bytes.clone(),
-        None => serde_json::to_vec(object).expect("a record always serialises"),
+    let head_bytes = |object: &Record| match &record.body {
+        RawBody::Row(_) => serde_json::to_vec(object).expect("a record always serialises"),
+        body => body.bytes().to_vec(),
     };
     let text = match plan.format.render(&object, text_field) {
         Ok(text) if text.trim().is_empty() => {
@@ -422,25 +411,4 @@ pub fn convert_record(
             row: record.row,
         },
     })
-}
-
-/// The bytes of one JSON record as an object.
-pub(crate) fn parse_object(bytes: &[u8]) -> Result<Record, RecordError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        RecordError::new(
-            RejectCode::InvalidUtf8,
-            format!("invalid UTF-8 at byte {} of the record", e.valid_up_to()),
-        )
-    })?;
-    match serde_json::from_str(text) {
-        Ok(serde_json::Value::Object(object)) => Ok(object),
-        Ok(other) => Err(RecordError::new(
-            RejectCode::NotAnObject,
-            format!("the record is {}, expected an object", kind_of(&other)),
-        )),
-        Err(error) => Err(RecordError::new(
-            RejectCode::MalformedJson,
-            error.to_string(),
-        )),
-    }
 }

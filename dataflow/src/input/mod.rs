@@ -15,7 +15,8 @@ pub mod open;
 pub mod parquet;
 pub mod read;
 
-use crate::reject::RecordError;
+use crate::reject::{RecordError, RejectCode};
+use crate::sources::fields::{Record, kind_of};
 use std::path::PathBuf;
 
 pub use batch::{BatchLimits, Batcher};
@@ -40,6 +41,48 @@ pub enum RawBody {
     Row(parquet::ParquetRow),
     /// Reading stopped here; the bytes read so far of the record, if any.
     Broken(RecordError, Vec<u8>),
+}
+
+impl RawBody {
+    /// The record as a JSON object, or why it is not one.
+    pub fn object(&self) -> Result<Record, RecordError> {
+        match self {
+            RawBody::Json(bytes) => parse_object(bytes),
+            RawBody::Row(row) => row
+                .to_record()
+                .map_err(|e| RecordError::new(RejectCode::ReadError, format!("parquet row: {e}"))),
+            RawBody::Broken(error, _) => Err(error.clone()),
+        }
+    }
+
+    /// The record's raw bytes (none for a parquet row).
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            RawBody::Json(bytes) | RawBody::Broken(_, bytes) => bytes,
+            RawBody::Row(_) => &[],
+        }
+    }
+}
+
+/// The bytes of one JSON record as an object.
+fn parse_object(bytes: &[u8]) -> Result<Record, RecordError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        RecordError::new(
+            RejectCode::InvalidUtf8,
+            format!("invalid UTF-8 at byte {} of the record", e.valid_up_to()),
+        )
+    })?;
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(object)) => Ok(object),
+        Ok(other) => Err(RecordError::new(
+            RejectCode::NotAnObject,
+            format!("the record is {}, expected an object", kind_of(&other)),
+        )),
+        Err(error) => Err(RecordError::new(
+            RejectCode::MalformedJson,
+            error.to_string(),
+        )),
+    }
 }
 
 /// Errors that concern a whole input file (as opposed to one record in it).

@@ -2,7 +2,7 @@
 //! count, xxh3 hash, source mix and the epoch it was added in. Written atomically.
 
 use crate::pack::PackError;
-use crate::pack::litpkds::{TokenDtype, decode_chunk};
+use crate::pack::litpkds::{TokenDtype, decode_chunk, parse_header};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -85,25 +85,37 @@ impl Manifest {
         write().map_err(|e| PackError::io(&path, e))
     }
 
-    /// Read chunk `entry` of `dir`, check its hash against the manifest and its header against
-    /// the settings, and return its tokens. Changed or damaged data is an error naming the file.
+    /// Read chunk `entry` of `dir`, check it (see [`Manifest::check_chunk`]) and return its
+    /// tokens.
     pub fn read_chunk(&self, dir: &Path, entry: &ChunkEntry) -> Result<Vec<u32>, PackError> {
         let path = dir.join(&entry.file);
         let bytes = std::fs::read(&path).map_err(|e| PackError::io(&path, e))?;
-        let hash = xxh3_hex(&bytes);
+        self.check_chunk(entry, &bytes, &path)?;
+        Ok(decode_chunk(&bytes, &path)?.1)
+    }
+
+    /// Check a chunk file's `bytes`: its hash against the manifest entry and its header against
+    /// the settings. Changed or damaged data is an error naming the file.
+    pub fn check_chunk(
+        &self,
+        entry: &ChunkEntry,
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<(), PackError> {
+        let hash = xxh3_hex(bytes);
         if hash != entry.xxh3 {
             return Err(PackError::Chunk {
-                path,
+                path: path.to_path_buf(),
                 reason: format!(
                     "xxh3 {hash} differs from the manifest's {}: the chunk changed",
                     entry.xxh3
                 ),
             });
         }
-        let (header, tokens) = decode_chunk(&bytes, &path)?;
+        let header = parse_header(bytes, path)?;
         if header.dtype != self.settings.dtype || header.chunk_size != self.settings.chunk_size() {
             return Err(PackError::Chunk {
-                path,
+                path: path.to_path_buf(),
                 reason: format!(
                     "header says {:?} × {}, the manifest {:?} × {}",
                     header.dtype,
@@ -113,7 +125,7 @@ impl Manifest {
                 ),
             });
         }
-        Ok(tokens)
+        Ok(())
     }
 
     pub fn next_epoch(&self) -> u64 {

@@ -46,6 +46,16 @@ pub enum PackError {
     },
 }
 
+/// `plan_files` only fails on inputs; anything else it reports is a settings problem.
+impl From<crate::convert::ConvertError> for PackError {
+    fn from(error: crate::convert::ConvertError) -> Self {
+        match error {
+            crate::convert::ConvertError::Input(e) => PackError::Input(e),
+            other => PackError::Settings(other.to_string()),
+        }
+    }
+}
+
 impl PackError {
     pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         PackError::Io {

@@ -6,16 +6,16 @@
 //! the same bytes for any thread count. Packing into a directory that already has a manifest
 //! adds a new epoch of chunks and never rewrites an existing one.
 
-use crate::convert::{FilePlan, parse_object, plan_files};
+use crate::convert::{FilePlan, plan_files};
 use crate::input::read::read_file;
-use crate::input::{BatchLimits, RawBody, RawRecord};
+use crate::input::{BatchLimits, RawRecord};
 use crate::pack::PackError;
 use crate::pack::litpkds::{TokenDtype, encode_chunk};
 use crate::pack::manifest::{ChunkEntry, MANIFEST_FILE, Manifest, PackSettings, xxh3_hex};
 use crate::pack::tokenizer::{load, token_id};
 use crate::progress::Progress;
 use crate::reject::{RecordError, RejectCode, RejectRecord};
-use crate::sources::fields::{Record, str_field};
+use crate::sources::fields::str_field;
 use crate::sources::{Format, FormatChoice};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -80,11 +80,7 @@ pub fn pack(inputs: &[String], options: &PackOptions) -> Result<PackSummary, Pac
     let start = Instant::now();
     let tokenizer = load(&options.tokenizer)?;
     let settings = settings_for(&tokenizer, options)?;
-    let (plans, _) =
-        plan_files(inputs, FormatChoice::Fixed(Format::Text)).map_err(|e| match e {
-            crate::convert::ConvertError::Input(e) => PackError::Input(e),
-            other => PackError::Settings(other.to_string()),
-        })?;
+    let (plans, _) = plan_files(inputs, FormatChoice::Fixed(Format::Text))?;
     std::fs::create_dir_all(&options.output).map_err(|e| PackError::io(&options.output, e))?;
     let mut manifest = open_manifest(&options.output, &settings)?;
     let epoch = options.epoch.unwrap_or_else(|| manifest.next_epoch());
@@ -237,16 +233,10 @@ fn encode_record(
     let reject = |error: RecordError, bytes: &[u8]| {
         RejectRecord::new(&plan.display, record.line, record.row, error, bytes)
     };
-    let object: Record = match &record.body {
-        RawBody::Json(bytes) => parse_object(bytes).map_err(|e| reject(e, bytes))?,
-        RawBody::Row(row) => row.to_record().map_err(|e| {
-            reject(
-                RecordError::new(RejectCode::ReadError, format!("parquet row: {e}")),
-                &[],
-            )
-        })?,
-        RawBody::Broken(error, bytes) => return Err(reject(error.clone(), bytes)),
-    };
+    let object = record
+        .body
+        .object()
+        .map_err(|e| reject(e, record.body.bytes()))?;
     let head = || serde_json::to_vec(&object).unwrap_or_default();
     let text = str_field(&object, "text").map_err(|e| reject(e, &head()))?;
     if text.is_empty() {

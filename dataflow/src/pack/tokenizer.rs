@@ -64,25 +64,17 @@ pub fn train(texts: Vec<String>, vocab_size: usize, output: &Path) -> Result<(),
 /// The `text` field of every unified document in `inputs` (for training a small tokenizer;
 /// the texts are held in memory).
 pub fn read_texts(inputs: &[String]) -> Result<Vec<String>, PackError> {
-    use crate::convert::{ConvertError, parse_object, plan_files};
+    use crate::convert::plan_files;
     use crate::input::read::read_file;
-    use crate::input::{BatchLimits, RawBody, RawRecord};
+    use crate::input::{BatchLimits, RawRecord};
     use crate::sources::{Format, FormatChoice};
 
-    let (plans, _) =
-        plan_files(inputs, FormatChoice::Fixed(Format::Text)).map_err(|e| match e {
-            ConvertError::Input(e) => PackError::Input(e),
-            other => PackError::Settings(other.to_string()),
-        })?;
+    let (plans, _) = plan_files(inputs, FormatChoice::Fixed(Format::Text))?;
     let mut texts = Vec::new();
     for plan in &plans {
         let mut collect = |batch: Vec<RawRecord>| {
             for record in batch {
-                let object = match &record.body {
-                    RawBody::Json(bytes) => parse_object(bytes).ok(),
-                    RawBody::Row(row) => row.to_record().ok(),
-                    RawBody::Broken(..) => None,
-                };
+                let object = record.body.object().ok();
                 if let Some(serde_json::Value::String(text)) =
                     object.and_then(|mut o| o.remove("text"))
                 {

@@ -5,8 +5,8 @@ use crate::data::LoaderError;
 use memmap2::Mmap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use steel_dataflow::pack::litpkds::{HEADER_BYTES, TokenDtype, parse_header};
-use steel_dataflow::pack::manifest::{ChunkEntry, Manifest, xxh3_hex};
+use steel_dataflow::pack::litpkds::{HEADER_BYTES, TokenDtype};
+use steel_dataflow::pack::manifest::{ChunkEntry, Manifest};
 
 pub struct ChunkDir {
     pub dir: PathBuf,
@@ -96,28 +96,12 @@ impl ChunkDir {
             source: e,
         })?;
         // SAFETY: chunk files are written once (temporary file, then rename) and never
-        // modified; the hash check below catches a file changed before we mapped it.
+        // modified; `check_chunk` below catches a file changed before we mapped it.
         let map = unsafe { Mmap::map(&handle) }.map_err(|e| LoaderError::Io {
             path: path.clone(),
             source: e,
         })?;
-        let hash = xxh3_hex(&map);
-        if hash != entry.xxh3 {
-            return Err(LoaderError::Changed(format!(
-                "`{}`: xxh3 {hash} differs from the manifest's {}: the chunk changed",
-                path.display(),
-                entry.xxh3
-            )));
-        }
-        let header = parse_header(&map, &path)?;
-        if header.chunk_size != self.manifest.settings.chunk_size() {
-            return Err(LoaderError::Changed(format!(
-                "`{}`: header chunk size {} differs from the manifest's {}",
-                path.display(),
-                header.chunk_size,
-                self.manifest.settings.chunk_size()
-            )));
-        }
+        self.manifest.check_chunk(entry, &map, &path)?;
         Ok(map)
     }
 }
