@@ -2,6 +2,7 @@
 //! Cleaning, incremental dedup and token packing grow here as the project does.
 
 pub mod bench;
+pub mod clean;
 pub mod convert;
 pub mod demo_data;
 pub mod doc;

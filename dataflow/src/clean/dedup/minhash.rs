@@ -1,0 +1,242 @@
+//! `document_minhash_deduplicator`: MinHash-LSH. A document is a near-duplicate of an earlier
+//! one when the two agree on every row of at least one band of their signatures.
+//!
+//! Signatures are data-juicer's: each distinct shingle is hashed to the little-endian first 4
+//! bytes of its SHA-1; permutation `i` maps a hash `h` to `((h·a_i + b_i) mod 2^64) mod
+//! (2^61 - 1)`, truncated to 32 bits, with `(a_i, b_i)` drawn from NumPy's
+//! `RandomState(seed=42)` (MT19937, reimplemented here); the signature keeps the minimum per
+//! permutation. Bands and rows come from the recipe or, as in data-juicer, from minimising the
+//! weighted false-positive and false-negative areas for `jaccard_threshold`.
+
+use crate::clean::dedup::tokens::Shingler;
+use crate::clean::op::Deduplicator;
+use crate::clean::params::{ParamResult, Params};
+use sha1::{Digest, Sha1};
+use std::collections::HashSet;
+
+const MERSENNE_PRIME: u64 = (1 << 61) - 1;
+
+/// NumPy's legacy MT19937 generator, enough of it to draw `randint(low, high, dtype=uint64)`.
+struct Mt19937 {
+    state: [u32; 624],
+    index: usize,
+}
+
+impl Mt19937 {
+    fn new(seed: u32) -> Self {
+        let mut state = [0u32; 624];
+        state[0] = seed;
+        for i in 1..624 {
+            state[i] = 1812433253u32
+                .wrapping_mul(state[i - 1] ^ (state[i - 1] >> 30))
+                .wrapping_add(i as u32);
+        }
+        Mt19937 { state, index: 624 }
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        if self.index >= 624 {
+            for i in 0..624 {
+                let y = (self.state[i] & 0x8000_0000) | (self.state[(i + 1) % 624] & 0x7fff_ffff);
+                let mut next = self.state[(i + 397) % 624] ^ (y >> 1);
+                if y & 1 == 1 {
+                    next ^= 0x9908_b0df;
+                }
+                self.state[i] = next;
+            }
+            self.index = 0;
+        }
+        let mut y = self.state[self.index];
+        self.index += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c_5680;
+        y ^= (y << 15) & 0xefc6_0000;
+        y ^ (y >> 18)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let high = self.next_u32() as u64;
+        let low = self.next_u32() as u64;
+        high << 32 | low
+    }
+
+    /// `randint(low, high, dtype=np.uint64)` for a range wider than 32 bits (masked rejection).
+    fn randint(&mut self, low: u64, high: u64) -> u64 {
+        let range = high - low - 1;
+        let mask = u64::MAX >> range.leading_zeros();
+        loop {
+            let value = self.next_u64() & mask;
+            if value <= range {
+                return low + value;
+            }
+        }
+    }
+}
+
+/// The `(a, b)` of each permutation, as data-juicer draws them.
+pub fn permutations(count: usize) -> Vec<(u64, u64)> {
+    let mut rng = Mt19937::new(42);
+    (0..count)
+        .map(|_| {
+            let a = rng.randint(1, MERSENNE_PRIME);
+            let b = rng.randint(0, MERSENNE_PRIME);
+            (a, b)
+        })
+        .collect()
+}
+
+/// `sha1_hash32`: the first 4 bytes of the SHA-1 digest, little-endian.
+pub fn sha1_hash32(data: &[u8]) -> u32 {
+    let digest = Sha1::digest(data);
+    u32::from_le_bytes(digest[..4].try_into().expect("4 bytes"))
+}
+
+/// The MinHash signature of a set of shingle hashes (empty when there are none).
+pub fn signature(hashes: &[u32], perms: &[(u64, u64)]) -> Vec<u32> {
+    if hashes.is_empty() {
+        return Vec::new();
+    }
+    perms
+        .iter()
+        .map(|&(a, b)| {
+            hashes
+                .iter()
+                .map(|&h| ((h as u64).wrapping_mul(a).wrapping_add(b) % MERSENNE_PRIME) as u32)
+                .min()
+                .expect("non-empty")
+        })
+        .collect()
+}
+
+/// One key per band: the band's rows hashed together (xxh3 of their big-endian bytes, as
+/// data-juicer's band bytes).
+pub fn band_keys(signature: &[u32], bands: usize, rows: usize) -> Vec<u64> {
+    (0..bands)
+        .map(|band| {
+            let bytes: Vec<u8> = signature[band * rows..(band + 1) * rows]
+                .iter()
+                .flat_map(|&v| (v as u64).to_be_bytes())
+                .collect();
+            xxhash_rust::xxh3::xxh3_64(&bytes)
+        })
+        .collect()
+}
+
+/// data-juicer's `optimal_param`: the `(bands, rows)` with `bands · rows <= num_perm` that
+/// minimise `0.5 · FP + 0.5 · FN`, the areas under the LSH S-curve below and above the
+/// threshold (integrated with composite Simpson's rule).
+pub fn optimal_param(threshold: f64, num_perm: usize) -> (usize, usize) {
+    fn integrate(f: impl Fn(f64) -> f64, a: f64, b: f64) -> f64 {
+        const STEPS: usize = 2000;
+        let h = (b - a) / STEPS as f64;
+        let inner: f64 = (1..STEPS).map(|i| f(a + i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 }).sum();
+        (f(a) + f(b) + inner) * h / 3.0
+    }
+    let mut best = (f64::INFINITY, (0, 0));
+    for bands in 1..=num_perm {
+        for rows in 1..=num_perm / bands {
+            let (b, r) = (bands as f64, rows as i32);
+            let fp = integrate(|s| 1.0 - (1.0 - s.powi(r)).powf(b), 0.0, threshold);
+            let fn_ = integrate(|s| (1.0 - s.powi(r)).powf(b), threshold, 1.0);
+            let error = 0.5 * fp + 0.5 * fn_;
+            if error < best.0 {
+                best = (error, (bands, rows));
+            }
+        }
+    }
+    best.1
+}
+
+pub struct MinhashDedup {
+    shingler: Shingler,
+    perms: Vec<(u64, u64)>,
+    bands: usize,
+    rows: usize,
+    seen: Vec<HashSet<u64>>,
+}
+
+impl MinhashDedup {
+    pub fn from_params(params: &mut Params) -> ParamResult<Self> {
+        let shingler = Shingler::from_params(params, 5)?;
+        let num_perm = params.positive("num_permutations", 256)?;
+        let threshold = params.f64("jaccard_threshold", 0.7)?;
+        if !(0.0..=1.0).contains(&threshold) {
+            return Err(format!("document_minhash_deduplicator: jaccard_threshold {threshold} is not in [0, 1]"));
+        }
+        let given = (params.opt_usize("num_bands")?, params.opt_usize("num_rows_per_band")?);
+        let (bands, rows) = match given {
+            (Some(b), Some(r)) if b > 0 && r > 0 => (b, r),
+            _ => optimal_param(threshold, num_perm),
+        };
+        Self::new(shingler, num_perm, bands, rows)
+    }
+
+    pub fn new(shingler: Shingler, num_perm: usize, bands: usize, rows: usize) -> ParamResult<Self> {
+        if bands * rows > num_perm {
+            return Err(format!(
+                "document_minhash_deduplicator: num_bands × num_rows_per_band ({bands} × {rows}) exceeds num_permutations ({num_perm})"
+            ));
+        }
+        Ok(MinhashDedup {
+            shingler,
+            perms: permutations(num_perm),
+            bands,
+            rows,
+            seen: vec![HashSet::new(); bands],
+        })
+    }
+}
+
+impl Deduplicator for MinhashDedup {
+    fn key(&self, text: &str) -> Vec<u64> {
+        let shingles: HashSet<String> = self.shingler.shingles(text).into_iter().collect();
+        let mut hashes: Vec<u32> = shingles.iter().map(|s| sha1_hash32(s.as_bytes())).collect();
+        hashes.sort_unstable();
+        let signature = signature(&hashes, &self.perms);
+        if signature.is_empty() {
+            // Too short to shingle: never a near-duplicate (data-juicer fails on such text).
+            return Vec::new();
+        }
+        band_keys(&signature, self.bands, self.rows)
+    }
+
+    fn check_and_insert(&mut self, key: &[u64]) -> bool {
+        let mut duplicate = false;
+        for (band, seen) in key.iter().zip(&mut self.seen) {
+            duplicate |= !seen.insert(*band);
+        }
+        duplicate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutations_match_numpy() {
+        // np.random.RandomState(seed=42): [(randint(1, P), randint(0, P)) for _ in range(3)]
+        let expected = [
+            (2297359619001564596, 1396682528897996046),
+            (1973689801170867272, 1819927849474927636),
+            (572192888165898362, 571748048327668950),
+        ];
+        assert_eq!(permutations(3), expected);
+        let mut rng = Mt19937::new(42);
+        assert_eq!(rng.next_u32(), 1608637542);
+    }
+
+    #[test]
+    fn optimal_params_match_data_juicer() {
+        // data-juicer's optimal_param (scipy.integrate.quad) for these settings.
+        assert_eq!(optimal_param(0.7, 256), (25, 10));
+        assert_eq!(optimal_param(0.8, 128), (9, 13));
+        assert_eq!(optimal_param(0.5, 64), (14, 4));
+    }
+
+    #[test]
+    fn sha1_hash32_known_answer() {
+        // struct.unpack('<I', hashlib.sha1(b'abc').digest()[:4])[0]; sha1(abc) = a9993e36...
+        assert_eq!(sha1_hash32(b"abc"), u32::from_le_bytes([0xa9, 0x99, 0x3e, 0x36]));
+    }
+}

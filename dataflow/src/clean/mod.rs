@@ -1,0 +1,23 @@
+//! Step 2: data-juicer-compatible cleaning (`steel clean`).
+//!
+//! A recipe (`recipe`) lists operators (`op`): mappers rewrite text (`mappers`), filters keep
+//! documents whose statistic is in range (`filters`), deduplicators drop repeats (`dedup`).
+//! `run` streams documents through them and writes a per-operator report (`report`).
+//! `pytext`, `charsets` and `words` hold the Python string semantics the operators are defined
+//! by; `lm` is the n-gram model behind `perplexity_filter`.
+
+pub mod charsets;
+pub mod dedup;
+pub mod filters;
+pub mod lm;
+pub mod mappers;
+pub mod op;
+pub mod params;
+pub mod pytext;
+pub mod recipe;
+pub mod report;
+pub mod run;
+pub mod sketch;
+pub mod word_lists;
+pub mod words;
+pub mod yaml;

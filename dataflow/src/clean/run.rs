@@ -1,0 +1,388 @@
+//! `steel clean`: stream documents through a recipe's operators and write what survives.
+//!
+//! Files are read in order on a reader thread and handed over in bounded batches. In a batch,
+//! each run of mappers and filters is applied to all documents in parallel (rayon); a
+//! deduplicator computes keys in parallel and then decides in input order. Per-document
+//! outcomes are folded into the report in input order, so shards, report and traces are the
+//! same whatever the number of threads. Records that are not documents (bad JSON, no text
+//! field) go to `_rejects.jsonl` with a reason and are counted.
+
+use crate::clean::filters::Resources;
+use crate::clean::op::Op;
+use crate::clean::recipe::{BuiltOp, Recipe};
+use crate::clean::report::{CleanReport, OpReport, TraceExample};
+use crate::input::read::read_file;
+use crate::input::{BatchLimits, FileKind, InputError, RawRecord, expand_inputs};
+use crate::output::OutputError;
+use crate::output::jsonl::JsonlShards;
+use crate::progress::Progress;
+use crate::reject::{RecordError, RejectRecord};
+use crate::sources::fields::{Record, str_field};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+pub const REPORT_JSON: &str = "report.json";
+pub const REPORT_TEXT: &str = "report.txt";
+pub const REJECTS_FILE: &str = "_rejects.jsonl";
+
+#[derive(Clone, Debug)]
+pub struct CleanOptions {
+    pub recipe: PathBuf,
+    pub output: PathBuf,
+    /// Examples per operator in the report.
+    pub trace: usize,
+    pub resources: Resources,
+    pub batch: BatchLimits,
+    pub shard_bytes: u64,
+    pub progress: bool,
+}
+
+impl CleanOptions {
+    pub fn new(recipe: impl Into<PathBuf>, output: impl Into<PathBuf>) -> Self {
+        CleanOptions {
+            recipe: recipe.into(),
+            output: output.into(),
+            trace: 0,
+            resources: Resources::default(),
+            batch: BatchLimits::default(),
+            shard_bytes: 256 << 20,
+            progress: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CleanError {
+    #[error("{0}")]
+    Recipe(String),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("no input: {0}")]
+    NoInputs(String),
+    #[error("output directory `{}` is not empty; choose a new one", .0.display())]
+    OutputNotEmpty(PathBuf),
+}
+
+/// One document on its way through the operators.
+struct Doc {
+    record: Record,
+    text: String,
+    file: Arc<str>,
+    row: u64,
+}
+
+/// What one operator did to one document, kept until it is folded into the report in order.
+/// Texts are kept only while the operator's trace still wants examples.
+enum Event {
+    Unchanged,
+    Changed { trace: Option<(String, String)> },
+    Measured { value: f64, removed: bool, trace: Option<String> },
+}
+
+/// The recipe from `options`, with the thread count it asks for (`np`).
+pub fn load_recipe(options: &CleanOptions) -> Result<Recipe, CleanError> {
+    Recipe::load(&options.recipe).map_err(CleanError::Recipe)
+}
+
+/// Clean `inputs` into `options.output`.
+pub fn clean(inputs: &[String], recipe: &Recipe, options: &CleanOptions) -> Result<CleanReport, CleanError> {
+    let start = Instant::now();
+    let mut ops = recipe.build_ops(&options.resources).map_err(CleanError::Recipe)?;
+    let files = plan(inputs)?;
+    prepare_output_dir(&options.output)?;
+    let mut reports: Vec<OpReport> = ops
+        .iter()
+        .map(|b| {
+            let stat = match &b.op {
+                Op::Filter(f) => Some(f.stat_name()),
+                _ => None,
+            };
+            OpReport::new(&b.spec.name, b.op.kind(), &b.spec.params, stat)
+        })
+        .collect();
+    let rejects_path = options.output.join(REJECTS_FILE);
+    let mut rejects = BufWriter::new(File::create(&rejects_path).map_err(|e| OutputError::io(&rejects_path, e))?);
+    let mut shards = JsonlShards::new(&options.output, options.shard_bytes);
+    let mut totals = Totals::default();
+    let sizes: Vec<u64> = files.iter().map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).collect();
+    let mut progress = Progress::new("clean", sizes.iter().sum(), options.progress);
+    let mut done_bytes = 0;
+    for ((path, kind), size) in files.iter().zip(&sizes) {
+        let file: Arc<str> = path.display().to_string().into();
+        let disk_bytes = Arc::new(AtomicU64::new(0));
+        std::thread::scope(|scope| -> Result<(), CleanError> {
+            let (sender, batches) = sync_channel::<Vec<RawRecord>>(2);
+            let reader_bytes = disk_bytes.clone();
+            let limits = options.batch;
+            let reader = scope.spawn(move || {
+                let mut send = |batch| sender.send(batch).is_ok();
+                read_file(path, *kind, limits, reader_bytes, &mut send)
+            });
+            for batch in batches {
+                let docs = parse_batch(batch, &file, &recipe.text_key, &mut rejects, &rejects_path, &mut totals)?;
+                let kept = run_ops(docs, &mut ops, &mut reports, options.trace);
+                for doc in kept {
+                    shards.write(&to_line(doc, &recipe.text_key))?;
+                    totals.docs_out += 1;
+                }
+                let (docs_out, docs_in) = (totals.docs_out, totals.docs_in);
+                progress.update(done_bytes + disk_bytes.load(Ordering::Relaxed), || {
+                    format!("{docs_in} docs in, {docs_out} out")
+                });
+            }
+            match reader.join() {
+                Ok(result) => result.map(|_| ()).map_err(CleanError::from),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })?;
+        done_bytes += size;
+    }
+    progress.finish();
+    rejects.flush().map_err(|e| OutputError::io(&rejects_path, e))?;
+    for report in &mut reports {
+        report.finish();
+    }
+    let report = CleanReport {
+        recipe: options.recipe.display().to_string(),
+        text_key: recipe.text_key.clone(),
+        files: files.iter().map(|(p, _)| p.display().to_string()).collect(),
+        docs_in: totals.docs_in,
+        docs_out: totals.docs_out,
+        rejected: totals.rejected,
+        reject_reasons: totals.reasons,
+        bytes_in: sizes.iter().sum(),
+        ops: reports,
+        ignored_keys: recipe.ignored_keys.clone(),
+        notes: recipe.notes.clone(),
+        output: options.output.display().to_string(),
+        shards: shards.finish()?,
+        threads: rayon::current_num_threads(),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    write_report(&report, &options.output)?;
+    Ok(report)
+}
+
+#[derive(Default)]
+struct Totals {
+    docs_in: u64,
+    docs_out: u64,
+    rejected: u64,
+    reasons: BTreeMap<String, u64>,
+}
+
+fn plan(inputs: &[String]) -> Result<Vec<(PathBuf, FileKind)>, CleanError> {
+    let expanded = expand_inputs(inputs)?;
+    if expanded.files.is_empty() {
+        return Err(CleanError::NoInputs(if inputs.is_empty() {
+            "no INPUT given".into()
+        } else {
+            format!("nothing readable in {}", inputs.join(" "))
+        }));
+    }
+    expanded
+        .files
+        .into_iter()
+        .map(|path| {
+            let kind = FileKind::of(&path).ok_or_else(|| InputError::UnsupportedType(path.clone()))?;
+            File::open(&path).map_err(|e| InputError::io(&path, e))?;
+            Ok((path, kind))
+        })
+        .collect()
+}
+
+fn prepare_output_dir(dir: &Path) -> Result<(), CleanError> {
+    std::fs::create_dir_all(dir).map_err(|e| OutputError::io(dir, e))?;
+    let mut entries = std::fs::read_dir(dir).map_err(|e| OutputError::io(dir, e))?;
+    if entries.next().is_some() {
+        return Err(CleanError::OutputNotEmpty(dir.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// Raw records to documents (in parallel); unreadable ones go to the rejects file, in order.
+fn parse_batch(
+    batch: Vec<RawRecord>,
+    file: &Arc<str>,
+    text_key: &str,
+    rejects: &mut BufWriter<File>,
+    rejects_path: &Path,
+    totals: &mut Totals,
+) -> Result<Vec<Doc>, CleanError> {
+    let parsed: Vec<Result<Doc, RejectRecord>> = batch
+        .into_par_iter()
+        .map(|raw| {
+            let doc = raw.body.object().and_then(|record| {
+                let text = str_field(&record, text_key)?.to_string();
+                Ok::<_, RecordError>(Doc { record, text, file: file.clone(), row: raw.row })
+            });
+            doc.map_err(|error| RejectRecord::new(file, raw.line, raw.row, error, raw.body.bytes()))
+        })
+        .collect();
+    let mut docs = Vec::with_capacity(parsed.len());
+    for outcome in parsed {
+        match outcome {
+            Ok(doc) => {
+                totals.docs_in += 1;
+                docs.push(doc);
+            }
+            Err(reject) => {
+                let mut line = serde_json::to_vec(&reject).expect("a reject always serialises");
+                line.push(b'\n');
+                rejects.write_all(&line).map_err(|e| OutputError::io(rejects_path, e))?;
+                *totals.reasons.entry(reject.reason.name().to_string()).or_default() += 1;
+                totals.rejected += 1;
+            }
+        }
+    }
+    Ok(docs)
+}
+
+/// Apply every operator to a batch; returns the surviving documents in input order.
+fn run_ops(mut docs: Vec<Doc>, ops: &mut [BuiltOp], reports: &mut [OpReport], trace: usize) -> Vec<Doc> {
+    let mut start = 0;
+    while start < ops.len() {
+        if let Op::Dedup(_) = ops[start].op {
+            docs = run_dedup(docs, &mut ops[start], &mut reports[start], trace);
+            start += 1;
+            continue;
+        }
+        let end = (start..ops.len()).find(|&i| matches!(ops[i].op, Op::Dedup(_))).unwrap_or(ops.len());
+        docs = run_segment(docs, &ops[start..end], &mut reports[start..end], trace);
+        start = end;
+    }
+    docs
+}
+
+/// Mappers and filters `ops` over all documents in parallel, then the report in order.
+fn run_segment(docs: Vec<Doc>, ops: &[BuiltOp], reports: &mut [OpReport], trace: usize) -> Vec<Doc> {
+    let want_trace: Vec<bool> = reports.iter().map(|r| r.trace.len() < trace).collect();
+    let outcomes: Vec<(Doc, Vec<Event>)> = docs
+        .into_par_iter()
+        .map(|mut doc| {
+            let mut events = Vec::with_capacity(ops.len());
+            for (op, &traced) in ops.iter().zip(&want_trace) {
+                match &op.op {
+                    Op::Mapper(mapper) => match mapper.map(&doc.text) {
+                        Some(new_text) => {
+                            let old = std::mem::replace(&mut doc.text, new_text);
+                            let trace = traced.then(|| (old, doc.text.clone()));
+                            events.push(Event::Changed { trace });
+                        }
+                        None => events.push(Event::Unchanged),
+                    },
+                    Op::Filter(filter) => {
+                        let measure = filter.measure(&doc.text);
+                        let removed = !measure.keep;
+                        let trace = (removed && traced).then(|| doc.text.clone());
+                        events.push(Event::Measured { value: measure.value, removed, trace });
+                        if removed {
+                            break;
+                        }
+                    }
+                    Op::Dedup(_) => unreachable!("segments hold no deduplicator"),
+                }
+            }
+            (doc, events)
+        })
+        .collect();
+    let mut kept = Vec::with_capacity(outcomes.len());
+    for (doc, events) in outcomes {
+        let mut alive = true;
+        for (report, event) in reports.iter_mut().zip(events) {
+            report.docs_in += 1;
+            let example = |before: String, after: Option<String>, stat: Option<f64>| TraceExample {
+                file: doc.file.to_string(),
+                row: doc.row,
+                before,
+                after,
+                stat,
+            };
+            match event {
+                Event::Unchanged => report.docs_out += 1,
+                Event::Changed { trace: traced } => {
+                    report.docs_out += 1;
+                    *report.changed.get_or_insert(0) += 1;
+                    if let Some((before, after)) = traced
+                        && report.trace.len() < trace
+                    {
+                        report.trace.push(example(before, Some(after), None));
+                    }
+                }
+                Event::Measured { value, removed, trace: traced } => {
+                    report.sketch.add(value);
+                    if removed {
+                        alive = false;
+                        if let Some(before) = traced
+                            && report.trace.len() < trace
+                        {
+                            report.trace.push(example(before, None, Some(value)));
+                        }
+                    } else {
+                        report.docs_out += 1;
+                    }
+                }
+            }
+        }
+        if alive {
+            kept.push(doc);
+        }
+    }
+    kept
+}
+
+/// A deduplicator: keys in parallel, decisions in input order.
+fn run_dedup(docs: Vec<Doc>, op: &mut BuiltOp, report: &mut OpReport, trace: usize) -> Vec<Doc> {
+    let Op::Dedup(dedup) = &mut op.op else {
+        unreachable!("run_dedup is given deduplicators only")
+    };
+    let keys: Vec<Vec<u64>> = {
+        let dedup = &**dedup;
+        docs.par_iter().map(|doc| dedup.key(&doc.text)).collect()
+    };
+    let mut kept = Vec::with_capacity(docs.len());
+    for (doc, key) in docs.into_iter().zip(keys) {
+        report.docs_in += 1;
+        if dedup.check_and_insert(&key) {
+            if report.trace.len() < trace {
+                report.trace.push(TraceExample {
+                    file: doc.file.to_string(),
+                    row: doc.row,
+                    before: doc.text,
+                    after: None,
+                    stat: None,
+                });
+            }
+        } else {
+            report.docs_out += 1;
+            kept.push(doc);
+        }
+    }
+    kept
+}
+
+/// The output line: the input record with its text field replaced.
+fn to_line(mut doc: Doc, text_key: &str) -> Vec<u8> {
+    doc.record.insert(text_key.to_string(), serde_json::Value::String(doc.text));
+    let mut line = serde_json::to_vec(&doc.record).expect("a record always serialises");
+    line.push(b'\n');
+    line
+}
+
+fn write_report(report: &CleanReport, dir: &Path) -> Result<(), CleanError> {
+    let json_path = dir.join(REPORT_JSON);
+    let json = serde_json::to_vec_pretty(report).expect("a report always serialises");
+    std::fs::write(&json_path, json).map_err(|e| OutputError::io(&json_path, e))?;
+    let text_path = dir.join(REPORT_TEXT);
+    std::fs::write(&text_path, report.to_string()).map_err(|e| OutputError::io(&text_path, e))?;
+    Ok(())
+}
