@@ -5,6 +5,11 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use steel_dataflow::bench::{ConvertBenchOptions, PackBenchOptions, bench_convert, bench_pack};
+use steel_dataflow::clean::filters::Resources;
+use steel_dataflow::clean::lm::Unit;
+use steel_dataflow::clean::lm::train::Trainer;
+use steel_dataflow::clean::recipe::Recipe;
+use steel_dataflow::clean::run::{CleanOptions, clean};
 use steel_dataflow::convert::{ConvertOptions, convert};
 use steel_dataflow::demo_data::{DemoDataOptions, generate};
 use steel_dataflow::output::OutputFormat;
@@ -34,6 +39,11 @@ enum Command {
     Convert(ConvertArgs),
     /// Generate a synthetic corpus with planted duplicates and junk, plus its ground truth.
     DemoData(DemoDataArgs),
+    /// Step 2: clean unified documents with a data-juicer recipe and report what each rule did.
+    Clean(CleanArgs),
+    /// N-gram language models for perplexity_filter.
+    #[command(subcommand)]
+    Lm(LmCommand),
     /// Step 3: tokenize unified documents and pack them into LITPKDS chunk files.
     Pack(PackArgs),
     /// Tokenizer tools.
@@ -75,6 +85,62 @@ struct ConvertArgs {
     json: bool,
     /// Input files, directories (read recursively) or globs: .jsonl, .ndjson, .json (array
     /// or lines), each optionally .gz or .zst compressed, and .parquet.
+    #[arg(required = true)]
+    inputs: Vec<String>,
+}
+
+#[derive(Args)]
+struct CleanArgs {
+    /// A data-juicer recipe (YAML with a `process:` list), e.g.
+    /// ../shared/data/recipes/steel_text.yaml.
+    #[arg(long)]
+    recipe: PathBuf,
+    /// Directory for the cleaned shards, report.json, report.txt and _rejects.jsonl; must be
+    /// empty or absent.
+    #[arg(long, short = 'o')]
+    output: PathBuf,
+    /// Print the summary as one JSON object on stdout (the table goes to report.txt).
+    #[arg(long)]
+    json: bool,
+    /// Keep up to N examples per operator in the report (removed documents, or before/after
+    /// for mappers).
+    #[arg(long, default_value_t = 3)]
+    trace: usize,
+    /// ARPA model for perplexity_filter entries without `model_path` (build one with
+    /// `steel lm train`).
+    #[arg(long)]
+    lm_model: Option<PathBuf>,
+    /// tokenizer.json for alphanumeric_filter with `tokenization: true`.
+    #[arg(long)]
+    hf_tokenizer: Option<PathBuf>,
+    /// Close a shard before it grows past this many MB.
+    #[arg(long, default_value_t = 256)]
+    shard_mb: u64,
+    /// Unified documents (the output of `steel convert`): .jsonl/.json (optionally .gz or
+    /// .zst) or .parquet files, directories or globs.
+    #[arg(required = true)]
+    inputs: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum LmCommand {
+    /// Train a character (or word) n-gram model with modified Kneser-Ney smoothing and write
+    /// it as ARPA.
+    Train(LmTrainArgs),
+}
+
+#[derive(Args)]
+struct LmTrainArgs {
+    /// Model order (n of the n-grams), 1 to 6.
+    #[arg(long, default_value_t = 3)]
+    order: usize,
+    /// The ARPA file to write.
+    #[arg(long, short = 'o')]
+    output: PathBuf,
+    /// What the model's tokens are: char (every non-space character) or word.
+    #[arg(long, default_value = "char")]
+    unit: String,
+    /// Reference corpus: unified documents (their `text` field), one sentence per document.
     #[arg(required = true)]
     inputs: Vec<String>,
 }
@@ -245,6 +311,8 @@ fn main() -> Result<()> {
     }
     match cli.command {
         Command::Convert(args) => run_convert(args),
+        Command::Clean(args) => run_clean(args, cli.threads),
+        Command::Lm(LmCommand::Train(args)) => run_lm_train(args),
         Command::DemoData(args) => run_demo_data(args),
         Command::Pack(args) => run_pack(args),
         Command::Tokenizer(TokenizerCommand::Train(args)) => run_tokenizer_train(args),
@@ -267,6 +335,54 @@ fn run_convert(args: ConvertArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     }
+    Ok(())
+}
+
+fn run_clean(args: CleanArgs, threads: Option<usize>) -> Result<()> {
+    let recipe = Recipe::load(&args.recipe).map_err(anyhow::Error::msg)?;
+    let mut options = CleanOptions::new(&args.recipe, &args.output);
+    options.trace = args.trace;
+    options.shard_bytes = args.shard_mb << 20;
+    options.progress = !args.json;
+    options.resources = Resources {
+        lm_model: args.lm_model,
+        hf_tokenizer: args.hf_tokenizer,
+    };
+    // The recipe's `np` is the thread count unless --threads says otherwise.
+    let run = || clean(&args.inputs, &recipe, &options);
+    let report = match (threads, recipe.np) {
+        (None, Some(np)) => rayon::ThreadPoolBuilder::new()
+            .num_threads(np)
+            .build()
+            .context("setting up the thread pool")?
+            .install(run),
+        _ => run(),
+    }
+    .context("steel clean failed")?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report.brief())?);
+    } else {
+        eprintln!("{report}");
+    }
+    Ok(())
+}
+
+fn run_lm_train(args: LmTrainArgs) -> Result<()> {
+    let unit = Unit::parse(&args.unit).map_err(anyhow::Error::msg)?;
+    let mut trainer = Trainer::new(args.order).map_err(anyhow::Error::msg)?;
+    let texts = read_texts(&args.inputs).context("reading the reference corpus")?;
+    for text in &texts {
+        trainer.add_sentence(&unit.pieces(text));
+    }
+    std::fs::write(&args.output, trainer.to_arpa())
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "wrote {} ({}-gram {:?} model from {} documents)",
+        args.output.display(),
+        args.order,
+        unit,
+        texts.len()
+    );
     Ok(())
 }
 

@@ -91,10 +91,11 @@ pub fn sha1_hash32(data: &[u8]) -> u32 {
     u32::from_le_bytes(digest[..4].try_into().expect("4 bytes"))
 }
 
-/// The MinHash signature of a set of shingle hashes (empty when there are none).
+/// The MinHash signature of a set of shingle hashes; with no shingles (a text shorter than the
+/// window) every value is `u32::MAX`, as in data-juicer 1.6, so all such texts collide.
 pub fn signature(hashes: &[u32], perms: &[(u64, u64)]) -> Vec<u32> {
     if hashes.is_empty() {
-        return Vec::new();
+        return vec![u32::MAX; perms.len()];
     }
     perms
         .iter()
@@ -193,10 +194,6 @@ impl Deduplicator for MinhashDedup {
         let mut hashes: Vec<u32> = shingles.iter().map(|s| sha1_hash32(s.as_bytes())).collect();
         hashes.sort_unstable();
         let signature = signature(&hashes, &self.perms);
-        if signature.is_empty() {
-            // Too short to shingle: never a near-duplicate (data-juicer fails on such text).
-            return Vec::new();
-        }
         band_keys(&signature, self.bands, self.rows)
     }
 

@@ -1,7 +1,5 @@
-//! `remove_specific_chars_mapper`: remove every character of `chars_to_remove`.
-//!
-//! data-juicer builds the regex character class `"[" + "|".join(chars) + "]"`, so with two or
-//! more characters `|` is removed as well; we keep that so outputs match.
+//! `remove_specific_chars_mapper`: remove every character of `chars_to_remove` (a string, or
+//! a list of strings whose characters all count).
 
 use crate::clean::op::Mapper;
 use crate::clean::params::{ParamResult, Params};
@@ -17,20 +15,11 @@ impl RemoveSpecificChars {
         let given = params
             .strings("chars_to_remove")?
             .unwrap_or_else(|| vec![DEFAULT_CHARS.to_string()]);
-        // A string is a sequence of characters; a list is a sequence of (one-char) strings.
-        let items: Vec<String> = if given.len() == 1 {
-            given[0].chars().map(String::from).collect()
-        } else {
-            given
-        };
-        Ok(Self::new(&items))
+        Ok(Self::new(&given.concat()))
     }
 
-    pub fn new(items: &[String]) -> Self {
-        let mut chars: Vec<char> = items.iter().flat_map(|s| s.chars()).collect();
-        if items.len() > 1 {
-            chars.push('|');
-        }
+    pub fn new(chars: &str) -> Self {
+        let mut chars: Vec<char> = chars.chars().collect();
         chars.sort_unstable();
         chars.dedup();
         RemoveSpecificChars { chars }
@@ -52,11 +41,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn removes_defaults_and_the_pipe_quirk() {
-        let mapper = RemoveSpecificChars::new(&DEFAULT_CHARS.chars().map(String::from).collect::<Vec<_>>());
-        assert_eq!(mapper.map("►This is a dog! ◆◆a|b").unwrap(), "This is a dog! ab");
-        let single = RemoveSpecificChars::new(&["x".to_string()]);
-        assert_eq!(single.map("a|xb").unwrap(), "a|b");
+    fn removes_listed_characters_only() {
+        let mapper = RemoveSpecificChars::new(DEFAULT_CHARS);
+        assert_eq!(mapper.map("►This is a dog! ◆◆a|b").unwrap(), "This is a dog! a|b");
+        let special = RemoveSpecificChars::new("]^\\");
+        assert_eq!(special.map("a]b^c\\d|").unwrap(), "abcd|");
         assert_eq!(mapper.map("nothing here"), None);
     }
 }
