@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use steel_dataflow::bench::{ConvertBenchOptions, PackBenchOptions, bench_convert, bench_pack};
+use steel_dataflow::clean::bench::{CleanBenchOptions, bench_clean};
 use steel_dataflow::clean::filters::Resources;
 use steel_dataflow::clean::lm::Unit;
 use steel_dataflow::clean::lm::train::Trainer;
@@ -261,6 +262,33 @@ enum BenchCommand {
     Convert(BenchConvertArgs),
     /// Tokenisation and packing throughput with the Qwen tokenizer at each thread count.
     Pack(BenchPackArgs),
+    /// Cleaning throughput of a recipe over the text samples scaled up, and per operator.
+    Clean(BenchCleanArgs),
+}
+
+#[derive(Args)]
+struct BenchCleanArgs {
+    /// Directory of sample files.
+    #[arg(long, default_value = "../shared/data/steel-samples")]
+    samples: PathBuf,
+    /// The recipe to measure.
+    #[arg(long, default_value = "../shared/data/recipes/steel_text.yaml")]
+    recipe: PathBuf,
+    /// Scratch directory (inputs are made once and reused).
+    #[arg(long, default_value = "target/bench-clean")]
+    work: PathBuf,
+    /// Copies of the converted text samples (9.5 MB each) in the input.
+    #[arg(long, default_value_t = 22)]
+    copies: usize,
+    /// Copies in the input of the per-operator runs.
+    #[arg(long, default_value_t = 2)]
+    op_copies: usize,
+    /// Thread counts to measure the whole recipe at, comma separated.
+    #[arg(long, default_value = "1,2", value_delimiter = ',')]
+    threads_list: Vec<usize>,
+    /// Skip the per-operator runs.
+    #[arg(long)]
+    no_per_op: bool,
 }
 
 #[derive(Args)]
@@ -320,6 +348,7 @@ fn main() -> Result<()> {
         Command::Demo(args) => run_demo(args),
         Command::Bench(BenchCommand::Convert(args)) => run_bench_convert(args),
         Command::Bench(BenchCommand::Pack(args)) => run_bench_pack(args),
+        Command::Bench(BenchCommand::Clean(args)) => run_bench_clean(args),
     }
 }
 
@@ -572,6 +601,24 @@ fn run_bench_pack(args: BenchPackArgs) -> Result<()> {
     ));
     let line = bench_loader(&chunks, 2048).context("loader benchmark failed")?;
     println!("{}", serde_json::to_string(&line)?);
+    Ok(())
+}
+
+fn run_bench_clean(args: BenchCleanArgs) -> Result<()> {
+    let options = CleanBenchOptions {
+        samples: args.samples,
+        recipe: args.recipe,
+        work: args.work,
+        copies: args.copies,
+        op_copies: args.op_copies,
+        threads: args.threads_list,
+        per_op: !args.no_per_op,
+    };
+    let mut emit = |line: &_| match serde_json::to_string(line) {
+        Ok(json) => println!("{json}"),
+        Err(e) => eprintln!("cannot print a bench line: {e}"),
+    };
+    bench_clean(&options, &mut emit).context("steel bench clean failed")?;
     Ok(())
 }
 

@@ -4,7 +4,9 @@
 use crate::clean::charsets::is_special;
 use crate::clean::op::{Filter, Measure, Range};
 use crate::clean::pytext;
+use crate::clean::lm::arpa::KeyHasher;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 /// Python's `a / b if b != 0 else 0.0`.
 pub fn ratio(a: usize, b: usize) -> f64 {
@@ -84,16 +86,30 @@ impl Filter for TextLength {
 
 /// `character_repetition_filter`: of the character `rep_len`-grams, the share taken by the
 /// most frequent ones; "most frequent" is the top `min(floor(sqrt(distinct)), distinct
-/// repeated)` n-grams.
+/// repeated)` n-grams. N-grams are counted by a rolling polynomial hash modulo the Mersenne
+/// prime 2^61 - 1 (one step per character instead of hashing every window); two different
+/// n-grams of one document share a hash with probability about n²/2^61.
 pub struct CharacterRepetition {
     pub range: Range,
     pub rep_len: usize,
 }
 
 pub fn char_repetition_ratio(text: &str, n: usize) -> f64 {
-    let mut freq: HashMap<&str, usize> = HashMap::new();
-    for gram in pytext::char_windows(text, n) {
-        *freq.entry(gram).or_default() += 1;
+    const P: u64 = (1 << 61) - 1;
+    const BASE: u64 = 0x1f_3d5b_79a1;
+    let mul = |a: u64, b: u64| ((a as u128 * b as u128) % P as u128) as u64;
+    let chars: Vec<u64> = text.chars().map(|c| c as u64 + 1).collect();
+    let mut freq: HashMap<u64, usize, BuildHasherDefault<KeyHasher>> = HashMap::default();
+    if n > 0 && chars.len() >= n {
+        // BASE^(n-1), to take the oldest character out of the window.
+        let top = (1..n).fold(1, |acc, _| mul(acc, BASE));
+        let mut hash = chars[..n].iter().fold(0, |h, &c| (mul(h, BASE) + c) % P);
+        *freq.entry(hash).or_default() += 1;
+        for i in n..chars.len() {
+            hash = (hash + P - mul(chars[i - n], top)) % P;
+            hash = (mul(hash, BASE) + chars[i]) % P;
+            *freq.entry(hash).or_default() += 1;
+        }
     }
     if freq.is_empty() {
         return 0.0;

@@ -7,7 +7,46 @@
 use crate::clean::lm::{BOS, EOS, UNK};
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
+
+/// Bits per word id in a packed n-gram key: up to 6 words in a `u128`, ids below 2^21.
+const ID_BITS: u32 = 21;
+const MAX_ORDER: usize = 6;
+
+/// An n-gram as one integer: `(id + 1)` of each word in `ID_BITS`-bit fields, so n-grams of
+/// different lengths never share a key.
+fn pack(ids: &[u32]) -> u128 {
+    ids.iter().fold(0u128, |key, &id| key << ID_BITS | (id as u128 + 1))
+}
+
+/// A fast hasher for integer keys that are already well spread (packed n-grams, rolling
+/// hashes): one multiply mixes them.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, key: u64) {
+        let mixed = key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = mixed ^ (mixed >> 32);
+    }
+    fn write_u128(&mut self, key: u128) {
+        let folded = (key as u64) ^ ((key >> 64) as u64).rotate_left(29);
+        let mixed = folded.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = mixed ^ (mixed >> 32);
+    }
+}
+
+type GramTable = HashMap<u128, Entry, BuildHasherDefault<KeyHasher>>;
 
 /// One n-gram's log10 probability and log10 back-off weight.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -19,9 +58,9 @@ pub struct Entry {
 #[derive(Debug)]
 pub struct NgramModel {
     pub order: usize,
-    pub vocab: HashMap<String, u32>,
-    /// `grams[n - 1]`: the n-grams as word ids.
-    pub grams: Vec<HashMap<Box<[u32]>, Entry>>,
+    pub vocab: HashMap<String, u32, Xxh3DefaultBuilder>,
+    /// `grams[n - 1]`: the n-grams, keyed by their packed word ids.
+    grams: Vec<GramTable>,
     unk: u32,
     bos: u32,
     eos: u32,
@@ -69,8 +108,16 @@ impl NgramModel {
             return Err("no `ngram N=COUNT` lines after \\data\\".into());
         }
         let order = counts.len();
-        let mut vocab: HashMap<String, u32> = HashMap::new();
-        let mut grams: Vec<HashMap<Box<[u32]>, Entry>> = (0..order).map(|_| HashMap::new()).collect();
+        if order > MAX_ORDER {
+            return Err(format!("order {order} is above the supported {MAX_ORDER}"));
+        }
+        let mut vocab: HashMap<String, u32, Xxh3DefaultBuilder> =
+            HashMap::with_capacity_and_hasher(counts[0] + 3, Xxh3DefaultBuilder);
+        let mut grams: Vec<GramTable> = counts
+            .iter()
+            .map(|&c| GramTable::with_capacity_and_hasher(c, Default::default()))
+            .collect();
+        let mut ids: Vec<u32> = Vec::with_capacity(order);
         let mut n = 0;
         let mut seen_end = false;
         if let Some((number, header)) = section {
@@ -103,14 +150,22 @@ impl NgramModel {
                 Some(b) => b.parse().map_err(|_| format!("line {number}: bad back-off `{b}`"))?,
                 None => 0.0,
             };
-            let ids: Box<[u32]> = fields[1..=n]
-                .iter()
-                .map(|w| {
-                    let next = vocab.len() as u32;
-                    *vocab.entry((*w).to_string()).or_insert(next)
-                })
-                .collect();
-            grams[n - 1].insert(ids, Entry { prob, backoff });
+            ids.clear();
+            for word in &fields[1..=n] {
+                let id = match vocab.get(*word) {
+                    Some(&id) => id,
+                    None => {
+                        let id = vocab.len() as u32;
+                        if id >= (1 << ID_BITS) - 4 {
+                            return Err(format!("line {number}: more than {} words", (1 << ID_BITS) - 4));
+                        }
+                        vocab.insert((*word).to_string(), id);
+                        id
+                    }
+                };
+                ids.push(id);
+            }
+            grams[n - 1].insert(pack(&ids), Entry { prob, backoff });
         }
         if !seen_end {
             return Err("missing \\end\\ (truncated file?)".into());
@@ -120,37 +175,34 @@ impl NgramModel {
                 return Err(format!("header says {count} {}-grams, found {}", n + 1, table.len()));
             }
         }
-        let id_of = |word: &str, vocab: &mut HashMap<String, u32>| {
+        let id_of = |word: &str, vocab: &mut HashMap<String, u32, Xxh3DefaultBuilder>| {
             let next = vocab.len() as u32;
             *vocab.entry(word.to_string()).or_insert(next)
         };
         let unk = id_of(UNK, &mut vocab);
         let bos = id_of(BOS, &mut vocab);
         let eos = id_of(EOS, &mut vocab);
-        grams[0].entry(Box::new([unk])).or_insert(Entry { prob: MISSING_UNK_PROB, backoff: 0.0 });
+        grams[0].entry(pack(&[unk])).or_insert(Entry { prob: MISSING_UNK_PROB, backoff: 0.0 });
         Ok(NgramModel { order, vocab, grams, unk, bos, eos })
     }
 
     /// `log10 p(word | context)`; `context` holds at most `order - 1` ids, oldest first.
     fn log_prob(&self, context: &[u32], word: u32) -> f32 {
         let mut backoff = 0.0;
-        let mut key: Vec<u32> = Vec::with_capacity(self.order);
         for start in 0..=context.len() {
             let history = &context[start..];
-            key.clear();
-            key.extend_from_slice(history);
-            key.push(word);
-            if let Some(entry) = self.grams[key.len() - 1].get(key.as_slice()) {
+            let key = pack(history) << ID_BITS | (word as u128 + 1);
+            if let Some(entry) = self.grams[history.len()].get(&key) {
                 return backoff + entry.prob;
             }
             if !history.is_empty()
-                && let Some(entry) = self.grams[history.len() - 1].get(history)
+                && let Some(entry) = self.grams[history.len() - 1].get(&pack(history))
             {
                 backoff += entry.backoff;
             }
         }
         // Only an unknown id reaches here, and `<unk>` is always listed.
-        backoff + self.grams[0][[self.unk].as_slice()].prob
+        backoff + self.grams[0][&pack(&[self.unk])].prob
     }
 
     /// log10 probability of `<s> pieces </s>` (KenLM's `score(line, bos=True, eos=True)`).

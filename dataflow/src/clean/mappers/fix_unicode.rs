@@ -9,7 +9,7 @@
 //! 4. Latin ligatures (`ﬁ`) and fullwidth forms (`ｆｕｌｌ`, ideographic space) are expanded;
 //! 5. curly quotes become straight ones;
 //! 6. `\r\n`, `\r`, U+2028, U+2029, U+0085 become `\n`;
-//! 7. terminal colour escapes and control characters (but tab, newline, form feed) go;
+//! 7. terminal colour escapes, then control characters (but tab, newline, form feed) go;
 //! 8. the text is put in the requested normalization form (NFC by default).
 //!
 //! ftfy also weighs "badness" to decide on whole-text re-decodings and has rarer fixes; those
@@ -55,8 +55,30 @@ impl FixUnicode {
     }
 }
 
+/// Whether no fix can touch `c` (most CJK and plain ASCII text is all such characters).
+fn is_inert(c: char) -> bool {
+    match c as u32 {
+        0x20..=0x7e => c != '&',
+        0x09 | 0x0a | 0x0c => true,
+        0x00..=0xff => false,
+        0x2bc | 0x2018..=0x201f | 0x2028 | 0x2029 | 0x206a..=0x206f | 0x3000 | 0xfeff => false,
+        0xfb00..=0xfb06 | 0xff01..=0xffff | 0x1d173..=0x1d17a | 0xe0000..=0xe007f => false,
+        0x132 | 0x133 | 0x13f | 0x140 | 0x149 | 0x1c4..=0x1cc | 0x1f1..=0x1f3 => false,
+        _ => cp1252_byte(c).is_none(),
+    }
+}
+
 impl Mapper for FixUnicode {
     fn map(&self, text: &str) -> Option<String> {
+        let normalized = match self.normalization {
+            Normalization::Nfc => unicode_normalization::is_nfc_quick(text.chars()),
+            Normalization::Nfkc => unicode_normalization::is_nfkc_quick(text.chars()),
+            Normalization::Nfd => unicode_normalization::is_nfd_quick(text.chars()),
+            Normalization::Nfkd => unicode_normalization::is_nfkd_quick(text.chars()),
+        } == unicode_normalization::IsNormalized::Yes;
+        if normalized && text.chars().all(is_inert) {
+            return None;
+        }
         let mut out = String::with_capacity(text.len());
         let mut unescape = true;
         for segment in text.split_inclusive('\n') {
@@ -75,16 +97,16 @@ impl FixUnicode {
         // Fixes can enable each other (an entity that decodes to mojibake): repeat until stable.
         for _ in 0..4 {
             let before = text.clone();
-            if unescape {
+            if unescape && text.contains('&') {
                 text = unescape_html(&text);
             }
-            text = fix_mojibake(&text);
-            text = text.chars().map(fix_c1).collect();
-            text = text.chars().flat_map(expand_width_and_ligatures).collect();
-            text = text.chars().map(uncurl).collect();
-            text = fix_line_breaks(&text);
-            text = TERMINAL_ESCAPE.replace_all(&text, "").into_owned();
-            text.retain(|c| !is_removed_control(c));
+            if !text.is_ascii() {
+                text = fix_mojibake(&text);
+            }
+            if text.contains('\u{1b}') {
+                text = TERMINAL_ESCAPE.replace_all(&text, "").into_owned();
+            }
+            text = fix_characters(&text);
             text = match self.normalization {
                 Normalization::Nfc => text.nfc().collect(),
                 Normalization::Nfkc => text.nfkc().collect(),
@@ -97,6 +119,28 @@ impl FixUnicode {
         }
         text
     }
+}
+
+/// The per-character fixes in one pass: C1 controls, ligatures and widths, quotes, line
+/// breaks, control characters.
+fn fix_characters(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let c = uncurl(fix_c1(c));
+        match c {
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                out.push('\n');
+            }
+            '\u{2028}' | '\u{2029}' | '\u{85}' => out.push('\n'),
+            _ if is_removed_control(c) => {}
+            _ => expand_width_and_ligatures(c, &mut out),
+        }
+    }
+    out
 }
 
 static ENTITY: LazyLock<Regex> =
@@ -230,15 +274,15 @@ fn fix_c1(c: char) -> char {
 }
 
 /// Latin ligatures and fullwidth / halfwidth forms to their NFKC expansion; U+3000 to a space.
-fn expand_width_and_ligatures(c: char) -> Vec<char> {
+fn expand_width_and_ligatures(c: char, out: &mut String) {
     let code = c as u32;
     let ligature = matches!(code, 0x132 | 0x133 | 0x13f | 0x140 | 0x149 | 0x1c4..=0x1cc | 0x1f1..=0x1f3 | 0xfb00..=0xfb06);
     if code == 0x3000 {
-        vec![' ']
+        out.push(' ');
     } else if ligature || (0xff01..0xfff0).contains(&code) {
-        std::iter::once(c).nfkc().collect()
+        out.extend(std::iter::once(c).nfkc());
     } else {
-        vec![c]
+        out.push(c);
     }
 }
 
@@ -248,14 +292,6 @@ fn uncurl(c: char) -> char {
         '\u{201c}'..='\u{201f}' => '"',
         _ => c,
     }
-}
-
-fn fix_line_breaks(text: &str) -> String {
-    if !text.contains(['\r', '\u{2028}', '\u{2029}', '\u{85}']) {
-        return text.to_string();
-    }
-    text.replace("\r\n", "\n")
-        .replace(['\r', '\u{2028}', '\u{2029}', '\u{85}'], "\n")
 }
 
 /// ftfy's `remove_control_chars` set.
