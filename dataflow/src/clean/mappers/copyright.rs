@@ -31,7 +31,8 @@ impl Mapper for CleanCopyright {
                     || line.starts_with("--")
             })
             .count();
-        (skip > 0).then(|| lines[skip..].join("\n"))
+        let kept = lines[skip..].join("\n");
+        (kept != text).then_some(kept)
     }
 }
 
