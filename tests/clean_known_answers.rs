@@ -45,7 +45,8 @@ fn ours(op: &Op, name: &str, text: &str) -> Value {
             match name {
                 "document_deduplicator" => Value::String(format!("{:016x}{:016x}", key[0], key[1])),
                 "document_simhash_deduplicator" => Value::String(key[0].to_string()),
-                _ => Value::Array(key.iter().map(|k| Value::String(format!("{k:016x}"))).collect()),
+                // Band keys first, then the Jaccard sketch.
+                _ => Value::Array(key[..4].iter().map(|k| Value::String(format!("{k:016x}"))).collect()),
             }
         }
     }
