@@ -12,7 +12,7 @@ use steel_dataflow::clean::lm::train::Trainer;
 use steel_dataflow::clean::recipe::Recipe;
 use steel_dataflow::clean::run::{CleanOptions, clean};
 use steel_dataflow::convert::{ConvertOptions, convert};
-use steel_dataflow::demo_data::{DemoDataOptions, generate};
+use steel_dataflow::demo_data::{DemoDataOptions, DocKind, Truth, generate, read_truth};
 use steel_dataflow::output::OutputFormat;
 use steel_dataflow::pack::tokenizer::{read_texts, train};
 use steel_dataflow::pack::{PackOptions, PackSummary, pack};
@@ -568,20 +568,79 @@ fn run_demo(args: DemoArgs) -> Result<()> {
     .context("converting the demo corpus")?;
     eprintln!("{summary}");
 
-    eprintln!("\n== 3. train a small byte-level BPE (steel tokenizer train) and pack (steel pack)");
+    eprintln!("\n== 3. clean with a data-juicer recipe (steel lm train, steel clean)");
     let converted = vec![converted_dir.display().to_string()];
-    let tokenizer = dir.join("tokenizer.json");
+    let model = dir.join("zh-char-3gram.arpa");
+    let mut trainer = Trainer::new(3).map_err(anyhow::Error::msg)?;
     let texts = read_texts(&converted).context("reading the converted corpus")?;
+    for text in &texts {
+        trainer.add_sentence(&Unit::Char.pieces(text));
+    }
+    std::fs::write(&model, trainer.to_arpa()).context("writing the demo language model")?;
+    let recipe_path = dir.join("demo_clean.yaml");
+    std::fs::write(&recipe_path, DEMO_RECIPE).context("writing the demo recipe")?;
+    let recipe = Recipe::parse(DEMO_RECIPE).map_err(anyhow::Error::msg)?;
+    let cleaned_dir = dir.join("cleaned");
+    let mut clean_options = CleanOptions::new(&recipe_path, &cleaned_dir);
+    clean_options.trace = 2;
+    clean_options.resources.lm_model = Some(model);
+    let report = clean(&converted, &recipe, &clean_options).context("cleaning the demo corpus")?;
+    eprintln!("{report}");
+    eprintln!("{}", score_against_truth(&data_dir, &cleaned_dir)?);
+
+    eprintln!("\n== 4. train a small byte-level BPE (steel tokenizer train) and pack (steel pack)");
+    let cleaned = vec![cleaned_dir.display().to_string()];
+    let tokenizer = dir.join("tokenizer.json");
+    let texts = read_texts(&cleaned).context("reading the cleaned corpus")?;
     train(texts, 2000, &tokenizer).context("training the demo tokenizer")?;
     let mut pack_options = PackOptions::new(&tokenizer, dir.join("chunks"));
     pack_options.block_size = 256;
     pack_options.chunk_blocks = 64;
-    let packed = pack(&converted, &pack_options).context("packing the demo corpus")?;
+    let packed = pack(&cleaned, &pack_options).context("packing the demo corpus")?;
     print_pack_summary(&packed);
 
-    eprintln!("\n== done. Later stages (clean, dedup, train) join this demo as they land.");
+    eprintln!("\n== done. Later stages (incremental runs, training) join this demo as they land.");
     eprintln!("everything is in {}", dir.display());
     Ok(())
+}
+
+/// The recipe `steel demo` cleans with (shipped in `recipes/`).
+const DEMO_RECIPE: &str = include_str!("../recipes/demo_clean.yaml");
+
+/// How the cleaned demo corpus compares with the generator's truth.
+fn score_against_truth(data_dir: &std::path::Path, cleaned_dir: &std::path::Path) -> Result<String> {
+    let truth = read_truth(data_dir).context("reading the demo truth")?;
+    // Converted documents carry their source file and row; the truth names them the same way.
+    let mut kept = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(cleaned_dir)? {
+        let path = entry?.path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")) {
+            for line in std::fs::read_to_string(&path)?.lines() {
+                let doc: serde_json::Value = serde_json::from_str(line)?;
+                let file = doc["meta"]["file"].as_str().unwrap_or_default().to_string();
+                let file = std::path::Path::new(&file).file_name().map(|n| n.to_string_lossy().into_owned());
+                kept.insert((file, doc["meta"]["row"].as_u64()));
+            }
+        }
+    }
+    let removed = |pick: &dyn Fn(&Truth) -> bool| {
+        let docs: Vec<&Truth> = truth.iter().filter(|t| pick(t)).collect();
+        let gone = docs
+            .iter()
+            .filter(|t| {
+                let file = std::path::Path::new(&t.file).file_name().map(|n| n.to_string_lossy().into_owned());
+                !kept.contains(&(file, Some(t.row)))
+            })
+            .count();
+        format!("{gone}/{}", docs.len())
+    };
+    Ok(format!(
+        "against the truth: removed {} exact duplicates, {} near-duplicates, {} junk documents (too short or too long; the mappers cleaned the others), {} clean originals",
+        removed(&|t| t.kind == DocKind::ExactDup),
+        removed(&|t| t.kind == DocKind::NearDup),
+        removed(&|t| t.kind == DocKind::Original && !t.junk.is_empty()),
+        removed(&|t| t.kind == DocKind::Original && t.junk.is_empty()),
+    ))
 }
 
 fn run_bench_pack(args: BenchPackArgs) -> Result<()> {

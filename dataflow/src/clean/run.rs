@@ -28,6 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
+/// Directory inputs skip these (`input::expand::REPORT_FILES`), so a cleaned directory can be
+/// the next stage's input as it is.
 pub const REPORT_JSON: &str = "report.json";
 pub const REPORT_TEXT: &str = "report.txt";
 pub const REJECTS_FILE: &str = "_rejects.jsonl";

@@ -66,11 +66,14 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Expanded, InputError> {
     Ok(out)
 }
 
-/// `_summary.json`, `.hidden.jsonl`: metadata next to data, never data itself.
+/// Reports a run writes next to its data under these fixed names (`steel clean`'s).
+pub const REPORT_FILES: &[&str] = &["report.json", "report.txt"];
+
+/// `_summary.json`, `.hidden.jsonl`, `report.json`: metadata next to data, never data itself.
 fn is_side_file(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('_') || n.starts_with('.'))
+        .is_some_and(|n| n.starts_with('_') || n.starts_with('.') || REPORT_FILES.contains(&n))
 }
 
 /// Every file below `dir`, sorted by path.
