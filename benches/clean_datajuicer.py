@@ -2,6 +2,8 @@
 
 usage: clean_datajuicer.py RECIPE INPUT.jsonl OUTPUT_DIR NP [--drop OP ...]
 
+The JSON line also goes to OUTPUT_DIR/result.json (data-juicer redirects stdout to its log).
+
 The recipe is copied with `dataset_path`, `export_path`, `np` set for this run, tracing and
 caching off, and the operators named with --drop removed (perplexity_filter downloads KenLM
 models at run time, which this machine cannot do).
@@ -50,7 +52,7 @@ def main():
     docs_out = sum(1 for _ in open(recipe["export_path"], encoding="utf-8"))
     docs_in = sum(1 for _ in open(input_path, encoding="utf-8"))
     size = os.path.getsize(input_path)
-    print(json.dumps({
+    result = json.dumps({
         "tool": "data-juicer",
         "np": int(np_),
         "dropped_ops": drop,
@@ -59,7 +61,10 @@ def main():
         "seconds": round(seconds, 2),
         "docs_per_s": round(docs_in / seconds, 1),
         "mb_per_s": round(size / seconds / 1e6, 2),
-    }))
+    })
+    with open(os.path.join(out_dir, "result.json"), "w") as f:
+        f.write(result + "\n")
+    print(result)
 
 
 if __name__ == "__main__":

@@ -289,6 +289,10 @@ struct BenchCleanArgs {
     /// Skip the per-operator runs.
     #[arg(long)]
     no_per_op: bool,
+    /// Leave these operators out of the recipe (comma separated), e.g. perplexity_filter to
+    /// compare with a data-juicer that cannot download its model.
+    #[arg(long, value_delimiter = ',')]
+    without: Vec<String>,
 }
 
 #[derive(Args)]
@@ -608,17 +612,25 @@ fn run_demo(args: DemoArgs) -> Result<()> {
 const DEMO_RECIPE: &str = include_str!("../recipes/demo_clean.yaml");
 
 /// How the cleaned demo corpus compares with the generator's truth.
-fn score_against_truth(data_dir: &std::path::Path, cleaned_dir: &std::path::Path) -> Result<String> {
+fn score_against_truth(
+    data_dir: &std::path::Path,
+    cleaned_dir: &std::path::Path,
+) -> Result<String> {
     let truth = read_truth(data_dir).context("reading the demo truth")?;
     // Converted documents carry their source file and row; the truth names them the same way.
     let mut kept = std::collections::HashSet::new();
     for entry in std::fs::read_dir(cleaned_dir)? {
         let path = entry?.path();
-        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")) {
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
+        {
             for line in std::fs::read_to_string(&path)?.lines() {
                 let doc: serde_json::Value = serde_json::from_str(line)?;
                 let file = doc["meta"]["file"].as_str().unwrap_or_default().to_string();
-                let file = std::path::Path::new(&file).file_name().map(|n| n.to_string_lossy().into_owned());
+                let file = std::path::Path::new(&file)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
                 kept.insert((file, doc["meta"]["row"].as_u64()));
             }
         }
@@ -628,7 +640,9 @@ fn score_against_truth(data_dir: &std::path::Path, cleaned_dir: &std::path::Path
         let gone = docs
             .iter()
             .filter(|t| {
-                let file = std::path::Path::new(&t.file).file_name().map(|n| n.to_string_lossy().into_owned());
+                let file = std::path::Path::new(&t.file)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
                 !kept.contains(&(file, Some(t.row)))
             })
             .count();
@@ -672,6 +686,7 @@ fn run_bench_clean(args: BenchCleanArgs) -> Result<()> {
         op_copies: args.op_copies,
         threads: args.threads_list,
         per_op: !args.no_per_op,
+        without: args.without,
     };
     let mut emit = |line: &_| match serde_json::to_string(line) {
         Ok(json) => println!("{json}"),

@@ -13,7 +13,9 @@ fn node(value: &Value) -> Node {
     match value {
         Value::Null => Node::Null,
         Value::Bool(b) => Node::Bool(*b),
-        Value::Number(n) => n.as_i64().map_or_else(|| Node::Float(n.as_f64().unwrap()), Node::Int),
+        Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Node::Float(n.as_f64().unwrap()), Node::Int),
         Value::String(s) => Node::Str(s.clone()),
         Value::Array(items) => Node::Seq(items.iter().map(node).collect()),
         Value::Object(map) => Node::Map(map.iter().map(|(k, v)| (k.clone(), node(v))).collect()),
@@ -23,7 +25,12 @@ fn node(value: &Value) -> Node {
 fn build(name: &str, params: &Value) -> Op {
     let spec = OpSpec {
         name: name.to_string(),
-        params: params.as_object().unwrap().iter().map(|(k, v)| (k.clone(), node(v))).collect(),
+        params: params
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), node(v)))
+            .collect(),
     };
     let recipe = Recipe {
         ops: vec![spec],
@@ -32,7 +39,12 @@ fn build(name: &str, params: &Value) -> Op {
         ignored_keys: vec![],
         notes: vec![],
     };
-    recipe.build_ops(&Resources::default()).unwrap().pop().unwrap().op
+    recipe
+        .build_ops(&Resources::default())
+        .unwrap()
+        .pop()
+        .unwrap()
+        .op
 }
 
 /// What our operator gives for `text`, in the fixture's terms.
@@ -46,7 +58,12 @@ fn ours(op: &Op, name: &str, text: &str) -> Value {
                 "document_deduplicator" => Value::String(format!("{:016x}{:016x}", key[0], key[1])),
                 "document_simhash_deduplicator" => Value::String(key[0].to_string()),
                 // Band keys first, then the Jaccard sketch.
-                _ => Value::Array(key[..4].iter().map(|k| Value::String(format!("{k:016x}"))).collect()),
+                _ => Value::Array(
+                    key[..4]
+                        .iter()
+                        .map(|k| Value::String(format!("{k:016x}")))
+                        .collect(),
+                ),
             }
         }
     }
@@ -56,7 +73,10 @@ fn ours(op: &Op, name: &str, text: &str) -> Value {
 fn band_keys(value: &Value) -> Value {
     let keys = value.as_array().unwrap().iter().map(|hex| {
         let hex = hex.as_str().unwrap();
-        let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
         Value::String(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)))
     });
     Value::Array(keys.collect())
@@ -64,7 +84,9 @@ fn band_keys(value: &Value) -> Value {
 
 fn same(expected: &Value, got: &Value) -> bool {
     match (expected, got) {
-        (Value::Number(a), Value::Number(b)) => (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-9,
+        (Value::Number(a), Value::Number(b)) => {
+            (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-9
+        }
         _ => expected == got,
     }
 }
@@ -72,19 +94,33 @@ fn same(expected: &Value, got: &Value) -> bool {
 #[test]
 fn operators_match_data_juicer_outputs() {
     let fixture = std::fs::read_to_string("tests/data/clean/known_answers.jsonl").unwrap();
-    let mut lines = fixture.lines().map(|l| serde_json::from_str::<Value>(l).unwrap());
-    let texts: Vec<String> = serde_json::from_value(lines.next().unwrap()["texts"].clone()).unwrap();
+    let mut lines = fixture
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap());
+    let texts: Vec<String> =
+        serde_json::from_value(lines.next().unwrap()["texts"].clone()).unwrap();
     let mut mismatches = Vec::new();
     let mut checked = 0;
     for case in lines {
         let name = case["op"].as_str().unwrap();
         let op = build(name, &case["params"]);
-        for (i, (text, expected)) in texts.iter().zip(case["out"].as_array().unwrap()).enumerate() {
-            let expected = if name == "document_minhash_deduplicator" { band_keys(expected) } else { expected.clone() };
+        for (i, (text, expected)) in texts
+            .iter()
+            .zip(case["out"].as_array().unwrap())
+            .enumerate()
+        {
+            let expected = if name == "document_minhash_deduplicator" {
+                band_keys(expected)
+            } else {
+                expected.clone()
+            };
             let got = ours(&op, name, text);
             checked += 1;
             if !same(&expected, &got) {
-                mismatches.push(format!("{name} {} text #{i}: expected {expected:.200?}, got {got:.200?}", case["params"]));
+                mismatches.push(format!(
+                    "{name} {} text #{i}: expected {expected:.200?}, got {got:.200?}",
+                    case["params"]
+                ));
             }
         }
     }
@@ -92,5 +128,9 @@ fn operators_match_data_juicer_outputs() {
     for m in &mismatches {
         eprintln!("{m}");
     }
-    assert!(mismatches.is_empty(), "{} of {checked} outputs differ from data-juicer", mismatches.len());
+    assert!(
+        mismatches.is_empty(),
+        "{} of {checked} outputs differ from data-juicer",
+        mismatches.len()
+    );
 }

@@ -11,11 +11,15 @@ use steel_dataflow::clean::lm::Unit;
 use steel_dataflow::clean::lm::train::Trainer;
 use steel_dataflow::clean::recipe::Recipe;
 use steel_dataflow::clean::report::CleanReport;
-use steel_dataflow::clean::run::{CleanError, CleanOptions, REJECTS_FILE, REPORT_JSON, REPORT_TEXT, clean};
+use steel_dataflow::clean::run::{
+    CleanError, CleanOptions, REJECTS_FILE, REPORT_JSON, REPORT_TEXT, clean,
+};
 use steel_dataflow::demo_data::{DemoDataOptions, DocKind, generate, read_truth};
 
 fn shared_recipe(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/recipes").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/recipes")
+        .join(name)
 }
 
 /// The converted text samples (5,240 documents) in `dir/converted`.
@@ -34,7 +38,13 @@ fn train_lm(input: &str, path: &Path) {
     std::fs::write(path, trainer.to_arpa()).unwrap();
 }
 
-fn run_recipe(recipe: &Recipe, path: &Path, input: &[String], out: &Path, resources: Resources) -> CleanReport {
+fn run_recipe(
+    recipe: &Recipe,
+    path: &Path,
+    input: &[String],
+    out: &Path,
+    resources: Resources,
+) -> CleanReport {
     let mut options = CleanOptions::new(path, out);
     options.resources = resources;
     options.trace = 2;
@@ -75,7 +85,13 @@ fn steel_text_recipe_keeps_what_data_juicer_keeps() {
     let full = recipe.clone();
     recipe.ops.retain(|op| op.name != "perplexity_filter");
     let out = dir.path().join("no-ppl");
-    let report = run_recipe(&recipe, &path, &[input.clone()], &out, Resources::default());
+    let report = run_recipe(
+        &recipe,
+        &path,
+        std::slice::from_ref(&input),
+        &out,
+        Resources::default(),
+    );
     assert_eq!((report.docs_in, report.docs_out), (5240, 1199));
     assert_counts_chain(&report);
     assert_eq!(lines(&out.join("part-00000.jsonl")).len(), 1199);
@@ -84,26 +100,39 @@ fn steel_text_recipe_keeps_what_data_juicer_keeps() {
     let model = dir.path().join("zh.arpa");
     train_lm(&input, &model);
     let out = dir.path().join("full");
-    let resources = Resources { lm_model: Some(model), hf_tokenizer: None };
+    let resources = Resources {
+        lm_model: Some(model),
+        hf_tokenizer: None,
+    };
     let report = run_recipe(&full, &path, &[input], &out, resources);
     assert_counts_chain(&report);
-    let ppl = report.ops.iter().find(|op| op.name == "perplexity_filter").unwrap();
+    let ppl = report
+        .ops
+        .iter()
+        .find(|op| op.name == "perplexity_filter")
+        .unwrap();
     let stat = ppl.stat.as_ref().unwrap();
     assert!(stat.min > 1.0 && stat.max < 1500.0 * 100.0, "{stat:?}");
 
     // The report: JSON with every operator, a readable table, traces with before/after.
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join(REPORT_JSON)).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join(REPORT_JSON)).unwrap()).unwrap();
     assert_eq!(json["ops"].as_array().unwrap().len(), 22);
     let fix = &json["ops"][7];
     assert_eq!(fix["name"], "fix_unicode_mapper");
     assert_eq!(fix["trace"].as_array().unwrap().len(), 2);
-    assert!(fix["trace"][0]["after"].is_string() && fix["trace"][0]["before"] != fix["trace"][0]["after"]);
+    assert!(
+        fix["trace"][0]["after"].is_string()
+            && fix["trace"][0]["before"] != fix["trace"][0]["after"]
+    );
     let alnum = &json["ops"][12];
     assert_eq!(alnum["stat_name"], "alnum_ratio");
     assert!(alnum["trace"][0]["stat"].as_f64().unwrap() > 0.9);
     assert_eq!(alnum["stat"]["quantiles"].as_array().unwrap().len(), 7);
     let table = std::fs::read_to_string(out.join(REPORT_TEXT)).unwrap();
-    assert!(table.contains("document_simhash_deduplicator") && table.contains("ignored recipe keys"));
+    assert!(
+        table.contains("document_simhash_deduplicator") && table.contains("ignored recipe keys")
+    );
     let brief = report.brief();
     assert_eq!(brief["ops"][0]["name"], "chinese_convert_mapper");
     assert_eq!(brief["docs_in"], 5240);
@@ -112,21 +141,46 @@ fn steel_text_recipe_keeps_what_data_juicer_keeps() {
 #[test]
 fn steel_code_recipe_runs_on_starcoder() {
     let dir = tempfile::tempdir().unwrap();
-    common::run(dir.path(), "code", &[common::sample("starcoder_python.parquet")], "starcoder");
+    common::run(
+        dir.path(),
+        "code",
+        &[common::sample("starcoder_python.parquet")],
+        "starcoder",
+    );
     let path = shared_recipe("steel_code.yaml");
     let recipe = Recipe::load(&path).unwrap();
     assert_eq!(recipe.ops.len(), 15);
-    assert!(recipe.notes.iter().any(|n| n.contains("text_keys")), "{:?}", recipe.notes);
+    assert!(
+        recipe.notes.iter().any(|n| n.contains("text_keys")),
+        "{:?}",
+        recipe.notes
+    );
     // alphanumeric_filter with tokenization: true needs a tokenizer; without one, a clear error.
     let input = [dir.path().join("code").display().to_string()];
-    let error = clean(&input, &recipe, &CleanOptions::new(&path, dir.path().join("x"))).unwrap_err();
-    assert!(matches!(error, CleanError::Recipe(ref m) if m.contains("--hf-tokenizer")), "{error}");
-    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tokenizers/qwen1_5/tokenizer.json");
-    let resources = Resources { lm_model: None, hf_tokenizer: Some(tokenizer) };
+    let error = clean(
+        &input,
+        &recipe,
+        &CleanOptions::new(&path, dir.path().join("x")),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, CleanError::Recipe(ref m) if m.contains("--hf-tokenizer")),
+        "{error}"
+    );
+    let tokenizer = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/tokenizers/qwen1_5/tokenizer.json");
+    let resources = Resources {
+        lm_model: None,
+        hf_tokenizer: Some(tokenizer),
+    };
     let report = run_recipe(&recipe, &path, &input, &dir.path().join("out"), resources);
     assert_eq!(report.docs_in, 500);
     assert_counts_chain(&report);
-    assert!(report.docs_out > 50 && report.docs_out < 500, "{}", report.docs_out);
+    assert!(
+        report.docs_out > 50 && report.docs_out < 500,
+        "{}",
+        report.docs_out
+    );
     let copyright = &report.ops[5];
     assert_eq!(copyright.name, "clean_copyright_mapper");
     assert!(copyright.changed.unwrap() > 0);
@@ -146,15 +200,23 @@ fn output_is_identical_for_one_and_two_threads() {
         options.trace = 3;
         // Small batches so batching and the dedup order across batches are exercised.
         options.batch.records = 97;
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        let report = pool.install(|| clean(&[input.clone()], &recipe, &options)).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let report = pool
+            .install(|| clean(std::slice::from_ref(&input), &recipe, &options))
+            .unwrap();
         let mut json: serde_json::Value = serde_json::to_value(&report).unwrap();
         for volatile in ["seconds", "threads", "output", "shards"] {
             json.as_object_mut().unwrap().remove(volatile);
         }
         outputs.push((std::fs::read(out.join("part-00000.jsonl")).unwrap(), json));
     }
-    assert!(outputs[0].0 == outputs[1].0, "shards differ between 1 and 2 threads");
+    assert!(
+        outputs[0].0 == outputs[1].0,
+        "shards differ between 1 and 2 threads"
+    );
     assert_eq!(outputs[0].1, outputs[1].1);
 }
 
@@ -173,13 +235,37 @@ fn bad_records_are_quarantined_and_counted() {
     )
     .unwrap();
     let recipe_path = dir.path().join("r.yaml");
-    std::fs::write(&recipe_path, "process:\n  - whitespace_normalization_mapper:\n").unwrap();
+    std::fs::write(
+        &recipe_path,
+        "process:\n  - whitespace_normalization_mapper:\n",
+    )
+    .unwrap();
     let recipe = Recipe::load(&recipe_path).unwrap();
     let out = dir.path().join("out");
-    let report = clean(&[input.display().to_string()], &recipe, &CleanOptions::new(&recipe_path, &out)).unwrap();
-    assert_eq!((report.docs_in, report.docs_out, report.rejected), (2, 2, 4));
-    let reasons: Vec<(&str, u64)> = report.reject_reasons.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    assert_eq!(reasons, [("malformed_json", 1), ("missing_field", 1), ("not_an_object", 1), ("wrong_type", 1)]);
+    let report = clean(
+        &[input.display().to_string()],
+        &recipe,
+        &CleanOptions::new(&recipe_path, &out),
+    )
+    .unwrap();
+    assert_eq!(
+        (report.docs_in, report.docs_out, report.rejected),
+        (2, 2, 4)
+    );
+    let reasons: Vec<(&str, u64)> = report
+        .reject_reasons
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("malformed_json", 1),
+            ("missing_field", 1),
+            ("not_an_object", 1),
+            ("wrong_type", 1)
+        ]
+    );
     let rejects = lines(&out.join(REJECTS_FILE));
     assert_eq!(rejects[0]["line"], 2);
     assert_eq!(rejects[1]["reason"], "missing_field");
@@ -187,7 +273,11 @@ fn bad_records_are_quarantined_and_counted() {
     let kept = lines(&out.join("part-00000.jsonl"));
     assert_eq!(kept[1]["meta"]["keep"], true);
     // A second run into the same directory is refused rather than mixing outputs.
-    let again = clean(&[input.display().to_string()], &recipe, &CleanOptions::new(&recipe_path, &out));
+    let again = clean(
+        &[input.display().to_string()],
+        &recipe,
+        &CleanOptions::new(&recipe_path, &out),
+    );
     assert!(matches!(again, Err(CleanError::OutputNotEmpty(_))));
 }
 
@@ -196,19 +286,35 @@ fn bad_records_are_quarantined_and_counted() {
 #[test]
 fn dedup_finds_the_planted_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let options = DemoDataOptions { docs: 2000, seed: 7, files: 3, output: dir.path().join("data") };
+    let options = DemoDataOptions {
+        docs: 2000,
+        seed: 7,
+        files: 3,
+        output: dir.path().join("data"),
+    };
     generate(&options).unwrap();
     let truth = read_truth(&dir.path().join("data")).unwrap();
     let corpus = dir.path().join("data/corpus").display().to_string();
     for (name, body) in [
-        ("minhash", "  - document_deduplicator:\n  - document_minhash_deduplicator:\n      tokenization: character\n      window_size: 5\n"),
-        ("simhash", "  - document_simhash_deduplicator:\n      tokenization: character\n      window_size: 5\n"),
+        (
+            "minhash",
+            "  - document_deduplicator:\n  - document_minhash_deduplicator:\n      tokenization: character\n      window_size: 5\n",
+        ),
+        (
+            "simhash",
+            "  - document_simhash_deduplicator:\n      tokenization: character\n      window_size: 5\n",
+        ),
     ] {
         let recipe_path = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&recipe_path, format!("process:\n{body}")).unwrap();
         let recipe = Recipe::load(&recipe_path).unwrap();
         let out = dir.path().join(name);
-        clean(&[corpus.clone()], &recipe, &CleanOptions::new(&recipe_path, &out)).unwrap();
+        clean(
+            std::slice::from_ref(&corpus),
+            &recipe,
+            &CleanOptions::new(&recipe_path, &out),
+        )
+        .unwrap();
         let kept: HashSet<String> = lines(&out.join("part-00000.jsonl"))
             .iter()
             .map(|d| d["id"].as_str().unwrap().to_string())
@@ -219,7 +325,11 @@ fn dedup_finds_the_planted_duplicates() {
         };
         assert_eq!(share_removed(DocKind::ExactDup), 1.0, "{name}");
         if name == "minhash" {
-            assert!(share_removed(DocKind::NearDup) >= 0.95, "{name}: {}", share_removed(DocKind::NearDup));
+            assert!(
+                share_removed(DocKind::NearDup) >= 0.95,
+                "{name}: {}",
+                share_removed(DocKind::NearDup)
+            );
         }
         // Clean originals (not junk, whose very short or very long random texts do collide).
         let lost: Vec<_> = truth

@@ -129,3 +129,115 @@ fn demo_runs_end_to_end_and_says_what_it_did() {
     assert!(work.join("converted/part-00000.jsonl").exists());
     assert!(work.join("data/truth.jsonl").exists());
 }
+
+#[test]
+fn demo_cleans_and_scores_against_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("demo");
+    let out = steel(&["demo", "--dir", work.to_str().unwrap(), "--docs", "400"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("document_minhash_deduplicator"), "{stderr}");
+    assert!(
+        stderr.contains(" 0/") && stderr.contains("clean originals"),
+        "{stderr}"
+    );
+    assert!(work.join("cleaned/report.json").exists());
+    assert!(work.join("chunks/manifest.json").exists());
+}
+
+#[test]
+fn clean_json_summary_and_recipe_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"text\": \"联系 a@b.com 今天\"}\n{\"text\": \"x\"}\nbroken\n",
+    )
+    .unwrap();
+    let recipe = dir.path().join("r.yaml");
+    std::fs::write(
+        &recipe,
+        "project_name: t\nprocess:\n  - clean_email_mapper:\n  - text_length_filter:\n      min_len: 3\n",
+    )
+    .unwrap();
+    let output = dir.path().join("out");
+    let out = steel(&[
+        "clean",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--json",
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["docs_in"].as_u64(), summary["docs_out"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(summary["rejected"], 1);
+    assert_eq!(summary["ops"][0]["name"], "clean_email_mapper");
+    assert_eq!(summary["ops"][0]["changed"], 1);
+    assert_eq!(summary["ops"][1]["docs_out"], 1);
+    let kept = std::fs::read_to_string(output.join("part-00000.jsonl")).unwrap();
+    assert_eq!(kept, "{\"text\":\"联系  今天\"}\n");
+
+    std::fs::write(&recipe, "process:\n  - clean_emails_mapper:\n").unwrap();
+    let out = steel(&[
+        "clean",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "-o",
+        "unused",
+        input.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown operator `clean_emails_mapper`")
+            && stderr.contains("clean_email_mapper"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn lm_train_writes_a_model_the_filter_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ref.jsonl");
+    std::fs::write(
+        &input,
+        "{\"text\": \"今天天气很好\"}\n{\"text\": \"今天我们去公园\"}\n",
+    )
+    .unwrap();
+    let model = dir.path().join("m.arpa");
+    let out = steel(&[
+        "lm",
+        "train",
+        "--order",
+        "2",
+        "-o",
+        model.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let arpa = std::fs::read_to_string(&model).unwrap();
+    assert!(
+        arpa.starts_with("\\data\\\nngram 1=")
+            && arpa.contains("\\2-grams:")
+            && arpa.ends_with("\\end\\\n")
+    );
+    assert!(
+        arpa.contains("\t今 天\t") || arpa.contains("\t今 天\n"),
+        "{arpa}"
+    );
+}

@@ -37,6 +37,8 @@ pub struct CleanBenchOptions {
     pub threads: Vec<usize>,
     /// Measure each operator alone too.
     pub per_op: bool,
+    /// Operators left out of the recipe.
+    pub without: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -70,13 +72,20 @@ fn setup_error(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> CleanB
 
 /// Convert the text samples, train the LM and write the replicated inputs; returns the paths
 /// of the full input and of the per-operator input, and the model.
-pub fn prepare(options: &CleanBenchOptions) -> Result<(PathBuf, PathBuf, PathBuf), CleanBenchError> {
+pub fn prepare(
+    options: &CleanBenchOptions,
+) -> Result<(PathBuf, PathBuf, PathBuf), CleanBenchError> {
     let converted = options.work.join("converted");
     let unified = converted.join("part-00000.jsonl");
     if !unified.exists() {
-        let inputs: Vec<String> =
-            TEXT_SAMPLES.iter().map(|f| options.samples.join(f).display().to_string()).collect();
-        convert(&inputs, &ConvertOptions::new(FormatChoice::Auto, &converted))?;
+        let inputs: Vec<String> = TEXT_SAMPLES
+            .iter()
+            .map(|f| options.samples.join(f).display().to_string())
+            .collect();
+        convert(
+            &inputs,
+            &ConvertOptions::new(FormatChoice::Auto, &converted),
+        )?;
     }
     let model = options.work.join("zh-char-3gram.arpa");
     if !model.exists() {
@@ -89,8 +98,12 @@ pub fn prepare(options: &CleanBenchOptions) -> Result<(PathBuf, PathBuf, PathBuf
         std::fs::write(&model, trainer.to_arpa()).map_err(setup_error("writing", &model))?;
     }
     let one = std::fs::read(&unified).map_err(setup_error("reading", &unified))?;
-    let full = options.work.join(format!("input-x{}.jsonl", options.copies));
-    let per_op = options.work.join(format!("input-x{}.jsonl", options.op_copies));
+    let full = options
+        .work
+        .join(format!("input-x{}.jsonl", options.copies));
+    let per_op = options
+        .work
+        .join(format!("input-x{}.jsonl", options.op_copies));
     for (path, copies) in [(&full, options.copies), (&per_op, options.op_copies)] {
         if !path.exists() {
             std::fs::write(path, one.repeat(copies)).map_err(setup_error("writing", path))?;
@@ -141,18 +154,41 @@ pub fn bench_clean(
 ) -> Result<(), CleanBenchError> {
     std::fs::create_dir_all(&options.work).map_err(setup_error("creating", &options.work))?;
     let (full, per_op, model) = prepare(options)?;
-    let recipe = Recipe::load(&options.recipe).map_err(CleanBenchError::Setup)?;
-    let resources = Resources { lm_model: Some(model), hf_tokenizer: None };
+    let mut recipe = Recipe::load(&options.recipe).map_err(CleanBenchError::Setup)?;
+    recipe.ops.retain(|op| !options.without.contains(&op.name));
+    let resources = Resources {
+        lm_model: Some(model),
+        hf_tokenizer: None,
+    };
     let out = options.work.join("out");
     for &threads in &options.threads {
-        let line = run_once(&recipe, &options.recipe, &full, &out, &resources, threads, "recipe".into())?;
+        let line = run_once(
+            &recipe,
+            &options.recipe,
+            &full,
+            &out,
+            &resources,
+            threads,
+            "recipe".into(),
+        )?;
         emit(&line);
     }
     if options.per_op {
         for (index, spec) in recipe.ops.iter().enumerate() {
-            let single = Recipe { ops: vec![spec.clone()], ..recipe.clone() };
+            let single = Recipe {
+                ops: vec![spec.clone()],
+                ..recipe.clone()
+            };
             let case = format!("{:02} {}", index + 1, spec.name);
-            emit(&run_once(&single, &options.recipe, &per_op, &out, &resources, 1, case)?);
+            emit(&run_once(
+                &single,
+                &options.recipe,
+                &per_op,
+                &out,
+                &resources,
+                1,
+                case,
+            )?);
         }
     }
     Ok(())

@@ -55,15 +55,8 @@ pub fn is_special(c: char) -> bool {
 pub fn is_various_whitespace(c: char) -> bool {
     matches!(
         c,
-        '\t' | ' '
-            | '\u{84}'
-            | '\u{a0}'
-            | '\u{2000}'..='\u{200d}'
-            | '\u{202f}'
-            | '\u{205f}'
-            | '\u{2060}'
-            | '\u{3000}'
-            | '\u{fffc}'
+        '\t' | ' ' | '\u{84}' | '\u{a0}' | '\u{2000}'
+            ..='\u{200d}' | '\u{202f}' | '\u{205f}' | '\u{2060}' | '\u{3000}' | '\u{fffc}'
     )
 }
 
@@ -79,6 +72,9 @@ mod tests {
         for c in ['a', 'Z', '中', 'é'] {
             assert!(!is_special(c), "{c:?} should not be special");
         }
-        assert_eq!(SPECIAL.other.len() + SPECIAL.ascii.iter().filter(|b| **b).count(), 1618);
+        assert_eq!(
+            SPECIAL.other.len() + SPECIAL.ascii.iter().filter(|b| **b).count(),
+            1618
+        );
     }
 }

@@ -83,10 +83,18 @@ impl Range {
     pub fn keep(&self, value: f64) -> bool {
         let mut keep = true;
         if let Some(min) = self.min {
-            keep &= if self.min_closed { value >= min } else { value > min };
+            keep &= if self.min_closed {
+                value >= min
+            } else {
+                value > min
+            };
         }
         if let Some(max) = self.max {
-            keep &= if self.max_closed { value <= max } else { value < max };
+            keep &= if self.max_closed {
+                value <= max
+            } else {
+                value < max
+            };
         }
         keep != self.reversed
     }
@@ -117,10 +125,7 @@ mod tests {
         assert!(!range.keep(2.0));
         range.reversed = true;
         assert!(range.keep(2.0) && !range.keep(1.5));
-        let unbounded = Range {
-            max: None,
-            ..range
-        };
+        let unbounded = Range { max: None, ..range };
         assert!(!unbounded.keep(1e300));
     }
 }

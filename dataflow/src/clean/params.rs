@@ -121,7 +121,9 @@ impl Params {
     }
 
     pub fn string(&mut self, name: &'static str, default: &str) -> ParamResult<String> {
-        Ok(self.opt_string(name)?.unwrap_or_else(|| default.to_string()))
+        Ok(self
+            .opt_string(name)?
+            .unwrap_or_else(|| default.to_string()))
     }
 
     /// A string, or a list of strings (kept as given).
@@ -219,6 +221,9 @@ mod tests {
     fn wrong_types_are_named() {
         let mut params = Params::new("op", vec![("n".into(), Node::Str("x".into()))]);
         let error = params.usize("n", 1).unwrap_err();
-        assert!(error.contains("`n` must be a non-negative integer"), "{error}");
+        assert!(
+            error.contains("`n` must be a non-negative integer"),
+            "{error}"
+        );
     }
 }

@@ -52,7 +52,14 @@ pub fn is_alnum(c: char) -> bool {
 fn is_line_break(c: char) -> bool {
     matches!(
         c,
-        '\n' | '\r' | '\u{0b}' | '\u{0c}' | '\u{1c}' | '\u{1d}' | '\u{1e}' | '\u{85}' | '\u{2028}'
+        '\n' | '\r'
+            | '\u{0b}'
+            | '\u{0c}'
+            | '\u{1c}'
+            | '\u{1d}'
+            | '\u{1e}'
+            | '\u{85}'
+            | '\u{2028}'
             | '\u{2029}'
     )
 }
@@ -119,7 +126,10 @@ mod tests {
     #[test]
     fn splitlines_matches_python() {
         // Python: "a\r\nb\rc\x0bd\u2028e\n".splitlines() == ['a', 'b', 'c', 'd', 'e']
-        assert_eq!(splitlines("a\r\nb\rc\u{0b}d\u{2028}e\n"), ["a", "b", "c", "d", "e"]);
+        assert_eq!(
+            splitlines("a\r\nb\rc\u{0b}d\u{2028}e\n"),
+            ["a", "b", "c", "d", "e"]
+        );
         // Python: "\n\nx".splitlines() == ['', '', 'x']; "".splitlines() == []
         assert_eq!(splitlines("\n\nx"), ["", "", "x"]);
         assert!(splitlines("").is_empty());
@@ -140,7 +150,10 @@ mod tests {
     fn windows_and_whitespace_split() {
         assert_eq!(char_windows("中文ab", 3), ["中文a", "文ab"]);
         assert!(char_windows("ab", 3).is_empty());
-        assert_eq!(split_on_whitespace(" a  b\nc\td ", true, true), ["a", "b", "c", "d"]);
+        assert_eq!(
+            split_on_whitespace(" a  b\nc\td ", true, true),
+            ["a", "b", "c", "d"]
+        );
         assert_eq!(split_on_whitespace("a\nb c", false, false), ["a\nb", "c"]);
     }
 }

@@ -58,7 +58,9 @@ impl Recipe {
         let mut process = None;
         for (key, value) in &entries {
             if seen.contains(&key.as_str()) {
-                recipe.notes.push(format!("global key `{key}` is given more than once; the last value is used"));
+                recipe.notes.push(format!(
+                    "global key `{key}` is given more than once; the last value is used"
+                ));
             }
             seen.push(key);
             match key.as_str() {
@@ -68,7 +70,12 @@ impl Recipe {
                     recipe.np = match value {
                         Node::Int(n) if *n > 0 => Some(*n as usize),
                         Node::Null => None,
-                        other => return Err(format!("`np` must be a positive integer, found {}", other.kind())),
+                        other => {
+                            return Err(format!(
+                                "`np` must be a positive integer, found {}",
+                                other.kind()
+                            ));
+                        }
                     }
                 }
                 _ => {
@@ -85,7 +92,10 @@ impl Recipe {
             let entry = match item {
                 Node::Map(pairs) if pairs.len() == 1 => &pairs[0],
                 Node::Str(name) => {
-                    recipe.ops.push(OpSpec { name: name.clone(), params: Vec::new() });
+                    recipe.ops.push(OpSpec {
+                        name: name.clone(),
+                        params: Vec::new(),
+                    });
                     continue;
                 }
                 other => {
@@ -108,7 +118,10 @@ impl Recipe {
                     ));
                 }
             };
-            recipe.ops.push(OpSpec { name: entry.0.clone(), params });
+            recipe.ops.push(OpSpec {
+                name: entry.0.clone(),
+                params,
+            });
         }
         Ok(recipe)
     }
@@ -120,7 +133,10 @@ impl Recipe {
             .enumerate()
             .map(|(index, spec)| {
                 build_op(spec, &self.text_key, resources)
-                    .map(|op| BuiltOp { spec: spec.clone(), op })
+                    .map(|op| BuiltOp {
+                        spec: spec.clone(),
+                        op,
+                    })
                     .map_err(|e| format!("process entry {} (`{}`): {e}", index + 1, spec.name))
             })
             .collect()
@@ -139,7 +155,10 @@ fn text_key(value: &Node, notes: &mut Vec<String>) -> Result<String, String> {
             }
             _ => Err("`text_keys` must be a string or a list of strings".into()),
         },
-        other => Err(format!("`text_keys` must be a string or a list of strings, found {}", other.kind())),
+        other => Err(format!(
+            "`text_keys` must be a string or a list of strings, found {}",
+            other.kind()
+        )),
     }
 }
 
@@ -166,7 +185,11 @@ fn build_op(spec: &OpSpec, text_key: &str, resources: &Resources) -> Result<Op, 
     } else if let Some(dedup) = dedup::build(&spec.name, &mut params) {
         Op::Dedup(dedup?)
     } else {
-        return Err(format!("unknown operator `{}`; supported: {}", spec.name, supported().join(", ")));
+        return Err(format!(
+            "unknown operator `{}`; supported: {}",
+            spec.name,
+            supported().join(", ")
+        ));
     };
     params.finish()?;
     Ok(op)
@@ -195,11 +218,18 @@ mod tests {
     fn unknown_operator_and_parameter_are_named() {
         let recipe = Recipe::parse("process:\n  - frobnicate_mapper:\n").unwrap();
         let error = recipe.build_ops(&Resources::default()).err().unwrap();
-        assert!(error.contains("unknown operator `frobnicate_mapper`"), "{error}");
+        assert!(
+            error.contains("unknown operator `frobnicate_mapper`"),
+            "{error}"
+        );
         assert!(error.contains("clean_email_mapper"), "{error}");
-        let recipe = Recipe::parse("process:\n  - text_length_filter:\n      min_length: 3\n").unwrap();
+        let recipe =
+            Recipe::parse("process:\n  - text_length_filter:\n      min_length: 3\n").unwrap();
         let error = recipe.build_ops(&Resources::default()).err().unwrap();
         assert!(error.contains("unknown parameter `min_length`"), "{error}");
-        assert!(error.contains("max_len") && error.contains("min_len"), "{error}");
+        assert!(
+            error.contains("max_len") && error.contains("min_len"),
+            "{error}"
+        );
     }
 }

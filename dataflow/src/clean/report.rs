@@ -47,11 +47,21 @@ pub struct OpReport {
 }
 
 impl OpReport {
-    pub fn new(name: &str, kind: &'static str, params: &[(String, Node)], stat_name: Option<&'static str>) -> Self {
+    pub fn new(
+        name: &str,
+        kind: &'static str,
+        params: &[(String, Node)],
+        stat_name: Option<&'static str>,
+    ) -> Self {
         OpReport {
             name: name.to_string(),
             kind,
-            params: serde_json::Value::Object(params.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+            params: serde_json::Value::Object(
+                params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), to_json(v)))
+                    .collect(),
+            ),
             docs_in: 0,
             docs_out: 0,
             removed: 0,
@@ -67,7 +77,11 @@ impl OpReport {
     /// Fill the derived fields once the run is over.
     pub fn finish(&mut self) {
         self.removed = self.docs_in - self.docs_out;
-        self.removed_share = if self.docs_in == 0 { 0.0 } else { self.removed as f64 / self.docs_in as f64 };
+        self.removed_share = if self.docs_in == 0 {
+            0.0
+        } else {
+            self.removed as f64 / self.docs_in as f64
+        };
         self.stat = self.sketch.summary();
     }
 }
@@ -81,7 +95,12 @@ fn to_json(node: &Node) -> serde_json::Value {
         Node::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
         Node::Str(s) => Value::String(s.clone()),
         Node::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
-        Node::Map(entries) => Value::Object(entries.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        Node::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -128,7 +147,13 @@ impl CleanReport {
 
 impl fmt::Display for CleanReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "recipe {} on {} file(s), text key `{}`", self.recipe, self.files.len(), self.text_key)?;
+        writeln!(
+            f,
+            "recipe {} on {} file(s), text key `{}`",
+            self.recipe,
+            self.files.len(),
+            self.text_key
+        )?;
         writeln!(
             f,
             "{:<3} {:<34} {:>9} {:>9} {:>9} {:>7}  statistic p05 / p50 / p95",
@@ -137,8 +162,19 @@ impl fmt::Display for CleanReport {
         for (i, op) in self.ops.iter().enumerate() {
             let detail = match (&op.stat, op.changed) {
                 (Some(stat), _) => {
-                    let q = |name: &str| stat.quantiles.iter().find(|(n, _)| n == name).map_or(f64::NAN, |(_, v)| *v);
-                    format!("{} {:.4} / {:.4} / {:.4}", op.stat_name.unwrap_or(""), q("p05"), q("p50"), q("p95"))
+                    let q = |name: &str| {
+                        stat.quantiles
+                            .iter()
+                            .find(|(n, _)| n == name)
+                            .map_or(f64::NAN, |(_, v)| *v)
+                    };
+                    format!(
+                        "{} {:.4} / {:.4} / {:.4}",
+                        op.stat_name.unwrap_or(""),
+                        q("p05"),
+                        q("p50"),
+                        q("p95")
+                    )
                 }
                 (None, Some(changed)) => format!("changed {changed}"),
                 (None, None) => String::new(),

@@ -86,8 +86,14 @@ struct Doc {
 /// Texts are kept only while the operator's trace still wants examples.
 enum Event {
     Unchanged,
-    Changed { trace: Option<(String, String)> },
-    Measured { value: f64, removed: bool, trace: Option<String> },
+    Changed {
+        trace: Option<(String, String)>,
+    },
+    Measured {
+        value: f64,
+        removed: bool,
+        trace: Option<String>,
+    },
 }
 
 /// The recipe from `options`, with the thread count it asks for (`np`).
@@ -96,9 +102,15 @@ pub fn load_recipe(options: &CleanOptions) -> Result<Recipe, CleanError> {
 }
 
 /// Clean `inputs` into `options.output`.
-pub fn clean(inputs: &[String], recipe: &Recipe, options: &CleanOptions) -> Result<CleanReport, CleanError> {
+pub fn clean(
+    inputs: &[String],
+    recipe: &Recipe,
+    options: &CleanOptions,
+) -> Result<CleanReport, CleanError> {
     let start = Instant::now();
-    let mut ops = recipe.build_ops(&options.resources).map_err(CleanError::Recipe)?;
+    let mut ops = recipe
+        .build_ops(&options.resources)
+        .map_err(CleanError::Recipe)?;
     let files = plan(inputs)?;
     prepare_output_dir(&options.output)?;
     let mut reports: Vec<OpReport> = ops
@@ -112,10 +124,14 @@ pub fn clean(inputs: &[String], recipe: &Recipe, options: &CleanOptions) -> Resu
         })
         .collect();
     let rejects_path = options.output.join(REJECTS_FILE);
-    let mut rejects = BufWriter::new(File::create(&rejects_path).map_err(|e| OutputError::io(&rejects_path, e))?);
+    let mut rejects =
+        BufWriter::new(File::create(&rejects_path).map_err(|e| OutputError::io(&rejects_path, e))?);
     let mut shards = JsonlShards::new(&options.output, options.shard_bytes);
     let mut totals = Totals::default();
-    let sizes: Vec<u64> = files.iter().map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).collect();
+    let sizes: Vec<u64> = files
+        .iter()
+        .map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .collect();
     let mut progress = Progress::new("clean", sizes.iter().sum(), options.progress);
     let mut done_bytes = 0;
     for ((path, kind), size) in files.iter().zip(&sizes) {
@@ -130,7 +146,14 @@ pub fn clean(inputs: &[String], recipe: &Recipe, options: &CleanOptions) -> Resu
                 read_file(path, *kind, limits, reader_bytes, &mut send)
             });
             for batch in batches {
-                let docs = parse_batch(batch, &file, &recipe.text_key, &mut rejects, &rejects_path, &mut totals)?;
+                let docs = parse_batch(
+                    batch,
+                    &file,
+                    &recipe.text_key,
+                    &mut rejects,
+                    &rejects_path,
+                    &mut totals,
+                )?;
                 let kept = run_ops(docs, &mut ops, &mut reports, options.trace);
                 for doc in kept {
                     shards.write(&to_line(doc, &recipe.text_key))?;
@@ -149,7 +172,9 @@ pub fn clean(inputs: &[String], recipe: &Recipe, options: &CleanOptions) -> Resu
         done_bytes += size;
     }
     progress.finish();
-    rejects.flush().map_err(|e| OutputError::io(&rejects_path, e))?;
+    rejects
+        .flush()
+        .map_err(|e| OutputError::io(&rejects_path, e))?;
     for report in &mut reports {
         report.finish();
     }
@@ -195,7 +220,8 @@ fn plan(inputs: &[String]) -> Result<Vec<(PathBuf, FileKind)>, CleanError> {
         .files
         .into_iter()
         .map(|path| {
-            let kind = FileKind::of(&path).ok_or_else(|| InputError::UnsupportedType(path.clone()))?;
+            let kind =
+                FileKind::of(&path).ok_or_else(|| InputError::UnsupportedType(path.clone()))?;
             File::open(&path).map_err(|e| InputError::io(&path, e))?;
             Ok((path, kind))
         })
@@ -225,7 +251,12 @@ fn parse_batch(
         .map(|raw| {
             let doc = raw.body.object().and_then(|record| {
                 let text = str_field(&record, text_key)?.to_string();
-                Ok::<_, RecordError>(Doc { record, text, file: file.clone(), row: raw.row })
+                Ok::<_, RecordError>(Doc {
+                    record,
+                    text,
+                    file: file.clone(),
+                    row: raw.row,
+                })
             });
             doc.map_err(|error| RejectRecord::new(file, raw.line, raw.row, error, raw.body.bytes()))
         })
@@ -240,8 +271,13 @@ fn parse_batch(
             Err(reject) => {
                 let mut line = serde_json::to_vec(&reject).expect("a reject always serialises");
                 line.push(b'\n');
-                rejects.write_all(&line).map_err(|e| OutputError::io(rejects_path, e))?;
-                *totals.reasons.entry(reject.reason.name().to_string()).or_default() += 1;
+                rejects
+                    .write_all(&line)
+                    .map_err(|e| OutputError::io(rejects_path, e))?;
+                *totals
+                    .reasons
+                    .entry(reject.reason.name().to_string())
+                    .or_default() += 1;
                 totals.rejected += 1;
             }
         }
@@ -250,7 +286,12 @@ fn parse_batch(
 }
 
 /// Apply every operator to a batch; returns the surviving documents in input order.
-fn run_ops(mut docs: Vec<Doc>, ops: &mut [BuiltOp], reports: &mut [OpReport], trace: usize) -> Vec<Doc> {
+fn run_ops(
+    mut docs: Vec<Doc>,
+    ops: &mut [BuiltOp],
+    reports: &mut [OpReport],
+    trace: usize,
+) -> Vec<Doc> {
     let mut start = 0;
     while start < ops.len() {
         if let Op::Dedup(_) = ops[start].op {
@@ -258,7 +299,9 @@ fn run_ops(mut docs: Vec<Doc>, ops: &mut [BuiltOp], reports: &mut [OpReport], tr
             start += 1;
             continue;
         }
-        let end = (start..ops.len()).find(|&i| matches!(ops[i].op, Op::Dedup(_))).unwrap_or(ops.len());
+        let end = (start..ops.len())
+            .find(|&i| matches!(ops[i].op, Op::Dedup(_)))
+            .unwrap_or(ops.len());
         docs = run_segment(docs, &ops[start..end], &mut reports[start..end], trace);
         start = end;
     }
@@ -266,7 +309,12 @@ fn run_ops(mut docs: Vec<Doc>, ops: &mut [BuiltOp], reports: &mut [OpReport], tr
 }
 
 /// Mappers and filters `ops` over all documents in parallel, then the report in order.
-fn run_segment(docs: Vec<Doc>, ops: &[BuiltOp], reports: &mut [OpReport], trace: usize) -> Vec<Doc> {
+fn run_segment(
+    docs: Vec<Doc>,
+    ops: &[BuiltOp],
+    reports: &mut [OpReport],
+    trace: usize,
+) -> Vec<Doc> {
     let want_trace: Vec<bool> = reports.iter().map(|r| r.trace.len() < trace).collect();
     let outcomes: Vec<(Doc, Vec<Event>)> = docs
         .into_par_iter()
@@ -286,7 +334,11 @@ fn run_segment(docs: Vec<Doc>, ops: &[BuiltOp], reports: &mut [OpReport], trace:
                         let measure = filter.measure(&doc.text);
                         let removed = !measure.keep;
                         let trace = (removed && traced).then(|| doc.text.clone());
-                        events.push(Event::Measured { value: measure.value, removed, trace });
+                        events.push(Event::Measured {
+                            value: measure.value,
+                            removed,
+                            trace,
+                        });
                         if removed {
                             break;
                         }
@@ -320,7 +372,11 @@ fn run_segment(docs: Vec<Doc>, ops: &[BuiltOp], reports: &mut [OpReport], trace:
                         report.trace.push(example(before, Some(after), None));
                     }
                 }
-                Event::Measured { value, removed, trace: traced } => {
+                Event::Measured {
+                    value,
+                    removed,
+                    trace: traced,
+                } => {
                     report.sketch.add(value);
                     if removed {
                         alive = false;
@@ -374,7 +430,8 @@ fn run_dedup(docs: Vec<Doc>, op: &mut BuiltOp, report: &mut OpReport, trace: usi
 
 /// The output line: the input record with its text field replaced.
 fn to_line(mut doc: Doc, text_key: &str) -> Vec<u8> {
-    doc.record.insert(text_key.to_string(), serde_json::Value::String(doc.text));
+    doc.record
+        .insert(text_key.to_string(), serde_json::Value::String(doc.text));
     let mut line = serde_json::to_vec(&doc.record).expect("a record always serialises");
     line.push(b'\n');
     line

@@ -19,8 +19,15 @@ pub struct Sketch {
 }
 
 /// The quantiles a report shows.
-pub const QUANTILES: [(&str, f64); 7] =
-    [("p01", 0.01), ("p05", 0.05), ("p25", 0.25), ("p50", 0.5), ("p75", 0.75), ("p95", 0.95), ("p99", 0.99)];
+pub const QUANTILES: [(&str, f64); 7] = [
+    ("p01", 0.01),
+    ("p05", 0.05),
+    ("p25", 0.25),
+    ("p50", 0.5),
+    ("p75", 0.75),
+    ("p95", 0.95),
+    ("p99", 0.99),
+];
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Summary {
@@ -114,12 +121,18 @@ mod tests {
         }
         for (q, exact) in [(0.5, 500.0), (0.25, 250.0), (0.99, 990.0), (0.01, 10.0)] {
             let got = sketch.quantile(q).unwrap();
-            assert!((got - exact).abs() <= exact * 0.005 + 1e-9, "q{q}: {got} vs {exact}");
+            assert!(
+                (got - exact).abs() <= exact * 0.005 + 1e-9,
+                "q{q}: {got} vs {exact}"
+            );
         }
         assert_eq!(sketch.quantile(0.0), Some(0.0));
         assert_eq!(sketch.quantile(1.0), Some(1000.0));
         let summary = sketch.summary().unwrap();
-        assert_eq!((summary.count, summary.min, summary.max), (1001, 0.0, 1000.0));
+        assert_eq!(
+            (summary.count, summary.min, summary.max),
+            (1001, 0.0, 1000.0)
+        );
         assert!(Sketch::default().summary().is_none());
     }
 

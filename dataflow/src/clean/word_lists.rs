@@ -32,7 +32,12 @@ fn embedded(kind: ListKind) -> BTreeMap<String, Vec<String>> {
             include_str!("../../data/words/en_flagged_words.txt"),
         ),
     };
-    let words = |text: &str| text.lines().filter(|l| !l.is_empty()).map(String::from).collect();
+    let words = |text: &str| {
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    };
     BTreeMap::from([("zh".to_string(), words(zh)), ("en".to_string(), words(en))])
 }
 
@@ -79,6 +84,10 @@ mod tests {
         assert!(en.contains("the"));
         let all = load(ListKind::FlaggedWords, None, "all").unwrap();
         assert!(all.len() > 600);
-        assert!(load(ListKind::Stopwords, None, "xx").unwrap_err().contains("available: en, zh"));
+        assert!(
+            load(ListKind::Stopwords, None, "xx")
+                .unwrap_err()
+                .contains("available: en, zh")
+        );
     }
 }

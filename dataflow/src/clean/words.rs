@@ -32,7 +32,7 @@ impl Tokenization {
     }
 
     /// The raw words of `text`.
-    pub fn words<'a>(self, text: &'a str) -> Vec<&'a str> {
+    pub fn words(self, text: &str) -> Vec<&str> {
         match self {
             Tokenization::Whitespace => pytext::split_on_whitespace(text, true, true),
             Tokenization::Jieba => JIEBA

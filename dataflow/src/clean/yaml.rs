@@ -157,12 +157,19 @@ mod tests {
             "np: 4\ntext_keys: 'a'\ntext_keys: text\nprocess:\n  - clean_email_mapper:\n  - x_filter:\n      min_ratio: 0.25\n      flag: true\n      name: '1'\n",
         )
         .unwrap();
-        let Node::Map(entries) = node else { panic!("not a map") };
+        let Node::Map(entries) = node else {
+            panic!("not a map")
+        };
         assert_eq!(entries[0], ("np".into(), Node::Int(4)));
         assert_eq!(entries[1], ("text_keys".into(), Node::Str("a".into())));
         assert_eq!(entries[2], ("text_keys".into(), Node::Str("text".into())));
-        let Node::Seq(ops) = &entries[3].1 else { panic!("process is not a list") };
-        assert_eq!(ops[0], Node::Map(vec![("clean_email_mapper".into(), Node::Null)]));
+        let Node::Seq(ops) = &entries[3].1 else {
+            panic!("process is not a list")
+        };
+        assert_eq!(
+            ops[0],
+            Node::Map(vec![("clean_email_mapper".into(), Node::Null)])
+        );
         assert_eq!(
             ops[1],
             Node::Map(vec![(

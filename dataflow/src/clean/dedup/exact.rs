@@ -26,13 +26,21 @@ impl ExactDedup {
             let punctuation = regex::escape(r##"!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~"##);
             Regex::new(&format!(r"\s+|\d+|[{punctuation}]")).expect("valid pattern")
         });
-        ExactDedup { lowercase, non_character, seen: HashSet::new() }
+        ExactDedup {
+            lowercase,
+            non_character,
+            seen: HashSet::new(),
+        }
     }
 }
 
 /// The MD5 digest of a document as data-juicer's `document_deduplicator` hashes it.
 pub fn digest(text: &str, lowercase: bool, non_character: Option<&Regex>) -> [u8; 16] {
-    let mut text = if lowercase { pytext::lower(text) } else { text.to_string() };
+    let mut text = if lowercase {
+        pytext::lower(text)
+    } else {
+        text.to_string()
+    };
     if let Some(pattern) = non_character {
         text = pattern.replace_all(&text, "").into_owned();
     }

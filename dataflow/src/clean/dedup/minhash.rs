@@ -135,7 +135,9 @@ pub fn optimal_param(threshold: f64, num_perm: usize) -> (usize, usize) {
     fn integrate(f: impl Fn(f64) -> f64, a: f64, b: f64) -> f64 {
         const STEPS: usize = 2000;
         let h = (b - a) / STEPS as f64;
-        let inner: f64 = (1..STEPS).map(|i| f(a + i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 }).sum();
+        let inner: f64 = (1..STEPS)
+            .map(|i| f(a + i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 })
+            .sum();
         (f(a) + f(b) + inner) * h / 3.0
     }
     let mut best = (f64::INFINITY, (0, 0));
@@ -178,9 +180,14 @@ impl MinhashDedup {
         let num_perm = params.positive("num_permutations", 256)?;
         let threshold = params.f64("jaccard_threshold", 0.7)?;
         if !(0.0..=1.0).contains(&threshold) {
-            return Err(format!("document_minhash_deduplicator: jaccard_threshold {threshold} is not in [0, 1]"));
+            return Err(format!(
+                "document_minhash_deduplicator: jaccard_threshold {threshold} is not in [0, 1]"
+            ));
         }
-        let given = (params.opt_usize("num_bands")?, params.opt_usize("num_rows_per_band")?);
+        let given = (
+            params.opt_usize("num_bands")?,
+            params.opt_usize("num_rows_per_band")?,
+        );
         let (bands, rows) = match given {
             (Some(b), Some(r)) if b > 0 && r > 0 => (b, r),
             _ => optimal_param(threshold, num_perm),
@@ -192,7 +199,12 @@ impl MinhashDedup {
     }
 
     /// data-juicer's behaviour: a band match is a duplicate.
-    pub fn new(shingler: Shingler, num_perm: usize, bands: usize, rows: usize) -> ParamResult<Self> {
+    pub fn new(
+        shingler: Shingler,
+        num_perm: usize,
+        bands: usize,
+        rows: usize,
+    ) -> ParamResult<Self> {
         if bands * rows > num_perm {
             return Err(format!(
                 "document_minhash_deduplicator: num_bands × num_rows_per_band ({bands} × {rows}) exceeds num_permutations ({num_perm})"
@@ -219,7 +231,10 @@ impl Deduplicator for MinhashDedup {
         let mut key = band_keys(&signature, self.bands, self.rows);
         // Then the sketch, 8 low bytes to a word.
         key.extend(signature.chunks(8).map(|chunk| {
-            chunk.iter().enumerate().fold(0u64, |word, (i, &v)| word | ((v & 0xff) as u64) << (8 * i))
+            chunk
+                .iter()
+                .enumerate()
+                .fold(0u64, |word, (i, &v)| word | ((v & 0xff) as u64) << (8 * i))
         }));
         key
     }
@@ -236,9 +251,9 @@ impl Deduplicator for MinhashDedup {
             if let Some(docs) = buckets.get(band) {
                 duplicate |= match self.verify_threshold {
                     None => true,
-                    Some(threshold) => docs
-                        .iter()
-                        .any(|&d| estimated_jaccard(&sketch, &self.sketches[d as usize]) >= threshold),
+                    Some(threshold) => docs.iter().any(|&d| {
+                        estimated_jaccard(&sketch, &self.sketches[d as usize]) >= threshold
+                    }),
                 };
             }
             if duplicate {
@@ -282,6 +297,9 @@ mod tests {
     #[test]
     fn sha1_hash32_known_answer() {
         // struct.unpack('<I', hashlib.sha1(b'abc').digest()[:4])[0]; sha1(abc) = a9993e36...
-        assert_eq!(sha1_hash32(b"abc"), u32::from_le_bytes([0xa9, 0x99, 0x3e, 0x36]));
+        assert_eq!(
+            sha1_hash32(b"abc"),
+            u32::from_le_bytes([0xa9, 0x99, 0x3e, 0x36])
+        );
     }
 }

@@ -36,12 +36,15 @@ pub fn fingerprint(hashes: impl Iterator<Item = u64>) -> u64 {
         .fold(0, |acc, (bit, _)| acc | 1 << bit)
 }
 
+/// One candidate table: the blocks its key is made of, and key -> fingerprints.
+type Table = (Vec<usize>, HashMap<u64, Vec<u64>>);
+
 pub struct SimhashDedup {
     shingler: Shingler,
     max_distance: u32,
     /// Bit masks of the blocks, and for each table the blocks its key is made of.
     block_masks: Vec<u64>,
-    tables: Vec<(Vec<usize>, HashMap<u64, Vec<u64>>)>,
+    tables: Vec<Table>,
 }
 
 impl SimhashDedup {
@@ -52,7 +55,11 @@ impl SimhashDedup {
         Self::new(shingler, num_blocks, hamming)
     }
 
-    pub fn new(shingler: Shingler, num_blocks: usize, hamming_distance: usize) -> ParamResult<Self> {
+    pub fn new(
+        shingler: Shingler,
+        num_blocks: usize,
+        hamming_distance: usize,
+    ) -> ParamResult<Self> {
         if hamming_distance >= num_blocks || num_blocks > 64 {
             return Err(format!(
                 "document_simhash_deduplicator: hamming_distance ({hamming_distance}) must be less than num_blocks ({num_blocks}), which is at most 64"
@@ -69,7 +76,12 @@ impl SimhashDedup {
             .into_iter()
             .map(|blocks| (blocks, HashMap::new()))
             .collect();
-        Ok(SimhashDedup { shingler, max_distance: hamming_distance as u32, block_masks, tables })
+        Ok(SimhashDedup {
+            shingler,
+            max_distance: hamming_distance as u32,
+            block_masks,
+            tables,
+        })
     }
 }
 
@@ -92,7 +104,9 @@ fn combinations(n: usize, k: usize) -> Vec<Vec<usize>> {
 impl Deduplicator for SimhashDedup {
     fn key(&self, text: &str) -> Vec<u64> {
         let shingles = self.shingler.shingles(text);
-        vec![fingerprint(shingles.iter().map(|s| shingle_hash(s.as_bytes())))]
+        vec![fingerprint(
+            shingles.iter().map(|s| shingle_hash(s.as_bytes())),
+        )]
     }
 
     fn check_and_insert(&mut self, key: &[u64]) -> bool {
@@ -101,7 +115,9 @@ impl Deduplicator for SimhashDedup {
         for (blocks, table) in &mut self.tables {
             let mask = blocks.iter().fold(0, |m, &b| m | self.block_masks[b]);
             let bucket = table.entry(fp & mask).or_default();
-            duplicate |= bucket.iter().any(|other| (other ^ fp).count_ones() <= self.max_distance);
+            duplicate |= bucket
+                .iter()
+                .any(|other| (other ^ fp).count_ones() <= self.max_distance);
             bucket.push(fp);
         }
         duplicate
@@ -125,7 +141,12 @@ mod tests {
 
     #[test]
     fn finds_every_pair_within_the_distance() {
-        let shingler = Shingler { tokenization: Tokenization::Space, window_size: 1, lowercase: true, ignore_pattern: None };
+        let shingler = Shingler {
+            tokenization: Tokenization::Space,
+            window_size: 1,
+            lowercase: true,
+            ignore_pattern: None,
+        };
         let mut dedup = SimhashDedup::new(shingler, 6, 4).unwrap();
         let base = 0x0123_4567_89ab_cdefu64;
         assert!(!dedup.check_and_insert(&[base]));

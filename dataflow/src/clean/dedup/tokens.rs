@@ -6,7 +6,8 @@ use crate::clean::pytext;
 use regex::Regex;
 use std::sync::LazyLock;
 
-static PUNCTUATION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\p{P}").expect("valid pattern"));
+static PUNCTUATION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\p{P}").expect("valid pattern"));
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tokenization {
@@ -29,7 +30,11 @@ impl Shingler {
     /// Read `tokenization`, `window_size`, `lowercase`, `ignore_pattern`.
     pub fn from_params(params: &mut Params, default_window: usize) -> ParamResult<Self> {
         let tokenization = match params
-            .choice("tokenization", "space", &["space", "punctuation", "character"])?
+            .choice(
+                "tokenization",
+                "space",
+                &["space", "punctuation", "character"],
+            )?
             .as_str()
         {
             "character" => Tokenization::Character,
@@ -39,7 +44,9 @@ impl Shingler {
         let ignore_pattern = params
             .opt_string("ignore_pattern")?
             .map(|p| {
-                Regex::new(&p).map_err(|e| format!("ignore_pattern `{p}` is not a supported regular expression: {e}"))
+                Regex::new(&p).map_err(|e| {
+                    format!("ignore_pattern `{p}` is not a supported regular expression: {e}")
+                })
             })
             .transpose()?;
         Ok(Shingler {
@@ -52,7 +59,11 @@ impl Shingler {
 
     /// The shingles of `text`, in order (repeats included).
     pub fn shingles(&self, text: &str) -> Vec<String> {
-        let mut text = if self.lowercase { pytext::lower(text) } else { text.to_string() };
+        let mut text = if self.lowercase {
+            pytext::lower(text)
+        } else {
+            text.to_string()
+        };
         if let Some(pattern) = &self.ignore_pattern {
             text = pattern.replace_all(&text, "").into_owned();
         }
@@ -64,7 +75,10 @@ impl Shingler {
             pieces.windows(n).map(|w| w.join(" ")).collect()
         };
         match self.tokenization {
-            Tokenization::Character => pytext::char_windows(&text, n).into_iter().map(String::from).collect(),
+            Tokenization::Character => pytext::char_windows(&text, n)
+                .into_iter()
+                .map(String::from)
+                .collect(),
             Tokenization::Punctuation => join(PUNCTUATION.split(&text).collect()),
             Tokenization::Space => join(pytext::split_on_whitespace(&text, false, false)),
         }

@@ -2,9 +2,9 @@
 //! `text_length_filter`, `character_repetition_filter`.
 
 use crate::clean::charsets::is_special;
+use crate::clean::lm::arpa::KeyHasher;
 use crate::clean::op::{Filter, Measure, Range};
 use crate::clean::pytext;
-use crate::clean::lm::arpa::KeyHasher;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
@@ -23,9 +23,9 @@ impl Filter for Alphanumeric {
         "alnum_ratio"
     }
     fn measure(&self, text: &str) -> Measure {
-        let (alnum, all) = text
-            .chars()
-            .fold((0, 0), |(a, n), c| (a + pytext::is_alnum(c) as usize, n + 1));
+        let (alnum, all) = text.chars().fold((0, 0), |(a, n), c| {
+            (a + pytext::is_alnum(c) as usize, n + 1)
+        });
         self.range.measure(ratio(alnum, all))
     }
 }
@@ -126,7 +126,8 @@ impl Filter for CharacterRepetition {
         "char_rep_ratio"
     }
     fn measure(&self, text: &str) -> Measure {
-        self.range.measure(char_repetition_ratio(text, self.rep_len))
+        self.range
+            .measure(char_repetition_ratio(text, self.rep_len))
     }
 }
 
@@ -135,20 +136,37 @@ mod tests {
     use super::*;
 
     fn range(min: f64, max: f64) -> Range {
-        Range { min: Some(min), max: Some(max), min_closed: true, max_closed: true, reversed: false }
+        Range {
+            min: Some(min),
+            max: Some(max),
+            min_closed: true,
+            max_closed: true,
+            reversed: false,
+        }
     }
 
     #[test]
     fn ratios_match_hand_counts() {
-        let alnum = Alphanumeric { range: range(0.25, 1.0) };
+        let alnum = Alphanumeric {
+            range: range(0.25, 1.0),
+        };
         // "a1中, " -> 3 of 5 characters are alphanumeric.
         assert_eq!(alnum.measure("a1中, ").value, 0.6);
         assert_eq!(alnum.measure("").value, 0.0);
-        let special = SpecialCharacters { range: range(0.0, 0.25) };
+        let special = SpecialCharacters {
+            range: range(0.0, 0.25),
+        };
         // "ab!1 " -> '!', '1', ' ' are special: 3/5.
         let m = special.measure("ab!1 ");
         assert_eq!((m.value, m.keep), (0.6, false));
-        assert_eq!(TextLength { range: range(0.0, 3.0) }.measure("中文字").value, 3.0);
+        assert_eq!(
+            TextLength {
+                range: range(0.0, 3.0)
+            }
+            .measure("中文字")
+            .value,
+            3.0
+        );
     }
 
     #[test]

@@ -75,11 +75,26 @@ mod tests {
 
     #[test]
     fn detects_chinese_and_english() {
-        let zh = LanguageId { langs: vec!["zh".into()], min_score: 0.5 };
-        assert!(zh.measure("今天天气很好，我们一起去公园散步吧。这是一个中文句子。").keep);
-        assert!(!zh.measure("This is an English sentence about the weather today.").keep);
-        let any = LanguageId { langs: vec![], min_score: 0.5 };
-        assert!(any.measure("This is an English sentence about the weather today.").keep);
+        let zh = LanguageId {
+            langs: vec!["zh".into()],
+            min_score: 0.5,
+        };
+        assert!(
+            zh.measure("今天天气很好，我们一起去公园散步吧。这是一个中文句子。")
+                .keep
+        );
+        assert!(
+            !zh.measure("This is an English sentence about the weather today.")
+                .keep
+        );
+        let any = LanguageId {
+            langs: vec![],
+            min_score: 0.5,
+        };
+        assert!(
+            any.measure("This is an English sentence about the weather today.")
+                .keep
+        );
         assert!(!any.measure("").keep);
     }
 }

@@ -14,7 +14,11 @@ impl Filter for AverageLineLength {
     }
     fn measure(&self, text: &str) -> Measure {
         let lines = pytext::splitlines(text).len();
-        let value = if lines == 0 { 0.0 } else { pytext::len(text) as f64 / lines as f64 };
+        let value = if lines == 0 {
+            0.0
+        } else {
+            pytext::len(text) as f64 / lines as f64
+        };
         self.range.measure(value)
     }
 }
@@ -28,7 +32,11 @@ impl Filter for MaximumLineLength {
         "max_line_length"
     }
     fn measure(&self, text: &str) -> Measure {
-        let longest = pytext::splitlines(text).iter().map(|l| pytext::len(l)).max().unwrap_or(0);
+        let longest = pytext::splitlines(text)
+            .iter()
+            .map(|l| pytext::len(l))
+            .max()
+            .unwrap_or(0);
         self.range.measure(longest as f64)
     }
 }
@@ -39,10 +47,22 @@ mod tests {
 
     #[test]
     fn line_lengths() {
-        let range = Range { min: Some(10.0), max: None, min_closed: true, max_closed: true, reversed: false };
+        let range = Range {
+            min: Some(10.0),
+            max: None,
+            min_closed: true,
+            max_closed: true,
+            reversed: false,
+        };
         // 13 characters (the newline counts) over 2 lines.
-        assert_eq!(AverageLineLength { range }.measure("a test.\nabcde").value, 6.5);
+        assert_eq!(
+            AverageLineLength { range }.measure("a test.\nabcde").value,
+            6.5
+        );
         assert_eq!(AverageLineLength { range }.measure("").value, 0.0);
-        assert_eq!(MaximumLineLength { range }.measure("ab\r\n中文字\n").value, 3.0);
+        assert_eq!(
+            MaximumLineLength { range }.measure("ab\r\n中文字\n").value,
+            3.0
+        );
     }
 }

@@ -45,93 +45,109 @@ pub fn build(
     params: &mut Params,
     resources: &Resources,
 ) -> Option<ParamResult<Box<dyn Filter>>> {
-    NAMES.contains(&name).then(|| build_named(name, params, resources))
+    NAMES
+        .contains(&name)
+        .then(|| build_named(name, params, resources))
 }
 
 fn boxed<F: Filter + 'static>(filter: F) -> ParamResult<Box<dyn Filter>> {
     Ok(Box::new(filter))
 }
 
-fn build_named(name: &str, params: &mut Params, resources: &Resources) -> ParamResult<Box<dyn Filter>> {
+fn build_named(
+    name: &str,
+    params: &mut Params,
+    resources: &Resources,
+) -> ParamResult<Box<dyn Filter>> {
     match name {
         "alphanumeric_filter" => {
-        let tokenization = params.bool("tokenization", false)?;
-        let range = Range::from_params(params, "min_ratio", Some(0.25), "max_ratio", None)?;
-        if tokenization {
-            let path = params
-                .opt_string("tokenizer_path")?
-                .map(PathBuf::from)
-                .or_else(|| resources.hf_tokenizer.clone())
-                .ok_or_else(|| {
-                    "alphanumeric_filter: `tokenization: true` counts Hugging Face tokens; \
+            let tokenization = params.bool("tokenization", false)?;
+            let range = Range::from_params(params, "min_ratio", Some(0.25), "max_ratio", None)?;
+            if tokenization {
+                let path = params
+                    .opt_string("tokenizer_path")?
+                    .map(PathBuf::from)
+                    .or_else(|| resources.hf_tokenizer.clone())
+                    .ok_or_else(|| {
+                        "alphanumeric_filter: `tokenization: true` counts Hugging Face tokens; \
                      data-juicer downloads pythia-6.9b's tokenizer, we never download: pass \
                      --hf-tokenizer PATH/tokenizer.json or set `tokenizer_path`"
-                        .to_string()
+                            .to_string()
+                    })?;
+                let tokenizer = tokenizers::Tokenizer::from_file(&path).map_err(|e| {
+                    format!(
+                        "alphanumeric_filter: cannot load tokenizer `{}`: {e}",
+                        path.display()
+                    )
                 })?;
-            let tokenizer = tokenizers::Tokenizer::from_file(&path).map_err(|e| {
-                format!("alphanumeric_filter: cannot load tokenizer `{}`: {e}", path.display())
-            })?;
-            boxed(chars::AlphaTokens { range, tokenizer })
-        } else {
-            boxed(chars::Alphanumeric { range })
+                boxed(chars::AlphaTokens { range, tokenizer })
+            } else {
+                boxed(chars::Alphanumeric { range })
+            }
         }
-    }
-    "average_line_length_filter" => boxed(lines::AverageLineLength {
-        range: Range::from_params(params, "min_len", Some(10.0), "max_len", None)?,
-    }),
-    "maximum_line_length_filter" => boxed(lines::MaximumLineLength {
-        range: Range::from_params(params, "min_len", Some(10.0), "max_len", None)?,
-    }),
-    "character_repetition_filter" => boxed(chars::CharacterRepetition {
-        rep_len: params.positive("rep_len", 10)?,
-        range: Range::from_params(params, "min_ratio", Some(0.0), "max_ratio", Some(0.5))?,
-    }),
-    "special_characters_filter" => boxed(chars::SpecialCharacters {
-        range: Range::from_params(params, "min_ratio", Some(0.0), "max_ratio", Some(0.25))?,
-    }),
-    "text_length_filter" => boxed(chars::TextLength {
-        range: Range::from_params(params, "min_len", Some(10.0), "max_len", None)?,
-    }),
-    "words_num_filter" => {
-        params.string("lang", "en")?;
-        boxed(words::WordsNum {
-            tokenization: Tokenization::from_flag(params.bool("tokenization", false)?),
-            range: Range::from_params(params, "min_num", Some(10.0), "max_num", None)?,
-        })
-    }
-    "word_repetition_filter" => {
-        params.string("lang", "en")?;
-        boxed(words::WordRepetition {
-            tokenization: Tokenization::from_flag(params.bool("tokenization", false)?),
+        "average_line_length_filter" => boxed(lines::AverageLineLength {
+            range: Range::from_params(params, "min_len", Some(10.0), "max_len", None)?,
+        }),
+        "maximum_line_length_filter" => boxed(lines::MaximumLineLength {
+            range: Range::from_params(params, "min_len", Some(10.0), "max_len", None)?,
+        }),
+        "character_repetition_filter" => boxed(chars::CharacterRepetition {
             rep_len: params.positive("rep_len", 10)?,
             range: Range::from_params(params, "min_ratio", Some(0.0), "max_ratio", Some(0.5))?,
-        })
-    }
-    "stopwords_filter" => word_list_filter(params, ListKind::Stopwords, 0.3, 1.0),
-    "flagged_words_filter" => word_list_filter(params, ListKind::FlaggedWords, 0.0, 0.045),
-    "perplexity_filter" => {
-        params.string("lang", "en")?;
-        let unit = Unit::parse(&params.string("unit", "char")?)
-            .map_err(|e| format!("perplexity_filter: {e}"))?;
-        let range = Range::from_params(params, "min_ppl", Some(0.0), "max_ppl", Some(1500.0))?;
-        let path = params
-            .opt_string("model_path")?
-            .map(PathBuf::from)
-            .or_else(|| resources.lm_model.clone())
-            .ok_or_else(|| {
-                "perplexity_filter: no language model; data-juicer downloads KenLM models, \
+        }),
+        "special_characters_filter" => boxed(chars::SpecialCharacters {
+            range: Range::from_params(params, "min_ratio", Some(0.0), "max_ratio", Some(0.25))?,
+        }),
+        "text_length_filter" => boxed(chars::TextLength {
+            range: Range::from_params(params, "min_len", Some(10.0), "max_len", None)?,
+        }),
+        "words_num_filter" => {
+            params.string("lang", "en")?;
+            boxed(words::WordsNum {
+                tokenization: Tokenization::from_flag(params.bool("tokenization", false)?),
+                range: Range::from_params(params, "min_num", Some(10.0), "max_num", None)?,
+            })
+        }
+        "word_repetition_filter" => {
+            params.string("lang", "en")?;
+            boxed(words::WordRepetition {
+                tokenization: Tokenization::from_flag(params.bool("tokenization", false)?),
+                rep_len: params.positive("rep_len", 10)?,
+                range: Range::from_params(params, "min_ratio", Some(0.0), "max_ratio", Some(0.5))?,
+            })
+        }
+        "stopwords_filter" => word_list_filter(params, ListKind::Stopwords, 0.3, 1.0),
+        "flagged_words_filter" => word_list_filter(params, ListKind::FlaggedWords, 0.0, 0.045),
+        "perplexity_filter" => {
+            params.string("lang", "en")?;
+            let unit = Unit::parse(&params.string("unit", "char")?)
+                .map_err(|e| format!("perplexity_filter: {e}"))?;
+            let range = Range::from_params(params, "min_ppl", Some(0.0), "max_ppl", Some(1500.0))?;
+            let path = params
+                .opt_string("model_path")?
+                .map(PathBuf::from)
+                .or_else(|| resources.lm_model.clone())
+                .ok_or_else(|| {
+                    "perplexity_filter: no language model; data-juicer downloads KenLM models, \
                  we never download: build one with `steel lm train --order 3 --output \
                  zh.arpa REFERENCE...` and pass --lm-model zh.arpa (or set `model_path`)"
-                    .to_string()
-            })?;
-        let model = NgramModel::load(&path).map_err(|e| format!("perplexity_filter: {e}"))?;
-        boxed(perplexity::Perplexity { range, model: Arc::new(model), unit })
-    }
-    "language_id_score_filter" => {
-        let langs = params.strings("lang")?.unwrap_or_default();
-        let langs = langs.into_iter().filter(|l| !l.is_empty()).collect();
-        boxed(language_id::LanguageId { langs, min_score: params.f64("min_score", 0.8)? })
-    }
+                        .to_string()
+                })?;
+            let model = NgramModel::load(&path).map_err(|e| format!("perplexity_filter: {e}"))?;
+            boxed(perplexity::Perplexity {
+                range,
+                model: Arc::new(model),
+                unit,
+            })
+        }
+        "language_id_score_filter" => {
+            let langs = params.strings("lang")?.unwrap_or_default();
+            let langs = langs.into_iter().filter(|l| !l.is_empty()).collect();
+            boxed(language_id::LanguageId {
+                langs,
+                min_score: params.f64("min_score", 0.8)?,
+            })
+        }
         _ => unreachable!("`{name}` is in NAMES"),
     }
 }
@@ -144,7 +160,13 @@ fn word_list_filter(
 ) -> ParamResult<Box<dyn Filter>> {
     let lang = params.string("lang", "en")?;
     let tokenization = Tokenization::from_flag(params.bool("tokenization", false)?);
-    let range = Range::from_params(params, "min_ratio", Some(min_default), "max_ratio", Some(max_default))?;
+    let range = Range::from_params(
+        params,
+        "min_ratio",
+        Some(min_default),
+        "max_ratio",
+        Some(max_default),
+    )?;
     let dir_param = match kind {
         ListKind::Stopwords => "stopwords_dir",
         ListKind::FlaggedWords => "flagged_words_dir",

@@ -47,7 +47,8 @@ impl Filter for WordRepetition {
     }
     fn measure(&self, text: &str) -> Measure {
         let words = refine(&self.tokenization.words(text), true);
-        self.range.measure(word_repetition_ratio(&words, self.rep_len))
+        self.range
+            .measure(word_repetition_ratio(&words, self.rep_len))
     }
 }
 
@@ -70,7 +71,10 @@ impl Filter for WordListRatio {
         if let Some(sizes) = &self.augment_sizes {
             words = augment(words, sizes, &self.augment_join);
         }
-        let listed = words.iter().filter(|w| self.list.contains(w.as_str())).count();
+        let listed = words
+            .iter()
+            .filter(|w| self.list.contains(w.as_str()))
+            .count();
         self.range.measure(ratio(listed, words.len()).min(1.0))
     }
 }
@@ -80,15 +84,27 @@ mod tests {
     use super::*;
 
     fn range() -> Range {
-        Range { min: Some(0.0), max: Some(0.5), min_closed: true, max_closed: true, reversed: false }
+        Range {
+            min: Some(0.0),
+            max: Some(0.5),
+            min_closed: true,
+            max_closed: true,
+            reversed: false,
+        }
     }
 
     #[test]
     fn words_num_strips_special_characters() {
-        let filter = WordsNum { range: range(), tokenization: Tokenization::Whitespace };
+        let filter = WordsNum {
+            range: range(),
+            tokenization: Tokenization::Whitespace,
+        };
         // "--" and "123" strip to nothing; "a," -> "a".
         assert_eq!(filter.measure("a, b -- 123 c!\nd").value, 4.0);
-        let jieba = WordsNum { range: range(), tokenization: Tokenization::Jieba };
+        let jieba = WordsNum {
+            range: range(),
+            tokenization: Tokenization::Jieba,
+        };
         assert_eq!(jieba.measure("我们喜欢北京。").value, 3.0);
     }
 
@@ -105,7 +121,9 @@ mod tests {
         let filter = WordListRatio {
             range: range(),
             tokenization: Tokenization::Whitespace,
-            list: ["the".to_string(), "北京".to_string()].into_iter().collect(),
+            list: ["the".to_string(), "北京".to_string()]
+                .into_iter()
+                .collect(),
             augment_sizes: Some(vec![2]),
             augment_join: String::new(),
             stat_name: "stopwords_ratio",

@@ -18,7 +18,8 @@ const MAX_ORDER: usize = 6;
 /// An n-gram as one integer: `(id + 1)` of each word in `ID_BITS`-bit fields, so n-grams of
 /// different lengths never share a key.
 fn pack(ids: &[u32]) -> u128 {
-    ids.iter().fold(0u128, |key, &id| key << ID_BITS | (id as u128 + 1))
+    ids.iter()
+        .fold(0u128, |key, &id| key << ID_BITS | (id as u128 + 1))
 }
 
 /// A fast hasher for integer keys that are already well spread (packed n-grams, rolling
@@ -94,11 +95,19 @@ impl NgramModel {
                 let (n, count) = spec
                     .split_once('=')
                     .ok_or_else(|| format!("line {number}: expected `ngram N=COUNT`"))?;
-                let n: usize = n.trim().parse().map_err(|_| format!("line {number}: bad order `{n}`"))?;
+                let n: usize = n
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("line {number}: bad order `{n}`"))?;
                 if n != counts.len() + 1 {
                     return Err(format!("line {number}: ngram counts out of order"));
                 }
-                counts.push(count.trim().parse().map_err(|_| format!("line {number}: bad count"))?);
+                counts.push(
+                    count
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("line {number}: bad count"))?,
+                );
             } else if line.ends_with("-grams:") {
                 section = Some((number, line.to_string()));
                 break;
@@ -121,7 +130,8 @@ impl NgramModel {
         let mut n = 0;
         let mut seen_end = false;
         if let Some((number, header)) = section {
-            n = section_order(&header).ok_or_else(|| format!("line {number}: bad section `{header}`"))?;
+            n = section_order(&header)
+                .ok_or_else(|| format!("line {number}: bad section `{header}`"))?;
         }
         for (number, line) in lines {
             if line.is_empty() {
@@ -132,9 +142,12 @@ impl NgramModel {
                 break;
             }
             if line.ends_with("-grams:") {
-                n = section_order(line).ok_or_else(|| format!("line {number}: bad section `{line}`"))?;
+                n = section_order(line)
+                    .ok_or_else(|| format!("line {number}: bad section `{line}`"))?;
                 if n == 0 || n > order {
-                    return Err(format!("line {number}: section {n}-grams but the model has order {order}"));
+                    return Err(format!(
+                        "line {number}: section {n}-grams but the model has order {order}"
+                    ));
                 }
                 continue;
             }
@@ -143,11 +156,17 @@ impl NgramModel {
             }
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() != n + 1 && fields.len() != n + 2 {
-                return Err(format!("line {number}: expected a {n}-gram line, found `{line}`"));
+                return Err(format!(
+                    "line {number}: expected a {n}-gram line, found `{line}`"
+                ));
             }
-            let prob: f32 = fields[0].parse().map_err(|_| format!("line {number}: bad probability `{}`", fields[0]))?;
+            let prob: f32 = fields[0]
+                .parse()
+                .map_err(|_| format!("line {number}: bad probability `{}`", fields[0]))?;
             let backoff: f32 = match fields.get(n + 1) {
-                Some(b) => b.parse().map_err(|_| format!("line {number}: bad back-off `{b}`"))?,
+                Some(b) => b
+                    .parse()
+                    .map_err(|_| format!("line {number}: bad back-off `{b}`"))?,
                 None => 0.0,
             };
             ids.clear();
@@ -157,7 +176,10 @@ impl NgramModel {
                     None => {
                         let id = vocab.len() as u32;
                         if id >= (1 << ID_BITS) - 4 {
-                            return Err(format!("line {number}: more than {} words", (1 << ID_BITS) - 4));
+                            return Err(format!(
+                                "line {number}: more than {} words",
+                                (1 << ID_BITS) - 4
+                            ));
                         }
                         vocab.insert((*word).to_string(), id);
                         id
@@ -172,7 +194,11 @@ impl NgramModel {
         }
         for (n, (count, table)) in counts.iter().zip(&grams).enumerate() {
             if *count != table.len() {
-                return Err(format!("header says {count} {}-grams, found {}", n + 1, table.len()));
+                return Err(format!(
+                    "header says {count} {}-grams, found {}",
+                    n + 1,
+                    table.len()
+                ));
             }
         }
         let id_of = |word: &str, vocab: &mut HashMap<String, u32, Xxh3DefaultBuilder>| {
@@ -182,8 +208,18 @@ impl NgramModel {
         let unk = id_of(UNK, &mut vocab);
         let bos = id_of(BOS, &mut vocab);
         let eos = id_of(EOS, &mut vocab);
-        grams[0].entry(pack(&[unk])).or_insert(Entry { prob: MISSING_UNK_PROB, backoff: 0.0 });
-        Ok(NgramModel { order, vocab, grams, unk, bos, eos })
+        grams[0].entry(pack(&[unk])).or_insert(Entry {
+            prob: MISSING_UNK_PROB,
+            backoff: 0.0,
+        });
+        Ok(NgramModel {
+            order,
+            vocab,
+            grams,
+            unk,
+            bos,
+            eos,
+        })
     }
 
     /// `log10 p(word | context)`; `context` holds at most `order - 1` ids, oldest first.
@@ -216,7 +252,9 @@ impl NgramModel {
     }
 
     fn ids<'a>(&'a self, pieces: &'a [&str]) -> impl Iterator<Item = u32> + 'a {
-        pieces.iter().map(|p| self.vocab.get(*p).copied().unwrap_or(self.unk))
+        pieces
+            .iter()
+            .map(|p| self.vocab.get(*p).copied().unwrap_or(self.unk))
     }
 
     fn score_ids(&self, ids: impl Iterator<Item = u32>) -> f64 {
@@ -243,7 +281,11 @@ impl NgramModel {
 }
 
 fn section_order(header: &str) -> Option<usize> {
-    header.strip_prefix('\\')?.strip_suffix("-grams:")?.parse().ok()
+    header
+        .strip_prefix('\\')?
+        .strip_suffix("-grams:")?
+        .parse()
+        .ok()
 }
 
 /// Write n-grams as ARPA text. `grams[n - 1]` holds `(words, log10 prob, log10 back-off)`,
@@ -294,7 +336,11 @@ mod tests {
     fn rejects_broken_files_with_a_line_number() {
         assert!(NgramModel::parse("hello").unwrap_err().contains("\\data\\"));
         let truncated = &MODEL[..MODEL.len() - 7];
-        assert!(NgramModel::parse(truncated).unwrap_err().contains("\\end\\"));
+        assert!(
+            NgramModel::parse(truncated)
+                .unwrap_err()
+                .contains("\\end\\")
+        );
         let bad = MODEL.replace("-0.4\ta b", "x\ta b");
         assert!(NgramModel::parse(&bad).unwrap_err().contains("line 14"));
     }

@@ -20,6 +20,10 @@ use std::collections::{BTreeMap, HashMap};
 
 type Gram = Vec<u32>;
 
+/// Per context: the sum of its continuations' adjusted counts, and how many continuations
+/// have count 1, 2 and 3 or more.
+type ContextStats = (u64, [u64; 3]);
+
 pub struct Trainer {
     order: usize,
     words: Vec<String>,
@@ -76,16 +80,16 @@ impl Trainer {
     /// Estimate the model and render it as ARPA text.
     pub fn to_arpa(&self) -> String {
         let adjusted = self.adjusted_counts();
-        let discounts: Vec<[f64; 3]> = adjusted.iter().map(|t| discounts(t)).collect();
+        let discounts: Vec<[f64; 3]> = adjusted.iter().map(discounts).collect();
         let bos = self.ids[BOS];
         // Vocabulary the unigram distribution spreads over: everything but <s>.
         let vocab_size = (self.words.len() - 1) as f64;
 
         // Per order: context -> (sum of adjusted counts, N1, N2, N3+).
-        let context_stats: Vec<HashMap<&[u32], (u64, [u64; 3])>> = adjusted
+        let context_stats: Vec<HashMap<&[u32], ContextStats>> = adjusted
             .iter()
             .map(|table| {
-                let mut stats: HashMap<&[u32], (u64, [u64; 3])> = HashMap::new();
+                let mut stats: HashMap<&[u32], ContextStats> = HashMap::new();
                 for (gram, &count) in table {
                     let entry = stats.entry(&gram[..gram.len() - 1]).or_default();
                     entry.0 += count;
@@ -118,7 +122,10 @@ impl Trainer {
                 order_probs.insert(gram.as_slice(), discounted + gamma(n, context) * lower);
             }
             if n == 0 {
-                order_probs.insert(std::slice::from_ref(&self.ids[UNK]), gamma(0, &[]) / vocab_size);
+                order_probs.insert(
+                    std::slice::from_ref(&self.ids[UNK]),
+                    gamma(0, &[]) / vocab_size,
+                );
             }
             probs.push(order_probs);
         }
@@ -129,7 +136,10 @@ impl Trainer {
             let mut rows: Vec<(Vec<String>, f64, f64)> = order_probs
                 .iter()
                 .map(|(gram, &p)| {
-                    let words: Vec<String> = gram.iter().map(|&id| self.words[id as usize].clone()).collect();
+                    let words: Vec<String> = gram
+                        .iter()
+                        .map(|&id| self.words[id as usize].clone())
+                        .collect();
                     let prob = if gram == &[bos] { -99.0 } else { p.log10() };
                     let backoff = if n + 1 < self.order && context_stats[n + 1].contains_key(gram) {
                         gamma(n + 1, gram).log10()
@@ -156,7 +166,10 @@ impl Trainer {
     fn adjusted_counts(&self) -> Vec<BTreeMap<Gram, u64>> {
         let bos = self.ids[BOS];
         let mut adjusted: Vec<BTreeMap<Gram, u64>> = vec![BTreeMap::new(); self.order];
-        adjusted[self.order - 1] = self.raw[self.order - 1].iter().map(|(g, &c)| (g.clone(), c)).collect();
+        adjusted[self.order - 1] = self.raw[self.order - 1]
+            .iter()
+            .map(|(g, &c)| (g.clone(), c))
+            .collect();
         for n in (0..self.order - 1).rev() {
             let mut table: BTreeMap<Gram, u64> = BTreeMap::new();
             for gram in adjusted[n + 1].keys() {
@@ -195,7 +208,10 @@ fn discounts(table: &BTreeMap<Gram, u64>) -> [f64; 3] {
         2.0 - 3.0 * y * t[3] / t[2],
         3.0 - 4.0 * y * t[4] / t[3],
     ];
-    if d.iter().enumerate().all(|(k, &dk)| dk > 0.0 && dk < (k + 1) as f64) {
+    if d.iter()
+        .enumerate()
+        .all(|(k, &dk)| dk > 0.0 && dk < (k + 1) as f64)
+    {
         d
     } else {
         [0.5, 1.0, 1.5]
@@ -234,9 +250,18 @@ mod tests {
     #[test]
     fn probabilities_sum_to_one_in_every_context() {
         let model = corpus_model(3, &["a b c", "a b d", "b c a", "c c a b", "d a b c"]);
-        for context in [&[][..], &["a"][..], &["a", "b"][..], &["c", "c"][..], &["z"][..]] {
+        for context in [
+            &[][..],
+            &["a"][..],
+            &["a", "b"][..],
+            &["c", "c"][..],
+            &["z"][..],
+        ] {
             let total = mass(&model, context);
-            assert!((total - 1.0).abs() < 1e-4, "context {context:?}: mass {total}");
+            assert!(
+                (total - 1.0).abs() < 1e-4,
+                "context {context:?}: mass {total}"
+            );
         }
     }
 }

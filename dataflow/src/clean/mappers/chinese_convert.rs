@@ -7,8 +7,8 @@ use ferrous_opencc::OpenCC;
 use ferrous_opencc::config::BuiltinConfig;
 
 pub const MODES: &[&str] = &[
-    "s2t", "t2s", "s2tw", "tw2s", "s2hk", "hk2s", "s2twp", "tw2sp", "t2tw", "tw2t", "hk2t",
-    "t2hk", "t2jp", "jp2t",
+    "s2t", "t2s", "s2tw", "tw2s", "s2hk", "hk2s", "s2twp", "tw2sp", "t2tw", "tw2t", "hk2t", "t2hk",
+    "t2jp", "jp2t",
 ];
 
 pub struct ChineseConvert {
@@ -49,14 +49,23 @@ mod tests {
     #[test]
     fn data_juicer_examples() {
         // Expected values are data-juicer 1.6.1's outputs (OpenCC 1.4.2) for the same inputs.
-        assert_eq!(convert("s2t", "这是几个简体字，会被转换为繁体字"), "這是幾個簡體字，會被轉換爲繁體字");
-        assert_eq!(convert("t2s", "這是幾個繁體字，會被轉換爲簡體字"), "这是几个繁体字，会被转换为简体字");
+        assert_eq!(
+            convert("s2t", "这是几个简体字，会被转换为繁体字"),
+            "這是幾個簡體字，會被轉換爲繁體字"
+        );
+        assert_eq!(
+            convert("t2s", "這是幾個繁體字，會被轉換爲簡體字"),
+            "这是几个繁体字，会被转换为简体字"
+        );
         // OpenCC 1.4.2 has the phrase 少长咸集 (咸 kept); ferrous-opencc's older phrase
         // table converts the character alone (咸 -> 鹹). A documented difference.
         assert_eq!(convert("s2tw", "群贤毕至，少长咸集"), "群賢畢至，少長鹹集");
         assert_eq!(convert("tw2s", "群賢畢至，少長鹹集"), "群贤毕至，少长咸集");
         assert_eq!(convert("s2hk", "虽然三个都是繁体字"), "雖然三個都是繁體字");
         assert_eq!(convert("hk2s", "雖然三個都是繁體字"), "虽然三个都是繁体字");
-        assert_eq!(convert("t2s", "English 123 and 中文"), "English 123 and 中文");
+        assert_eq!(
+            convert("t2s", "English 123 and 中文"),
+            "English 123 and 中文"
+        );
     }
 }

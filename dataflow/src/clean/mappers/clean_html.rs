@@ -31,11 +31,7 @@ fn html_text(html: &str) -> String {
     let mut started = false;
     for token in Tokenizer::new_with_emitter(html, emitter).flatten() {
         match token {
-            Token::StartTag(tag) => {
-                if !tag.name.0.eq_ignore_ascii_case(b"html") {
-                    started = true;
-                }
-            }
+            Token::StartTag(tag) if !tag.name.0.eq_ignore_ascii_case(b"html") => started = true,
             Token::String(string) => {
                 let bytes: &[u8] = &string.value;
                 if started {

@@ -19,7 +19,11 @@ impl Mapper for CleanCopyright {
             if !comment.as_str().to_lowercase().contains("copyright") {
                 return None;
             }
-            return Some(format!("{}{}", &text[..comment.start()], &text[comment.end()..]));
+            return Some(format!(
+                "{}{}",
+                &text[..comment.start()],
+                &text[comment.end()..]
+            ));
         }
         let lines: Vec<&str> = text.split('\n').collect();
         let skip = lines
@@ -46,9 +50,18 @@ mod tests {
 
     #[test]
     fn block_comments_and_leading_line_comments() {
-        assert_eq!(clean("这是一段 /* 多行注释\n注释内容copyright\n*/ 的文本。另外还有一些 // 单行注释。"), "这是一段  的文本。另外还有一些 // 单行注释。");
-        assert_eq!(clean("/* no notice */\n// Copyright x\ncode"), "/* no notice */\n// Copyright x\ncode");
-        assert_eq!(clean("# Copyright 2020\n\n-- x\nimport os\n# later"), "import os\n# later");
+        assert_eq!(
+            clean("这是一段 /* 多行注释\n注释内容copyright\n*/ 的文本。另外还有一些 // 单行注释。"),
+            "这是一段  的文本。另外还有一些 // 单行注释。"
+        );
+        assert_eq!(
+            clean("/* no notice */\n// Copyright x\ncode"),
+            "/* no notice */\n// Copyright x\ncode"
+        );
+        assert_eq!(
+            clean("# Copyright 2020\n\n-- x\nimport os\n# later"),
+            "import os\n# later"
+        );
         assert_eq!(clean("#\n//\n"), "");
         assert_eq!(clean("print(1)"), "print(1)");
     }

@@ -162,7 +162,11 @@ fn unescape_html(text: &str) -> String {
             }
             let lower = entity.to_lowercase();
             let decoded = html_escape::decode_html_entities(&lower);
-            if decoded != lower && entity[1..entity.len() - 1].chars().all(|c| c.is_ascii_uppercase()) {
+            if decoded != lower
+                && entity[1..entity.len() - 1]
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase())
+            {
                 decoded.into_owned()
             } else {
                 entity.to_string()
@@ -306,7 +310,9 @@ mod tests {
     use super::*;
 
     fn fix(text: &str) -> String {
-        FixUnicode::new(Normalization::Nfc).map(text).unwrap_or_else(|| text.to_string())
+        FixUnicode::new(Normalization::Nfc)
+            .map(text)
+            .unwrap_or_else(|| text.to_string())
     }
 
     #[test]
@@ -314,9 +320,15 @@ mod tests {
         // Each expected value is ftfy 6.3.1's `fix_text(input, normalization="NFC")`.
         assert_eq!(fix("Ã©tÃ© â€œquotedâ€\u{9d}"), "été \"quoted\"");
         assert_eq!(fix("&amp; &lt;tag&gt; &eacute;"), "& <tag> é");
-        assert_eq!(fix("“curly” ‘single’ ﬁ ｆｕｌｌ\u{3000}width"), "\"curly\" 'single' fi full width");
+        assert_eq!(
+            fix("“curly” ‘single’ ﬁ ｆｕｌｌ\u{3000}width"),
+            "\"curly\" 'single' fi full width"
+        );
         assert_eq!(fix("a\r\nb\rc\u{2028}d"), "a\nb\nc\nd");
-        assert_eq!(fix("\u{1b}[31mred\u{1b}[0m \u{0}x\u{feff}y\u{c}"), "red xy\u{c}");
+        assert_eq!(
+            fix("\u{1b}[31mred\u{1b}[0m \u{0}x\u{feff}y\u{c}"),
+            "red xy\u{c}"
+        );
         assert_eq!(fix("Â£5 cafÃ©"), "£5 café");
         assert_eq!(fix("é» legit? façade"), "é» legit? façade");
         assert_eq!(fix("&amp; <b>"), "&amp; <b>");

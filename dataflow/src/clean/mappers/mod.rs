@@ -37,10 +37,19 @@ pub fn build(name: &str, params: &mut Params) -> Option<ParamResult<Box<dyn Mapp
     Some(match name {
         "chinese_convert_mapper" => boxed(chinese_convert::ChineseConvert::from_params(params)),
         "clean_copyright_mapper" => boxed(Ok(copyright::CleanCopyright)),
-        "clean_email_mapper" => boxed(regex_sub::RegexSub::from_params(params, regex_sub::DefaultPattern::Email)),
+        "clean_email_mapper" => boxed(regex_sub::RegexSub::from_params(
+            params,
+            regex_sub::DefaultPattern::Email,
+        )),
         "clean_html_mapper" => boxed(Ok(clean_html::CleanHtml)),
-        "clean_ip_mapper" => boxed(regex_sub::RegexSub::from_params(params, regex_sub::DefaultPattern::Ip)),
-        "clean_links_mapper" => boxed(regex_sub::RegexSub::from_params(params, regex_sub::DefaultPattern::Links)),
+        "clean_ip_mapper" => boxed(regex_sub::RegexSub::from_params(
+            params,
+            regex_sub::DefaultPattern::Ip,
+        )),
+        "clean_links_mapper" => boxed(regex_sub::RegexSub::from_params(
+            params,
+            regex_sub::DefaultPattern::Links,
+        )),
         "expand_macro_mapper" => boxed(Ok(expand_macro::ExpandMacro)),
         "fix_unicode_mapper" => boxed(fix_unicode::FixUnicode::from_params(params)),
         "punctuation_normalization_mapper" => boxed(Ok(punctuation::PunctuationNormalization)),

@@ -66,8 +66,9 @@ impl RegexSub {
 
     pub fn new(pattern: &str, python_repl: &str) -> ParamResult<Self> {
         // data-juicer passes re.DOTALL.
-        let pattern = Regex::new(&format!("(?s){pattern}"))
-            .map_err(|e| format!("pattern `{pattern}` is not a supported regular expression: {e}"))?;
+        let pattern = Regex::new(&format!("(?s){pattern}")).map_err(|e| {
+            format!("pattern `{pattern}` is not a supported regular expression: {e}")
+        })?;
         Ok(RegexSub {
             pattern,
             repl: python_repl_to_rust(python_repl),
@@ -83,7 +84,9 @@ impl RegexSub {
         let mut found = Vec::new();
         let mut at = 0;
         while at <= text.len() {
-            let Some(captures) = self.pattern.captures_at(text, at) else { break };
+            let Some(captures) = self.pattern.captures_at(text, at) else {
+                break;
+            };
             let whole = captures.get(0).expect("group 0 always matches");
             if is_word_boundary(text, whole.start()) {
                 at = if whole.end() > whole.start() {
@@ -203,37 +206,91 @@ mod tests {
     #[test]
     fn data_juicer_email_examples() {
         // Expected values are data-juicer 1.6.1's outputs for the same inputs.
-        assert_eq!(sub(DefaultPattern::Email, "happy day euqdh@cjqi.com"), "happy day ");
-        assert_eq!(sub(DefaultPattern::Email, "请问你是谁dasoidhao@1264fg.45om"), "请问你是谁dasoidhao@1264fg.45om");
-        assert_eq!(sub(DefaultPattern::Email, "ftp://examplema-niè°ze@le.com"), "ftp://examplema-niè°");
+        assert_eq!(
+            sub(DefaultPattern::Email, "happy day euqdh@cjqi.com"),
+            "happy day "
+        );
+        assert_eq!(
+            sub(DefaultPattern::Email, "请问你是谁dasoidhao@1264fg.45om"),
+            "请问你是谁dasoidhao@1264fg.45om"
+        );
+        assert_eq!(
+            sub(DefaultPattern::Email, "ftp://examplema-niè°ze@le.com"),
+            "ftp://examplema-niè°"
+        );
         assert_eq!(sub(DefaultPattern::Email, "👊23da44sh12@46hqw.com"), "👊");
     }
 
     #[test]
     fn data_juicer_ip_examples() {
-        assert_eq!(sub(DefaultPattern::Ip, "test of ip 234.128.124.123"), "test of ip ");
-        assert_eq!(sub(DefaultPattern::Ip, "ft://example.com/2001:0db8:85a3:0000:0000:8a2e:0370:7334"), "ft://example.com/");
+        assert_eq!(
+            sub(DefaultPattern::Ip, "test of ip 234.128.124.123"),
+            "test of ip "
+        );
+        assert_eq!(
+            sub(
+                DefaultPattern::Ip,
+                "ft://example.com/2001:0db8:85a3:0000:0000:8a2e:0370:7334"
+            ),
+            "ft://example.com/"
+        );
         // Not an address, but "56.1.1.1" after the "2" is.
         assert_eq!(sub(DefaultPattern::Ip, "ip 256.1.1.1"), "ip 2");
-        assert_eq!(sub(DefaultPattern::Ip, "no address here"), "no address here");
+        assert_eq!(
+            sub(DefaultPattern::Ip, "no address here"),
+            "no address here"
+        );
     }
 
     #[test]
     fn data_juicer_link_examples() {
-        assert_eq!(sub(DefaultPattern::Links, "This is a test for web crawler https://www.baidu.com"), "This is a test for web crawler ");
-        assert_eq!(sub(DefaultPattern::Links, "abcd://ef is a sample"), " is a sample");
-        assert_eq!(sub(DefaultPattern::Links, "这是一个测试，http://www.example.com/path/to?name=value 这里"), "这是一个测试， 这里");
-        assert_eq!(sub(DefaultPattern::Links, "ftp://user:password@ftp.example.com:21/"), "");
-        assert_eq!(sub(DefaultPattern::Links, "no link at all."), "no link at all.");
+        assert_eq!(
+            sub(
+                DefaultPattern::Links,
+                "This is a test for web crawler https://www.baidu.com"
+            ),
+            "This is a test for web crawler "
+        );
+        assert_eq!(
+            sub(DefaultPattern::Links, "abcd://ef is a sample"),
+            " is a sample"
+        );
+        assert_eq!(
+            sub(
+                DefaultPattern::Links,
+                "这是一个测试，http://www.example.com/path/to?name=value 这里"
+            ),
+            "这是一个测试， 这里"
+        );
+        assert_eq!(
+            sub(
+                DefaultPattern::Links,
+                "ftp://user:password@ftp.example.com:21/"
+            ),
+            ""
+        );
+        assert_eq!(
+            sub(DefaultPattern::Links, "no link at all."),
+            "no link at all."
+        );
         // No boundary between a CJK letter and "http": the match starts later, at "www".
-        assert_eq!(sub(DefaultPattern::Links, "中文http://www.a.com"), "中文http://");
-        assert_eq!(sub(DefaultPattern::Links, "中文 http://www.a.com x"), "中文  x");
+        assert_eq!(
+            sub(DefaultPattern::Links, "中文http://www.a.com"),
+            "中文http://"
+        );
+        assert_eq!(
+            sub(DefaultPattern::Links, "中文 http://www.a.com x"),
+            "中文  x"
+        );
     }
 
     #[test]
     fn python_replacement_syntax_is_translated() {
         let mapper = RegexSub::new(r"(\w+)@(\w+)", r"<\2 at \g<1>>$").unwrap();
-        assert_eq!(mapper.map("mail bob@home now").unwrap(), "mail <home at bob>$ now");
+        assert_eq!(
+            mapper.map("mail bob@home now").unwrap(),
+            "mail <home at bob>$ now"
+        );
         assert_eq!(strip_raw_prefix("r'ab+'"), "ab+");
         assert!(RegexSub::new("(?<=a)b", "").is_err());
     }

@@ -36,7 +36,9 @@ fn split_sentences(line: &str) -> Vec<String> {
 }
 
 fn is_kept_for_comparison(c: char) -> bool {
-    c.is_ascii_alphanumeric() || ('\u{4e00}'..='\u{9fa5}').contains(&c) || matches!(c, '\n' | '\t' | ' ')
+    c.is_ascii_alphanumeric()
+        || ('\u{4e00}'..='\u{9fa5}').contains(&c)
+        || matches!(c, '\n' | '\t' | ' ')
 }
 
 pub struct RemoveRepeatSentences {
@@ -75,9 +77,8 @@ impl Mapper for RemoveRepeatSentences {
             if !line.is_empty() {
                 for sentence in split_sentences(line) {
                     let copy = self.comparable(&sentence);
-                    if pytext::len(&copy) < self.min_length {
-                        kept.push_str(&sentence);
-                    } else if seen.insert(copy) {
+                    // Short sentences are always kept; others only the first time.
+                    if pytext::len(&copy) < self.min_length || seen.insert(copy) {
                         kept.push_str(&sentence);
                     }
                 }
@@ -105,9 +106,15 @@ mod tests {
     fn removes_repeats_across_lines() {
         let text = "今天天气真不错，阳光明媚，适合出去散步。小明说：“今天天气真不错，我们去海边吧。”小红回答说：“好主意！”但是，小李觉得：“今天天气真不错，我们去爬山吧。”今天天气真不错，阳光明媚，适合出去散步。";
         let out = defaults().map(text).unwrap();
-        assert_eq!(out, "今天天气真不错，阳光明媚，适合出去散步。小明说：“今天天气真不错，我们去海边吧。”小红回答说：“好主意！”但是，小李觉得：“今天天气真不错，我们去爬山吧。”");
+        assert_eq!(
+            out,
+            "今天天气真不错，阳光明媚，适合出去散步。小明说：“今天天气真不错，我们去海边吧。”小红回答说：“好主意！”但是，小李觉得：“今天天气真不错，我们去爬山吧。”"
+        );
         let english = "Hello world. Hello world. hello world.\nHello world.";
-        assert_eq!(defaults().map(english).unwrap(), "Hello world. hello world.\n");
+        assert_eq!(
+            defaults().map(english).unwrap(),
+            "Hello world. hello world.\n"
+        );
     }
 
     #[test]

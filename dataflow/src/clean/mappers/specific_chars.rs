@@ -43,7 +43,10 @@ mod tests {
     #[test]
     fn removes_listed_characters_only() {
         let mapper = RemoveSpecificChars::new(DEFAULT_CHARS);
-        assert_eq!(mapper.map("►This is a dog! ◆◆a|b").unwrap(), "This is a dog! a|b");
+        assert_eq!(
+            mapper.map("►This is a dog! ◆◆a|b").unwrap(),
+            "This is a dog! a|b"
+        );
         let special = RemoveSpecificChars::new("]^\\");
         assert_eq!(special.map("a]b^c\\d|").unwrap(), "abcd|");
         assert_eq!(mapper.map("nothing here"), None);

@@ -27,7 +27,10 @@ mod tests {
         let text = " x\u{3000}y\u{200b}z\tw\u{a0}\n ";
         assert_eq!(WhitespaceNormalization.map(text).unwrap(), "x y z w");
         // Newlines inside the text stay; U+0085 is not in data-juicer's set (it has U+0084).
-        assert_eq!(WhitespaceNormalization.map("a\nb\u{85}c\u{84}d").unwrap(), "a\nb\u{85}c d");
+        assert_eq!(
+            WhitespaceNormalization.map("a\nb\u{85}c\u{84}d").unwrap(),
+            "a\nb\u{85}c d"
+        );
         assert_eq!(WhitespaceNormalization.map("clean"), None);
         assert_eq!(WhitespaceNormalization.map("   ").unwrap(), "");
     }
