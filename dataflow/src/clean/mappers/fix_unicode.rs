@@ -70,13 +70,7 @@ fn is_inert(c: char) -> bool {
 
 impl Mapper for FixUnicode {
     fn map(&self, text: &str) -> Option<String> {
-        let normalized = match self.normalization {
-            Normalization::Nfc => unicode_normalization::is_nfc_quick(text.chars()),
-            Normalization::Nfkc => unicode_normalization::is_nfkc_quick(text.chars()),
-            Normalization::Nfd => unicode_normalization::is_nfd_quick(text.chars()),
-            Normalization::Nfkd => unicode_normalization::is_nfkd_quick(text.chars()),
-        } == unicode_normalization::IsNormalized::Yes;
-        if normalized && text.chars().all(is_inert) {
+        if text.chars().all(is_inert) && self.is_normalized(text) {
             return None;
         }
         let mut out = String::with_capacity(text.len());
@@ -94,30 +88,52 @@ impl Mapper for FixUnicode {
 impl FixUnicode {
     fn fix_segment(&self, segment: &str, unescape: bool) -> String {
         let mut text = segment.to_string();
-        // Fixes can enable each other (an entity that decodes to mojibake): repeat until stable.
+        // Decoding an entity or a mojibake sequence can reveal another one (double encoding):
+        // repeat those until stable. The character fixes and normalisation after them cannot
+        // create work for one another, so they run once.
         for _ in 0..4 {
-            let before = text.clone();
-            if unescape && text.contains('&') {
-                text = unescape_html(&text);
+            let mut decoded = text.clone();
+            if unescape && decoded.contains('&') {
+                decoded = unescape_html(&decoded);
             }
-            if !text.is_ascii() {
-                text = fix_mojibake(&text);
+            if !decoded.is_ascii() {
+                decoded = fix_mojibake(&decoded);
             }
-            if text.contains('\u{1b}') {
-                text = TERMINAL_ESCAPE.replace_all(&text, "").into_owned();
-            }
-            text = fix_characters(&text);
-            text = match self.normalization {
-                Normalization::Nfc => text.nfc().collect(),
-                Normalization::Nfkc => text.nfkc().collect(),
-                Normalization::Nfd => text.nfd().collect(),
-                Normalization::Nfkd => text.nfkd().collect(),
-            };
-            if text == before {
+            let changed = decoded != text;
+            text = decoded;
+            if !changed {
                 break;
             }
         }
-        text
+        if text.contains('\u{1b}') {
+            text = TERMINAL_ESCAPE.replace_all(&text, "").into_owned();
+        }
+        text = fix_characters(&text);
+        self.normalize(text)
+    }
+
+    /// Whether `text` is surely in the normalization form already (Unicode's quick check).
+    fn is_normalized(&self, text: &str) -> bool {
+        use unicode_normalization::{IsNormalized, is_nfc_quick, is_nfd_quick, is_nfkc_quick, is_nfkd_quick};
+        let quick = match self.normalization {
+            Normalization::Nfc => is_nfc_quick(text.chars()),
+            Normalization::Nfkc => is_nfkc_quick(text.chars()),
+            Normalization::Nfd => is_nfd_quick(text.chars()),
+            Normalization::Nfkd => is_nfkd_quick(text.chars()),
+        };
+        quick == IsNormalized::Yes
+    }
+
+    fn normalize(&self, text: String) -> String {
+        if self.is_normalized(&text) {
+            return text;
+        }
+        match self.normalization {
+            Normalization::Nfc => text.nfc().collect(),
+            Normalization::Nfkc => text.nfkc().collect(),
+            Normalization::Nfd => text.nfd().collect(),
+            Normalization::Nfkd => text.nfkd().collect(),
+        }
     }
 }
 
