@@ -134,3 +134,46 @@ fn operators_match_data_juicer_outputs() {
         mismatches.len()
     );
 }
+
+/// Our ARPA scorer against KenLM's own `Model.score` (the `kenlm` Python package) on a model
+/// `steel lm train` made (`tests/data/clean/make_kenlm_scores.py`), and data-juicer's
+/// perplexity formula on those scores. KenLM loading the file also shows it is valid ARPA.
+#[test]
+fn perplexity_matches_kenlm() {
+    use steel_dataflow::clean::lm::Unit;
+    use steel_dataflow::clean::lm::arpa::NgramModel;
+    use steel_dataflow::clean::lm::train::Trainer;
+
+    let dir = std::path::Path::new("tests/data/clean");
+    let model = NgramModel::load(&dir.join("kenlm_ref.arpa")).unwrap();
+    let rows: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("kenlm_scores.json")).unwrap())
+            .unwrap();
+    assert!(rows.len() >= 16);
+    for row in &rows {
+        let text = row["text"].as_str().unwrap();
+        let pieces = Unit::Char.pieces(text);
+        let score = model.score(&pieces);
+        let expected = row["score"].as_f64().unwrap();
+        assert!(
+            (score - expected).abs() < 1e-3,
+            "{text:?}: ours {score}, KenLM {expected}"
+        );
+        assert_eq!(
+            model.perplexity(&pieces),
+            row["perplexity"].as_f64().unwrap(),
+            "{text:?}"
+        );
+    }
+
+    // Training is deterministic: the committed model is what the trainer makes today.
+    let mut trainer = Trainer::new(3).unwrap();
+    for line in std::fs::read_to_string(dir.join("kenlm_ref.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let text: Value = serde_json::from_str(line).unwrap();
+        trainer.add_sentence(&Unit::Char.pieces(text["text"].as_str().unwrap()));
+    }
+    assert!(trainer.to_arpa() == std::fs::read_to_string(dir.join("kenlm_ref.arpa")).unwrap());
+}

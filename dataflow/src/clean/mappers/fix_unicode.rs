@@ -114,7 +114,9 @@ impl FixUnicode {
 
     /// Whether `text` is surely in the normalization form already (Unicode's quick check).
     fn is_normalized(&self, text: &str) -> bool {
-        use unicode_normalization::{IsNormalized, is_nfc_quick, is_nfd_quick, is_nfkc_quick, is_nfkd_quick};
+        use unicode_normalization::{
+            IsNormalized, is_nfc_quick, is_nfd_quick, is_nfkc_quick, is_nfkd_quick,
+        };
         let quick = match self.normalization {
             Normalization::Nfc => is_nfc_quick(text.chars()),
             Normalization::Nfkc => is_nfkc_quick(text.chars()),
