@@ -23,6 +23,8 @@ from data_juicer.ops.deduplicator.document_minhash_deduplicator import DocumentM
 from data_juicer.ops.deduplicator.document_simhash_deduplicator import DocumentSimhashDeduplicator  # noqa: E402
 from data_juicer.ops.filter import (  # noqa: E402
     alphanumeric_filter,
+    flagged_words_filter,
+    stopwords_filter,
     average_line_length_filter,
     character_repetition_filter,
     maximum_line_length_filter,
@@ -123,6 +125,24 @@ FILTERS = [
 ]
 
 
+def word_list_dir():
+    """Steel's shipped word lists in data-juicer's asset format, so both sides use the same."""
+    import os
+    import tempfile
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    words = os.path.join(here, "../../../dataflow/data/words")
+    out = tempfile.mkdtemp()
+    for kind in ["stopwords", "flagged_words"]:
+        lists = {}
+        for lang in ["zh", "en"]:
+            with open(os.path.join(words, f"{lang}_{kind}.txt"), encoding="utf-8") as f:
+                lists[lang] = [w for w in f.read().split("\n") if w]
+        with open(os.path.join(out, f"{kind}.json"), "w", encoding="utf-8") as f:
+            json.dump(lists, f, ensure_ascii=False)
+    return out
+
+
 def main():
     texts = EDGE + samples(sys.argv[1])
     print(json.dumps({"texts": texts}, ensure_ascii=False))
@@ -136,6 +156,26 @@ def main():
     for name, params, cls, key in FILTERS:
         batch = cls(**params).compute_stats_batched({"text": list(texts), Fields.stats: [{} for _ in texts]})
         emit(name, params, [s[key] for s in batch[Fields.stats]])
+    # Word-list filters with Steel's lists (the `*_dir` parameter is left out of the fixture:
+    # Steel reads the same lists from its own data).
+    lists = word_list_dir()
+    word_filters = [
+        ("stopwords_filter", {"lang": "zh", "use_words_aug": True}, "stopwords_dir", stopwords_filter.StopWordsFilter, "stopwords_ratio"),
+        ("stopwords_filter", {"lang": "en"}, "stopwords_dir", stopwords_filter.StopWordsFilter, "stopwords_ratio"),
+        ("flagged_words_filter", {"lang": "all", "use_words_aug": True, "words_aug_group_sizes": [2, 3]}, "flagged_words_dir", flagged_words_filter.FlaggedWordFilter, "flagged_words_ratio"),
+    ]
+    for name, params, dir_param, cls, key in word_filters:
+        op = cls(**params, **{dir_param: lists})
+        values = []
+        for t in texts:
+            sample = {"text": t, Fields.stats: {}}
+            if not getattr(op, "_batched_op", False):
+                sample = op.compute_stats_single(sample)
+                values.append(sample[Fields.stats][key])
+            else:
+                batch = op.compute_stats_batched({"text": [t], Fields.stats: [{}]})
+                values.append(batch[Fields.stats][0][key])
+        emit(name, params, values)
     dedups = [
         ("document_deduplicator", {"lowercase": True, "ignore_non_character": True}, DocumentDeduplicator, HashKeys.hash),
         ("document_simhash_deduplicator", {"tokenization": "character", "window_size": 4}, DocumentSimhashDeduplicator, HashKeys.simhash),
