@@ -96,11 +96,6 @@ enum Event {
     },
 }
 
-/// The recipe from `options`, with the thread count it asks for (`np`).
-pub fn load_recipe(options: &CleanOptions) -> Result<Recipe, CleanError> {
-    Recipe::load(&options.recipe).map_err(CleanError::Recipe)
-}
-
 /// Clean `inputs` into `options.output`.
 pub fn clean(
     inputs: &[String],
