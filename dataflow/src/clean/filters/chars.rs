@@ -97,17 +97,24 @@ pub struct CharacterRepetition {
 pub fn char_repetition_ratio(text: &str, n: usize) -> f64 {
     const P: u64 = (1 << 61) - 1;
     const BASE: u64 = 0x1f_3d5b_79a1;
-    let mul = |a: u64, b: u64| ((a as u128 * b as u128) % P as u128) as u64;
+    // a·b mod P for a, b < P, by folding the 122-bit product (2^61 ≡ 1 mod P).
+    let mul = |a: u64, b: u64| {
+        let product = a as u128 * b as u128;
+        let folded = (product as u64 & P) + (product >> 61) as u64;
+        let folded = (folded & P) + (folded >> 61);
+        if folded >= P { folded - P } else { folded }
+    };
     let chars: Vec<u64> = text.chars().map(|c| c as u64 + 1).collect();
     let mut freq: HashMap<u64, usize, BuildHasherDefault<KeyHasher>> = HashMap::default();
     if n > 0 && chars.len() >= n {
         // BASE^(n-1), to take the oldest character out of the window.
         let top = (1..n).fold(1, |acc, _| mul(acc, BASE));
-        let mut hash = chars[..n].iter().fold(0, |h, &c| (mul(h, BASE) + c) % P);
+        let add = |a: u64, b: u64| if a + b >= P { a + b - P } else { a + b };
+        let mut hash = chars[..n].iter().fold(0, |h, &c| add(mul(h, BASE), c));
         *freq.entry(hash).or_default() += 1;
         for i in n..chars.len() {
-            hash = (hash + P - mul(chars[i - n], top)) % P;
-            hash = (mul(hash, BASE) + chars[i]) % P;
+            hash = add(hash, P - mul(chars[i - n], top));
+            hash = add(mul(hash, BASE), chars[i]);
             *freq.entry(hash).or_default() += 1;
         }
     }

@@ -29,13 +29,23 @@ pub struct WordRepetition {
 }
 
 /// Of the word `n`-grams (words joined by spaces), the share that occur more than once.
+/// N-grams are compared as sequences of word ids, which is the same as comparing the joined
+/// strings: refined words never contain a space.
 pub fn word_repetition_ratio(words: &[String], n: usize) -> f64 {
-    if words.len() < n {
+    if n == 0 || words.len() < n {
         return 0.0;
     }
-    let mut freq: HashMap<String, usize> = HashMap::new();
-    for gram in words.windows(n) {
-        *freq.entry(gram.join(" ")).or_default() += 1;
+    let mut ids_of: HashMap<&str, u32> = HashMap::new();
+    let ids: Vec<u32> = words
+        .iter()
+        .map(|w| {
+            let next = ids_of.len() as u32;
+            *ids_of.entry(w.as_str()).or_insert(next)
+        })
+        .collect();
+    let mut freq: HashMap<&[u32], usize> = HashMap::new();
+    for gram in ids.windows(n) {
+        *freq.entry(gram).or_default() += 1;
     }
     let repeated: usize = freq.values().filter(|&&c| c > 1).sum();
     ratio(repeated, freq.values().sum())
