@@ -1,0 +1,159 @@
+//! Causal self-attention with grouped-query heads (GQA) for one sequence of `t` tokens.
+//!
+//! `q: [t, hq, d]`, `k, v: [t, hkv, d]`, query head `h` reads key/value head `h / (hq / hkv)`.
+//! `s = q·kᵀ / √d` with future positions masked, `p = softmax(s)`, `o = p·v: [t, hq, d]`.
+//! The forward keeps `p: [hq, t, t]` for the backward (a reference, not a memory-saving kernel).
+
+pub struct Shape {
+    pub t: usize,
+    pub hq: usize,
+    pub hkv: usize,
+    pub d: usize,
+}
+
+impl Shape {
+    fn kv_head(&self, h: usize) -> usize {
+        h / (self.hq / self.hkv)
+    }
+    fn q_at(&self, pos: usize, h: usize) -> usize {
+        (pos * self.hq + h) * self.d
+    }
+    fn kv_at(&self, pos: usize, h: usize) -> usize {
+        (pos * self.hkv + h) * self.d
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Fills `o` and the probabilities `p` (zero above the diagonal).
+pub fn forward(q: &[f32], k: &[f32], v: &[f32], s: &Shape, o: &mut [f32], p: &mut [f32]) {
+    assert!(
+        s.hq.is_multiple_of(s.hkv),
+        "query heads must be a multiple of key/value heads"
+    );
+    let scale = 1.0 / (s.d as f32).sqrt();
+    o.fill(0.0);
+    p.fill(0.0);
+    for h in 0..s.hq {
+        let g = s.kv_head(h);
+        for i in 0..s.t {
+            let qi = &q[s.q_at(i, h)..s.q_at(i, h) + s.d];
+            let row = &mut p[(h * s.t + i) * s.t..(h * s.t + i + 1) * s.t];
+            for j in 0..=i {
+                row[j] = dot(qi, &k[s.kv_at(j, g)..s.kv_at(j, g) + s.d]) * scale;
+            }
+            let max = row[..=i].iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
+            let mut sum = 0.0;
+            for x in &mut row[..=i] {
+                *x = (*x - max).exp();
+                sum += *x;
+            }
+            for x in &mut row[..=i] {
+                *x /= sum;
+            }
+            let oi = &mut o[s.q_at(i, h)..s.q_at(i, h) + s.d];
+            for (j, &pij) in row[..=i].iter().enumerate() {
+                for (out, val) in oi.iter_mut().zip(&v[s.kv_at(j, g)..s.kv_at(j, g) + s.d]) {
+                    *out += pij * val;
+                }
+            }
+        }
+    }
+}
+
+/// `dv = pᵀ·do`, `dp = do·vᵀ`, `ds = p ⊙ (dp - Σ_j p·dp)`, `dq = ds·k/√d`, `dk = dsᵀ·q/√d`
+/// (summed over the query heads sharing a key/value head). All three are overwritten.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    d_o: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    p: &[f32],
+    s: &Shape,
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    let scale = 1.0 / (s.d as f32).sqrt();
+    dq.fill(0.0);
+    dk.fill(0.0);
+    dv.fill(0.0);
+    let mut ds = vec![0.0f32; s.t];
+    for h in 0..s.hq {
+        let g = s.kv_head(h);
+        for i in 0..s.t {
+            let row = &p[(h * s.t + i) * s.t..(h * s.t + i + 1) * s.t];
+            let doi = &d_o[s.q_at(i, h)..s.q_at(i, h) + s.d];
+            let mut weighted = 0.0;
+            for j in 0..=i {
+                let vj = s.kv_at(j, g);
+                for (dvx, dox) in dv[vj..vj + s.d].iter_mut().zip(doi) {
+                    *dvx += row[j] * dox;
+                }
+                ds[j] = dot(doi, &v[vj..vj + s.d]);
+                weighted += row[j] * ds[j];
+            }
+            for j in 0..=i {
+                ds[j] = row[j] * (ds[j] - weighted) * scale;
+                let (qi, kj) = (s.q_at(i, h), s.kv_at(j, g));
+                for x in 0..s.d {
+                    dq[qi + x] += ds[j] * k[kj + x];
+                    dk[kj + x] += ds[j] * q[qi + x];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::gradcheck::{check, dot as weighted, values};
+
+    #[test]
+    fn first_token_attends_to_itself_only() {
+        let s = Shape {
+            t: 2,
+            hq: 2,
+            hkv: 1,
+            d: 2,
+        };
+        let (q, k, v) = (values(20, 8), values(21, 4), values(22, 4));
+        let (mut o, mut p) = (vec![0.0; 8], vec![0.0; 8]);
+        forward(&q, &k, &v, &s, &mut o, &mut p);
+        // Position 0 of both query heads copies v at position 0 (the shared head).
+        assert_eq!(&o[0..2], &v[0..2]);
+        assert_eq!(&o[2..4], &v[0..2]);
+        assert_eq!((p[0], p[1]), (1.0, 0.0));
+        assert!((p[2] + p[3] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let s = Shape {
+            t: 4,
+            hq: 4,
+            hkv: 2,
+            d: 3,
+        };
+        let q = values(23, s.t * s.hq * s.d);
+        let k = values(24, s.t * s.hkv * s.d);
+        let v = values(25, s.t * s.hkv * s.d);
+        let weights = values(26, s.t * s.hq * s.d);
+        let loss = |q: &[f32], k: &[f32], v: &[f32]| {
+            let (mut o, mut p) = (vec![0.0; q.len()], vec![0.0; s.hq * s.t * s.t]);
+            forward(q, k, v, &s, &mut o, &mut p);
+            weighted(&o, &weights)
+        };
+        let (mut o, mut p) = (vec![0.0; q.len()], vec![0.0; s.hq * s.t * s.t]);
+        forward(&q, &k, &v, &s, &mut o, &mut p);
+        let (mut dq, mut dk, mut dv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
+        backward(&weights, &q, &k, &v, &p, &s, &mut dq, &mut dk, &mut dv);
+        check("dq", &q, &dq, |x| loss(x, &k, &v));
+        check("dk", &k, &dk, |x| loss(&q, x, &v));
+        check("dv", &v, &dv, |x| loss(&q, &k, x));
+    }
+}

@@ -1,0 +1,14 @@
+//! The CPU reference: plain f32 forward and backward of every op the model uses, written to be
+//! read. Layouts are row-major; `n` is the number of tokens. Backward functions *accumulate*
+//! into parameter gradients (so micro-batches add up) and *overwrite* input gradients.
+
+pub mod attention;
+pub mod cross_entropy;
+pub mod embedding;
+pub mod linear;
+pub mod rmsnorm;
+pub mod rope;
+pub mod swiglu;
+
+#[cfg(test)]
+pub(crate) mod gradcheck;
