@@ -8,7 +8,9 @@ pub mod embedding;
 pub mod linear;
 pub mod rmsnorm;
 pub mod rope;
+pub mod softmax;
 pub mod swiglu;
+pub mod topk;
 
 #[cfg(test)]
 pub(crate) mod gradcheck;
