@@ -3,3 +3,4 @@
 //! the trainer-core issue.
 
 pub mod data;
+pub mod model;

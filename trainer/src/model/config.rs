@@ -1,0 +1,338 @@
+//! `ModelConfig`: a decoder-only transformer (Qwen2 layout: RMSNorm, RoPE, GQA attention with
+//! q/k/v bias) whose FFN is dense SwiGLU, Steel's softmax mixture of experts, or token-choice
+//! top-k experts. Reads HuggingFace `config.json` in both styles found in the wild
+//! (`rope_theta` of Qwen1.5-era files, `rope_parameters.rope_theta` of transformers 5).
+
+use serde_json::Value;
+use std::path::Path;
+
+/// One expert's (or the dense layer's) MLP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpertMlp {
+    /// `down(silu(gate x) ⊙ up x)`, hidden width `width`.
+    SwiGlu,
+    /// `h = silu(W_g1 x) ⊙ (W_u1 x)` (width `width`), `y = silu(W_g2 h) ⊙ (W_u2 h)` (back to
+    /// the model width): Steel-LLM's experts.
+    DualSwiGlu,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ffn {
+    Dense {
+        intermediate_size: usize,
+    },
+    /// Gate `Linear(d, n_experts)` with bias, softmax over experts, every expert on every token.
+    SoftmaxMoe {
+        n_experts: usize,
+        expert_width: usize,
+        mlp: ExpertMlp,
+    },
+    /// Softmax router, each token to its `top_k` experts (dropless), optional renormalisation,
+    /// optional shared expert with a sigmoid gate, load-balancing loss times `aux_coefficient`.
+    TopkMoe {
+        n_experts: usize,
+        top_k: usize,
+        expert_width: usize,
+        renormalize: bool,
+        shared_expert_width: Option<usize>,
+        aux_coefficient: f32,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub rope_theta: f32,
+    pub rms_norm_eps: f32,
+    pub qkv_bias: bool,
+    pub tie_embeddings: bool,
+    pub max_positions: usize,
+    pub ffn: Ffn,
+}
+
+fn field<'a>(json: &'a Value, name: &str) -> Result<&'a Value, String> {
+    json.get(name)
+        .ok_or_else(|| format!("config.json has no `{name}`"))
+}
+
+fn usize_field(json: &Value, name: &str) -> Result<usize, String> {
+    field(json, name)?
+        .as_u64()
+        .map(|v| v as usize)
+        .ok_or_else(|| format!("config.json: `{name}` must be a non-negative integer"))
+}
+
+fn f32_field(json: &Value, name: &str) -> Result<f32, String> {
+    field(json, name)?
+        .as_f64()
+        .map(|v| v as f32)
+        .ok_or_else(|| format!("config.json: `{name}` must be a number"))
+}
+
+impl ModelConfig {
+    pub fn from_hf_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let json: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("`{}` is not JSON: {e}", path.display()))?;
+        Self::from_hf_json(&json).map_err(|e| format!("`{}`: {e}", path.display()))
+    }
+
+    /// A Qwen2 (dense) or Qwen2-MoE (top-k) `config.json`.
+    pub fn from_hf_json(json: &Value) -> Result<Self, String> {
+        let hidden_size = usize_field(json, "hidden_size")?;
+        let num_heads = usize_field(json, "num_attention_heads")?;
+        let num_kv_heads = json
+            .get("num_key_value_heads")
+            .map_or(Ok(num_heads), |_| usize_field(json, "num_key_value_heads"))?;
+        let rope_theta = match json.get("rope_parameters") {
+            Some(rope) => f32_field(rope, "rope_theta")?,
+            None => json
+                .get("rope_theta")
+                .map_or(Ok(10000.0), |_| f32_field(json, "rope_theta"))?,
+        };
+        let head_dim = match json.get("head_dim") {
+            Some(_) => usize_field(json, "head_dim")?,
+            None => hidden_size / num_heads,
+        };
+        let model_type = json
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("qwen2");
+        let ffn = if model_type == "qwen2_moe" {
+            Ffn::TopkMoe {
+                n_experts: usize_field(json, "num_experts")?,
+                top_k: usize_field(json, "num_experts_per_tok")?,
+                expert_width: usize_field(json, "moe_intermediate_size")?,
+                renormalize: json
+                    .get("norm_topk_prob")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                shared_expert_width: json
+                    .get("shared_expert_intermediate_size")
+                    .and_then(Value::as_u64)
+                    .map(|v| v as usize),
+                aux_coefficient: json
+                    .get("router_aux_loss_coef")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.001) as f32,
+            }
+        } else {
+            Ffn::Dense {
+                intermediate_size: usize_field(json, "intermediate_size")?,
+            }
+        };
+        let config = ModelConfig {
+            vocab_size: usize_field(json, "vocab_size")?,
+            hidden_size,
+            num_layers: usize_field(json, "num_hidden_layers")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rope_theta,
+            rms_norm_eps: json
+                .get("rms_norm_eps")
+                .map_or(Ok(1e-6), |_| f32_field(json, "rms_norm_eps"))?,
+            qkv_bias: true,
+            tie_embeddings: json
+                .get("tie_word_embeddings")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            max_positions: json
+                .get("max_position_embeddings")
+                .map_or(Ok(32768), |_| usize_field(json, "max_position_embeddings"))?,
+            ffn,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Shapes that cannot work, said plainly.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.num_kv_heads == 0 || !self.num_heads.is_multiple_of(self.num_kv_heads) {
+            return Err(format!(
+                "{} attention heads are not a multiple of {} key/value heads",
+                self.num_heads, self.num_kv_heads
+            ));
+        }
+        if !self.head_dim.is_multiple_of(2) {
+            return Err(format!("head_dim {} must be even for RoPE", self.head_dim));
+        }
+        if let Ffn::TopkMoe {
+            n_experts, top_k, ..
+        } = self.ffn
+            && (top_k == 0 || top_k > n_experts)
+        {
+            return Err(format!(
+                "top_k {top_k} must be between 1 and the {n_experts} experts"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The number of trainable parameters.
+    pub fn param_count(&self) -> usize {
+        let d = self.hidden_size;
+        let q = self.num_heads * self.head_dim;
+        let kv = self.num_kv_heads * self.head_dim;
+        let bias = if self.qkv_bias { q + 2 * kv } else { 0 };
+        let attention = d * q + 2 * d * kv + bias + q * d;
+        let mlp = |mlp: ExpertMlp, width: usize| match mlp {
+            ExpertMlp::SwiGlu => 3 * d * width,
+            ExpertMlp::DualSwiGlu => 4 * d * width,
+        };
+        let ffn = match &self.ffn {
+            Ffn::Dense { intermediate_size } => mlp(ExpertMlp::SwiGlu, *intermediate_size),
+            Ffn::SoftmaxMoe {
+                n_experts,
+                expert_width,
+                mlp: kind,
+            } => d * n_experts + n_experts + n_experts * mlp(*kind, *expert_width),
+            Ffn::TopkMoe {
+                n_experts,
+                expert_width,
+                shared_expert_width,
+                ..
+            } => {
+                let shared = shared_expert_width.map_or(0, |w| mlp(ExpertMlp::SwiGlu, w) + d);
+                d * n_experts + n_experts * mlp(ExpertMlp::SwiGlu, *expert_width) + shared
+            }
+        };
+        let layer = attention + ffn + 2 * d;
+        let embeddings = self.vocab_size * d * if self.tie_embeddings { 1 } else { 2 };
+        embeddings + self.num_layers * layer + d
+    }
+
+    /// A named preset.
+    pub fn preset(name: &str) -> Result<Self, String> {
+        let base =
+            |vocab_size, hidden_size, num_layers, num_heads, num_kv_heads, ffn| ModelConfig {
+                vocab_size,
+                hidden_size,
+                num_layers,
+                num_heads,
+                num_kv_heads,
+                head_dim: hidden_size / num_heads,
+                rope_theta: 1_000_000.0,
+                rms_norm_eps: 1e-6,
+                qkv_bias: true,
+                tie_embeddings: false,
+                max_positions: 32768,
+                ffn,
+            };
+        Ok(match name {
+            // Steel-LLM as trained: 6 dual-SwiGLU experts of width 1792 / 4, softmax-mixed.
+            "steel-1b" => base(
+                151_936,
+                1792,
+                18,
+                32,
+                32,
+                Ffn::SoftmaxMoe {
+                    n_experts: 6,
+                    expert_width: 448,
+                    mlp: ExpertMlp::DualSwiGlu,
+                },
+            ),
+            "tiny-dense" => base(
+                2000,
+                64,
+                2,
+                4,
+                2,
+                Ffn::Dense {
+                    intermediate_size: 128,
+                },
+            ),
+            "tiny-softmax-moe" => base(
+                2000,
+                64,
+                2,
+                4,
+                2,
+                Ffn::SoftmaxMoe {
+                    n_experts: 4,
+                    expert_width: 32,
+                    mlp: ExpertMlp::DualSwiGlu,
+                },
+            ),
+            "tiny-topk-moe" => base(
+                2000,
+                64,
+                2,
+                4,
+                2,
+                Ffn::TopkMoe {
+                    n_experts: 4,
+                    top_k: 2,
+                    expert_width: 32,
+                    renormalize: true,
+                    shared_expert_width: Some(32),
+                    aux_coefficient: 0.01,
+                },
+            ),
+            other => {
+                return Err(format!(
+                    "unknown preset `{other}`; presets: steel-1b, tiny-dense, tiny-softmax-moe, tiny-topk-moe"
+                ));
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steel_1b_has_steel_llms_size() {
+        let config = ModelConfig::preset("steel-1b").unwrap();
+        assert_eq!(config.head_dim, 56);
+        // Embeddings and head 2 × 151,936 × 1,792; per layer attention 4·1792² + 3·1792 and
+        // six experts of 4·1792·448 plus the 1792×6 gate and its bias; norms.
+        let d = 1792usize;
+        let layer = 4 * d * d + 3 * d + 6 * 4 * d * 448 + 6 * d + 6 + 2 * d;
+        assert_eq!(config.param_count(), 2 * 151_936 * d + 18 * layer + d);
+        assert_eq!(config.param_count() / 10_000_000, 112); // 1.12 B
+    }
+
+    #[test]
+    fn reads_both_config_styles() {
+        let new_style = serde_json::json!({
+            "hidden_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "num_hidden_layers": 2, "intermediate_size": 64, "vocab_size": 100,
+            "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"},
+            "rms_norm_eps": 1e-6, "tie_word_embeddings": true, "dtype": "float32"
+        });
+        let config = ModelConfig::from_hf_json(&new_style).unwrap();
+        assert_eq!(
+            (config.head_dim, config.rope_theta, config.tie_embeddings),
+            (8, 1e6, true)
+        );
+        let mut old_style = new_style.clone();
+        old_style.as_object_mut().unwrap().remove("rope_parameters");
+        old_style["rope_theta"] = serde_json::json!(10000.0);
+        old_style["torch_dtype"] = serde_json::json!("bfloat16");
+        assert_eq!(
+            ModelConfig::from_hf_json(&old_style).unwrap().rope_theta,
+            10000.0
+        );
+        let mut bad = new_style;
+        bad["num_key_value_heads"] = serde_json::json!(3);
+        assert!(
+            ModelConfig::from_hf_json(&bad)
+                .unwrap_err()
+                .contains("not a multiple")
+        );
+        assert!(
+            ModelConfig::preset("huge")
+                .unwrap_err()
+                .contains("tiny-dense")
+        );
+    }
+}

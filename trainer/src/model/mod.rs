@@ -1,0 +1,3 @@
+//! The Steel model family: its configuration (`config`); layers, forward and backward follow.
+
+pub mod config;
