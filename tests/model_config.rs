@@ -49,3 +49,62 @@ fn tiny_qwen2_config_reads_and_counts_its_parameters() {
         safetensors_elements(&dir.join("model.safetensors"))
     );
 }
+
+/// The dense forward pass gives transformers' logits for the tiny Qwen2 (its reference file).
+#[test]
+fn tiny_qwen2_logits_match_transformers() {
+    use steel_trainer::model::forward::logits;
+    use steel_trainer::model::params::Layout;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/hf/tiny-qwen2");
+    let config = ModelConfig::from_hf_file(&dir.join("config.json")).unwrap();
+    let layout = Layout::dense(&config).unwrap();
+    let mut params = vec![0.0; layout.len];
+    layout
+        .load_safetensors(
+            &std::fs::read(dir.join("model.safetensors")).unwrap(),
+            &mut params,
+        )
+        .unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference_logits.json")).unwrap())
+            .unwrap();
+    let ids: Vec<u32> = reference["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let out = logits(&config, &layout, &params, &ids);
+    let vocab = config.vocab_size;
+    let last = &out[(ids.len() - 1) * vocab..];
+    for (i, expected) in reference["last_logits_first8"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let expected = expected.as_f64().unwrap() as f32;
+        assert!(
+            (last[i] - expected).abs() < 1e-4,
+            "logit {i}: ours {}, transformers {expected}",
+            last[i]
+        );
+    }
+    let argmax: Vec<u64> = out
+        .chunks(vocab)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0 as u64
+        })
+        .collect();
+    let expected: Vec<u64> = reference["argmax_per_pos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(argmax, expected);
+}

@@ -1,3 +1,5 @@
 //! The Steel model family: its configuration (`config`); layers, forward and backward follow.
 
 pub mod config;
+pub mod forward;
+pub mod params;
