@@ -1,7 +1,10 @@
 //! steel-trainer: the Steel model family, forward/backward, optimizer, data loader and
-//! checkpoints. Today: the data loader ([`data`]); the model and training loop arrive with
-//! the trainer-core issue.
+//! checkpoints: the loader ([`data`]), model configs, parameter layout and the dense model's
+//! forward/backward ([`model`]), AdamW and schedules ([`optim`]), checkpoints and the CPU
+//! training loop ([`checkpoint`], [`train`]). Mixture-of-experts layers come next.
 
+pub mod checkpoint;
 pub mod data;
 pub mod model;
 pub mod optim;
+pub mod train;

@@ -1,0 +1,122 @@
+//! The CPU training loop: the loss falls, and a resumed run continues bit for bit.
+
+use std::path::Path;
+use steel_dataflow::convert::{ConvertOptions, convert};
+use steel_dataflow::demo_data::{DemoDataOptions, generate};
+use steel_dataflow::pack::tokenizer::{read_texts, train as train_tokenizer};
+use steel_dataflow::pack::{PackOptions, pack};
+use steel_dataflow::sources::FormatChoice;
+use steel_trainer::data::DataSource;
+use steel_trainer::model::config::ModelConfig;
+use steel_trainer::optim::adamw::AdamWConfig;
+use steel_trainer::optim::schedule::Schedule;
+use steel_trainer::train::{TrainOptions, train};
+
+const SEQ: u64 = 16;
+
+/// Demo documents tokenised with a 300-token BPE and packed into blocks of 16 + 1 tokens.
+fn chunks(dir: &Path) -> std::path::PathBuf {
+    let data = dir.join("data");
+    generate(&DemoDataOptions {
+        docs: 200,
+        seed: 3,
+        files: 1,
+        output: data.clone(),
+    })
+    .unwrap();
+    let converted = dir.join("converted");
+    convert(
+        &[data.join("corpus").display().to_string()],
+        &ConvertOptions::new(FormatChoice::Auto, &converted),
+    )
+    .unwrap();
+    let inputs = [converted.display().to_string()];
+    let tokenizer = dir.join("tokenizer.json");
+    train_tokenizer(read_texts(&inputs).unwrap(), 300, &tokenizer).unwrap();
+    let mut options = PackOptions::new(&tokenizer, dir.join("chunks"));
+    options.block_size = SEQ;
+    options.chunk_blocks = 8;
+    pack(&inputs, &options).unwrap();
+    dir.join("chunks")
+}
+
+fn options(chunks: &Path, out: &Path, steps: u64) -> TrainOptions {
+    TrainOptions {
+        config: ModelConfig::preset("tiny-dense").unwrap(),
+        data: vec![DataSource {
+            dir: chunks.to_path_buf(),
+            weight: 1.0,
+        }],
+        seq: SEQ,
+        micro_batch: 2,
+        steps,
+        schedule: Schedule::Cosine {
+            max_lr: 3e-3,
+            min_lr: 3e-4,
+            warmup: 5,
+            total: 60,
+        },
+        adamw: AdamWConfig::default(),
+        clip: 1.0,
+        seed: 11,
+        out: out.to_path_buf(),
+        checkpoint_every: 3,
+        keep: 2,
+    }
+}
+
+#[test]
+fn loss_falls_and_resume_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = chunks(dir.path());
+
+    let straight = train(
+        &options(&chunks, &dir.path().join("a"), 60),
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    let early: f32 = straight.losses[..5].iter().sum::<f32>() / 5.0;
+    let late: f32 = straight.losses[55..].iter().sum::<f32>() / 5.0;
+    assert!(late < early - 1.0, "loss {early} -> {late}");
+    // The last two checkpoints are kept, with metrics for every step.
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join("a"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        kept.contains(&"step-00000060".to_string()) && kept.contains(&"step-00000057".to_string()),
+        "{kept:?}"
+    );
+    assert!(!kept.contains(&"step-00000054".to_string()));
+    let metrics = std::fs::read_to_string(dir.path().join("a/metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 60);
+
+    // Stop after 9 steps, resume to 12: the same losses and weights, bit for bit.
+    let reference = train(
+        &options(&chunks, &dir.path().join("r"), 12),
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    let out = dir.path().join("b");
+    train(&options(&chunks, &out, 9), false, &mut |_| {}).unwrap();
+    let resumed = train(&options(&chunks, &out, 12), true, &mut |_| {}).unwrap();
+    assert_eq!(resumed.losses, reference.losses);
+    let weights = |d: &Path| std::fs::read(d.join("step-00000012/model.safetensors")).unwrap();
+    assert!(weights(&out) == weights(&dir.path().join("r")));
+
+    // Without --resume an existing run is not overwritten; another model is refused.
+    assert!(
+        train(&options(&chunks, &out, 15), false, &mut |_| {})
+            .unwrap_err()
+            .contains("--resume")
+    );
+    let mut other = options(&chunks, &out, 15);
+    other.config.num_layers = 3;
+    assert!(
+        train(&other, true, &mut |_| {})
+            .unwrap_err()
+            .contains("another model configuration")
+    );
+}

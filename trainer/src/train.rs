@@ -1,0 +1,163 @@
+//! The training loop on the CPU reference: blocks from the loader, micro-batches accumulated,
+//! clipped, AdamW with a schedule, metrics as JSON lines, checkpoints every N steps (the last
+//! `keep` kept), exact resume.
+
+use crate::checkpoint::{self, TrainState, fingerprint};
+use crate::data::{DataSource, Loader};
+use crate::model::config::ModelConfig;
+use crate::model::dense::loss_and_grad;
+use crate::model::params::Layout;
+use crate::optim::adamw::{AdamW, AdamWConfig, clip_global_norm};
+use crate::optim::schedule::Schedule;
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub config: ModelConfig,
+    pub data: Vec<DataSource>,
+    /// Tokens per training sequence (the chunks' block size).
+    pub seq: u64,
+    pub micro_batch: usize,
+    pub steps: u64,
+    pub schedule: Schedule,
+    pub adamw: AdamWConfig,
+    pub clip: f32,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub checkpoint_every: u64,
+    pub keep: usize,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Serialize)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub loss: f32,
+    pub lr: f32,
+    pub grad_norm: f32,
+    pub tokens: u64,
+}
+
+/// Seeded initialisation: normal(0, 0.02) by Box-Muller over xoshiro, norms at 1, biases at 0.
+pub fn init_params(layout: &Layout, seed: u64) -> Vec<f32> {
+    use rand::rngs::Xoshiro256PlusPlus;
+    use rand::{RngExt, SeedableRng};
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut params = vec![0.0; layout.len];
+    for view in &layout.views {
+        let slice = &mut params[view.range()];
+        if view.name.ends_with("norm.weight") {
+            slice.fill(1.0);
+        } else if !view.name.ends_with(".bias") {
+            for x in slice.iter_mut() {
+                let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random::<f64>());
+                *x = (0.02 * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos())
+                    as f32;
+            }
+        }
+    }
+    params
+}
+
+/// Train from scratch, or from the newest checkpoint in `options.out` when `resume` is set.
+/// Calls `report` after every step.
+pub fn train(
+    options: &TrainOptions,
+    resume: bool,
+    report: &mut dyn FnMut(&StepMetrics),
+) -> Result<TrainState, String> {
+    let layout = Layout::dense(&options.config)?;
+    std::fs::create_dir_all(&options.out)
+        .map_err(|e| format!("cannot create `{}`: {e}", options.out.display()))?;
+    let mut optimizer = AdamW::new(options.adamw, &layout);
+    let (mut params, mut loader, mut state) =
+        match checkpoint::list(&options.out).last().filter(|_| resume) {
+            Some(dir) => {
+                let loaded = checkpoint::load(dir, &options.config, &layout)?;
+                optimizer.m = loaded.m;
+                optimizer.v = loaded.v;
+                optimizer.step = loaded.state.step;
+                let loader = Loader::resume(&options.data, &loaded.state.loader, 0)
+                    .map_err(|e| e.to_string())?;
+                (loaded.params, loader, loaded.state)
+            }
+            None => {
+                if !checkpoint::list(&options.out).is_empty() {
+                    return Err(format!(
+                        "`{}` already has checkpoints; pass --resume or choose a new directory",
+                        options.out.display()
+                    ));
+                }
+                let loader = Loader::open(&options.data, options.seq, options.seed, 0, 1)
+                    .map_err(|e| e.to_string())?;
+                let state = TrainState {
+                    step: 0,
+                    tokens: 0,
+                    loader: loader.state(),
+                    config_fingerprint: fingerprint(&options.config),
+                    losses: Vec::new(),
+                };
+                (init_params(&layout, options.seed), loader, state)
+            }
+        };
+    let metrics_path = options.out.join("metrics.jsonl");
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| format!("cannot open `{}`: {e}", metrics_path.display()))?;
+    let mut grads = vec![0.0; layout.len];
+    while state.step < options.steps {
+        grads.fill(0.0);
+        let mut loss = 0.0;
+        for _ in 0..options.micro_batch {
+            let block = loader.next_block().map_err(|e| e.to_string())?;
+            let n = block.len() - 1;
+            loss += loss_and_grad(
+                &options.config,
+                &layout,
+                &params,
+                &block[..n],
+                &block[1..],
+                &mut grads,
+            );
+            state.tokens += n as u64;
+        }
+        let scale = 1.0 / options.micro_batch as f32;
+        grads.iter_mut().for_each(|g| *g *= scale);
+        loss *= scale;
+        let grad_norm = clip_global_norm(&mut grads, options.clip);
+        let lr = options.schedule.lr(state.step);
+        optimizer.update(&mut params, &grads, lr);
+        state.step += 1;
+        state.losses.push(loss);
+        let line = StepMetrics {
+            step: state.step,
+            loss,
+            lr,
+            grad_norm,
+            tokens: state.tokens,
+        };
+        writeln!(
+            metrics,
+            "{}",
+            serde_json::to_string(&line).expect("metrics serialise")
+        )
+        .map_err(|e| format!("cannot write `{}`: {e}", metrics_path.display()))?;
+        report(&line);
+        if state.step % options.checkpoint_every == 0 || state.step == options.steps {
+            state.loader = loader.state();
+            let dir = options.out.join(format!("step-{:08}", state.step));
+            checkpoint::save(&dir, &layout, &params, &optimizer.m, &optimizer.v, &state)
+                .map_err(|e| format!("cannot write checkpoint `{}`: {e}", dir.display()))?;
+            let all = checkpoint::list(&options.out);
+            for old in &all[..all.len().saturating_sub(options.keep.max(1))] {
+                std::fs::remove_dir_all(old)
+                    .map_err(|e| format!("cannot remove `{}`: {e}", old.display()))?;
+            }
+        }
+    }
+    Ok(state)
+}
