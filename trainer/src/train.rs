@@ -147,7 +147,7 @@ pub fn train(
         )
         .map_err(|e| format!("cannot write `{}`: {e}", metrics_path.display()))?;
         report(&line);
-        if state.step % options.checkpoint_every == 0 || state.step == options.steps {
+        if state.step.is_multiple_of(options.checkpoint_every) || state.step == options.steps {
             state.loader = loader.state();
             let dir = options.out.join(format!("step-{:08}", state.step));
             checkpoint::save(&dir, &layout, &params, &optimizer.m, &optimizer.v, &state)
