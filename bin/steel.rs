@@ -19,6 +19,10 @@ use steel_dataflow::pack::{PackOptions, PackSummary, pack};
 use steel_dataflow::sources::FormatChoice;
 use steel_trainer::data::bench::bench_loader;
 use steel_trainer::data::{DataSource, Loader, LoaderState};
+use steel_trainer::model::config::ModelConfig;
+use steel_trainer::optim::adamw::AdamWConfig;
+use steel_trainer::optim::schedule::Schedule;
+use steel_trainer::train::{StepMetrics, TrainOptions, train as train_model};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +54,8 @@ enum Command {
     /// Tokenizer tools.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
+    /// Train a model on packed chunks (CPU reference; dense presets so far).
+    Train(TrainArgs),
     /// Show the blocks the training loader serves (one xxh3 per block), saving or resuming
     /// its state: for checking resume, appends and rank sharding from the shell.
     Blocks(BlocksArgs),
@@ -175,6 +181,45 @@ struct PackArgs {
     /// Unified document files, directories or globs (the output of `steel convert`).
     #[arg(required = true)]
     inputs: Vec<String>,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Model preset: tiny-dense (mixture-of-experts presets train once their layers land).
+    #[arg(long, default_value = "tiny-dense")]
+    preset: String,
+    /// Override the preset's vocabulary size (it must cover the tokenizer the chunks used).
+    #[arg(long)]
+    vocab_size: Option<usize>,
+    /// A chunk directory, optionally with a mixture weight: DIR or DIR:WEIGHT. Repeatable.
+    #[arg(long, required = true)]
+    data: Vec<String>,
+    /// Tokens per training sequence: the chunks' block size.
+    #[arg(long)]
+    seq: u64,
+    /// Optimizer steps.
+    #[arg(long)]
+    steps: u64,
+    /// Sequences per optimizer step.
+    #[arg(long, default_value_t = 4)]
+    micro_batch: usize,
+    /// Peak learning rate (warm-up over the first tenth of the steps, then cosine to a tenth).
+    #[arg(long, default_value_t = 3e-3)]
+    lr: f32,
+    /// Run directory: metrics.jsonl and step-NNNNNNNN/ checkpoints.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue from the newest checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Write a checkpoint every N steps (and at the end).
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: u64,
+    /// Checkpoints to keep.
+    #[arg(long, default_value_t = 3)]
+    keep: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -349,6 +394,7 @@ fn main() -> Result<()> {
         Command::Pack(args) => run_pack(args),
         Command::Tokenizer(TokenizerCommand::Train(args)) => run_tokenizer_train(args),
         Command::Blocks(args) => run_blocks(args),
+        Command::Train(args) => run_train(args),
         Command::Demo(args) => run_demo(args),
         Command::Bench(BenchCommand::Convert(args)) => run_bench_convert(args),
         Command::Bench(BenchCommand::Pack(args)) => run_bench_pack(args),
@@ -464,9 +510,61 @@ fn run_tokenizer_train(args: TokenizerTrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_blocks(args: BlocksArgs) -> Result<()> {
-    let sources = args
-        .data
+fn run_train(args: TrainArgs) -> Result<()> {
+    let mut config = ModelConfig::preset(&args.preset).map_err(anyhow::Error::msg)?;
+    if let Some(vocab) = args.vocab_size {
+        config.vocab_size = vocab;
+    }
+    anyhow::ensure!(
+        args.steps > 0 && args.micro_batch > 0 && args.checkpoint_every > 0,
+        "--steps, --micro-batch and --checkpoint-every must be positive"
+    );
+    let options = TrainOptions {
+        config,
+        data: data_sources(&args.data)?,
+        seq: args.seq,
+        micro_batch: args.micro_batch,
+        steps: args.steps,
+        schedule: Schedule::Cosine {
+            max_lr: args.lr,
+            min_lr: args.lr / 10.0,
+            warmup: (args.steps / 10).max(1),
+            total: args.steps,
+        },
+        adamw: AdamWConfig::default(),
+        clip: 1.0,
+        seed: args.seed,
+        out: args.out,
+        checkpoint_every: args.checkpoint_every,
+        keep: args.keep,
+    };
+    let start = std::time::Instant::now();
+    // Tokens seen before this run (a resumed run starts with some); every step adds the same
+    // number of tokens, so that is the first report's count less one step's.
+    let mut first_tokens: Option<u64> = None;
+    let mut report = |m: &StepMetrics| {
+        let before = *first_tokens.get_or_insert(m.tokens - m.tokens / m.step.max(1));
+        if m.step == 1 || m.step.is_multiple_of(10) || m.step == args.steps {
+            let tokens_per_s = (m.tokens - before) as f64 / start.elapsed().as_secs_f64();
+            eprintln!(
+                "step {:>6}/{}  loss {:.4}  lr {:.2e}  |g| {:.3}  {:.0} tokens/s",
+                m.step, args.steps, m.loss, m.lr, m.grad_norm, tokens_per_s
+            );
+        }
+    };
+    let state = train_model(&options, args.resume, &mut report).map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "{} steps, {} tokens; checkpoints and metrics.jsonl in {}",
+        state.step,
+        state.tokens,
+        options.out.display()
+    );
+    Ok(())
+}
+
+/// `DIR` or `DIR:WEIGHT` specs as loader sources.
+fn data_sources(specs: &[String]) -> Result<Vec<DataSource>> {
+    specs
         .iter()
         .map(|spec| match spec.rsplit_once(':') {
             Some((dir, weight)) => Ok(DataSource {
@@ -480,7 +578,11 @@ fn run_blocks(args: BlocksArgs) -> Result<()> {
                 weight: 1.0,
             }),
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect()
+}
+
+fn run_blocks(args: BlocksArgs) -> Result<()> {
+    let sources = data_sources(&args.data)?;
     let mut loader = match &args.resume {
         Some(path) => {
             let state: LoaderState = serde_json::from_slice(
@@ -603,7 +705,41 @@ fn run_demo(args: DemoArgs) -> Result<()> {
     let packed = pack(&cleaned, &pack_options).context("packing the demo corpus")?;
     print_pack_summary(&packed);
 
-    eprintln!("\n== done. Later stages (incremental runs, training) join this demo as they land.");
+    eprintln!("\n== 5. train tiny-dense on the chunks for 100 steps (steel train, CPU reference)");
+    let run_dir = dir.join("run");
+    let options = TrainOptions {
+        config: ModelConfig::preset("tiny-dense").map_err(anyhow::Error::msg)?,
+        data: vec![DataSource {
+            dir: dir.join("chunks"),
+            weight: 1.0,
+        }],
+        seq: 256,
+        micro_batch: 2,
+        steps: 100,
+        schedule: Schedule::Cosine {
+            max_lr: 3e-3,
+            min_lr: 3e-4,
+            warmup: 10,
+            total: 100,
+        },
+        adamw: AdamWConfig::default(),
+        clip: 1.0,
+        seed: 42,
+        out: run_dir.clone(),
+        checkpoint_every: 50,
+        keep: 2,
+    };
+    let mut report = |m: &StepMetrics| {
+        if m.step == 1 || m.step.is_multiple_of(20) {
+            eprintln!("step {:>3}  loss {:.3}", m.step, m.loss);
+        }
+    };
+    train_model(&options, false, &mut report).map_err(anyhow::Error::msg)?;
+    eprintln!("checkpoints and metrics.jsonl in {}", run_dir.display());
+
+    eprintln!(
+        "\n== done. Later stages (incremental runs, GPU training) join this demo as they land."
+    );
     eprintln!("everything is in {}", dir.display());
     Ok(())
 }
