@@ -54,7 +54,7 @@ enum Command {
     /// Tokenizer tools.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
-    /// Train a model on packed chunks (CPU reference; dense presets so far).
+    /// Train a model on packed chunks (CPU reference).
     Train(TrainArgs),
     /// Show the blocks the training loader serves (one xxh3 per block), saving or resuming
     /// its state: for checking resume, appends and rank sharding from the shell.
@@ -185,7 +185,7 @@ struct PackArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Model preset: tiny-dense (mixture-of-experts presets train once their layers land).
+    /// Model preset: tiny-dense, tiny-softmax-moe, tiny-topk-moe, steel-1b.
     #[arg(long, default_value = "tiny-dense")]
     preset: String,
     /// Override the preset's vocabulary size (it must cover the tokenizer the chunks used).

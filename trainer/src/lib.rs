@@ -1,7 +1,7 @@
 //! steel-trainer: the Steel model family, forward/backward, optimizer, data loader and
-//! checkpoints: the loader ([`data`]), model configs, parameter layout and the dense model's
+//! checkpoints: the loader ([`data`]), model configs, parameter layout and the model's
 //! forward/backward ([`model`]), AdamW and schedules ([`optim`]), checkpoints and the CPU
-//! training loop ([`checkpoint`], [`train`]). Mixture-of-experts layers come next.
+//! training loop ([`checkpoint`], [`train`]).
 
 pub mod checkpoint;
 pub mod data;

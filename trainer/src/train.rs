@@ -68,7 +68,7 @@ pub fn train(
     resume: bool,
     report: &mut dyn FnMut(&StepMetrics),
 ) -> Result<TrainState, String> {
-    let layout = Layout::dense(&options.config)?;
+    let layout = Layout::new(&options.config);
     std::fs::create_dir_all(&options.out)
         .map_err(|e| format!("cannot create `{}`: {e}", options.out.display()))?;
     let mut optimizer = AdamW::new(options.adamw, &layout);

@@ -1,10 +1,11 @@
-//! Training pass of the dense model for one sequence: forward keeping the activations, the
+//! Training pass of the model for one sequence: forward keeping the activations, the
 //! mean next-token cross-entropy, and the backward accumulating every parameter's gradient
 //! into a buffer laid out like the parameters.
 
-use crate::model::config::{Ffn, ModelConfig};
+use crate::model::config::ModelConfig;
+use crate::model::ffn;
 use crate::model::params::Layout;
-use steel_kernels::cpu::{attention, cross_entropy, embedding, linear, rmsnorm, rope, swiglu};
+use steel_kernels::cpu::{attention, cross_entropy, embedding, linear, rmsnorm, rope};
 
 /// What one layer's backward needs from its forward.
 struct LayerActivations {
@@ -17,9 +18,7 @@ struct LayerActivations {
     attended: Vec<f32>,
     x_mid: Vec<f32>,
     normed2: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
-    hidden: Vec<f32>,
+    ffn: ffn::FfnActivations,
 }
 
 /// Shapes used throughout one pass.
@@ -35,7 +34,8 @@ fn add(into: &mut [f32], from: &[f32]) {
     into.iter_mut().zip(from).for_each(|(a, b)| *a += b);
 }
 
-/// Mean cross-entropy of predicting `targets[i]` after `ids[..=i]`; adds its gradient to `grads`.
+/// Mean cross-entropy of predicting `targets[i]` after `ids[..=i]` (plus any load-balancing
+/// loss); adds its gradient to `grads`.
 pub fn loss_and_grad(
     config: &ModelConfig,
     layout: &Layout,
@@ -44,12 +44,6 @@ pub fn loss_and_grad(
     targets: &[u32],
     grads: &mut [f32],
 ) -> f32 {
-    let Ffn::Dense {
-        intermediate_size: f,
-    } = config.ffn
-    else {
-        panic!("loss_and_grad: only dense models so far");
-    };
     let n = Dims {
         t: ids.len(),
         d: config.hidden_size,
@@ -69,6 +63,7 @@ pub fn loss_and_grad(
     let eps = config.rms_norm_eps;
 
     // Forward.
+    let mut aux_loss = 0.0;
     let mut x = vec![0.0; t * d];
     embedding::forward(ids, p("model.embed_tokens.weight"), d, &mut x);
     let mut layers = Vec::with_capacity(config.num_layers);
@@ -140,36 +135,9 @@ pub fn loss_and_grad(
             eps,
             &mut normed2,
         );
-        let (mut gate, mut up, mut hidden) = (vec![0.0; t * f], vec![0.0; t * f], vec![0.0; t * f]);
-        linear::forward(
-            &normed2,
-            p(&name("mlp.gate_proj.weight")),
-            None,
-            t,
-            d,
-            f,
-            &mut gate,
-        );
-        linear::forward(
-            &normed2,
-            p(&name("mlp.up_proj.weight")),
-            None,
-            t,
-            d,
-            f,
-            &mut up,
-        );
-        swiglu::forward(&gate, &up, &mut hidden);
-        linear::forward(
-            &hidden,
-            p(&name("mlp.down_proj.weight")),
-            None,
-            t,
-            f,
-            d,
-            &mut out,
-        );
-        add(&mut x, &out);
+        let ffn_acts = ffn::forward(config, layout, params, l, &normed2);
+        add(&mut x, &ffn_acts.out);
+        aux_loss += ffn_acts.aux_loss;
         layers.push(LayerActivations {
             x_in,
             normed1,
@@ -180,9 +148,7 @@ pub fn loss_and_grad(
             attended,
             x_mid,
             normed2,
-            gate,
-            up,
-            hidden,
+            ffn: ffn_acts,
         });
     }
     let mut normed = vec![0.0; t * d];
@@ -195,7 +161,7 @@ pub fn loss_and_grad(
     let vocab = config.vocab_size;
     let mut logits = vec![0.0; t * vocab];
     linear::forward(&normed, p(head), None, t, d, vocab, &mut logits);
-    let loss = cross_entropy::forward(&logits, targets, vocab);
+    let loss = cross_entropy::forward(&logits, targets, vocab) + aux_loss;
 
     // Backward.
     let at = |name: &str| layout.view(name).range();
@@ -229,48 +195,8 @@ pub fn loss_and_grad(
     let mut scratch = vec![0.0; t * d];
     for (l, a) in layers.iter().enumerate().rev() {
         let name = |s: &str| format!("model.layers.{l}.{s}");
-        // MLP: x = x_mid + down(swiglu(gate(n2), up(n2))), n2 = norm(x_mid).
-        let mut dhidden = vec![0.0; t * f];
-        let r = at(&name("mlp.down_proj.weight"));
-        linear::backward(
-            &dx,
-            &a.hidden,
-            p(&name("mlp.down_proj.weight")),
-            t,
-            f,
-            d,
-            &mut dhidden,
-            &mut grads[r],
-            None,
-        );
-        let (mut dgate, mut dup) = (vec![0.0; t * f], vec![0.0; t * f]);
-        swiglu::backward(&dhidden, &a.gate, &a.up, &mut dgate, &mut dup);
-        let mut dnormed2 = vec![0.0; t * d];
-        let r = at(&name("mlp.gate_proj.weight"));
-        linear::backward(
-            &dgate,
-            &a.normed2,
-            p(&name("mlp.gate_proj.weight")),
-            t,
-            d,
-            f,
-            &mut dnormed2,
-            &mut grads[r],
-            None,
-        );
-        let r = at(&name("mlp.up_proj.weight"));
-        linear::backward(
-            &dup,
-            &a.normed2,
-            p(&name("mlp.up_proj.weight")),
-            t,
-            d,
-            f,
-            &mut scratch,
-            &mut grads[r],
-            None,
-        );
-        add(&mut dnormed2, &scratch);
+        // Feed-forward: x = x_mid + ffn(n2), n2 = norm(x_mid).
+        let dnormed2 = ffn::backward(config, layout, params, l, &a.normed2, &a.ffn, &dx, grads);
         let r = at(&name("post_attention_layernorm.weight"));
         rmsnorm::backward(
             &dnormed2,
@@ -366,7 +292,7 @@ pub fn loss_and_grad(
 }
 
 /// Two disjoint ranges of one buffer as two mutable slices.
-fn split_two(
+pub(crate) fn split_two(
     buffer: &mut [f32],
     a: std::ops::Range<usize>,
     b: std::ops::Range<usize>,
@@ -391,6 +317,15 @@ mod tests {
     use crate::model::config::{Ffn, ModelConfig};
 
     fn tiny(tie: bool) -> ModelConfig {
+        tiny_with(
+            tie,
+            Ffn::Dense {
+                intermediate_size: 12,
+            },
+        )
+    }
+
+    fn tiny_with(tie: bool, ffn: Ffn) -> ModelConfig {
         ModelConfig {
             vocab_size: 11,
             hidden_size: 8,
@@ -403,9 +338,7 @@ mod tests {
             qkv_bias: true,
             tie_embeddings: tie,
             max_positions: 64,
-            ffn: Ffn::Dense {
-                intermediate_size: 12,
-            },
+            ffn,
         }
     }
 
@@ -421,40 +354,70 @@ mod tests {
             .collect()
     }
 
+    /// Finite differences of the whole model's loss against `loss_and_grad`, a few
+    /// coordinates of every parameter tensor.
+    fn check_model(config: &ModelConfig, eps: f32) {
+        let layout = Layout::new(config);
+        let mut params = values(7, layout.len);
+        let ids = [1, 5, 3, 9, 2];
+        let targets = [5, 3, 9, 2, 7];
+        let mut grads = vec![0.0; layout.len];
+        loss_and_grad(config, &layout, &params, &ids, &targets, &mut grads);
+        let mut scratch = vec![0.0; layout.len];
+        for view in &layout.views {
+            for i in (0..view.len()).step_by((view.len() / 4).max(1)) {
+                let at = view.offset + i;
+                let original = params[at];
+                params[at] = original + eps;
+                let up =
+                    loss_and_grad(config, &layout, &params, &ids, &targets, &mut scratch) as f64;
+                params[at] = original - eps;
+                let down =
+                    loss_and_grad(config, &layout, &params, &ids, &targets, &mut scratch) as f64;
+                params[at] = original;
+                let numeric = (up - down) / (2.0 * eps as f64);
+                let analytic = grads[at] as f64;
+                assert!(
+                    (numeric - analytic).abs() <= 2e-3 + 2e-2 * numeric.abs(),
+                    "{:?} {}[{i}]: analytic {analytic}, numeric {numeric}",
+                    config.ffn,
+                    view.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mixture_of_experts_gradients_match_finite_differences() {
+        use crate::model::config::ExpertMlp;
+        for mlp in [ExpertMlp::SwiGlu, ExpertMlp::DualSwiGlu] {
+            check_model(
+                &tiny_with(
+                    false,
+                    Ffn::SoftmaxMoe {
+                        n_experts: 3,
+                        expert_width: 6,
+                        mlp,
+                    },
+                ),
+                1e-2,
+            );
+        }
+        let topk = Ffn::TopkMoe {
+            n_experts: 4,
+            top_k: 2,
+            expert_width: 6,
+            renormalize: true,
+            shared_expert_width: Some(5),
+            aux_coefficient: 0.1,
+        };
+        check_model(&tiny_with(true, topk), 1e-3);
+    }
+
     #[test]
     fn whole_model_gradient_matches_finite_differences() {
         for tie in [true, false] {
-            let config = tiny(tie);
-            let layout = Layout::dense(&config).unwrap();
-            let mut params = values(7, layout.len);
-            let ids = [1, 5, 3, 9, 2];
-            let targets = [5, 3, 9, 2, 7];
-            let mut grads = vec![0.0; layout.len];
-            loss_and_grad(&config, &layout, &params, &ids, &targets, &mut grads);
-            let mut scratch = vec![0.0; layout.len];
-            let eps = 1e-2f32;
-            // Every parameter tensor, a few coordinates of each.
-            for view in &layout.views {
-                for i in (0..view.len()).step_by((view.len() / 4).max(1)) {
-                    let at = view.offset + i;
-                    let original = params[at];
-                    params[at] = original + eps;
-                    let up = loss_and_grad(&config, &layout, &params, &ids, &targets, &mut scratch)
-                        as f64;
-                    params[at] = original - eps;
-                    let down =
-                        loss_and_grad(&config, &layout, &params, &ids, &targets, &mut scratch)
-                            as f64;
-                    params[at] = original;
-                    let numeric = (up - down) / (2.0 * eps as f64);
-                    let analytic = grads[at] as f64;
-                    assert!(
-                        (numeric - analytic).abs() <= 2e-3 + 2e-2 * numeric.abs(),
-                        "tie={tie} {}[{i}]: analytic {analytic}, numeric {numeric}",
-                        view.name
-                    );
-                }
-            }
+            check_model(&tiny(tie), 1e-2);
         }
     }
 
@@ -462,7 +425,7 @@ mod tests {
     fn adamw_training_memorises_a_sequence() {
         use crate::optim::adamw::{AdamW, AdamWConfig, clip_global_norm};
         let config = tiny(true);
-        let layout = Layout::dense(&config).unwrap();
+        let layout = Layout::new(&config);
         let mut params = values(3, layout.len);
         let mut optimizer = AdamW::new(AdamWConfig::default(), &layout);
         let sequence = [1u32, 4, 7, 2, 9, 4, 7, 2, 9, 4];

@@ -1,18 +1,13 @@
-//! The dense model's forward pass on the CPU reference ops, for one sequence: token ids to
+//! The model's forward pass on the CPU reference ops, for one sequence: token ids to
 //! logits `[t, vocab]`. (The training forward keeps activations for the backward; this one is
 //! the plain evaluation path the HuggingFace parity test runs.)
 
-use crate::model::config::{Ffn, ModelConfig};
+use crate::model::config::ModelConfig;
+use crate::model::ffn;
 use crate::model::params::Layout;
-use steel_kernels::cpu::{attention, embedding, linear, rmsnorm, rope, swiglu};
+use steel_kernels::cpu::{attention, embedding, linear, rmsnorm, rope};
 
 pub fn logits(config: &ModelConfig, layout: &Layout, params: &[f32], ids: &[u32]) -> Vec<f32> {
-    let Ffn::Dense {
-        intermediate_size: f,
-    } = config.ffn
-    else {
-        panic!("logits: only dense models so far");
-    };
     let (t, d) = (ids.len(), config.hidden_size);
     let (hq, hkv, hd) = (config.num_heads, config.num_kv_heads, config.head_dim);
     let p = |name: &str| &params[layout.view(name).range()];
@@ -86,36 +81,8 @@ pub fn logits(config: &ModelConfig, layout: &Layout, params: &[f32], ids: &[u32]
             config.rms_norm_eps,
             &mut normed,
         );
-        let (mut gate, mut up, mut hidden) = (vec![0.0; t * f], vec![0.0; t * f], vec![0.0; t * f]);
-        linear::forward(
-            &normed,
-            p(&name("mlp.gate_proj.weight")),
-            None,
-            t,
-            d,
-            f,
-            &mut gate,
-        );
-        linear::forward(
-            &normed,
-            p(&name("mlp.up_proj.weight")),
-            None,
-            t,
-            d,
-            f,
-            &mut up,
-        );
-        swiglu::forward(&gate, &up, &mut hidden);
-        linear::forward(
-            &hidden,
-            p(&name("mlp.down_proj.weight")),
-            None,
-            t,
-            f,
-            d,
-            &mut out,
-        );
-        x.iter_mut().zip(&out).for_each(|(a, b)| *a += b);
+        let ffn = ffn::forward(config, layout, params, l, &normed);
+        x.iter_mut().zip(&ffn.out).for_each(|(a, b)| *a += b);
     }
     rmsnorm::forward(
         &x,

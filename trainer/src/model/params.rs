@@ -2,7 +2,7 @@
 //! (offset, shape, HuggingFace name): one buffer to update, all-reduce and checkpoint.
 //! Gradients and optimizer moments use the same layout.
 
-use crate::model::config::{Ffn, ModelConfig};
+use crate::model::config::{ExpertMlp, Ffn, ModelConfig};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct View {
@@ -33,15 +33,10 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The layout of a dense (Qwen2) model, in HuggingFace's tensor names. Mixture-of-experts
-    /// layouts come with their forward pass.
-    pub fn dense(config: &ModelConfig) -> Result<Layout, String> {
-        let Ffn::Dense {
-            intermediate_size: f,
-        } = config.ffn
-        else {
-            return Err("only dense models have a parameter layout so far".into());
-        };
+    /// The layout of a model, in HuggingFace's tensor names (Qwen2 for dense, Qwen2-MoE for
+    /// top-k; Steel's softmax-MoE uses `mlp.gate.{weight,bias}` and
+    /// `mlp.experts.{e}.{w_g1,w_u1,w_g2,w_u2}.weight` for dual-SwiGLU experts).
+    pub fn new(config: &ModelConfig) -> Layout {
         let (d, q, kv) = (
             config.hidden_size,
             config.num_heads * config.head_dim,
@@ -65,15 +60,70 @@ impl Layout {
             }
             layout.push(&format!("{p}.self_attn.o_proj.weight"), &[d, q]);
             layout.push(&format!("{p}.post_attention_layernorm.weight"), &[d]);
-            layout.push(&format!("{p}.mlp.gate_proj.weight"), &[f, d]);
-            layout.push(&format!("{p}.mlp.up_proj.weight"), &[f, d]);
-            layout.push(&format!("{p}.mlp.down_proj.weight"), &[d, f]);
+            let mlp = format!("{p}.mlp");
+            match config.ffn {
+                Ffn::Dense { intermediate_size } => {
+                    layout.push_mlp(&mlp, ExpertMlp::SwiGlu, d, intermediate_size)
+                }
+                Ffn::SoftmaxMoe {
+                    n_experts,
+                    expert_width,
+                    mlp: kind,
+                } => {
+                    layout.push(&format!("{mlp}.gate.weight"), &[n_experts, d]);
+                    layout.push(&format!("{mlp}.gate.bias"), &[n_experts]);
+                    for e in 0..n_experts {
+                        layout.push_mlp(&format!("{mlp}.experts.{e}"), kind, d, expert_width);
+                    }
+                }
+                Ffn::TopkMoe {
+                    n_experts,
+                    expert_width,
+                    shared_expert_width,
+                    ..
+                } => {
+                    layout.push(&format!("{mlp}.gate.weight"), &[n_experts, d]);
+                    for e in 0..n_experts {
+                        layout.push_mlp(
+                            &format!("{mlp}.experts.{e}"),
+                            ExpertMlp::SwiGlu,
+                            d,
+                            expert_width,
+                        );
+                    }
+                    if let Some(width) = shared_expert_width {
+                        layout.push_mlp(
+                            &format!("{mlp}.shared_expert"),
+                            ExpertMlp::SwiGlu,
+                            d,
+                            width,
+                        );
+                        layout.push(&format!("{mlp}.shared_expert_gate.weight"), &[1, d]);
+                    }
+                }
+            }
         }
         layout.push("model.norm.weight", &[d]);
         if !config.tie_embeddings {
             layout.push("lm_head.weight", &[config.vocab_size, d]);
         }
-        Ok(layout)
+        layout
+    }
+
+    fn push_mlp(&mut self, prefix: &str, kind: ExpertMlp, d: usize, width: usize) {
+        match kind {
+            ExpertMlp::SwiGlu => {
+                self.push(&format!("{prefix}.gate_proj.weight"), &[width, d]);
+                self.push(&format!("{prefix}.up_proj.weight"), &[width, d]);
+                self.push(&format!("{prefix}.down_proj.weight"), &[d, width]);
+            }
+            ExpertMlp::DualSwiGlu => {
+                self.push(&format!("{prefix}.w_g1.weight"), &[width, d]);
+                self.push(&format!("{prefix}.w_u1.weight"), &[width, d]);
+                self.push(&format!("{prefix}.w_g2.weight"), &[d, width]);
+                self.push(&format!("{prefix}.w_u2.weight"), &[d, width]);
+            }
+        }
     }
 
     fn push(&mut self, name: &str, shape: &[usize]) {
