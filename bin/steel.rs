@@ -17,8 +17,10 @@ use steel_dataflow::output::OutputFormat;
 use steel_dataflow::pack::tokenizer::{read_texts, train};
 use steel_dataflow::pack::{PackOptions, PackSummary, pack};
 use steel_dataflow::sources::FormatChoice;
+use steel_trainer::checkpoint::load_model;
 use steel_trainer::data::bench::bench_loader;
 use steel_trainer::data::{DataSource, Loader, LoaderState};
+use steel_trainer::eval::evaluate;
 use steel_trainer::model::config::ModelConfig;
 use steel_trainer::optim::adamw::AdamWConfig;
 use steel_trainer::optim::schedule::Schedule;
@@ -56,6 +58,11 @@ enum Command {
     Tokenizer(TokenizerCommand),
     /// Train a model on packed chunks (CPU reference).
     Train(TrainArgs),
+    /// Mean next-token loss of a checkpoint over a chunk directory.
+    Eval(EvalArgs),
+    /// Write a checkpoint as a HuggingFace model directory.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Show the blocks the training loader serves (one xxh3 per block), saving or resuming
     /// its state: for checking resume, appends and rank sharding from the shell.
     Blocks(BlocksArgs),
@@ -181,6 +188,41 @@ struct PackArgs {
     /// Unified document files, directories or globs (the output of `steel convert`).
     #[arg(required = true)]
     inputs: Vec<String>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A checkpoint (step-NNNNNNNN/) or any directory with config.json and model.safetensors.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The chunk directory to score.
+    #[arg(long)]
+    data: PathBuf,
+    /// Score only the first N blocks (chunk files in lexicographic order).
+    #[arg(long)]
+    max_blocks: Option<u64>,
+    /// Print {"loss", "tokens", "blocks"} as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// config.json + model.safetensors (+ tokenizer.json) that `transformers` loads:
+    /// Qwen2ForCausalLM for dense models, Qwen2MoeForCausalLM for top-k ones.
+    Hf(ExportHfArgs),
+}
+
+#[derive(Args)]
+struct ExportHfArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The directory to write; must be empty or absent.
+    #[arg(long)]
+    output: PathBuf,
+    /// A tokenizer.json to ship with the model.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -395,6 +437,8 @@ fn main() -> Result<()> {
         Command::Tokenizer(TokenizerCommand::Train(args)) => run_tokenizer_train(args),
         Command::Blocks(args) => run_blocks(args),
         Command::Train(args) => run_train(args),
+        Command::Eval(args) => run_eval(args),
+        Command::Export(ExportCommand::Hf(args)) => run_export_hf(args),
         Command::Demo(args) => run_demo(args),
         Command::Bench(BenchCommand::Convert(args)) => run_bench_convert(args),
         Command::Bench(BenchCommand::Pack(args)) => run_bench_pack(args),
@@ -559,6 +603,54 @@ fn run_train(args: TrainArgs) -> Result<()> {
         state.tokens,
         options.out.display()
     );
+    Ok(())
+}
+
+fn run_eval(args: EvalArgs) -> Result<()> {
+    let (config, layout, params) = load_model(&args.checkpoint).map_err(anyhow::Error::msg)?;
+    let result = evaluate(&config, &layout, &params, &args.data, args.max_blocks)
+        .map_err(anyhow::Error::msg)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&result)?);
+    } else {
+        eprintln!(
+            "loss {:.4} over {} tokens ({} blocks)",
+            result.loss, result.tokens, result.blocks
+        );
+    }
+    Ok(())
+}
+
+fn run_export_hf(args: ExportHfArgs) -> Result<()> {
+    let (config, _, _) = load_model(&args.checkpoint).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        !matches!(
+            config.ffn,
+            steel_trainer::model::config::Ffn::SoftmaxMoe { .. }
+        ),
+        "softmax-MoE checkpoints need Steel's own modeling file, which export does not write yet"
+    );
+    if args.output.exists() && std::fs::read_dir(&args.output)?.next().is_some() {
+        anyhow::bail!(
+            "{} is not empty; choose a new directory",
+            args.output.display()
+        );
+    }
+    std::fs::create_dir_all(&args.output)?;
+    std::fs::write(
+        args.output.join("config.json"),
+        serde_json::to_vec_pretty(&config.to_hf_json())?,
+    )?;
+    std::fs::copy(
+        args.checkpoint.join("model.safetensors"),
+        args.output.join("model.safetensors"),
+    )
+    .context("copying model.safetensors")?;
+    if let Some(tokenizer) = &args.tokenizer {
+        std::fs::copy(tokenizer, args.output.join("tokenizer.json"))
+            .context("copying the tokenizer")?;
+    }
+    eprintln!("wrote {}", args.output.display());
     Ok(())
 }
 

@@ -144,6 +144,55 @@ fn demo_cleans_and_scores_against_the_truth() {
     );
     assert!(work.join("cleaned/report.json").exists());
     assert!(work.join("chunks/manifest.json").exists());
+
+    // The demo's trained model: evaluate it, export it, evaluate the export.
+    let eval = |dir: &std::path::Path| -> serde_json::Value {
+        let out = steel(&[
+            "eval",
+            "--checkpoint",
+            dir.to_str().unwrap(),
+            "--data",
+            work.join("chunks").to_str().unwrap(),
+            "--max-blocks",
+            "4",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let checkpoint = work.join("run/step-00000100");
+    let trained = eval(&checkpoint);
+    assert_eq!(
+        (trained["tokens"].as_u64(), trained["blocks"].as_u64()),
+        (Some(4 * 256), Some(4))
+    );
+    // Better than the uniform guess over the 2,000-token vocabulary.
+    assert!(
+        trained["loss"].as_f64().unwrap() < 2000f64.ln() - 0.5,
+        "{trained}"
+    );
+    let exported = work.join("hf");
+    let out = steel(&[
+        "export",
+        "hf",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--output",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(exported.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "Qwen2ForCausalLM");
+    assert_eq!(eval(&exported), trained);
 }
 
 #[test]

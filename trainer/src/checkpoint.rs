@@ -1,4 +1,5 @@
-//! Checkpoints: `model.safetensors` (parameters under their HuggingFace names),
+//! Checkpoints: `config.json` (HuggingFace style), `model.safetensors` (parameters under their
+//! HuggingFace names, so a dense or top-k checkpoint is a `transformers` model directory),
 //! `optimizer.safetensors` (AdamW's `m` and `v`), `state.json` (step, tokens, loader state,
 //! optimizer step, config fingerprint). Written into a temporary directory and renamed, so a
 //! checkpoint is complete or absent.
@@ -59,6 +60,7 @@ fn safetensors_bytes(tensors: &[(&str, Vec<usize>, &[f32])]) -> Vec<u8> {
 /// Write a checkpoint as `dir` (replacing nothing: `dir` must not exist).
 pub fn save(
     dir: &Path,
+    config: &ModelConfig,
     layout: &Layout,
     params: &[f32],
     m: &[f32],
@@ -70,6 +72,8 @@ pub fn save(
         std::fs::remove_dir_all(&tmp)?;
     }
     std::fs::create_dir_all(&tmp)?;
+    let config_json = serde_json::to_vec_pretty(&config.to_hf_json()).expect("a config serialises");
+    std::fs::write(tmp.join("config.json"), config_json)?;
     let model: Vec<(&str, Vec<usize>, &[f32])> = layout
         .views
         .iter()
@@ -139,6 +143,24 @@ pub fn load(dir: &Path, config: &ModelConfig, layout: &Layout) -> Result<Loaded,
         v: vector("v")?,
         state,
     })
+}
+
+/// The model configuration and weights of a checkpoint (or of any HuggingFace directory with
+/// `config.json` and `model.safetensors`).
+pub fn load_model(dir: &Path) -> Result<(ModelConfig, Layout, Vec<f32>), String> {
+    let config = ModelConfig::from_hf_file(&dir.join("config.json"))?;
+    let layout = Layout::new(&config);
+    let bytes = std::fs::read(dir.join("model.safetensors")).map_err(|e| {
+        format!(
+            "cannot read `{}`: {e}",
+            dir.join("model.safetensors").display()
+        )
+    })?;
+    let mut params = vec![0.0; layout.len];
+    layout
+        .load_safetensors(&bytes, &mut params)
+        .map_err(|e| format!("`{}`: {e}", dir.display()))?;
+    Ok((config, layout, params))
 }
 
 /// Checkpoint directories under `out`, oldest first (`step-00000010`, ...).

@@ -150,8 +150,16 @@ pub fn train(
         if state.step.is_multiple_of(options.checkpoint_every) || state.step == options.steps {
             state.loader = loader.state();
             let dir = options.out.join(format!("step-{:08}", state.step));
-            checkpoint::save(&dir, &layout, &params, &optimizer.m, &optimizer.v, &state)
-                .map_err(|e| format!("cannot write checkpoint `{}`: {e}", dir.display()))?;
+            checkpoint::save(
+                &dir,
+                &options.config,
+                &layout,
+                &params,
+                &optimizer.m,
+                &optimizer.v,
+                &state,
+            )
+            .map_err(|e| format!("cannot write checkpoint `{}`: {e}", dir.display()))?;
             let all = checkpoint::list(&options.out);
             for old in &all[..all.len().saturating_sub(options.keep.max(1))] {
                 std::fs::remove_dir_all(old)

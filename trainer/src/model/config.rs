@@ -104,7 +104,21 @@ impl ModelConfig {
             .get("model_type")
             .and_then(Value::as_str)
             .unwrap_or("qwen2");
-        let ffn = if model_type == "qwen2_moe" {
+        let steel_ffn = json.get("steel_ffn").and_then(Value::as_str);
+        let ffn = if steel_ffn == Some("softmax_moe") {
+            let mlp = match json.get("steel_expert_mlp").and_then(Value::as_str) {
+                Some("dual_swiglu") => ExpertMlp::DualSwiGlu,
+                Some("swiglu") | None => ExpertMlp::SwiGlu,
+                Some(other) => {
+                    return Err(format!("config.json: unknown `steel_expert_mlp` `{other}`"));
+                }
+            };
+            Ffn::SoftmaxMoe {
+                n_experts: usize_field(json, "num_experts")?,
+                expert_width: usize_field(json, "moe_intermediate_size")?,
+                mlp,
+            }
+        } else if model_type == "qwen2_moe" {
             Ffn::TopkMoe {
                 n_experts: usize_field(json, "num_experts")?,
                 top_k: usize_field(json, "num_experts_per_tok")?,
@@ -116,6 +130,7 @@ impl ModelConfig {
                 shared_expert_width: json
                     .get("shared_expert_intermediate_size")
                     .and_then(Value::as_u64)
+                    .filter(|&width| width > 0)
                     .map(|v| v as usize),
                 aux_coefficient: json
                     .get("router_aux_loss_coef")
@@ -150,6 +165,76 @@ impl ModelConfig {
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// The HuggingFace `config.json`: `Qwen2ForCausalLM` for dense, `Qwen2MoeForCausalLM` for
+    /// top-k; Steel's softmax-MoE is a Qwen2 config with `steel_ffn`, `num_experts`,
+    /// `moe_intermediate_size` and `steel_expert_mlp` (read back by `from_hf_json`).
+    pub fn to_hf_json(&self) -> Value {
+        let mut json = serde_json::json!({
+            "architectures": ["Qwen2ForCausalLM"],
+            "model_type": "qwen2",
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim,
+            "rope_theta": self.rope_theta,
+            "rms_norm_eps": self.rms_norm_eps,
+            "tie_word_embeddings": self.tie_embeddings,
+            "max_position_embeddings": self.max_positions,
+            "hidden_act": "silu",
+            "torch_dtype": "float32",
+        });
+        let object = json.as_object_mut().expect("an object");
+        match &self.ffn {
+            Ffn::Dense { intermediate_size } => {
+                object.insert("intermediate_size".into(), (*intermediate_size).into());
+            }
+            Ffn::SoftmaxMoe {
+                n_experts,
+                expert_width,
+                mlp,
+            } => {
+                object.insert("intermediate_size".into(), (*expert_width).into());
+                object.insert("steel_ffn".into(), "softmax_moe".into());
+                object.insert("num_experts".into(), (*n_experts).into());
+                object.insert("moe_intermediate_size".into(), (*expert_width).into());
+                let mlp = match mlp {
+                    ExpertMlp::SwiGlu => "swiglu",
+                    ExpertMlp::DualSwiGlu => "dual_swiglu",
+                };
+                object.insert("steel_expert_mlp".into(), mlp.into());
+            }
+            Ffn::TopkMoe {
+                n_experts,
+                top_k,
+                expert_width,
+                renormalize,
+                shared_expert_width,
+                aux_coefficient,
+            } => {
+                object.insert(
+                    "architectures".into(),
+                    serde_json::json!(["Qwen2MoeForCausalLM"]),
+                );
+                object.insert("model_type".into(), "qwen2_moe".into());
+                object.insert("intermediate_size".into(), (*expert_width).into());
+                object.insert("num_experts".into(), (*n_experts).into());
+                object.insert("num_experts_per_tok".into(), (*top_k).into());
+                object.insert("moe_intermediate_size".into(), (*expert_width).into());
+                object.insert("norm_topk_prob".into(), (*renormalize).into());
+                object.insert(
+                    "shared_expert_intermediate_size".into(),
+                    shared_expert_width.unwrap_or(0).into(),
+                );
+                object.insert("router_aux_loss_coef".into(), (*aux_coefficient).into());
+                object.insert("decoder_sparse_step".into(), 1.into());
+                object.insert("mlp_only_layers".into(), serde_json::json!([]));
+            }
+        }
+        json
     }
 
     /// Shapes that cannot work, said plainly.
@@ -334,5 +419,19 @@ mod tests {
                 .unwrap_err()
                 .contains("tiny-dense")
         );
+    }
+
+    #[test]
+    fn hf_json_round_trips_every_preset() {
+        for name in [
+            "steel-1b",
+            "tiny-dense",
+            "tiny-softmax-moe",
+            "tiny-topk-moe",
+        ] {
+            let config = ModelConfig::preset(name).unwrap();
+            let back = ModelConfig::from_hf_json(&config.to_hf_json()).unwrap();
+            assert_eq!(back, config, "{name}");
+        }
     }
 }

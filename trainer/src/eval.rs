@@ -1,0 +1,75 @@
+//! `steel eval`: the mean next-token loss of a model over every predicted position of a chunk
+//! directory's blocks (padding included), blocks taken from the chunk files in lexicographic
+//! path order, the first `max_blocks` if given.
+
+use crate::data::chunks::ChunkDir;
+use crate::model::config::ModelConfig;
+use crate::model::forward::logits;
+use crate::model::params::Layout;
+use serde::Serialize;
+use std::path::Path;
+use steel_kernels::cpu::cross_entropy;
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct EvalResult {
+    pub loss: f64,
+    /// Predicted positions scored.
+    pub tokens: u64,
+    pub blocks: u64,
+}
+
+pub fn evaluate(
+    config: &ModelConfig,
+    layout: &Layout,
+    params: &[f32],
+    dir: &Path,
+    max_blocks: Option<u64>,
+) -> Result<EvalResult, String> {
+    let manifest = steel_dataflow::pack::manifest::Manifest::load(dir)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "`{}` is not a chunk directory (no manifest.json)",
+                dir.display()
+            )
+        })?;
+    let block_size = manifest.settings.block_size;
+    if manifest.settings.vocab_size > config.vocab_size {
+        return Err(format!(
+            "the chunks' tokenizer has {} tokens but the model only {}",
+            manifest.settings.vocab_size, config.vocab_size
+        ));
+    }
+    let mut chunks = ChunkDir::open(dir, block_size).map_err(|e| e.to_string())?;
+    let mut files: Vec<String> = chunks
+        .manifest
+        .chunks
+        .iter()
+        .map(|c| c.file.clone())
+        .collect();
+    files.sort();
+    let (mut total, mut tokens, mut blocks) = (0.0f64, 0u64, 0u64);
+    'files: for file in &files {
+        for block in 0..chunks.blocks_per_chunk {
+            if max_blocks.is_some_and(|max| blocks >= max) {
+                break 'files;
+            }
+            let row = chunks
+                .block(file, block, block_size)
+                .map_err(|e| e.to_string())?;
+            let n = row.len() - 1;
+            let out = logits(config, layout, params, &row[..n]);
+            total += cross_entropy::forward(&out, &row[1..], config.vocab_size) as f64 * n as f64;
+            tokens += n as u64;
+            blocks += 1;
+        }
+    }
+    if tokens == 0 {
+        return Err(format!("`{}` has no blocks to evaluate", dir.display()));
+    }
+    Ok(EvalResult {
+        loss: total / tokens as f64,
+        tokens,
+        blocks,
+    })
+}
