@@ -24,7 +24,7 @@ use steel_trainer::eval::evaluate;
 use steel_trainer::model::config::ModelConfig;
 use steel_trainer::optim::adamw::AdamWConfig;
 use steel_trainer::optim::schedule::Schedule;
-use steel_trainer::train::{StepMetrics, TrainOptions, train as train_model};
+use steel_trainer::train::{StepMetrics, TrainOptions, Validation, train as train_model};
 
 #[derive(Parser)]
 #[command(
@@ -233,6 +233,22 @@ struct TrainArgs {
     /// Override the preset's vocabulary size (it must cover the tokenizer the chunks used).
     #[arg(long)]
     vocab_size: Option<usize>,
+    /// Take the vocabulary size from this tokenizer.json.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Start from a HuggingFace model directory (config.json + model.safetensors), e.g. one
+    /// `steel export hf` wrote or transformers saved, instead of a preset.
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+    /// Held-out chunk directory scored every --eval-every steps; the best checkpoint is kept
+    /// in best/.
+    #[arg(long)]
+    val_data: Option<PathBuf>,
+    #[arg(long, default_value_t = 100)]
+    eval_every: u64,
+    /// Score only the first N validation blocks.
+    #[arg(long)]
+    val_blocks: Option<u64>,
     /// A chunk directory, optionally with a mixture weight: DIR or DIR:WEIGHT. Repeatable.
     #[arg(long, required = true)]
     data: Vec<String>,
@@ -555,7 +571,23 @@ fn run_tokenizer_train(args: TokenizerTrainArgs) -> Result<()> {
 }
 
 fn run_train(args: TrainArgs) -> Result<()> {
-    let mut config = ModelConfig::preset(&args.preset).map_err(anyhow::Error::msg)?;
+    // The model: a preset (its vocabulary from --tokenizer or --vocab-size), or an imported
+    // HuggingFace directory's configuration and weights.
+    let (mut config, init_params) = match &args.init_from {
+        Some(dir) => {
+            let (config, _, params) = load_model(dir).map_err(anyhow::Error::msg)?;
+            (config, Some(params))
+        }
+        None => (
+            ModelConfig::preset(&args.preset).map_err(anyhow::Error::msg)?,
+            None,
+        ),
+    };
+    if let Some(tokenizer) = &args.tokenizer {
+        config.vocab_size = steel_dataflow::pack::tokenizer::load(tokenizer)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .get_vocab_size(true);
+    }
     if let Some(vocab) = args.vocab_size {
         config.vocab_size = vocab;
     }
@@ -581,6 +613,12 @@ fn run_train(args: TrainArgs) -> Result<()> {
         out: args.out,
         checkpoint_every: args.checkpoint_every,
         keep: args.keep,
+        validation: args.val_data.map(|dir| Validation {
+            dir,
+            every: args.eval_every,
+            max_blocks: args.val_blocks,
+        }),
+        init_params,
     };
     let start = std::time::Instant::now();
     // Tokens seen before this run (a resumed run starts with some); every step adds the same
@@ -820,6 +858,8 @@ fn run_demo(args: DemoArgs) -> Result<()> {
         out: run_dir.clone(),
         checkpoint_every: 50,
         keep: 2,
+        validation: None,
+        init_params: None,
     };
     let mut report = |m: &StepMetrics| {
         if m.step == 1 || m.step.is_multiple_of(20) {

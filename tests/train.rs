@@ -10,7 +10,7 @@ use steel_trainer::data::DataSource;
 use steel_trainer::model::config::ModelConfig;
 use steel_trainer::optim::adamw::AdamWConfig;
 use steel_trainer::optim::schedule::Schedule;
-use steel_trainer::train::{TrainOptions, train};
+use steel_trainer::train::{TrainOptions, Validation, train};
 
 const SEQ: u64 = 16;
 
@@ -62,6 +62,12 @@ fn options(chunks: &Path, out: &Path, steps: u64) -> TrainOptions {
         out: out.to_path_buf(),
         checkpoint_every: 3,
         keep: 2,
+        validation: Some(Validation {
+            dir: chunks.to_path_buf(),
+            every: 20,
+            max_blocks: Some(4),
+        }),
+        init_params: None,
     }
 }
 
@@ -90,7 +96,25 @@ fn loss_falls_and_resume_is_exact() {
     );
     assert!(!kept.contains(&"step-00000054".to_string()));
     let metrics = std::fs::read_to_string(dir.path().join("a/metrics.jsonl")).unwrap();
-    assert_eq!(metrics.lines().count(), 60);
+    assert_eq!(
+        metrics.lines().filter(|l| l.contains("\"loss\"")).count(),
+        60
+    );
+    // Validation at steps 20, 40, 60, falling; the best kept; the curve drawn.
+    let validation: Vec<f32> = straight.validation.iter().map(|v| v.1).collect();
+    assert_eq!(
+        straight.validation.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [20, 40, 60]
+    );
+    assert!(validation[2] < validation[0], "{validation:?}");
+    assert_eq!(
+        metrics.lines().filter(|l| l.contains("val_loss")).count(),
+        3
+    );
+    assert!(
+        kept.contains(&"best".to_string()) && kept.contains(&"loss.svg".to_string()),
+        "{kept:?}"
+    );
 
     // Stop after 9 steps, resume to 12: the same losses and weights, bit for bit.
     let reference = train(

@@ -20,6 +20,9 @@ pub struct TrainState {
     pub config_fingerprint: String,
     /// Training losses so far, one per step.
     pub losses: Vec<f32>,
+    /// `(step, validation loss)` so far.
+    #[serde(default)]
+    pub validation: Vec<(u64, f32)>,
 }
 
 /// A stable fingerprint of a configuration.

@@ -8,4 +8,5 @@ pub mod data;
 pub mod eval;
 pub mod model;
 pub mod optim;
+pub mod plot;
 pub mod train;

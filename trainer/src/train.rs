@@ -1,14 +1,17 @@
 //! The training loop on the CPU reference: blocks from the loader, micro-batches accumulated,
-//! clipped, AdamW with a schedule, metrics as JSON lines, checkpoints every N steps (the last
+//! clipped, AdamW with a schedule, metrics as JSON lines and a `loss.svg` curve, validation on
+//! held-out chunks (the best checkpoint kept in `best/`), checkpoints every N steps (the last
 //! `keep` kept), exact resume.
 
 use crate::checkpoint::{self, TrainState, fingerprint};
 use crate::data::{DataSource, Loader};
+use crate::eval::evaluate;
 use crate::model::config::ModelConfig;
 use crate::model::dense::loss_and_grad;
 use crate::model::params::Layout;
 use crate::optim::adamw::{AdamW, AdamWConfig, clip_global_norm};
 use crate::optim::schedule::Schedule;
+use crate::plot::loss_svg;
 use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
@@ -28,6 +31,18 @@ pub struct TrainOptions {
     pub out: PathBuf,
     pub checkpoint_every: u64,
     pub keep: usize,
+    /// Held-out chunks scored every so many steps; the best checkpoint by this loss is kept in
+    /// `best/`.
+    pub validation: Option<Validation>,
+    /// Start from these weights (an imported model) instead of a seeded initialisation.
+    pub init_params: Option<Vec<f32>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Validation {
+    pub dir: PathBuf,
+    pub every: u64,
+    pub max_blocks: Option<u64>,
 }
 
 /// One line of `metrics.jsonl`.
@@ -98,8 +113,20 @@ pub fn train(
                     loader: loader.state(),
                     config_fingerprint: fingerprint(&options.config),
                     losses: Vec::new(),
+                    validation: Vec::new(),
                 };
-                (init_params(&layout, options.seed), loader, state)
+                let params = match &options.init_params {
+                    Some(params) if params.len() == layout.len => params.clone(),
+                    Some(params) => {
+                        return Err(format!(
+                            "initial weights have {} values, the model {}",
+                            params.len(),
+                            layout.len
+                        ));
+                    }
+                    None => init_params(&layout, options.seed),
+                };
+                (params, loader, state)
             }
         };
     let metrics_path = options.out.join("metrics.jsonl");
@@ -147,7 +174,53 @@ pub fn train(
         )
         .map_err(|e| format!("cannot write `{}`: {e}", metrics_path.display()))?;
         report(&line);
+        if let Some(validation) = &options.validation
+            && (state.step.is_multiple_of(validation.every) || state.step == options.steps)
+        {
+            let result = evaluate(
+                &options.config,
+                &layout,
+                &params,
+                &validation.dir,
+                validation.max_blocks,
+            )?;
+            let best = state
+                .validation
+                .iter()
+                .map(|v| v.1)
+                .fold(f32::INFINITY, f32::min);
+            state.validation.push((state.step, result.loss as f32));
+            writeln!(metrics, "{}", serde_json::json!({"step": state.step, "val_loss": result.loss, "val_tokens": result.tokens}))
+                .map_err(|e| format!("cannot write `{}`: {e}", metrics_path.display()))?;
+            if (result.loss as f32) < best {
+                state.loader = loader.state();
+                let dir = options.out.join("best");
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)
+                        .map_err(|e| format!("cannot replace `{}`: {e}", dir.display()))?;
+                }
+                checkpoint::save(
+                    &dir,
+                    &options.config,
+                    &layout,
+                    &params,
+                    &optimizer.m,
+                    &optimizer.v,
+                    &state,
+                )
+                .map_err(|e| format!("cannot write checkpoint `{}`: {e}", dir.display()))?;
+            }
+        }
         if state.step.is_multiple_of(options.checkpoint_every) || state.step == options.steps {
+            let curve: Vec<(u64, f32)> = state
+                .losses
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (i as u64 + 1, *l))
+                .collect();
+            let svg = options.out.join("loss.svg");
+            std::fs::write(&svg, loss_svg(&curve, &state.validation))
+                .map_err(|e| format!("cannot write `{}`: {e}", svg.display()))?;
             state.loader = loader.state();
             let dir = options.out.join(format!("step-{:08}", state.step));
             checkpoint::save(
