@@ -57,7 +57,7 @@ enum Command {
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
     /// Train a model on packed chunks (CPU reference).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Mean next-token loss of a checkpoint over a chunk directory.
     Eval(EvalArgs),
     /// Write a checkpoint as a HuggingFace model directory.
@@ -227,9 +227,12 @@ struct ExportHfArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Model preset: tiny-dense, tiny-softmax-moe, tiny-topk-moe, steel-1b.
-    #[arg(long, default_value = "tiny-dense")]
-    preset: String,
+    /// A TOML file with any of the settings below (same names, snake_case); flags given on
+    /// the command line win. Paths in it are relative to the file.
+    config: Option<PathBuf>,
+    /// Model preset: tiny-dense, tiny-softmax-moe, tiny-topk-moe, steel-1b [default: tiny-dense].
+    #[arg(long)]
+    preset: Option<String>,
     /// Override the preset's vocabulary size (it must cover the tokenizer the chunks used).
     #[arg(long)]
     vocab_size: Option<usize>,
@@ -240,44 +243,94 @@ struct TrainArgs {
     /// `steel export hf` wrote or transformers saved, instead of a preset.
     #[arg(long)]
     init_from: Option<PathBuf>,
+    /// A chunk directory, optionally with a mixture weight: DIR or DIR:WEIGHT. Repeatable.
+    #[arg(long)]
+    data: Vec<String>,
+    /// Tokens per training sequence: the chunks' block size.
+    #[arg(long)]
+    seq: Option<u64>,
+    /// Optimizer steps.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Sequences per optimizer step [default: 4].
+    #[arg(long)]
+    micro_batch: Option<usize>,
+    /// Peak learning rate [default: 3e-3].
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Final learning rate [default: lr / 10].
+    #[arg(long)]
+    min_lr: Option<f32>,
+    /// Warm-up steps [default: a tenth of the steps].
+    #[arg(long)]
+    warmup: Option<u64>,
+    /// cosine (decay after warm-up) or wsd (flat, then linear decay over --decay-steps)
+    /// [default: cosine].
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Decay steps of the wsd schedule [default: a fifth of the steps].
+    #[arg(long)]
+    decay_steps: Option<u64>,
+    /// AdamW weight decay (not on norms and biases) [default: 0.1].
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// Clip gradients to this global norm [default: 1.0].
+    #[arg(long)]
+    clip: Option<f32>,
+    /// Run directory: metrics.jsonl, loss.svg, step-NNNNNNNN/ checkpoints.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from the newest checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Write a checkpoint every N steps (and at the end) [default: 100].
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Checkpoints to keep [default: 3].
+    #[arg(long)]
+    keep: Option<usize>,
     /// Held-out chunk directory scored every --eval-every steps; the best checkpoint is kept
     /// in best/.
     #[arg(long)]
     val_data: Option<PathBuf>,
-    #[arg(long, default_value_t = 100)]
-    eval_every: u64,
+    /// [default: 100]
+    #[arg(long)]
+    eval_every: Option<u64>,
     /// Score only the first N validation blocks.
     #[arg(long)]
     val_blocks: Option<u64>,
-    /// A chunk directory, optionally with a mixture weight: DIR or DIR:WEIGHT. Repeatable.
-    #[arg(long, required = true)]
+    /// [default: 42]
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// `steel train CONFIG.toml`: the same settings as the flags.
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainFile {
+    preset: Option<String>,
+    vocab_size: Option<usize>,
+    tokenizer: Option<PathBuf>,
+    init_from: Option<PathBuf>,
+    #[serde(default)]
     data: Vec<String>,
-    /// Tokens per training sequence: the chunks' block size.
-    #[arg(long)]
-    seq: u64,
-    /// Optimizer steps.
-    #[arg(long)]
-    steps: u64,
-    /// Sequences per optimizer step.
-    #[arg(long, default_value_t = 4)]
-    micro_batch: usize,
-    /// Peak learning rate (warm-up over the first tenth of the steps, then cosine to a tenth).
-    #[arg(long, default_value_t = 3e-3)]
-    lr: f32,
-    /// Run directory: metrics.jsonl and step-NNNNNNNN/ checkpoints.
-    #[arg(long)]
-    out: PathBuf,
-    /// Continue from the newest checkpoint in --out.
-    #[arg(long)]
-    resume: bool,
-    /// Write a checkpoint every N steps (and at the end).
-    #[arg(long, default_value_t = 100)]
-    checkpoint_every: u64,
-    /// Checkpoints to keep.
-    #[arg(long, default_value_t = 3)]
-    keep: usize,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
+    seq: Option<u64>,
+    steps: Option<u64>,
+    micro_batch: Option<usize>,
+    lr: Option<f32>,
+    min_lr: Option<f32>,
+    warmup: Option<u64>,
+    schedule: Option<String>,
+    decay_steps: Option<u64>,
+    weight_decay: Option<f32>,
+    clip: Option<f32>,
+    out: Option<PathBuf>,
+    checkpoint_every: Option<u64>,
+    keep: Option<usize>,
+    val_data: Option<PathBuf>,
+    eval_every: Option<u64>,
+    val_blocks: Option<u64>,
+    seed: Option<u64>,
 }
 
 #[derive(Args)]
@@ -452,7 +505,7 @@ fn main() -> Result<()> {
         Command::Pack(args) => run_pack(args),
         Command::Tokenizer(TokenizerCommand::Train(args)) => run_tokenizer_train(args),
         Command::Blocks(args) => run_blocks(args),
-        Command::Train(args) => run_train(args),
+        Command::Train(args) => run_train(*args),
         Command::Eval(args) => run_eval(args),
         Command::Export(ExportCommand::Hf(args)) => run_export_hf(args),
         Command::Demo(args) => run_demo(args),
@@ -571,67 +624,164 @@ fn run_tokenizer_train(args: TokenizerTrainArgs) -> Result<()> {
 }
 
 fn run_train(args: TrainArgs) -> Result<()> {
+    let file: TrainFile = match &args.config {
+        Some(path) => toml::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not a valid training config", path.display()))?,
+        None => TrainFile::default(),
+    };
+    // Paths in the file are relative to it.
+    let base = args
+        .config
+        .as_ref()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    let data: Vec<String> = if args.data.is_empty() {
+        file.data
+            .iter()
+            .map(|spec| rel(PathBuf::from(spec)).display().to_string())
+            .collect()
+    } else {
+        args.data.clone()
+    };
+    anyhow::ensure!(
+        !data.is_empty(),
+        "no training data: give --data DIR (or `data = [...]` in the config)"
+    );
+    let seq = args
+        .seq
+        .or(file.seq)
+        .context("--seq (the chunks' block size) is required")?;
+    let steps = args.steps.or(file.steps).context("--steps is required")?;
+    let out = args
+        .out
+        .clone()
+        .or(file.out.map(rel))
+        .context("--out is required")?;
+    let micro_batch = args.micro_batch.or(file.micro_batch).unwrap_or(4);
+    let checkpoint_every = args
+        .checkpoint_every
+        .or(file.checkpoint_every)
+        .unwrap_or(100);
+    anyhow::ensure!(
+        steps > 0 && micro_batch > 0 && checkpoint_every > 0,
+        "steps, micro_batch and checkpoint_every must be positive"
+    );
+    let lr = args.lr.or(file.lr).unwrap_or(3e-3);
+    let min_lr = args.min_lr.or(file.min_lr).unwrap_or(lr / 10.0);
+    let warmup = args.warmup.or(file.warmup).unwrap_or((steps / 10).max(1));
+    let schedule = match args
+        .schedule
+        .clone()
+        .or(file.schedule)
+        .as_deref()
+        .unwrap_or("cosine")
+    {
+        "cosine" => Schedule::Cosine {
+            max_lr: lr,
+            min_lr,
+            warmup,
+            total: steps,
+        },
+        "wsd" => Schedule::WarmupStableDecay {
+            max_lr: lr,
+            min_lr,
+            warmup,
+            total: steps,
+            decay_steps: args
+                .decay_steps
+                .or(file.decay_steps)
+                .unwrap_or((steps / 5).max(1)),
+        },
+        other => anyhow::bail!("unknown schedule `{other}`; expected cosine or wsd"),
+    };
+
     // The model: a preset (its vocabulary from --tokenizer or --vocab-size), or an imported
     // HuggingFace directory's configuration and weights.
-    let (mut config, init_params) = match &args.init_from {
+    let (mut config, init_params) = match args.init_from.clone().or(file.init_from.map(rel)) {
         Some(dir) => {
-            let (config, _, params) = load_model(dir).map_err(anyhow::Error::msg)?;
+            let (config, _, params) = load_model(&dir).map_err(anyhow::Error::msg)?;
             (config, Some(params))
         }
-        None => (
-            ModelConfig::preset(&args.preset).map_err(anyhow::Error::msg)?,
-            None,
-        ),
+        None => {
+            let preset = args
+                .preset
+                .clone()
+                .or(file.preset)
+                .unwrap_or_else(|| "tiny-dense".into());
+            (
+                ModelConfig::preset(&preset).map_err(anyhow::Error::msg)?,
+                None,
+            )
+        }
     };
-    if let Some(tokenizer) = &args.tokenizer {
-        config.vocab_size = steel_dataflow::pack::tokenizer::load(tokenizer)
+    if let Some(tokenizer) = args.tokenizer.clone().or(file.tokenizer.map(rel)) {
+        config.vocab_size = steel_dataflow::pack::tokenizer::load(&tokenizer)
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .get_vocab_size(true);
     }
-    if let Some(vocab) = args.vocab_size {
+    if let Some(vocab) = args.vocab_size.or(file.vocab_size) {
         config.vocab_size = vocab;
     }
-    anyhow::ensure!(
-        args.steps > 0 && args.micro_batch > 0 && args.checkpoint_every > 0,
-        "--steps, --micro-batch and --checkpoint-every must be positive"
-    );
+    let adamw = AdamWConfig {
+        weight_decay: args.weight_decay.or(file.weight_decay).unwrap_or(0.1),
+        ..AdamWConfig::default()
+    };
+    let validation = args
+        .val_data
+        .clone()
+        .or(file.val_data.map(rel))
+        .map(|dir| Validation {
+            dir,
+            every: args.eval_every.or(file.eval_every).unwrap_or(100),
+            max_blocks: args.val_blocks.or(file.val_blocks),
+        });
     let options = TrainOptions {
         config,
-        data: data_sources(&args.data)?,
-        seq: args.seq,
-        micro_batch: args.micro_batch,
-        steps: args.steps,
-        schedule: Schedule::Cosine {
-            max_lr: args.lr,
-            min_lr: args.lr / 10.0,
-            warmup: (args.steps / 10).max(1),
-            total: args.steps,
-        },
-        adamw: AdamWConfig::default(),
-        clip: 1.0,
-        seed: args.seed,
-        out: args.out,
-        checkpoint_every: args.checkpoint_every,
-        keep: args.keep,
-        validation: args.val_data.map(|dir| Validation {
-            dir,
-            every: args.eval_every,
-            max_blocks: args.val_blocks,
-        }),
+        data: data_sources(&data)?,
+        seq,
+        micro_batch,
+        steps,
+        schedule,
+        adamw,
+        clip: args.clip.or(file.clip).unwrap_or(1.0),
+        seed: args.seed.or(file.seed).unwrap_or(42),
+        out,
+        checkpoint_every,
+        keep: args.keep.or(file.keep).unwrap_or(3),
+        validation,
         init_params,
     };
     let start = std::time::Instant::now();
     // Tokens seen before this run (a resumed run starts with some); every step adds the same
     // number of tokens, so that is the first report's count less one step's.
     let mut first_tokens: Option<u64> = None;
+    // A bar on a terminal; otherwise (logs) a line every 10 steps.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = indicatif::ProgressBar::new(steps);
+    if terminal {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}")
+                .expect("a valid template"),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     let mut report = |m: &StepMetrics| {
         let before = *first_tokens.get_or_insert(m.tokens - m.tokens / m.step.max(1));
-        if m.step == 1 || m.step.is_multiple_of(10) || m.step == args.steps {
-            let tokens_per_s = (m.tokens - before) as f64 / start.elapsed().as_secs_f64();
-            eprintln!(
-                "step {:>6}/{}  loss {:.4}  lr {:.2e}  |g| {:.3}  {:.0} tokens/s",
-                m.step, args.steps, m.loss, m.lr, m.grad_norm, tokens_per_s
-            );
+        let tokens_per_s = (m.tokens - before) as f64 / start.elapsed().as_secs_f64();
+        let message = format!(
+            "loss {:.4}  lr {:.2e}  |g| {:.3}  {:.0} tokens/s",
+            m.loss, m.lr, m.grad_norm, tokens_per_s
+        );
+        bar.set_position(m.step);
+        bar.set_message(message.clone());
+        if !terminal && (m.step == 1 || m.step.is_multiple_of(10) || m.step == steps) {
+            eprintln!("step {:>6}/{}  {message}", m.step, steps);
         }
     };
     let state = train_model(&options, args.resume, &mut report).map_err(anyhow::Error::msg)?;

@@ -128,6 +128,24 @@ fn demo_runs_end_to_end_and_says_what_it_did() {
     );
     assert!(work.join("converted/part-00000.jsonl").exists());
     assert!(work.join("data/truth.jsonl").exists());
+
+    // steel train from a TOML file (paths relative to it), then resumed further by flags.
+    let config = work.join("train.toml");
+    std::fs::write(
+        &config,
+        "preset = \"tiny-topk-moe\"\ndata = [\"chunks\"]\nseq = 256\nsteps = 4\nmicro_batch = 1\nschedule = \"wsd\"\nout = \"moe\"\ncheckpoint_every = 2\n",
+    )
+    .unwrap();
+    let out = steel(&["train", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = steel(&["train", config.to_str().unwrap(), "--steps", "6", "--resume"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("6 steps"));
+    let metrics = std::fs::read_to_string(work.join("moe/metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 6);
+    std::fs::write(&config, "steps = 4\nbogus = 1\n").unwrap();
+    let out = steel(&["train", config.to_str().unwrap()]);
+    assert!(!out.status.success());
 }
 
 #[test]
