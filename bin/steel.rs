@@ -230,7 +230,8 @@ struct TrainArgs {
     /// A TOML file with any of the settings below (same names, snake_case); flags given on
     /// the command line win. Paths in it are relative to the file.
     config: Option<PathBuf>,
-    /// Model preset: tiny-dense, tiny-softmax-moe, tiny-topk-moe, steel-1b [default: tiny-dense].
+    /// Model preset: tiny-dense, tiny-softmax-moe, tiny-topk-moe, steel-1b, dense-1b,
+    /// topk-moe-2b [default: tiny-dense].
     #[arg(long)]
     preset: Option<String>,
     /// Override the preset's vocabulary size (it must cover the tokenizer the chunks used).
@@ -1017,7 +1018,15 @@ fn run_demo(args: DemoArgs) -> Result<()> {
         }
     };
     train_model(&options, false, &mut report).map_err(anyhow::Error::msg)?;
-    eprintln!("checkpoints and metrics.jsonl in {}", run_dir.display());
+    eprintln!(
+        "checkpoints, metrics.jsonl and loss.svg in {}",
+        run_dir.display()
+    );
+    run_export_hf(ExportHfArgs {
+        checkpoint: run_dir.join("step-00000100"),
+        output: dir.join("hf"),
+        tokenizer: Some(tokenizer.clone()),
+    })?;
 
     eprintln!(
         "\n== done. Later stages (incremental runs, GPU training) join this demo as they land."

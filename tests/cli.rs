@@ -137,9 +137,23 @@ fn demo_runs_end_to_end_and_says_what_it_did() {
     )
     .unwrap();
     let out = steel(&["train", config.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = steel(&["train", config.to_str().unwrap(), "--steps", "6", "--resume"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = steel(&[
+        "train",
+        config.to_str().unwrap(),
+        "--steps",
+        "6",
+        "--resume",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("6 steps"));
     let metrics = std::fs::read_to_string(work.join("moe/metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 6);

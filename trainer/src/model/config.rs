@@ -324,6 +324,39 @@ impl ModelConfig {
                     mlp: ExpertMlp::DualSwiGlu,
                 },
             ),
+            // ../shared/GPU.md's PyTorch baselines: dense Qwen2 1.23B (SwiGLU 4736) and
+            // Qwen2-MoE top-2 of 8 with a shared expert (2.5B total, 1.2B active).
+            "dense-1b" => ModelConfig {
+                max_positions: 4096,
+                ..base(
+                    151_936,
+                    1792,
+                    18,
+                    32,
+                    32,
+                    Ffn::Dense {
+                        intermediate_size: 4736,
+                    },
+                )
+            },
+            "topk-moe-2b" => ModelConfig {
+                max_positions: 4096,
+                ..base(
+                    151_936,
+                    1792,
+                    18,
+                    32,
+                    32,
+                    Ffn::TopkMoe {
+                        n_experts: 8,
+                        top_k: 2,
+                        expert_width: 1792,
+                        renormalize: false,
+                        shared_expert_width: Some(3584),
+                        aux_coefficient: 0.001,
+                    },
+                )
+            },
             "tiny-dense" => base(
                 2000,
                 64,
@@ -363,7 +396,7 @@ impl ModelConfig {
             ),
             other => {
                 return Err(format!(
-                    "unknown preset `{other}`; presets: steel-1b, tiny-dense, tiny-softmax-moe, tiny-topk-moe"
+                    "unknown preset `{other}`; presets: steel-1b, dense-1b, topk-moe-2b, tiny-dense, tiny-softmax-moe, tiny-topk-moe"
                 ));
             }
         })
@@ -384,6 +417,15 @@ mod tests {
         let layer = 4 * d * d + 3 * d + 6 * 4 * d * 448 + 6 * d + 6 + 2 * d;
         assert_eq!(config.param_count(), 2 * 151_936 * d + 18 * layer + d);
         assert_eq!(config.param_count() / 10_000_000, 112); // 1.12 B
+        // GPU.md's baselines: dense 1.23 B; top-k 2.5 B in all.
+        assert_eq!(
+            ModelConfig::preset("dense-1b").unwrap().param_count() / 10_000_000,
+            123
+        );
+        assert_eq!(
+            ModelConfig::preset("topk-moe-2b").unwrap().param_count() / 100_000_000,
+            25
+        );
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! mean next-token cross-entropy, and the backward accumulating every parameter's gradient
 //! into a buffer laid out like the parameters.
 
-use crate::model::config::ModelConfig;
+use crate::model::config::{Ffn, ModelConfig};
 use crate::model::ffn;
 use crate::model::params::Layout;
-use steel_kernels::cpu::{attention, cross_entropy, embedding, linear, rmsnorm, rope};
+use steel_kernels::cpu::{attention, cross_entropy, embedding, linear, rmsnorm, rope, topk};
 
 /// What one layer's backward needs from its forward.
 struct LayerActivations {
@@ -63,7 +63,6 @@ pub fn loss_and_grad(
     let eps = config.rms_norm_eps;
 
     // Forward.
-    let mut aux_loss = 0.0;
     let mut x = vec![0.0; t * d];
     embedding::forward(ids, p("model.embed_tokens.weight"), d, &mut x);
     let mut layers = Vec::with_capacity(config.num_layers);
@@ -137,7 +136,6 @@ pub fn loss_and_grad(
         );
         let ffn_acts = ffn::forward(config, layout, params, l, &normed2);
         add(&mut x, &ffn_acts.out);
-        aux_loss += ffn_acts.aux_loss;
         layers.push(LayerActivations {
             x_in,
             normed1,
@@ -161,6 +159,7 @@ pub fn loss_and_grad(
     let vocab = config.vocab_size;
     let mut logits = vec![0.0; t * vocab];
     linear::forward(&normed, p(head), None, t, d, vocab, &mut logits);
+    let (aux_loss, aux_dprobs) = load_balance(config, &layers);
     let loss = cross_entropy::forward(&logits, targets, vocab) + aux_loss;
 
     // Backward.
@@ -196,7 +195,13 @@ pub fn loss_and_grad(
     for (l, a) in layers.iter().enumerate().rev() {
         let name = |s: &str| format!("model.layers.{l}.{s}");
         // Feed-forward: x = x_mid + ffn(n2), n2 = norm(x_mid).
-        let dnormed2 = ffn::backward(config, layout, params, l, &a.normed2, &a.ffn, &dx, grads);
+        let aux = aux_dprobs.as_ref().map(|all| {
+            let per_layer = all.len() / config.num_layers;
+            &all[l * per_layer..(l + 1) * per_layer]
+        });
+        let dnormed2 = ffn::backward(
+            config, layout, params, l, &a.normed2, &a.ffn, &dx, aux, grads,
+        );
         let r = at(&name("post_attention_layernorm.weight"));
         rmsnorm::backward(
             &dnormed2,
@@ -289,6 +294,32 @@ pub fn loss_and_grad(
     let r = at("model.embed_tokens.weight");
     embedding::backward(ids, &dx, d, &mut grads[r]);
     loss
+}
+
+/// The top-k load-balancing loss as HuggingFace's Qwen2-MoE computes it: over the router
+/// probabilities and choices of all layers together (`E · Σ_e f_e · P_e` on the stacked
+/// `[layers · t, E]` matrix), times the coefficient. Returns the loss and its gradient for the
+/// stacked probabilities; `(0, None)` for other FFN kinds.
+fn load_balance(config: &ModelConfig, layers: &[LayerActivations]) -> (f32, Option<Vec<f32>>) {
+    let Ffn::TopkMoe {
+        n_experts,
+        aux_coefficient,
+        ..
+    } = config.ffn
+    else {
+        return (0.0, None);
+    };
+    let probs: Vec<f32> = layers
+        .iter()
+        .flat_map(|a| a.ffn.probs.iter().copied())
+        .collect();
+    let chosen: Vec<u32> = layers
+        .iter()
+        .flat_map(|a| a.ffn.chosen.iter().copied())
+        .collect();
+    let mut dprobs = vec![0.0; probs.len()];
+    let loss = topk::load_balance(&probs, &chosen, n_experts, aux_coefficient, &mut dprobs);
+    (loss, Some(dprobs))
 }
 
 /// Two disjoint ranges of one buffer as two mutable slices.

@@ -197,14 +197,13 @@ fn mlp_backward(
 pub struct FfnActivations {
     experts: Vec<MlpActivations>,
     /// Router/gate probabilities `[t, e]` and mixing weights `[t, e]` (mixtures only).
-    probs: Vec<f32>,
+    pub probs: Vec<f32>,
     mix: Vec<f32>,
     /// Top-k routing: chosen experts `[t, k]` (and their weights `[t, k]`).
-    chosen: Vec<u32>,
+    pub chosen: Vec<u32>,
     shared: Option<(MlpActivations, Vec<f32>)>,
-    /// The block's output `[t, d]` and its auxiliary loss.
+    /// The block's output `[t, d]`.
     pub out: Vec<f32>,
-    pub aux_loss: f32,
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -230,7 +229,6 @@ pub fn forward(
         chosen: Vec::new(),
         shared: None,
         out: vec![0.0; t * d],
-        aux_loss: 0.0,
     };
     let (n_experts, width, kind) = match config.ffn {
         Ffn::Dense { intermediate_size } => {
@@ -265,10 +263,7 @@ pub fn forward(
     softmax::forward(&logits, n_experts, &mut acts.probs);
     acts.mix = match config.ffn {
         Ffn::TopkMoe {
-            top_k,
-            renormalize,
-            aux_coefficient,
-            ..
+            top_k, renormalize, ..
         } => {
             let (mut chosen, mut weights) = (vec![0u32; t * top_k], vec![0.0; t * top_k]);
             topk::route(
@@ -278,14 +273,6 @@ pub fn forward(
                 renormalize,
                 &mut chosen,
                 &mut weights,
-            );
-            let mut scratch = vec![0.0; t * n_experts];
-            acts.aux_loss = topk::load_balance(
-                &acts.probs,
-                &chosen,
-                n_experts,
-                aux_coefficient,
-                &mut scratch,
             );
             let mut mix = vec![0.0; t * n_experts];
             for (token, (ex, w)) in chosen.chunks(top_k).zip(weights.chunks(top_k)).enumerate() {
@@ -345,6 +332,8 @@ pub fn forward(
 }
 
 /// Gradient of the block: returns `dx` for its input; parameter gradients are added to `grads`.
+/// `aux_dprobs` is the load-balancing loss's gradient for this layer's router probabilities
+/// (top-k only; the loss itself spans all layers, see `dense::load_balance`).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     config: &ModelConfig,
@@ -354,6 +343,7 @@ pub fn backward(
     x: &[f32],
     acts: &FfnActivations,
     dout: &[f32],
+    aux_dprobs: Option<&[f32]>,
     grads: &mut [f32],
 ) -> Vec<f32> {
     let d = config.hidden_size;
@@ -417,10 +407,7 @@ pub fn backward(
     let mut dprobs = vec![0.0; t * n_experts];
     match config.ffn {
         Ffn::TopkMoe {
-            top_k,
-            renormalize,
-            aux_coefficient,
-            ..
+            top_k, renormalize, ..
         } => {
             let dweights: Vec<f32> = acts
                 .chosen
@@ -437,13 +424,9 @@ pub fn backward(
                 renormalize,
                 &mut dprobs,
             );
-            topk::load_balance(
-                &acts.probs,
-                &acts.chosen,
-                n_experts,
-                aux_coefficient,
-                &mut dprobs,
-            );
+            if let Some(extra) = aux_dprobs {
+                dprobs.iter_mut().zip(extra).for_each(|(a, b)| *a += b);
+            }
         }
         _ => dprobs.copy_from_slice(&dmix),
     }
