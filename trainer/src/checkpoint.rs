@@ -60,6 +60,30 @@ fn safetensors_bytes(tensors: &[(&str, Vec<usize>, &[f32])]) -> Vec<u8> {
     out
 }
 
+/// `config.json` and `model.safetensors` in `dir`: a HuggingFace model directory for dense and
+/// top-k models.
+pub fn write_model(
+    dir: &Path,
+    config: &ModelConfig,
+    layout: &Layout,
+    params: &[f32],
+) -> std::io::Result<()> {
+    let config_json = serde_json::to_vec_pretty(&config.to_hf_json()).expect("a config serialises");
+    std::fs::write(dir.join("config.json"), config_json)?;
+    let model: Vec<(&str, Vec<usize>, &[f32])> = layout
+        .views
+        .iter()
+        .map(|view| {
+            (
+                view.name.as_str(),
+                view.shape.clone(),
+                &params[view.range()],
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("model.safetensors"), safetensors_bytes(&model))
+}
+
 /// Write a checkpoint as `dir` (replacing nothing: `dir` must not exist).
 pub fn save(
     dir: &Path,
@@ -75,20 +99,7 @@ pub fn save(
         std::fs::remove_dir_all(&tmp)?;
     }
     std::fs::create_dir_all(&tmp)?;
-    let config_json = serde_json::to_vec_pretty(&config.to_hf_json()).expect("a config serialises");
-    std::fs::write(tmp.join("config.json"), config_json)?;
-    let model: Vec<(&str, Vec<usize>, &[f32])> = layout
-        .views
-        .iter()
-        .map(|view| {
-            (
-                view.name.as_str(),
-                view.shape.clone(),
-                &params[view.range()],
-            )
-        })
-        .collect();
-    std::fs::write(tmp.join("model.safetensors"), safetensors_bytes(&model))?;
+    write_model(&tmp, config, layout, params)?;
     let moments = [("m", vec![m.len()], m), ("v", vec![v.len()], v)];
     std::fs::write(
         tmp.join("optimizer.safetensors"),
