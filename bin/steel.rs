@@ -17,7 +17,7 @@ use steel_dataflow::output::OutputFormat;
 use steel_dataflow::pack::tokenizer::{read_texts, train};
 use steel_dataflow::pack::{PackOptions, PackSummary, pack};
 use steel_dataflow::sources::FormatChoice;
-use steel_trainer::checkpoint::load_model;
+use steel_trainer::checkpoint::{export_hf, load_model};
 use steel_trainer::data::bench::bench_loader;
 use steel_trainer::data::{DataSource, Loader, LoaderState};
 use steel_trainer::eval::evaluate;
@@ -209,7 +209,8 @@ struct EvalArgs {
 #[derive(Subcommand)]
 enum ExportCommand {
     /// config.json + model.safetensors (+ tokenizer.json) that `transformers` loads:
-    /// Qwen2ForCausalLM for dense models, Qwen2MoeForCausalLM for top-k ones.
+    /// Qwen2ForCausalLM (dense), Qwen2MoeForCausalLM (top-k), or Steel's softmax-MoE through
+    /// the modeling_steel.py written next to them (trust_remote_code=True).
     Hf(ExportHfArgs),
 }
 
@@ -811,34 +812,8 @@ fn run_eval(args: EvalArgs) -> Result<()> {
 }
 
 fn run_export_hf(args: ExportHfArgs) -> Result<()> {
-    let (config, _, _) = load_model(&args.checkpoint).map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(
-        !matches!(
-            config.ffn,
-            steel_trainer::model::config::Ffn::SoftmaxMoe { .. }
-        ),
-        "softmax-MoE checkpoints need Steel's own modeling file, which export does not write yet"
-    );
-    if args.output.exists() && std::fs::read_dir(&args.output)?.next().is_some() {
-        anyhow::bail!(
-            "{} is not empty; choose a new directory",
-            args.output.display()
-        );
-    }
-    std::fs::create_dir_all(&args.output)?;
-    std::fs::write(
-        args.output.join("config.json"),
-        serde_json::to_vec_pretty(&config.to_hf_json())?,
-    )?;
-    std::fs::copy(
-        args.checkpoint.join("model.safetensors"),
-        args.output.join("model.safetensors"),
-    )
-    .context("copying model.safetensors")?;
-    if let Some(tokenizer) = &args.tokenizer {
-        std::fs::copy(tokenizer, args.output.join("tokenizer.json"))
-            .context("copying the tokenizer")?;
-    }
+    export_hf(&args.checkpoint, &args.output, args.tokenizer.as_deref())
+        .map_err(anyhow::Error::msg)?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! Parity with PyTorch: tiny dense and top-k MoE models whose weights we wrote
-//! (`tests/data/parity/{dense,topk}/`) were loaded by `transformers`, which computed logits,
+//! Parity with PyTorch: tiny dense, softmax-MoE (through our `modeling_steel.py`) and top-k MoE
+//! models whose weights we wrote
+//! (`tests/data/parity/{dense,softmax,topk}/`) were loaded by `transformers`, which computed logits,
 //! loss and gradients for a fixed sequence (`make_reference.py` next to them). Ours must
 //! agree: logits within 1e-4, loss within 1e-4, every gradient tensor within 1e-3 relative
 //! (in norm).
@@ -9,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use steel_trainer::checkpoint::{load_model, write_model};
-use steel_trainer::model::config::{Ffn, ModelConfig};
+use steel_trainer::model::config::{ExpertMlp, Ffn, ModelConfig};
 use steel_trainer::model::dense::loss_and_grad;
 use steel_trainer::model::forward::logits;
 use steel_trainer::model::params::Layout;
@@ -38,6 +39,14 @@ fn models() -> Vec<(&'static str, ModelConfig)> {
             "dense",
             config(Ffn::Dense {
                 intermediate_size: 48,
+            }),
+        ),
+        (
+            "softmax",
+            config(Ffn::SoftmaxMoe {
+                n_experts: 3,
+                expert_width: 12,
+                mlp: ExpertMlp::DualSwiGlu,
             }),
         ),
         (

@@ -5,7 +5,7 @@
 //! checkpoint is complete or absent.
 
 use crate::data::LoaderState;
-use crate::model::config::ModelConfig;
+use crate::model::config::{Ffn, ModelConfig};
 use crate::model::params::Layout;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -60,15 +60,26 @@ fn safetensors_bytes(tensors: &[(&str, Vec<usize>, &[f32])]) -> Vec<u8> {
     out
 }
 
-/// `config.json` and `model.safetensors` in `dir`: a HuggingFace model directory for dense and
-/// top-k models.
+/// Steel's softmax-MoE for `transformers` (`trust_remote_code=True`).
+pub const MODELING_STEEL: &str = include_str!("../hf/modeling_steel.py");
+
+/// `config.json` and `model.safetensors` in `dir` (plus `modeling_steel.py` for softmax-MoE):
+/// a directory `transformers` loads.
 pub fn write_model(
     dir: &Path,
     config: &ModelConfig,
     layout: &Layout,
     params: &[f32],
 ) -> std::io::Result<()> {
-    let config_json = serde_json::to_vec_pretty(&config.to_hf_json()).expect("a config serialises");
+    let mut json = config.to_hf_json();
+    if matches!(config.ffn, Ffn::SoftmaxMoe { .. }) {
+        // transformers has no class for Steel's softmax-MoE: ship ours and point to it.
+        json["architectures"] = serde_json::json!(["SteelForCausalLM"]);
+        json["auto_map"] =
+            serde_json::json!({"AutoModelForCausalLM": "modeling_steel.SteelForCausalLM"});
+        std::fs::write(dir.join("modeling_steel.py"), MODELING_STEEL)?;
+    }
+    let config_json = serde_json::to_vec_pretty(&json).expect("a config serialises");
     std::fs::write(dir.join("config.json"), config_json)?;
     let model: Vec<(&str, Vec<usize>, &[f32])> = layout
         .views
@@ -82,6 +93,32 @@ pub fn write_model(
         })
         .collect();
     std::fs::write(dir.join("model.safetensors"), safetensors_bytes(&model))
+}
+
+/// A checkpoint's model as a HuggingFace directory `output` (must be empty or absent), with
+/// `tokenizer` copied in if given.
+pub fn export_hf(checkpoint: &Path, output: &Path, tokenizer: Option<&Path>) -> Result<(), String> {
+    let (config, layout, params) = load_model(checkpoint)?;
+    if output.exists()
+        && std::fs::read_dir(output)
+            .map_err(|e| e.to_string())?
+            .next()
+            .is_some()
+    {
+        return Err(format!(
+            "`{}` is not empty; choose a new directory",
+            output.display()
+        ));
+    }
+    std::fs::create_dir_all(output)
+        .map_err(|e| format!("cannot create `{}`: {e}", output.display()))?;
+    write_model(output, &config, &layout, &params)
+        .map_err(|e| format!("cannot write `{}`: {e}", output.display()))?;
+    if let Some(tokenizer) = tokenizer {
+        std::fs::copy(tokenizer, output.join("tokenizer.json"))
+            .map_err(|e| format!("cannot copy `{}`: {e}", tokenizer.display()))?;
+    }
+    Ok(())
 }
 
 /// Write a checkpoint as `dir` (replacing nothing: `dir` must not exist).

@@ -22,9 +22,11 @@ SEQUENCE = [3, 17, 42, 8, 8, 61, 5, 29, 33, 12, 50, 7, 1]
 
 def main():
     torch.manual_seed(0)
-    for name in ["dense", "topk"]:
+    for name in ["dense", "softmax", "topk"]:
         directory = os.path.join(HERE, name)
-        model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager")
+        model = AutoModelForCausalLM.from_pretrained(
+            directory, dtype=torch.float32, attn_implementation="eager", trust_remote_code=True
+        )
         model.train(False)
         ids = torch.tensor([SEQUENCE[:-1]])
         targets = torch.tensor(SEQUENCE[1:])
