@@ -63,6 +63,9 @@ enum Command {
     /// Write a checkpoint as a HuggingFace model directory.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Start training from a HuggingFace model directory.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Show the blocks the training loader serves (one xxh3 per block), saving or resuming
     /// its state: for checking resume, appends and rank sharding from the shell.
     Blocks(BlocksArgs),
@@ -214,6 +217,21 @@ enum ExportCommand {
     Hf(ExportHfArgs),
 }
 
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// `steel import hf DIR [train flags]`: `steel train --init-from DIR`. Reads config.json in
+    /// either style (`rope_theta` / `torch_dtype` or `rope_parameters` / `dtype`).
+    Hf(Box<ImportHfArgs>),
+}
+
+#[derive(Args)]
+struct ImportHfArgs {
+    /// config.json + model.safetensors, from transformers or `steel export hf`.
+    dir: PathBuf,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
 #[derive(Args)]
 struct ExportHfArgs {
     #[arg(long)]
@@ -248,7 +266,7 @@ struct TrainArgs {
     /// A chunk directory, optionally with a mixture weight: DIR or DIR:WEIGHT. Repeatable.
     #[arg(long)]
     data: Vec<String>,
-    /// Tokens per training sequence: the chunks' block size.
+    /// Tokens per training sequence [default: the first chunk directory's block size].
     #[arg(long)]
     seq: Option<u64>,
     /// Optimizer steps.
@@ -282,9 +300,10 @@ struct TrainArgs {
     /// Run directory: metrics.jsonl, loss.svg, step-NNNNNNNN/ checkpoints.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue from the newest checkpoint in --out.
-    #[arg(long)]
-    resume: bool,
+    /// Continue from the newest checkpoint of a run directory: --resume DIR, or --resume with
+    /// --out.
+    #[arg(long, num_args = 0..=1, value_name = "DIR")]
+    resume: Option<Option<PathBuf>>,
     /// Write a checkpoint every N steps (and at the end) [default: 100].
     #[arg(long)]
     checkpoint_every: Option<u64>,
@@ -510,6 +529,11 @@ fn main() -> Result<()> {
         Command::Train(args) => run_train(*args),
         Command::Eval(args) => run_eval(args),
         Command::Export(ExportCommand::Hf(args)) => run_export_hf(args),
+        Command::Import(ImportCommand::Hf(args)) => {
+            let ImportHfArgs { dir, mut train } = *args;
+            train.init_from = Some(dir);
+            run_train(train)
+        }
         Command::Demo(args) => run_demo(args),
         Command::Bench(BenchCommand::Convert(args)) => run_bench_convert(args),
         Command::Bench(BenchCommand::Pack(args)) => run_bench_pack(args),
@@ -654,16 +678,31 @@ fn run_train(args: TrainArgs) -> Result<()> {
         !data.is_empty(),
         "no training data: give --data DIR (or `data = [...]` in the config)"
     );
-    let seq = args
-        .seq
-        .or(file.seq)
-        .context("--seq (the chunks' block size) is required")?;
+    let seq = match args.seq.or(file.seq) {
+        Some(seq) => seq,
+        None => {
+            let first = data_sources(&data)?.remove(0).dir;
+            steel_dataflow::pack::manifest::Manifest::load(&first)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .with_context(|| {
+                    format!(
+                        "{} is not a chunk directory (no manifest.json)",
+                        first.display()
+                    )
+                })?
+                .settings
+                .block_size
+        }
+    };
     let steps = args.steps.or(file.steps).context("--steps is required")?;
+    let resume = args.resume.is_some();
     let out = args
-        .out
+        .resume
         .clone()
+        .flatten()
+        .or(args.out.clone())
         .or(file.out.map(rel))
-        .context("--out is required")?;
+        .context("--out (or --resume DIR) is required")?;
     let micro_batch = args.micro_batch.or(file.micro_batch).unwrap_or(4);
     let checkpoint_every = args
         .checkpoint_every
@@ -786,7 +825,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
             eprintln!("step {:>6}/{}  {message}", m.step, steps);
         }
     };
-    let state = train_model(&options, args.resume, &mut report).map_err(anyhow::Error::msg)?;
+    let state = train_model(&options, resume, &mut report).map_err(anyhow::Error::msg)?;
     eprintln!(
         "{} steps, {} tokens; checkpoints and metrics.jsonl in {}",
         state.step,

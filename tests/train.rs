@@ -3,16 +3,36 @@
 use std::path::Path;
 use steel_dataflow::convert::{ConvertOptions, convert};
 use steel_dataflow::demo_data::{DemoDataOptions, generate};
+use steel_dataflow::pack::manifest::Manifest;
 use steel_dataflow::pack::tokenizer::{read_texts, train as train_tokenizer};
 use steel_dataflow::pack::{PackOptions, pack};
 use steel_dataflow::sources::FormatChoice;
+use steel_trainer::checkpoint::load_model;
 use steel_trainer::data::DataSource;
+use steel_trainer::eval::evaluate;
 use steel_trainer::model::config::ModelConfig;
 use steel_trainer::optim::adamw::AdamWConfig;
 use steel_trainer::optim::schedule::Schedule;
 use steel_trainer::train::{TrainOptions, Validation, train};
 
 const SEQ: u64 = 16;
+
+/// Entropy (nats) of the token frequencies over every chunk of `dir`.
+fn unigram_entropy(dir: &Path) -> f64 {
+    let manifest = Manifest::load(dir).unwrap().unwrap();
+    let mut counts = std::collections::HashMap::new();
+    let mut total = 0.0;
+    for entry in &manifest.chunks {
+        for token in manifest.read_chunk(dir, entry).unwrap() {
+            *counts.entry(token).or_insert(0.0) += 1.0;
+            total += 1.0;
+        }
+    }
+    counts
+        .values()
+        .map(|c: &f64| -(c / total) * (c / total).ln())
+        .sum()
+}
 
 /// Demo documents tokenised with a 300-token BPE and packed into blocks of 16 + 1 tokens.
 fn chunks(dir: &Path) -> std::path::PathBuf {
@@ -116,6 +136,17 @@ fn loss_falls_and_resume_is_exact() {
         "{kept:?}"
     );
 
+    // The model has learned more than token frequencies: its loss over every block of the
+    // corpus is below the corpus' unigram entropy.
+    let (config, layout, params) = load_model(&dir.path().join("a/step-00000060")).unwrap();
+    let result = evaluate(&config, &layout, &params, &chunks, None).unwrap();
+    let entropy = unigram_entropy(&chunks);
+    assert!(
+        result.loss < entropy,
+        "loss {} vs unigram entropy {entropy}",
+        result.loss
+    );
+
     // Stop after 9 steps, resume to 12: the same losses and weights, bit for bit.
     let reference = train(
         &options(&chunks, &dir.path().join("r"), 12),
@@ -125,6 +156,9 @@ fn loss_falls_and_resume_is_exact() {
     .unwrap();
     let out = dir.path().join("b");
     train(&options(&chunks, &out, 9), false, &mut |_| {}).unwrap();
+    // A save killed part-way leaves a `.tmp` directory, which resuming passes over.
+    std::fs::create_dir_all(out.join("step-00000010.tmp")).unwrap();
+    std::fs::write(out.join("step-00000010.tmp/state.json"), "{ truncated").unwrap();
     let resumed = train(&options(&chunks, &out, 12), true, &mut |_| {}).unwrap();
     assert_eq!(resumed.losses, reference.losses);
     let weights = |d: &Path| std::fs::read(d.join("step-00000012/model.safetensors")).unwrap();

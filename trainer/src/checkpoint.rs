@@ -214,6 +214,12 @@ pub fn load_model(dir: &Path) -> Result<(ModelConfig, Layout, Vec<f32>), String>
     Ok((config, layout, params))
 }
 
+/// `step-` and eight digits: a finished checkpoint (a save that was killed leaves `….tmp`).
+fn is_checkpoint_name(name: &str) -> bool {
+    name.strip_prefix("step-")
+        .is_some_and(|digits| digits.len() == 8 && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Checkpoint directories under `out`, oldest first (`step-00000010`, ...).
 pub fn list(out: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(out)
@@ -223,7 +229,7 @@ pub fn list(out: &Path) -> Vec<PathBuf> {
                 .filter(|p| {
                     p.is_dir()
                         && p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+                            .is_some_and(|n| is_checkpoint_name(&n.to_string_lossy()))
                 })
                 .collect()
         })
