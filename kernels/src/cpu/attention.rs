@@ -4,6 +4,9 @@
 //! `s = q·kᵀ / √d` with future positions masked, `p = softmax(s)`, `o = p·v: [t, hq, d]`.
 //! The forward keeps `p: [hq, t, t]` for the backward (a reference, not a memory-saving kernel).
 
+use crate::cpu::MIN_PARALLEL;
+use rayon::prelude::*;
+
 pub struct Shape {
     pub t: usize,
     pub hq: usize,
@@ -27,38 +30,55 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Fills `o` and the probabilities `p` (zero above the diagonal).
+/// Fills `o` and the probabilities `p` (zero above the diagonal). Query heads run in
+/// parallel (rayon); each head's output is then placed in `o`.
 pub fn forward(q: &[f32], k: &[f32], v: &[f32], s: &Shape, o: &mut [f32], p: &mut [f32]) {
     assert!(
         s.hq.is_multiple_of(s.hkv),
         "query heads must be a multiple of key/value heads"
     );
     let scale = 1.0 / (s.d as f32).sqrt();
-    o.fill(0.0);
     p.fill(0.0);
-    for h in 0..s.hq {
-        let g = s.kv_head(h);
-        for i in 0..s.t {
-            let qi = &q[s.q_at(i, h)..s.q_at(i, h) + s.d];
-            let row = &mut p[(h * s.t + i) * s.t..(h * s.t + i + 1) * s.t];
-            for j in 0..=i {
-                row[j] = dot(qi, &k[s.kv_at(j, g)..s.kv_at(j, g) + s.d]) * scale;
-            }
-            let max = row[..=i].iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
-            let mut sum = 0.0;
-            for x in &mut row[..=i] {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
-            for x in &mut row[..=i] {
-                *x /= sum;
-            }
-            let oi = &mut o[s.q_at(i, h)..s.q_at(i, h) + s.d];
-            for (j, &pij) in row[..=i].iter().enumerate() {
-                for (out, val) in oi.iter_mut().zip(&v[s.kv_at(j, g)..s.kv_at(j, g) + s.d]) {
-                    *out += pij * val;
+    let heads: Vec<Vec<f32>> = p
+        .par_chunks_mut(s.t * s.t)
+        // Short sequences: one task (splitting costs more than it saves).
+        .with_min_len(if s.t * s.t * s.d < MIN_PARALLEL {
+            s.hq
+        } else {
+            1
+        })
+        .enumerate()
+        .map(|(h, probs)| {
+            let g = s.kv_head(h);
+            let mut out = vec![0.0f32; s.t * s.d];
+            for i in 0..s.t {
+                let qi = &q[s.q_at(i, h)..s.q_at(i, h) + s.d];
+                let row = &mut probs[i * s.t..(i + 1) * s.t];
+                for j in 0..=i {
+                    row[j] = dot(qi, &k[s.kv_at(j, g)..s.kv_at(j, g) + s.d]) * scale;
+                }
+                let max = row[..=i].iter().fold(f32::NEG_INFINITY, |m, x| m.max(*x));
+                let mut sum = 0.0;
+                for x in &mut row[..=i] {
+                    *x = (*x - max).exp();
+                    sum += *x;
+                }
+                for x in &mut row[..=i] {
+                    *x /= sum;
+                }
+                let oi = &mut out[i * s.d..(i + 1) * s.d];
+                for (j, &pij) in row[..=i].iter().enumerate() {
+                    for (acc, val) in oi.iter_mut().zip(&v[s.kv_at(j, g)..s.kv_at(j, g) + s.d]) {
+                        *acc += pij * val;
+                    }
                 }
             }
+            out
+        })
+        .collect();
+    for (h, out) in heads.iter().enumerate() {
+        for i in 0..s.t {
+            o[s.q_at(i, h)..s.q_at(i, h) + s.d].copy_from_slice(&out[i * s.d..(i + 1) * s.d]);
         }
     }
 }

@@ -1,34 +1,41 @@
 //! The language-model loss: mean cross-entropy of `logits[n, vocab]` against `targets[n]`.
 
+use crate::cpu::MIN_PARALLEL;
+use rayon::prelude::*;
+
 /// Mean over tokens of `logsumexp(logits) - logits[target]`.
 pub fn forward(logits: &[f32], targets: &[u32], vocab: usize) -> f32 {
-    let total: f64 = logits
-        .chunks(vocab)
+    // Per-row terms in parallel, summed in row order (so any thread count gives the same sum).
+    let terms: Vec<f64> = logits
+        .par_chunks(vocab)
+        .with_min_len((MIN_PARALLEL / vocab).max(1))
         .zip(targets)
         .map(|(row, &t)| {
             let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
             let sum: f64 = row.iter().map(|v| ((v - max) as f64).exp()).sum();
             sum.ln() + max as f64 - row[t as usize] as f64
         })
-        .sum();
+        .collect();
+    let total: f64 = terms.iter().sum();
     (total / targets.len() as f64) as f32
 }
 
 /// `dlogits = (softmax(logits) - onehot(target)) / n`.
 pub fn backward(logits: &[f32], targets: &[u32], vocab: usize, dlogits: &mut [f32]) {
     let n = targets.len() as f32;
-    for ((row, out), &t) in logits
-        .chunks(vocab)
-        .zip(dlogits.chunks_mut(vocab))
+    logits
+        .par_chunks(vocab)
+        .zip(dlogits.par_chunks_mut(vocab))
+        .with_min_len((MIN_PARALLEL / vocab).max(1))
         .zip(targets)
-    {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-        let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
-        for (o, v) in out.iter_mut().zip(row) {
-            *o = (v - max).exp() / sum / n;
-        }
-        out[t as usize] -= 1.0 / n;
-    }
+        .for_each(|((row, out), &t)| {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+            let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+            for (o, v) in out.iter_mut().zip(row) {
+                *o = (v - max).exp() / sum / n;
+            }
+            out[t as usize] -= 1.0 / n;
+        });
 }
 
 #[cfg(test)]

@@ -14,3 +14,6 @@ pub mod topk;
 
 #[cfg(test)]
 pub(crate) mod gradcheck;
+
+/// Elements below which a parallel loop is not worth splitting (rayon's overhead dominates).
+pub const MIN_PARALLEL: usize = 8192;

@@ -1,12 +1,19 @@
 //! RMSNorm: `y = x / sqrt(mean(x²) + ε) · w` over the last dimension `d`.
 
+use crate::cpu::MIN_PARALLEL;
+use rayon::prelude::*;
+
 pub fn forward(x: &[f32], w: &[f32], d: usize, eps: f32, y: &mut [f32]) {
-    for (row, out) in x.chunks(d).zip(y.chunks_mut(d)) {
-        let r = inverse_rms(row, eps);
-        for ((o, v), g) in out.iter_mut().zip(row).zip(w) {
-            *o = v * r * g;
-        }
-    }
+    // Rows are independent: in parallel (rayon), the same result for any thread count.
+    x.par_chunks(d)
+        .zip(y.par_chunks_mut(d))
+        .with_min_len((MIN_PARALLEL / d).max(1))
+        .for_each(|(row, out)| {
+            let r = inverse_rms(row, eps);
+            for ((o, v), g) in out.iter_mut().zip(row).zip(w) {
+                *o = v * r * g;
+            }
+        });
 }
 
 fn inverse_rms(row: &[f32], eps: f32) -> f32 {

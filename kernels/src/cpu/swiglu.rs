@@ -1,22 +1,31 @@
-//! SwiGLU's gating: `h = silu(g) ⊙ u`, `silu(g) = g·σ(g)`.
+//! SwiGLU's gating: `h = silu(g) ⊙ u`, `silu(g) = g·σ(g)`. Elementwise, in parallel (rayon).
+
+use crate::cpu::MIN_PARALLEL;
+use rayon::prelude::*;
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
 pub fn forward(g: &[f32], u: &[f32], h: &mut [f32]) {
-    for ((h, g), u) in h.iter_mut().zip(g).zip(u) {
-        *h = g * sigmoid(*g) * u;
-    }
+    h.par_iter_mut()
+        .with_min_len(MIN_PARALLEL)
+        .zip(g)
+        .zip(u)
+        .for_each(|((h, g), u)| *h = g * sigmoid(*g) * u);
 }
 
 /// `dg = dh ⊙ u ⊙ σ(g)(1 + g(1 - σ(g)))`, `du = dh ⊙ silu(g)`.
 pub fn backward(dh: &[f32], g: &[f32], u: &[f32], dg: &mut [f32], du: &mut [f32]) {
-    for i in 0..dh.len() {
-        let s = sigmoid(g[i]);
-        dg[i] = dh[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
-        du[i] = dh[i] * g[i] * s;
-    }
+    dg.par_iter_mut()
+        .zip(du.par_iter_mut())
+        .with_min_len(MIN_PARALLEL)
+        .enumerate()
+        .for_each(|(i, (dg, du))| {
+            let s = sigmoid(g[i]);
+            *dg = dh[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
+            *du = dh[i] * g[i] * s;
+        });
 }
 
 #[cfg(test)]
