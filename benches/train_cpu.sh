@@ -17,13 +17,15 @@ if [ ! -d "$work/demo/chunks" ]; then
   "$steel" demo --dir "$work/demo" >/dev/null 2>&1
 fi
 for preset in tiny-dense tiny-topk-moe tiny-softmax-moe; do
-  rm -rf "$work/run-$preset"
-  start=$(date +%s.%N)
-  "$steel" train --preset "$preset" --data "$work/demo/chunks" --seq "$seq" --micro-batch "$micro" \
-    --steps "$steps" --out "$work/run-$preset" --checkpoint-every "$steps" 2>/dev/null
-  end=$(date +%s.%N)
-  python3 -c "import json,sys; s,e,n=float(sys.argv[1]),float(sys.argv[2]),int(sys.argv[3]); print(json.dumps({'tool':'steel','preset':sys.argv[4],'threads':1,'tokens':n,'seconds':round(e-s,3),'tokens_per_s':round(n/(e-s))}))" \
-    "$start" "$end" "$((steps * micro * seq))" "$preset"
+  for threads in 1 2; do
+    rm -rf "$work/run-$preset"
+    start=$(date +%s.%N)
+    "$steel" train -t "$threads" --preset "$preset" --data "$work/demo/chunks" --seq "$seq" \
+      --micro-batch "$micro" --steps "$steps" --out "$work/run-$preset" --checkpoint-every "$steps" 2>/dev/null
+    end=$(date +%s.%N)
+    python3 -c "import json,sys; s,e,n=float(sys.argv[1]),float(sys.argv[2]),int(sys.argv[3]); print(json.dumps({'tool':'steel','preset':sys.argv[4],'threads':int(sys.argv[5]),'tokens':n,'seconds':round(e-s,3),'tokens_per_s':round(n/(e-s))}))" \
+      "$start" "$end" "$((steps * micro * seq))" "$preset" "$threads"
+  done
   if [ "$preset" != tiny-softmax-moe ]; then  # transformers has no class for Steel's softmax-MoE
     rm -rf "$work/hf-$preset"
     "$steel" export hf --checkpoint "$work/run-$preset/step-$(printf %08d "$steps")" --output "$work/hf-$preset" 2>/dev/null
