@@ -207,7 +207,10 @@ fn demo_cleans_and_scores_against_the_truth() {
         trained["loss"].as_f64().unwrap() < 2000f64.ln() - 0.5,
         "{trained}"
     );
-    assert!(work.join("hf/config.json").exists(), "the demo exports its model");
+    assert!(
+        work.join("hf/config.json").exists(),
+        "the demo exports its model"
+    );
     let exported = work.join("hf-again");
     let out = steel(&[
         "export",
