@@ -53,8 +53,8 @@ fn tiny_qwen2_config_reads_and_counts_its_parameters() {
 /// The dense forward pass gives transformers' logits for the tiny Qwen2 (its reference file).
 #[test]
 fn tiny_qwen2_logits_match_transformers() {
-    use steel_trainer::model::forward::logits;
     use steel_trainer::model::params::Layout;
+    use steel_trainer::model::pass::logits;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/hf/tiny-qwen2");
     let config = ModelConfig::from_hf_file(&dir.join("config.json")).unwrap();
     let layout = Layout::new(&config);

@@ -11,9 +11,9 @@
 use std::path::{Path, PathBuf};
 use steel_trainer::checkpoint::{load_model, write_model};
 use steel_trainer::model::config::{ExpertMlp, Ffn, ModelConfig};
-use steel_trainer::model::dense::loss_and_grad;
-use steel_trainer::model::forward::logits;
 use steel_trainer::model::params::Layout;
+use steel_trainer::model::pass::logits;
+use steel_trainer::model::pass::loss_and_grad;
 use steel_trainer::train::init_params;
 
 fn config(ffn: Ffn) -> ModelConfig {

@@ -4,8 +4,8 @@
 
 use crate::data::chunks::ChunkDir;
 use crate::model::config::ModelConfig;
-use crate::model::forward::logits;
 use crate::model::params::Layout;
+use crate::model::pass::logits;
 use serde::Serialize;
 use std::path::Path;
 use steel_kernels::cpu::cross_entropy;

@@ -7,8 +7,8 @@ use crate::checkpoint::{self, TrainState, fingerprint};
 use crate::data::{DataSource, Loader};
 use crate::eval::evaluate;
 use crate::model::config::ModelConfig;
-use crate::model::dense::loss_and_grad;
 use crate::model::params::Layout;
+use crate::model::pass::loss_and_grad;
 use crate::optim::adamw::{AdamW, AdamWConfig, clip_global_norm};
 use crate::optim::schedule::Schedule;
 use crate::plot::loss_svg;
@@ -74,6 +74,26 @@ pub fn init_params(layout: &Layout, seed: u64) -> Vec<f32> {
         }
     }
     params
+}
+
+fn save(
+    dir: &std::path::Path,
+    options: &TrainOptions,
+    layout: &Layout,
+    params: &[f32],
+    optimizer: &AdamW,
+    state: &TrainState,
+) -> Result<(), String> {
+    checkpoint::save(
+        dir,
+        &options.config,
+        layout,
+        params,
+        &optimizer.m,
+        &optimizer.v,
+        state,
+    )
+    .map_err(|e| format!("cannot write checkpoint `{}`: {e}", dir.display()))
 }
 
 /// Train from scratch, or from the newest checkpoint in `options.out` when `resume` is set.
@@ -199,16 +219,7 @@ pub fn train(
                     std::fs::remove_dir_all(&dir)
                         .map_err(|e| format!("cannot replace `{}`: {e}", dir.display()))?;
                 }
-                checkpoint::save(
-                    &dir,
-                    &options.config,
-                    &layout,
-                    &params,
-                    &optimizer.m,
-                    &optimizer.v,
-                    &state,
-                )
-                .map_err(|e| format!("cannot write checkpoint `{}`: {e}", dir.display()))?;
+                save(&dir, options, &layout, &params, &optimizer, &state)?;
             }
         }
         if state.step.is_multiple_of(options.checkpoint_every) || state.step == options.steps {
@@ -223,16 +234,7 @@ pub fn train(
                 .map_err(|e| format!("cannot write `{}`: {e}", svg.display()))?;
             state.loader = loader.state();
             let dir = options.out.join(format!("step-{:08}", state.step));
-            checkpoint::save(
-                &dir,
-                &options.config,
-                &layout,
-                &params,
-                &optimizer.m,
-                &optimizer.v,
-                &state,
-            )
-            .map_err(|e| format!("cannot write checkpoint `{}`: {e}", dir.display()))?;
+            save(&dir, options, &layout, &params, &optimizer, &state)?;
             let all = checkpoint::list(&options.out);
             for old in &all[..all.len().saturating_sub(options.keep.max(1))] {
                 std::fs::remove_dir_all(old)

@@ -436,7 +436,7 @@ pub fn backward(
     let mut scratch = vec![0.0; t * d];
     if matches!(config.ffn, Ffn::SoftmaxMoe { .. }) {
         let bias = layout.view(&format!("{prefix}.gate.bias")).range();
-        let (dw, db) = crate::model::dense::split_two(grads, gate.clone(), bias);
+        let (dw, db) = crate::model::pass::split_two(grads, gate.clone(), bias);
         linear::backward(
             &dlogits,
             x,

@@ -1,8 +1,7 @@
 //! The Steel model family: configuration (`config`), parameter layout (`params`), the
-//! feed-forward kinds (`ffn`), evaluation forward (`forward`) and training pass (`dense`).
+//! feed-forward kinds (`ffn`), and the forward/backward pass (`pass`).
 
 pub mod config;
-pub mod dense;
 pub mod ffn;
-pub mod forward;
 pub mod params;
+pub mod pass;

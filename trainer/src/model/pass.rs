@@ -34,35 +34,49 @@ fn add(into: &mut [f32], from: &[f32]) {
     into.iter_mut().zip(from).for_each(|(a, b)| *a += b);
 }
 
-/// Mean cross-entropy of predicting `targets[i]` after `ids[..=i]` (plus any load-balancing
-/// loss); adds its gradient to `grads`.
-pub fn loss_and_grad(
-    config: &ModelConfig,
-    layout: &Layout,
-    params: &[f32],
-    ids: &[u32],
-    targets: &[u32],
-    grads: &mut [f32],
-) -> f32 {
+/// The shapes of a pass over `t` tokens.
+fn dims(config: &ModelConfig, t: usize) -> (Dims, Vec<u32>, attention::Shape) {
     let n = Dims {
-        t: ids.len(),
+        t,
         d: config.hidden_size,
         hq: config.num_heads,
         hkv: config.num_kv_heads,
         hd: config.head_dim,
     };
-    let (t, d) = (n.t, n.d);
-    let p = |name: &str| &params[layout.view(name).range()];
-    let positions: Vec<u32> = (0..t as u32).collect();
     let shape = attention::Shape {
         t,
         hq: n.hq,
         hkv: n.hkv,
         d: n.hd,
     };
-    let eps = config.rms_norm_eps;
+    (n, (0..t as u32).collect(), shape)
+}
 
-    // Forward.
+/// The forward pass with everything the backward reads.
+pub struct ForwardPass {
+    layers: Vec<LayerActivations>,
+    /// The residual stream after the last layer, and its final normalisation `[t, d]`.
+    x: Vec<f32>,
+    normed: Vec<f32>,
+    /// `[t, vocab]`.
+    pub logits: Vec<f32>,
+}
+
+/// The name of the output projection's weight (the embedding when tied).
+fn head(config: &ModelConfig) -> &'static str {
+    if config.tie_embeddings {
+        "model.embed_tokens.weight"
+    } else {
+        "lm_head.weight"
+    }
+}
+
+/// Token ids to logits, keeping the activations.
+pub fn forward(config: &ModelConfig, layout: &Layout, params: &[f32], ids: &[u32]) -> ForwardPass {
+    let (n, positions, shape) = dims(config, ids.len());
+    let (t, d) = (n.t, n.d);
+    let p = |name: &str| &params[layout.view(name).range()];
+    let eps = config.rms_norm_eps;
     let mut x = vec![0.0; t * d];
     embedding::forward(ids, p("model.embed_tokens.weight"), d, &mut x);
     let mut layers = Vec::with_capacity(config.num_layers);
@@ -151,14 +165,45 @@ pub fn loss_and_grad(
     }
     let mut normed = vec![0.0; t * d];
     rmsnorm::forward(&x, p("model.norm.weight"), d, eps, &mut normed);
-    let head = if config.tie_embeddings {
-        "model.embed_tokens.weight"
-    } else {
-        "lm_head.weight"
-    };
+    let head = head(config);
     let vocab = config.vocab_size;
     let mut logits = vec![0.0; t * vocab];
     linear::forward(&normed, p(head), None, t, d, vocab, &mut logits);
+    ForwardPass {
+        layers,
+        x,
+        normed,
+        logits,
+    }
+}
+
+/// Logits `[t, vocab]` for `ids` (evaluation; the activations are dropped).
+pub fn logits(config: &ModelConfig, layout: &Layout, params: &[f32], ids: &[u32]) -> Vec<f32> {
+    forward(config, layout, params, ids).logits
+}
+
+/// Mean cross-entropy of predicting `targets[i]` after `ids[..=i]` (plus any load-balancing
+/// loss); adds its gradient to `grads`.
+pub fn loss_and_grad(
+    config: &ModelConfig,
+    layout: &Layout,
+    params: &[f32],
+    ids: &[u32],
+    targets: &[u32],
+    grads: &mut [f32],
+) -> f32 {
+    let ForwardPass {
+        layers,
+        x,
+        normed,
+        logits,
+    } = forward(config, layout, params, ids);
+    let (n, positions, shape) = dims(config, ids.len());
+    let (t, d) = (n.t, n.d);
+    let p = |name: &str| &params[layout.view(name).range()];
+    let eps = config.rms_norm_eps;
+    let head = head(config);
+    let vocab = config.vocab_size;
     let (aux_loss, aux_dprobs) = load_balance(config, &layers);
     let loss = cross_entropy::forward(&logits, targets, vocab) + aux_loss;
 
