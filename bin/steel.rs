@@ -8,7 +8,7 @@ use steel_dataflow::bench::{ConvertBenchOptions, PackBenchOptions, bench_convert
 use steel_dataflow::clean::bench::{CleanBenchOptions, bench_clean};
 use steel_dataflow::clean::filters::Resources;
 use steel_dataflow::clean::lm::Unit;
-use steel_dataflow::clean::lm::train::Trainer;
+use steel_dataflow::clean::lm::train::train_documents;
 use steel_dataflow::clean::recipe::Recipe;
 use steel_dataflow::clean::run::{CleanOptions, clean};
 use steel_dataflow::convert::{ConvertOptions, convert};
@@ -587,19 +587,16 @@ fn run_clean(args: CleanArgs, threads: Option<usize>) -> Result<()> {
 
 fn run_lm_train(args: LmTrainArgs) -> Result<()> {
     let unit = Unit::parse(&args.unit).map_err(anyhow::Error::msg)?;
-    let mut trainer = Trainer::new(args.order).map_err(anyhow::Error::msg)?;
-    let texts = read_texts(&args.inputs).context("reading the reference corpus")?;
-    for text in &texts {
-        trainer.add_sentence(&unit.pieces(text));
-    }
-    std::fs::write(&args.output, trainer.to_arpa())
+    let (arpa, documents) =
+        train_documents(&args.inputs, args.order, unit).map_err(anyhow::Error::msg)?;
+    std::fs::write(&args.output, arpa)
         .with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!(
         "wrote {} ({}-gram {:?} model from {} documents)",
         args.output.display(),
         args.order,
         unit,
-        texts.len()
+        documents
     );
     Ok(())
 }
@@ -972,12 +969,8 @@ fn run_demo(args: DemoArgs) -> Result<()> {
     eprintln!("\n== 3. clean with a data-juicer recipe (steel lm train, steel clean)");
     let converted = vec![converted_dir.display().to_string()];
     let model = dir.join("zh-char-3gram.arpa");
-    let mut trainer = Trainer::new(3).map_err(anyhow::Error::msg)?;
-    let texts = read_texts(&converted).context("reading the converted corpus")?;
-    for text in &texts {
-        trainer.add_sentence(&Unit::Char.pieces(text));
-    }
-    std::fs::write(&model, trainer.to_arpa()).context("writing the demo language model")?;
+    let (arpa, _) = train_documents(&converted, 3, Unit::Char).map_err(anyhow::Error::msg)?;
+    std::fs::write(&model, arpa).context("writing the demo language model")?;
     let recipe_path = dir.join("demo_clean.yaml");
     std::fs::write(&recipe_path, DEMO_RECIPE).context("writing the demo recipe")?;
     let recipe = Recipe::parse(DEMO_RECIPE).map_err(anyhow::Error::msg)?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use steel_dataflow::clean::bench::TEXT_SAMPLES;
 use steel_dataflow::clean::filters::Resources;
 use steel_dataflow::clean::lm::Unit;
-use steel_dataflow::clean::lm::train::Trainer;
+use steel_dataflow::clean::lm::train::train_documents;
 use steel_dataflow::clean::recipe::Recipe;
 use steel_dataflow::clean::report::CleanReport;
 use steel_dataflow::clean::run::{
@@ -31,11 +31,8 @@ fn converted_text_samples(dir: &Path) -> String {
 
 /// A 3-gram character model of `input` (the bench and the demo build theirs the same way).
 fn train_lm(input: &str, path: &Path) {
-    let mut trainer = Trainer::new(3).unwrap();
-    for text in steel_dataflow::pack::tokenizer::read_texts(&[input.to_string()]).unwrap() {
-        trainer.add_sentence(&Unit::Char.pieces(&text));
-    }
-    std::fs::write(path, trainer.to_arpa()).unwrap();
+    let (arpa, _) = train_documents(&[input.to_string()], 3, Unit::Char).unwrap();
+    std::fs::write(path, arpa).unwrap();
 }
 
 fn run_recipe(

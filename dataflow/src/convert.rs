@@ -11,7 +11,9 @@ use crate::input::read::{first_fields, read_file};
 use crate::input::{
     BatchLimits, Container, FileKind, InputError, RawBody, RawRecord, expand_inputs,
 };
-use crate::output::{OutputError, OutputFormat, Prepared, ShardInfo, ShardWriter};
+use crate::output::{
+    OutputError, OutputFormat, Prepared, ShardInfo, ShardWriter, create_empty_dir,
+};
 use crate::progress::Progress;
 use crate::reject::{RecordError, RejectCode, RejectRecord};
 use crate::sources::fields::Record;
@@ -261,9 +263,7 @@ fn check_readable(path: &Path, kind: FileKind) -> Result<(), InputError> {
 }
 
 fn prepare_output_dir(dir: &Path) -> Result<(), ConvertError> {
-    std::fs::create_dir_all(dir).map_err(|e| OutputError::io(dir, e))?;
-    let mut entries = std::fs::read_dir(dir).map_err(|e| OutputError::io(dir, e))?;
-    if entries.next().is_some() {
+    if !create_empty_dir(dir)? {
         return Err(ConvertError::OutputNotEmpty(dir.to_path_buf()));
     }
     Ok(())

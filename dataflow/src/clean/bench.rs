@@ -8,11 +8,10 @@
 
 use crate::clean::filters::Resources;
 use crate::clean::lm::Unit;
-use crate::clean::lm::train::Trainer;
+use crate::clean::lm::train::train_documents;
 use crate::clean::recipe::Recipe;
 use crate::clean::run::{CleanError, CleanOptions, clean};
 use crate::convert::{ConvertError, ConvertOptions, convert};
-use crate::pack::tokenizer::read_texts;
 use crate::sources::FormatChoice;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -89,13 +88,9 @@ pub fn prepare(
     }
     let model = options.work.join("zh-char-3gram.arpa");
     if !model.exists() {
-        let texts = read_texts(&[converted.display().to_string()])
-            .map_err(|e| CleanBenchError::Setup(format!("reading the converted samples: {e}")))?;
-        let mut trainer = Trainer::new(3).map_err(CleanBenchError::Setup)?;
-        for text in &texts {
-            trainer.add_sentence(&Unit::Char.pieces(text));
-        }
-        std::fs::write(&model, trainer.to_arpa()).map_err(setup_error("writing", &model))?;
+        let (arpa, _) = train_documents(&[converted.display().to_string()], 3, Unit::Char)
+            .map_err(CleanBenchError::Setup)?;
+        std::fs::write(&model, arpa).map_err(setup_error("writing", &model))?;
     }
     let one = std::fs::read(&unified).map_err(setup_error("reading", &unified))?;
     let full = options

@@ -11,13 +11,15 @@ use crate::clean::filters::Resources;
 use crate::clean::op::Op;
 use crate::clean::recipe::{BuiltOp, Recipe};
 use crate::clean::report::{CleanReport, OpReport, TraceExample};
+use crate::convert::{ConvertError, plan_files};
 use crate::input::read::read_file;
-use crate::input::{BatchLimits, FileKind, InputError, RawRecord, expand_inputs};
-use crate::output::OutputError;
+use crate::input::{BatchLimits, FileKind, InputError, RawRecord};
 use crate::output::jsonl::JsonlShards;
+use crate::output::{OutputError, create_empty_dir};
 use crate::progress::Progress;
 use crate::reject::{RecordError, RejectRecord};
 use crate::sources::fields::{Record, str_field};
+use crate::sources::{Format, FormatChoice};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -68,8 +70,8 @@ pub enum CleanError {
     Input(#[from] InputError),
     #[error(transparent)]
     Output(#[from] OutputError),
-    #[error("no input: {0}")]
-    NoInputs(String),
+    #[error(transparent)]
+    Plan(#[from] ConvertError),
     #[error("output directory `{}` is not empty; choose a new one", .0.display())]
     OutputNotEmpty(PathBuf),
 }
@@ -202,31 +204,17 @@ struct Totals {
     reasons: BTreeMap<String, u64>,
 }
 
+/// The files to read: expanded, typed and checked readable as `steel convert` plans them.
 fn plan(inputs: &[String]) -> Result<Vec<(PathBuf, FileKind)>, CleanError> {
-    let expanded = expand_inputs(inputs)?;
-    if expanded.files.is_empty() {
-        return Err(CleanError::NoInputs(if inputs.is_empty() {
-            "no INPUT given".into()
-        } else {
-            format!("nothing readable in {}", inputs.join(" "))
-        }));
-    }
-    expanded
-        .files
+    let (plans, _) = plan_files(inputs, FormatChoice::Fixed(Format::Text))?;
+    Ok(plans
         .into_iter()
-        .map(|path| {
-            let kind =
-                FileKind::of(&path).ok_or_else(|| InputError::UnsupportedType(path.clone()))?;
-            File::open(&path).map_err(|e| InputError::io(&path, e))?;
-            Ok((path, kind))
-        })
-        .collect()
+        .map(|plan| (plan.path, plan.kind))
+        .collect())
 }
 
 fn prepare_output_dir(dir: &Path) -> Result<(), CleanError> {
-    std::fs::create_dir_all(dir).map_err(|e| OutputError::io(dir, e))?;
-    let mut entries = std::fs::read_dir(dir).map_err(|e| OutputError::io(dir, e))?;
-    if entries.next().is_some() {
+    if !create_empty_dir(dir)? {
         return Err(CleanError::OutputNotEmpty(dir.to_path_buf()));
     }
     Ok(())

@@ -50,6 +50,13 @@ pub enum OutputError {
     Parquet { path: PathBuf, reason: String },
 }
 
+/// Create `dir` if needed; whether it is empty (a run writes only into an empty directory).
+pub fn create_empty_dir(dir: &Path) -> Result<bool, OutputError> {
+    std::fs::create_dir_all(dir).map_err(|e| OutputError::io(dir, e))?;
+    let mut entries = std::fs::read_dir(dir).map_err(|e| OutputError::io(dir, e))?;
+    Ok(entries.next().is_none())
+}
+
 impl OutputError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         OutputError::Io {

@@ -193,6 +193,23 @@ fn mlp_backward(
     dx
 }
 
+/// A mixture's experts: how many, their width and their MLP.
+fn mixture(ffn: &Ffn) -> (usize, usize, ExpertMlp) {
+    match *ffn {
+        Ffn::Dense { .. } => unreachable!("a dense block has no experts"),
+        Ffn::SoftmaxMoe {
+            n_experts,
+            expert_width,
+            mlp,
+        } => (n_experts, expert_width, mlp),
+        Ffn::TopkMoe {
+            n_experts,
+            expert_width,
+            ..
+        } => (n_experts, expert_width, ExpertMlp::SwiGlu),
+    }
+}
+
 /// A feed-forward block's activations.
 pub struct FfnActivations {
     experts: Vec<MlpActivations>,
@@ -230,32 +247,21 @@ pub fn forward(
         shared: None,
         out: vec![0.0; t * d],
     };
-    let (n_experts, width, kind) = match config.ffn {
-        Ffn::Dense { intermediate_size } => {
-            let mlp = mlp_forward(
-                ExpertMlp::SwiGlu,
-                &prefix,
-                intermediate_size,
-                d,
-                layout,
-                params,
-                x,
-            );
-            acts.out = mlp.out.clone();
-            acts.experts.push(mlp);
-            return acts;
-        }
-        Ffn::SoftmaxMoe {
-            n_experts,
-            expert_width,
-            mlp,
-        } => (n_experts, expert_width, mlp),
-        Ffn::TopkMoe {
-            n_experts,
-            expert_width,
-            ..
-        } => (n_experts, expert_width, ExpertMlp::SwiGlu),
-    };
+    if let Ffn::Dense { intermediate_size } = config.ffn {
+        let mlp = mlp_forward(
+            ExpertMlp::SwiGlu,
+            &prefix,
+            intermediate_size,
+            d,
+            layout,
+            params,
+            x,
+        );
+        acts.out = mlp.out.clone();
+        acts.experts.push(mlp);
+        return acts;
+    }
+    let (n_experts, width, kind) = mixture(&config.ffn);
     let mut logits = vec![0.0; t * n_experts];
     let gate_bias = matches!(config.ffn, Ffn::SoftmaxMoe { .. }).then(|| p("gate.bias"));
     linear::forward(x, p("gate.weight"), gate_bias, t, d, n_experts, &mut logits);
@@ -349,32 +355,21 @@ pub fn backward(
     let d = config.hidden_size;
     let t = x.len() / d;
     let prefix = format!("model.layers.{l}.mlp");
-    let (n_experts, width, kind) = match config.ffn {
-        Ffn::Dense { intermediate_size } => {
-            return mlp_backward(
-                ExpertMlp::SwiGlu,
-                &prefix,
-                intermediate_size,
-                d,
-                layout,
-                params,
-                x,
-                &acts.experts[0],
-                dout,
-                grads,
-            );
-        }
-        Ffn::SoftmaxMoe {
-            n_experts,
-            expert_width,
-            mlp,
-        } => (n_experts, expert_width, mlp),
-        Ffn::TopkMoe {
-            n_experts,
-            expert_width,
-            ..
-        } => (n_experts, expert_width, ExpertMlp::SwiGlu),
-    };
+    if let Ffn::Dense { intermediate_size } = config.ffn {
+        return mlp_backward(
+            ExpertMlp::SwiGlu,
+            &prefix,
+            intermediate_size,
+            d,
+            layout,
+            params,
+            x,
+            &acts.experts[0],
+            dout,
+            grads,
+        );
+    }
+    let (n_experts, width, kind) = mixture(&config.ffn);
     let mut dx = vec![0.0; t * d];
     let mut dmix = vec![0.0; t * n_experts];
     for (e, mlp) in acts.experts.iter().enumerate() {

@@ -92,38 +92,17 @@ pub fn forward(config: &ModelConfig, layout: &Layout, params: &[f32], ids: &[u32
             eps,
             &mut normed1,
         );
-        let (mut q, mut k, mut v) = (
-            vec![0.0; t * n.hq * n.hd],
-            vec![0.0; t * n.hkv * n.hd],
-            vec![0.0; t * n.hkv * n.hd],
-        );
-        linear::forward(
-            &normed1,
-            p(&name("self_attn.q_proj.weight")),
-            bias("self_attn.q_proj.bias"),
-            t,
-            d,
-            n.hq * n.hd,
-            &mut q,
-        );
-        linear::forward(
-            &normed1,
-            p(&name("self_attn.k_proj.weight")),
-            bias("self_attn.k_proj.bias"),
-            t,
-            d,
-            n.hkv * n.hd,
-            &mut k,
-        );
-        linear::forward(
-            &normed1,
-            p(&name("self_attn.v_proj.weight")),
-            bias("self_attn.v_proj.bias"),
-            t,
-            d,
-            n.hkv * n.hd,
-            &mut v,
-        );
+        // q, k or v: `[t, width]` from the normalised input, with the projection's bias.
+        let project = |proj: &str, width: usize| {
+            let mut out = vec![0.0; t * width];
+            let weight = p(&name(&format!("self_attn.{proj}.weight")));
+            let bias = bias(&format!("self_attn.{proj}.bias"));
+            linear::forward(&normed1, weight, bias, t, d, width, &mut out);
+            out
+        };
+        let mut q = project("q_proj", n.hq * n.hd);
+        let mut k = project("k_proj", n.hkv * n.hd);
+        let v = project("v_proj", n.hkv * n.hd);
         rope::forward(&mut q, &positions, n.hq, n.hd, config.rope_theta);
         rope::forward(&mut k, &positions, n.hkv, n.hd, config.rope_theta);
         let (mut attended, mut probs) = (vec![0.0; t * n.hq * n.hd], vec![0.0; n.hq * t * t]);

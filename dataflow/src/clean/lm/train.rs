@@ -15,7 +15,7 @@
 //! When a corpus is too small for a count-of-counts to be non-zero (lmplz stops there), we fall
 //! back to the discounts 0.5 / 1.0 / 1.5 for that order.
 
-use crate::clean::lm::{BOS, EOS, UNK, arpa};
+use crate::clean::lm::{BOS, EOS, UNK, Unit, arpa};
 use std::collections::{BTreeMap, HashMap};
 
 type Gram = Vec<u32>;
@@ -188,6 +188,22 @@ impl Trainer {
         adjusted[0].remove(&vec![bos]);
         adjusted
     }
+}
+
+/// A model of the `text` of every unified document in `inputs` (files, directories, globs),
+/// one sentence per document: the ARPA text and the number of documents read.
+pub fn train_documents(
+    inputs: &[String],
+    order: usize,
+    unit: Unit,
+) -> Result<(String, usize), String> {
+    let mut trainer = Trainer::new(order)?;
+    let texts = crate::pack::tokenizer::read_texts(inputs)
+        .map_err(|e| format!("reading the reference corpus: {e}"))?;
+    for text in &texts {
+        trainer.add_sentence(&unit.pieces(text));
+    }
+    Ok((trainer.to_arpa(), texts.len()))
 }
 
 /// Step 3: `[D1, D2, D3+]` for one order's adjusted counts.
