@@ -26,11 +26,17 @@ pub trait Filter: Send + Sync {
     fn measure(&self, text: &str) -> Measure;
 }
 
+/// A deduplicator is three pure functions, so the batch index (`dedup::SeenIndex`) and the
+/// incremental dataflow (`pipeline::graph`) decide exactly alike:
+/// two documents are (near-)duplicates iff they share a bucket and `matches` says so.
 pub trait Deduplicator: Send + Sync {
-    /// The document's dedup key: what the index compares (hash words, a fingerprint, band keys).
+    /// The document's dedup key: what `matches` compares (hash words, a fingerprint, band
+    /// keys and a sketch).
     fn key(&self, text: &str) -> Vec<u64>;
-    /// Whether a key seen earlier makes this one a duplicate; then remember this key either way.
-    fn check_and_insert(&mut self, key: &[u64]) -> bool;
+    /// The buckets a key is filed under; every near-duplicate pair shares at least one.
+    fn buckets(&self, key: &[u64]) -> Vec<u64>;
+    /// Whether two keys that share a bucket are (near-)duplicates.
+    fn matches(&self, a: &[u64], b: &[u64]) -> bool;
 }
 
 /// A built operator.

@@ -7,6 +7,7 @@
 //! same whatever the number of threads. Records that are not documents (bad JSON, no text
 //! field) go to `_rejects.jsonl` with a reason and are counted.
 
+use crate::clean::dedup::SeenIndex;
 use crate::clean::filters::Resources;
 use crate::clean::op::Op;
 use crate::clean::recipe::{BuiltOp, Recipe};
@@ -105,9 +106,11 @@ pub fn clean(
     options: &CleanOptions,
 ) -> Result<CleanReport, CleanError> {
     let start = Instant::now();
-    let mut ops = recipe
+    let ops = recipe
         .build_ops(&options.resources)
         .map_err(CleanError::Recipe)?;
+    // One index per operator (only deduplicators use theirs).
+    let mut seen: Vec<SeenIndex> = ops.iter().map(|_| SeenIndex::default()).collect();
     let files = plan(inputs)?;
     prepare_output_dir(&options.output)?;
     let mut reports: Vec<OpReport> = ops
@@ -151,7 +154,7 @@ pub fn clean(
                     &rejects_path,
                     &mut totals,
                 )?;
-                let kept = run_ops(docs, &mut ops, &mut reports, options.trace);
+                let kept = run_ops(docs, &ops, &mut seen, &mut reports, options.trace);
                 for doc in kept {
                     shards.write(&to_line(doc, &recipe.text_key))?;
                     totals.docs_out += 1;
@@ -271,14 +274,15 @@ fn parse_batch(
 /// Apply every operator to a batch; returns the surviving documents in input order.
 fn run_ops(
     mut docs: Vec<Doc>,
-    ops: &mut [BuiltOp],
+    ops: &[BuiltOp],
+    seen: &mut [SeenIndex],
     reports: &mut [OpReport],
     trace: usize,
 ) -> Vec<Doc> {
     let mut start = 0;
     while start < ops.len() {
         if let Op::Dedup(_) = ops[start].op {
-            docs = run_dedup(docs, &mut ops[start], &mut reports[start], trace);
+            docs = run_dedup(docs, &ops[start], &mut seen[start], &mut reports[start], trace);
             start += 1;
             continue;
         }
@@ -382,8 +386,14 @@ fn run_segment(
 }
 
 /// A deduplicator: keys in parallel, decisions in input order.
-fn run_dedup(docs: Vec<Doc>, op: &mut BuiltOp, report: &mut OpReport, trace: usize) -> Vec<Doc> {
-    let Op::Dedup(dedup) = &mut op.op else {
+fn run_dedup(
+    docs: Vec<Doc>,
+    op: &BuiltOp,
+    seen: &mut SeenIndex,
+    report: &mut OpReport,
+    trace: usize,
+) -> Vec<Doc> {
+    let Op::Dedup(dedup) = &op.op else {
         unreachable!("run_dedup is given deduplicators only")
     };
     let keys: Vec<Vec<u64>> = {
@@ -393,7 +403,7 @@ fn run_dedup(docs: Vec<Doc>, op: &mut BuiltOp, report: &mut OpReport, trace: usi
     let mut kept = Vec::with_capacity(docs.len());
     for (doc, key) in docs.into_iter().zip(keys) {
         report.docs_in += 1;
-        if dedup.check_and_insert(&key) {
+        if seen.check_and_insert(&**dedup, key) {
             if report.trace.len() < trace {
                 report.trace.push(TraceExample {
                     file: doc.file.to_string(),

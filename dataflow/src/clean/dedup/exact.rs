@@ -6,12 +6,9 @@ use crate::clean::params::{ParamResult, Params};
 use crate::clean::pytext;
 use md5::{Digest, Md5};
 use regex::Regex;
-use std::collections::HashSet;
-
 pub struct ExactDedup {
     lowercase: bool,
     non_character: Option<Regex>,
-    seen: HashSet<[u64; 2]>,
 }
 
 impl ExactDedup {
@@ -29,7 +26,6 @@ impl ExactDedup {
         ExactDedup {
             lowercase,
             non_character,
-            seen: HashSet::new(),
         }
     }
 }
@@ -57,8 +53,13 @@ impl Deduplicator for ExactDedup {
         ]
     }
 
-    fn check_and_insert(&mut self, key: &[u64]) -> bool {
-        !self.seen.insert([key[0], key[1]])
+    /// One bucket: the digest's first word.
+    fn buckets(&self, key: &[u64]) -> Vec<u64> {
+        vec![key[0]]
+    }
+
+    fn matches(&self, a: &[u64], b: &[u64]) -> bool {
+        a == b
     }
 }
 
@@ -72,11 +73,11 @@ mod tests {
         let d = digest("  abc\n", false, None);
         let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, "900150983cd24fb0d6963f7d28e17f72");
-        let mut dedup = ExactDedup::new(true, true);
+        let dedup = ExactDedup::new(true, true);
         let first = dedup.key("Hello, World 1!");
         let second = dedup.key("hello world 22");
         assert_eq!(first, second);
-        assert!(!dedup.check_and_insert(&first));
-        assert!(dedup.check_and_insert(&second));
+        assert!(dedup.matches(&first, &second));
+        assert!(!dedup.matches(&first, &dedup.key("goodbye world")));
     }
 }

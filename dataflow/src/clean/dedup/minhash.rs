@@ -13,11 +13,12 @@
 //! permutation. Bands and rows come from the recipe or, as in data-juicer, from minimising the
 //! weighted false-positive and false-negative areas for `jaccard_threshold`.
 
+use crate::clean::dedup::simhash::bucket_hash;
 use crate::clean::dedup::tokens::Shingler;
 use crate::clean::op::Deduplicator;
 use crate::clean::params::{ParamResult, Params};
 use sha1::{Digest, Sha1};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 const MERSENNE_PRIME: u64 = (1 << 61) - 1;
 
@@ -162,10 +163,6 @@ pub struct MinhashDedup {
     rows: usize,
     /// `None`: a band match is enough (data-juicer); else the Jaccard estimate must reach it.
     verify_threshold: Option<f64>,
-    /// Per band: band key -> documents (indexes into `sketches`) with that key.
-    buckets: Vec<HashMap<u64, Vec<u32>>>,
-    /// Per document that reached the deduplicator: the low byte of each signature value.
-    sketches: Vec<Box<[u8]>>,
 }
 
 /// Estimated Jaccard similarity of two b-bit (b = 8) signature sketches.
@@ -216,8 +213,6 @@ impl MinhashDedup {
             bands,
             rows,
             verify_threshold: None,
-            buckets: vec![HashMap::new(); bands],
-            sketches: Vec::new(),
         })
     }
 }
@@ -229,43 +224,39 @@ impl Deduplicator for MinhashDedup {
         hashes.sort_unstable();
         let signature = signature(&hashes, &self.perms);
         let mut key = band_keys(&signature, self.bands, self.rows);
-        // Then the sketch, 8 low bytes to a word.
-        key.extend(signature.chunks(8).map(|chunk| {
-            chunk
-                .iter()
-                .enumerate()
-                .fold(0u64, |word, (i, &v)| word | ((v & 0xff) as u64) << (8 * i))
-        }));
+        // Then the sketch, 8 low bytes to a word, when matches needs it.
+        if self.verify_threshold.is_some() {
+            key.extend(signature.chunks(8).map(|chunk| {
+                chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |word, (i, &v)| word | ((v & 0xff) as u64) << (8 * i))
+            }));
+        }
         key
     }
 
-    fn check_and_insert(&mut self, key: &[u64]) -> bool {
-        let (bands, packed) = key.split_at(self.bands);
-        let sketch: Box<[u8]> = packed
+    /// One bucket per band: the band number and the band's key.
+    fn buckets(&self, key: &[u64]) -> Vec<u64> {
+        key[..self.bands]
             .iter()
-            .flat_map(|word| word.to_le_bytes())
-            .take(self.perms.len())
-            .collect();
-        let mut duplicate = false;
-        for (band, buckets) in bands.iter().zip(&self.buckets) {
-            if let Some(docs) = buckets.get(band) {
-                duplicate |= match self.verify_threshold {
-                    None => true,
-                    Some(threshold) => docs.iter().any(|&d| {
-                        estimated_jaccard(&sketch, &self.sketches[d as usize]) >= threshold
-                    }),
-                };
-            }
-            if duplicate {
-                break;
-            }
-        }
-        let index = self.sketches.len() as u32;
-        for (band, buckets) in bands.iter().zip(&mut self.buckets) {
-            buckets.entry(*band).or_default().push(index);
-        }
-        self.sketches.push(sketch);
-        duplicate
+            .enumerate()
+            .map(|(band, &band_key)| bucket_hash(band as u64, band_key))
+            .collect()
+    }
+
+    fn matches(&self, a: &[u64], b: &[u64]) -> bool {
+        let Some(threshold) = self.verify_threshold else {
+            return true;
+        };
+        let sketch = |key: &[u64]| -> Vec<u8> {
+            key[self.bands..]
+                .iter()
+                .flat_map(|word| word.to_le_bytes())
+                .take(self.perms.len())
+                .collect()
+        };
+        estimated_jaccard(&sketch(a), &sketch(b)) >= threshold
     }
 }
 

@@ -1,5 +1,6 @@
-//! data-juicer's deduplicators in batch form. Keys are pure functions of the text (so the
-//! incremental pipeline can reuse them); the index answers "seen before?" in input order.
+//! data-juicer's deduplicators. Keys, buckets and matches are pure functions (the incremental
+//! pipeline arranges the same buckets); `SeenIndex` answers "seen before?" in input order for
+//! the batch form.
 
 pub mod exact;
 pub mod minhash;
@@ -8,6 +9,7 @@ pub mod tokens;
 
 use crate::clean::op::Deduplicator;
 use crate::clean::params::{ParamResult, Params};
+use std::collections::HashMap;
 
 pub const NAMES: &[&str] = &[
     "document_deduplicator",
@@ -26,4 +28,35 @@ pub fn build(name: &str, params: &mut Params) -> Option<ParamResult<Box<dyn Dedu
         "document_simhash_deduplicator" => boxed(simhash::SimhashDedup::from_params(params)),
         _ => return None,
     })
+}
+
+/// The keys a batch deduplicator has seen, filed by bucket.
+#[derive(Default)]
+pub struct SeenIndex {
+    keys: Vec<Vec<u64>>,
+    /// Bucket -> indexes into `keys`.
+    buckets: HashMap<u64, Vec<u32>>,
+}
+
+impl SeenIndex {
+    /// Whether an earlier key is a (near-)duplicate of `key`; then remember `key` either way
+    /// (the keep rule counts earlier documents whether they were kept or not).
+    pub fn check_and_insert(&mut self, dedup: &dyn Deduplicator, key: Vec<u64>) -> bool {
+        let buckets = dedup.buckets(&key);
+        let duplicate = buckets.iter().any(|bucket| {
+            self.buckets.get(bucket).is_some_and(|seen| {
+                seen.iter()
+                    .any(|&i| dedup.matches(&key, &self.keys[i as usize]))
+            })
+        });
+        let index = self.keys.len() as u32;
+        for bucket in buckets {
+            let seen = self.buckets.entry(bucket).or_default();
+            if seen.last() != Some(&index) {
+                seen.push(index);
+            }
+        }
+        self.keys.push(key);
+        duplicate
+    }
 }

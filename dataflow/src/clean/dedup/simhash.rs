@@ -13,7 +13,6 @@ use crate::clean::dedup::tokens::Shingler;
 use crate::clean::op::Deduplicator;
 use crate::clean::params::{ParamResult, Params};
 use md5::{Digest, Md5};
-use std::collections::HashMap;
 
 /// The hash `simhash.unsigned_hash` gives one shingle.
 pub fn shingle_hash(shingle: &[u8]) -> u64 {
@@ -36,15 +35,11 @@ pub fn fingerprint(hashes: impl Iterator<Item = u64>) -> u64 {
         .fold(0, |acc, (bit, _)| acc | 1 << bit)
 }
 
-/// One candidate table: the blocks its key is made of, and key -> fingerprints.
-type Table = (Vec<usize>, HashMap<u64, Vec<u64>>);
-
 pub struct SimhashDedup {
     shingler: Shingler,
     max_distance: u32,
-    /// Bit masks of the blocks, and for each table the blocks its key is made of.
-    block_masks: Vec<u64>,
-    tables: Vec<Table>,
+    /// Per table: the mask of the blocks its bucket is made of.
+    table_masks: Vec<u64>,
 }
 
 impl SimhashDedup {
@@ -65,22 +60,21 @@ impl SimhashDedup {
                 "document_simhash_deduplicator: hamming_distance ({hamming_distance}) must be less than num_blocks ({num_blocks}), which is at most 64"
             ));
         }
-        let block_masks = (0..num_blocks)
+        let block_masks: Vec<u64> = (0..num_blocks)
             .map(|b| {
                 let start = b * 64 / num_blocks;
                 let end = (b + 1) * 64 / num_blocks;
                 (start..end).fold(0u64, |m, bit| m | 1 << bit)
             })
             .collect();
-        let tables = combinations(num_blocks, num_blocks - hamming_distance)
+        let table_masks = combinations(num_blocks, num_blocks - hamming_distance)
             .into_iter()
-            .map(|blocks| (blocks, HashMap::new()))
+            .map(|blocks| blocks.iter().fold(0, |m, &b| m | block_masks[b]))
             .collect();
         Ok(SimhashDedup {
             shingler,
             max_distance: hamming_distance as u32,
-            block_masks,
-            tables,
+            table_masks,
         })
     }
 }
@@ -109,24 +103,33 @@ impl Deduplicator for SimhashDedup {
         )]
     }
 
-    fn check_and_insert(&mut self, key: &[u64]) -> bool {
-        let fp = key[0];
-        let mut duplicate = false;
-        for (blocks, table) in &mut self.tables {
-            let mask = blocks.iter().fold(0, |m, &b| m | self.block_masks[b]);
-            let bucket = table.entry(fp & mask).or_default();
-            duplicate |= bucket
-                .iter()
-                .any(|other| (other ^ fp).count_ones() <= self.max_distance);
-            bucket.push(fp);
-        }
-        duplicate
+    /// One bucket per table: the table number and the fingerprint's bits in its blocks.
+    fn buckets(&self, key: &[u64]) -> Vec<u64> {
+        self.table_masks
+            .iter()
+            .enumerate()
+            .map(|(table, mask)| bucket_hash(table as u64, key[0] & mask))
+            .collect()
     }
+
+    fn matches(&self, a: &[u64], b: &[u64]) -> bool {
+        (a[0] ^ b[0]).count_ones() <= self.max_distance
+    }
+}
+
+/// A bucket name for `value` in table (or band) `table`: distinct tables never share names
+/// except by a 64-bit hash collision, which at worst costs one extra `matches` check.
+pub fn bucket_hash(table: u64, value: u64) -> u64 {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&table.to_le_bytes());
+    bytes[8..].copy_from_slice(&value.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clean::dedup::SeenIndex;
     use crate::clean::dedup::tokens::Tokenization;
 
     #[test]
@@ -147,14 +150,15 @@ mod tests {
             lowercase: true,
             ignore_pattern: None,
         };
-        let mut dedup = SimhashDedup::new(shingler, 6, 4).unwrap();
+        let dedup = SimhashDedup::new(shingler, 6, 4).unwrap();
+        let mut index = SeenIndex::default();
         let base = 0x0123_4567_89ab_cdefu64;
-        assert!(!dedup.check_and_insert(&[base]));
+        assert!(!index.check_and_insert(&dedup, vec![base]));
         // Four scattered bits differ: a duplicate; five: not.
-        assert!(dedup.check_and_insert(&[base ^ (1 | 1 << 20 | 1 << 40 | 1 << 63)]));
-        assert!(!dedup.check_and_insert(&[!base]));
+        assert!(index.check_and_insert(&dedup, vec![base ^ (1 | 1 << 20 | 1 << 40 | 1 << 63)]));
+        assert!(!index.check_and_insert(&dedup, vec![!base]));
         let far = base ^ (1 | 1 << 13 | 1 << 26 | 1 << 39 | 1 << 52);
-        assert!(!dedup.check_and_insert(&[far]));
+        assert!(!index.check_and_insert(&dedup, vec![far]));
         assert_eq!(combinations(6, 2).len(), 15);
     }
 }
