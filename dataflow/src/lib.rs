@@ -8,6 +8,7 @@ pub mod demo_data;
 pub mod doc;
 pub mod input;
 pub mod output;
+pub mod pipeline;
 pub mod pack;
 pub mod progress;
 pub mod reject;

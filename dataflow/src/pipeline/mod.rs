@@ -1,0 +1,8 @@
+//! `steel run`: the incremental pipeline. A job's sources are converted, cleaned and
+//! deduplicated as a timely/differential dataflow whose state (a manifest of ingested files
+//! and an index of dedup keys) persists between runs, so a run costs in proportion to what is
+//! new and gives exactly what one run over everything would.
+
+pub mod config;
+pub mod graph;
+pub mod stages;
