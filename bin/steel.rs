@@ -1,6 +1,8 @@
 //! `steel`: the one command line of the Steel pipeline. It parses arguments, calls the
 //! library crates and prints their summaries; all logic lives in the crates.
 
+mod run_cmd;
+
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -48,6 +50,13 @@ enum Command {
     DemoData(DemoDataArgs),
     /// Step 2: clean unified documents with a data-juicer recipe and report what each rule did.
     Clean(CleanArgs),
+    /// The incremental pipeline: convert, clean and deduplicate new files against the
+    /// persisted state of every earlier run (timely/differential dataflow).
+    Run(run_cmd::RunArgs),
+    /// Take a source's documents back out of a pipeline's results (a negative change).
+    Retract(run_cmd::RetractArgs),
+    /// What a pipeline's state directory holds.
+    Status(run_cmd::StatusArgs),
     /// N-gram language models for perplexity_filter.
     #[command(subcommand)]
     Lm(LmCommand),
@@ -521,6 +530,9 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Convert(args) => run_convert(args),
         Command::Clean(args) => run_clean(args, cli.threads),
+        Command::Run(args) => run_cmd::run_run(args),
+        Command::Retract(args) => run_cmd::run_retract(args),
+        Command::Status(args) => run_cmd::run_status(args),
         Command::Lm(LmCommand::Train(args)) => run_lm_train(args),
         Command::DemoData(args) => run_demo_data(args),
         Command::Pack(args) => run_pack(args),

@@ -99,7 +99,10 @@ impl PipelineConfig {
     pub fn load(path: &Path) -> Result<PipelineConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read pipeline config `{}`: {e}", path.display()))?;
-        Self::parse(&text, path).map_err(|e| format!("pipeline config `{}`: {e}", path.display()))
+        // Absolute, so the manifest's paths do not depend on where a run was started.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Self::parse(&text, &absolute)
+            .map_err(|e| format!("pipeline config `{}`: {e}", path.display()))
     }
 
     /// Parse `text`; relative paths are taken against `path`'s directory.

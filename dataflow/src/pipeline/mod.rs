@@ -4,5 +4,12 @@
 //! new and gives exactly what one run over everything would.
 
 pub mod config;
+pub mod discover;
+pub mod epoch;
 pub mod graph;
+pub mod job;
 pub mod stages;
+pub mod state;
+pub mod status;
+
+pub use job::fail_point;

@@ -1,0 +1,452 @@
+//! A job's state directory: `manifest.json` (the ingested files, each with its shard number
+//! and content hash, and one summary per epoch) and per epoch `epochs/NNNNNN/` holding the
+//! index changes (`index.bin`), the near-duplicate pair changes (`pairs.bin`) and the cleaned
+//! text of documents dropped as duplicates (`dups.jsonl`, to re-admit them after a
+//! retraction without reading sources again).
+//!
+//! Commit protocol: an epoch's files are written under `NNNNNN.tmp/` and renamed, then the
+//! manifest is written to `manifest.json.tmp`, synced and renamed over the old one. The
+//! manifest is the commit point: an epoch directory it does not list is a leftover of a
+//! killed run and is removed by the next one, which redoes that work.
+
+use crate::pipeline::graph::DocId;
+use crate::pipeline::stages::Entry;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const MANIFEST: &str = "manifest.json";
+const FORMAT: &str = "steel-run-state";
+const VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    /// `Stages::settings_id` of the recipe and dedup settings the state was built with.
+    pub settings: String,
+    pub files: Vec<FileEntry>,
+    pub epochs: Vec<EpochSummary>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    pub shard: u32,
+    pub source: String,
+    pub path: String,
+    pub size: u64,
+    /// xxh3-64 of the file's bytes, hex.
+    pub hash: String,
+    pub epoch: u64,
+    pub docs: u64,
+    pub rejected: u64,
+    /// The epoch that retracted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retracted_in: Option<u64>,
+}
+
+/// Per source, what one epoch changed. Summed over epochs it is the job's current state.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SourceCounts {
+    pub docs_in: i64,
+    pub rejected: i64,
+    pub filtered: i64,
+    pub exact_dups: i64,
+    pub near_dups: i64,
+    pub kept: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EpochSummary {
+    pub epoch: u64,
+    /// `run`, `watch` or `retract`.
+    pub kind: String,
+    /// Seconds since the Unix epoch when it committed.
+    pub committed_at: u64,
+    pub seconds: f64,
+    pub files: usize,
+    pub bytes_in: u64,
+    pub readmitted: u64,
+    pub tombstoned: u64,
+    pub sources: BTreeMap<String, SourceCounts>,
+    /// Documents in the index after this epoch.
+    pub index_docs: u64,
+    /// Peak resident memory of the run, bytes (0 where unknown).
+    pub peak_rss: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state directory `{}`: {reason}", .dir.display())]
+    Invalid { dir: PathBuf, reason: String },
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Manifest {
+    pub fn next_shard(&self) -> u32 {
+        self.files.iter().map(|f| f.shard + 1).max().unwrap_or(1)
+    }
+
+    pub fn last_epoch(&self) -> u64 {
+        self.epochs.last().map_or(0, |e| e.epoch)
+    }
+
+    pub fn file_of_shard(&self, shard: u32) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.shard == shard)
+    }
+}
+
+pub struct StateDir {
+    pub dir: PathBuf,
+}
+
+impl StateDir {
+    /// Open `dir`, creating it when missing or empty. A directory with other files and no
+    /// manifest, or with a manifest we cannot read, is refused and left untouched.
+    pub fn open(dir: &Path, settings: &str) -> Result<(StateDir, Manifest), StateError> {
+        let invalid = |reason: String| StateError::Invalid {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let state = StateDir {
+            dir: dir.to_path_buf(),
+        };
+        let path = dir.join(MANIFEST);
+        if !path.exists() {
+            let foreign: Vec<String> = std::fs::read_dir(dir)
+                .map_err(io_error(dir))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name != "epochs" && name != "manifest.json.tmp")
+                .collect();
+            if !foreign.is_empty() {
+                return Err(invalid(format!(
+                    "it holds {} but no {MANIFEST}; it is not a steel run state (nothing was changed)",
+                    foreign.join(", ")
+                )));
+            }
+            let manifest = Manifest {
+                format: FORMAT.into(),
+                version: VERSION,
+                settings: settings.into(),
+                ..Manifest::default()
+            };
+            return Ok((state, manifest));
+        }
+        let manifest = state.read_manifest()?;
+        if manifest.settings != settings {
+            return Err(invalid(format!(
+                "it was built with other recipe or dedup settings ({} here, {} now); use a new state directory",
+                manifest.settings, settings
+            )));
+        }
+        Ok((state, manifest))
+    }
+
+    /// Read and check the manifest and that every committed epoch's files are there.
+    pub fn read_manifest(&self) -> Result<Manifest, StateError> {
+        let path = self.dir.join(MANIFEST);
+        let invalid = |reason: String| StateError::Invalid {
+            dir: self.dir.clone(),
+            reason,
+        };
+        let bytes = std::fs::read(&path).map_err(io_error(&path))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(format!("{MANIFEST} is corrupt: {e}")))?;
+        if manifest.format != FORMAT || manifest.version != VERSION {
+            return Err(invalid(format!(
+                "{MANIFEST} is `{}` version {}, not {FORMAT} version {VERSION}",
+                manifest.format, manifest.version
+            )));
+        }
+        for epoch in &manifest.epochs {
+            let dir = self.epoch_dir(epoch.epoch);
+            for name in ["index.bin", "pairs.bin", "dups.jsonl"] {
+                if !dir.join(name).is_file() {
+                    return Err(invalid(format!(
+                        "committed epoch {} has no {name}",
+                        epoch.epoch
+                    )));
+                }
+            }
+        }
+        Ok(manifest)
+    }
+
+    pub fn epoch_dir(&self, epoch: u64) -> PathBuf {
+        self.dir.join("epochs").join(format!("{epoch:06}"))
+    }
+
+    /// Remove what a killed run left after the last committed epoch.
+    pub fn remove_uncommitted(&self, last_epoch: u64) -> Result<Vec<PathBuf>, StateError> {
+        remove_epochs_after(&self.dir.join("epochs"), last_epoch)
+    }
+
+    /// Every committed index change summed: the index as of the last commit.
+    pub fn load_index(&self, manifest: &Manifest) -> Result<Vec<(DocId, Entry)>, StateError> {
+        let mut index: HashMap<DocId, (Entry, isize)> = HashMap::new();
+        for epoch in &manifest.epochs {
+            let path = self.epoch_dir(epoch.epoch).join("index.bin");
+            for (doc, entry, diff) in read_index(&path)? {
+                let slot = index.entry(doc).or_insert((entry, 0));
+                slot.1 += diff;
+            }
+        }
+        let mut out: Vec<(DocId, Entry)> = index
+            .into_iter()
+            .filter(|(_, (_, count))| *count > 0)
+            .map(|(doc, (entry, _))| (doc, entry))
+            .collect();
+        out.sort_unstable_by_key(|(doc, _)| *doc);
+        Ok(out)
+    }
+
+    /// Every committed pair change summed.
+    pub fn load_pairs(&self, manifest: &Manifest) -> Result<Vec<((DocId, DocId), isize)>, StateError> {
+        let mut pairs: HashMap<(DocId, DocId), isize> = HashMap::new();
+        for epoch in &manifest.epochs {
+            let path = self.epoch_dir(epoch.epoch).join("pairs.bin");
+            for (pair, diff) in read_pairs(&path)? {
+                *pairs.entry(pair).or_default() += diff;
+            }
+        }
+        let mut out: Vec<_> = pairs.into_iter().filter(|(_, d)| *d != 0).collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Write the manifest atomically: temp file, fsync, rename, fsync the directory.
+    pub fn commit(&self, manifest: &Manifest) -> Result<(), StateError> {
+        let path = self.dir.join(MANIFEST);
+        let tmp = self.dir.join("manifest.json.tmp");
+        let bytes = serde_json::to_vec_pretty(manifest).expect("a manifest always serialises");
+        write_synced(&tmp, &bytes)?;
+        crate::pipeline::fail_point("before-manifest-rename");
+        std::fs::rename(&tmp, &path).map_err(io_error(&path))?;
+        sync_dir(&self.dir)
+    }
+}
+
+/// Remove `NNNNNN` and `NNNNNN.tmp` entries of `dir` numbered above `last_epoch`.
+pub fn remove_epochs_after(dir: &Path, last_epoch: u64) -> Result<Vec<PathBuf>, StateError> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(removed);
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let number = name.strip_prefix("epoch-").unwrap_or(&name);
+        let number = number.strip_suffix(".tmp").unwrap_or(number);
+        if let Ok(epoch) = number.parse::<u64>()
+            && (epoch > last_epoch || name.ends_with(".tmp"))
+        {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path).map_err(io_error(&path))?;
+            removed.push(path);
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let mut file = File::create(path).map_err(io_error(path))?;
+    file.write_all(bytes).map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))
+}
+
+pub fn sync_dir(dir: &Path) -> Result<(), StateError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir))
+}
+
+const INDEX_MAGIC: &[u8; 8] = b"STLIDX01";
+const PAIRS_MAGIC: &[u8; 8] = b"STLPRS01";
+
+/// A segment file: magic, little-endian words, then the xxh3-64 of everything before it.
+pub struct SegmentWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    hasher: xxhash_rust::xxh3::Xxh3,
+    pub records: u64,
+}
+
+impl SegmentWriter {
+    fn create(path: &Path, magic: &[u8; 8]) -> Result<Self, StateError> {
+        let file = File::create(path).map_err(io_error(path))?;
+        let mut writer = SegmentWriter {
+            path: path.to_path_buf(),
+            out: BufWriter::with_capacity(1 << 20, file),
+            hasher: xxhash_rust::xxh3::Xxh3::new(),
+            records: 0,
+        };
+        writer.bytes(magic)?;
+        Ok(writer)
+    }
+
+    pub fn index(path: &Path) -> Result<Self, StateError> {
+        Self::create(path, INDEX_MAGIC)
+    }
+
+    pub fn pairs(path: &Path) -> Result<Self, StateError> {
+        Self::create(path, PAIRS_MAGIC)
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        self.hasher.update(bytes);
+        self.out.write_all(bytes).map_err(io_error(&self.path))
+    }
+
+    fn word(&mut self, word: u64) -> Result<(), StateError> {
+        self.bytes(&word.to_le_bytes())
+    }
+
+    /// `doc, diff, exact length, near length, exact words, near words`.
+    pub fn entry(&mut self, doc: DocId, entry: &Entry, diff: isize) -> Result<(), StateError> {
+        self.word(doc)?;
+        self.word(diff as i64 as u64)?;
+        self.word(entry.exact.len() as u64)?;
+        self.word(entry.near.len() as u64)?;
+        for &w in entry.exact.iter().chain(entry.near.iter()) {
+            self.word(w)?;
+        }
+        self.records += 1;
+        Ok(())
+    }
+
+    /// `later, earlier, diff`.
+    pub fn pair(&mut self, pair: (DocId, DocId), diff: isize) -> Result<(), StateError> {
+        self.word(pair.0)?;
+        self.word(pair.1)?;
+        self.word(diff as i64 as u64)?;
+        self.records += 1;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<(), StateError> {
+        let sum = self.hasher.digest();
+        self.out
+            .write_all(&sum.to_le_bytes())
+            .map_err(io_error(&self.path))?;
+        let file = self.out.into_inner().map_err(|e| StateError::Io {
+            path: self.path.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(io_error(&self.path))
+    }
+}
+
+/// The words of a segment after checking its magic and checksum.
+fn read_words(path: &Path, magic: &[u8; 8]) -> Result<Vec<u64>, StateError> {
+    let mut bytes = Vec::new();
+    BufReader::new(File::open(path).map_err(io_error(path))?)
+        .read_to_end(&mut bytes)
+        .map_err(io_error(path))?;
+    let corrupt = |why: &str| StateError::Invalid {
+        dir: path.to_path_buf(),
+        reason: format!("corrupt segment: {why}"),
+    };
+    if bytes.len() < 16 || bytes.len() % 8 != 0 || &bytes[..8] != magic {
+        return Err(corrupt("bad header or length"));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 8);
+    if xxhash_rust::xxh3::xxh3_64(body).to_le_bytes() != sum {
+        return Err(corrupt("checksum mismatch"));
+    }
+    Ok(body[8..]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect())
+}
+
+pub fn read_index(path: &Path) -> Result<Vec<(DocId, Entry, isize)>, StateError> {
+    let words = read_words(path, INDEX_MAGIC)?;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < words.len() {
+        let header = words.get(at..at + 4).ok_or_else(|| StateError::Invalid {
+            dir: path.to_path_buf(),
+            reason: "corrupt segment: truncated record".into(),
+        })?;
+        let (doc, diff, exact_len, near_len) =
+            (header[0], header[1] as i64 as isize, header[2] as usize, header[3] as usize);
+        let body = words
+            .get(at + 4..at + 4 + exact_len + near_len)
+            .ok_or_else(|| StateError::Invalid {
+                dir: path.to_path_buf(),
+                reason: "corrupt segment: truncated record".into(),
+            })?;
+        let entry = Entry {
+            exact: Arc::from(&body[..exact_len]),
+            near: Arc::from(&body[exact_len..]),
+        };
+        out.push((doc, entry, diff));
+        at += 4 + exact_len + near_len;
+    }
+    Ok(out)
+}
+
+pub fn read_pairs(path: &Path) -> Result<Vec<((DocId, DocId), isize)>, StateError> {
+    let words = read_words(path, PAIRS_MAGIC)?;
+    if words.len() % 3 != 0 {
+        return Err(StateError::Invalid {
+            dir: path.to_path_buf(),
+            reason: "corrupt segment: truncated record".into(),
+        });
+    }
+    Ok(words
+        .chunks_exact(3)
+        .map(|w| ((w[0], w[1]), w[2] as i64 as isize))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_round_trip_and_detect_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.bin");
+        let entry = Entry {
+            exact: Arc::from(vec![1u64, 2]),
+            near: Arc::from(vec![u64::MAX, 0, 7]),
+        };
+        let mut writer = SegmentWriter::index(&path).unwrap();
+        writer.entry(5, &entry, 1).unwrap();
+        writer.entry(9, &entry, -1).unwrap();
+        writer.finish().unwrap();
+        assert_eq!(
+            read_index(&path).unwrap(),
+            vec![(5, entry.clone(), 1), (9, entry, -1)]
+        );
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read_index(&path).unwrap_err().to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
+
+        let path = dir.path().join("pairs.bin");
+        let mut writer = SegmentWriter::pairs(&path).unwrap();
+        writer.pair((3, 1), 2).unwrap();
+        writer.finish().unwrap();
+        assert_eq!(read_pairs(&path).unwrap(), vec![((3, 1), 2)]);
+        assert!(read_index(&path).is_err(), "a pairs file is not an index");
+    }
+}
