@@ -29,7 +29,9 @@ impl Rng {
 /// which the mapper removes), near copies (one word changed) and too-short ones planted.
 fn corpus(seed: u64, docs: usize) -> Vec<(DocId, String)> {
     let mut rng = Rng(seed * 2654435761 + 1);
-    let words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta", "zeta", "rho"];
+    let words = [
+        "alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta", "zeta", "rho",
+    ];
     let mut texts: Vec<String> = Vec::new();
     for _ in 0..docs {
         let text = match (rng.below(10), texts.len()) {
@@ -149,12 +151,19 @@ fn incremental_kept(stages: Stages, workers: usize, epochs: Vec<Epoch>) -> Vec<B
             g.pairs.flush();
             worker.step_while(|| g.probe.less_than(&next));
             let updates = graph::consolidate(
-                g.captured.borrow_mut().kept.drain(..).map(|(doc, _, diff)| (doc, diff)),
+                g.captured
+                    .borrow_mut()
+                    .kept
+                    .drain(..)
+                    .map(|(doc, _, diff)| (doc, diff)),
             );
             for (doc, diff) in updates {
                 match diff {
                     1 => assert!(kept.insert(doc), "doc {doc:x} kept twice"),
-                    -1 => assert!(kept.remove(&doc), "epoch {e}: doc {doc:x} removed but not kept"),
+                    -1 => assert!(
+                        kept.remove(&doc),
+                        "epoch {e}: doc {doc:x} removed but not kept"
+                    ),
                     other => panic!("diff {other} for doc {doc:x}"),
                 }
             }
@@ -177,20 +186,35 @@ fn appends_in_any_number_of_steps_keep_what_one_batch_keeps() {
         for seed in 1..=3u64 {
             let docs = corpus(seed, 120);
             let expected = batch_kept(&stages(dir.path(), near), &docs);
-            assert!(expected.len() < 100 && expected.len() > 20, "seed {seed}: {} kept", expected.len());
+            assert!(
+                expected.len() < 100 && expected.len() > 20,
+                "seed {seed}: {} kept",
+                expected.len()
+            );
             for (k, workers) in [(1, 1), (3, 2), (7, 3)] {
                 // k appends of whole shards, in shard order.
                 let per = docs.len().div_ceil(10).div_ceil(k) * 10;
                 let epochs: Vec<Epoch> = docs
                     .chunks(per)
-                    .map(|c| Epoch { add: c.to_vec(), retract: Vec::new() })
+                    .map(|c| Epoch {
+                        add: c.to_vec(),
+                        retract: Vec::new(),
+                    })
                     .collect();
                 let kept = incremental_kept(stages(dir.path(), near), workers, epochs);
-                assert_eq!(kept.last().unwrap(), &expected, "method {m}, seed {seed}, {k} appends, {workers} workers");
+                assert_eq!(
+                    kept.last().unwrap(),
+                    &expected,
+                    "method {m}, seed {seed}, {k} appends, {workers} workers"
+                );
                 // Every intermediate answer is the batch answer over what was ingested so far.
                 for (step, kept_then) in kept.iter().enumerate() {
                     let so_far = &docs[..((step + 1) * per).min(docs.len())];
-                    assert_eq!(kept_then, &batch_kept(&stages(dir.path(), near), so_far), "method {m}, seed {seed}, step {step}");
+                    assert_eq!(
+                        kept_then,
+                        &batch_kept(&stages(dir.path(), near), so_far),
+                        "method {m}, seed {seed}, step {step}"
+                    );
                 }
             }
         }
@@ -210,14 +234,27 @@ fn retracting_then_re_adding_returns_to_the_same_kept_set() {
                 .cloned()
                 .partition(|(doc, _)| (doc >> 32) % 3 == 0);
             let epochs = vec![
-                Epoch { add: docs.clone(), retract: Vec::new() },
-                Epoch { add: Vec::new(), retract: gone.clone() },
-                Epoch { add: gone.clone(), retract: Vec::new() },
+                Epoch {
+                    add: docs.clone(),
+                    retract: Vec::new(),
+                },
+                Epoch {
+                    add: Vec::new(),
+                    retract: gone.clone(),
+                },
+                Epoch {
+                    add: gone.clone(),
+                    retract: Vec::new(),
+                },
             ];
             let kept = incremental_kept(stages(dir.path(), near), 2, epochs);
             let st = stages(dir.path(), near);
             assert_eq!(kept[0], batch_kept(&st, &docs), "method {m}, seed {seed}");
-            assert_eq!(kept[1], batch_kept(&st, &rest), "method {m}, seed {seed}: after retraction");
+            assert_eq!(
+                kept[1],
+                batch_kept(&st, &rest),
+                "method {m}, seed {seed}: after retraction"
+            );
             assert_eq!(kept[2], kept[0], "method {m}, seed {seed}: after re-adding");
             readmitted += kept[1].difference(&kept[0]).count();
         }

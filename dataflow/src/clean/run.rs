@@ -282,7 +282,13 @@ fn run_ops(
     let mut start = 0;
     while start < ops.len() {
         if let Op::Dedup(_) = ops[start].op {
-            docs = run_dedup(docs, &ops[start], &mut seen[start], &mut reports[start], trace);
+            docs = run_dedup(
+                docs,
+                &ops[start],
+                &mut seen[start],
+                &mut reports[start],
+                trace,
+            );
             start += 1;
             continue;
         }

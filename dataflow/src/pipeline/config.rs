@@ -208,7 +208,9 @@ method = "simhash"
     #[test]
     fn rejects_what_it_cannot_use() {
         let base = "state = \"s\"\noutput = \"o\"\n[clean]\nrecipe = \"r.yaml\"\n";
-        let err = |extra: &str| PipelineConfig::parse(&format!("{base}{extra}"), Path::new("p.toml")).unwrap_err();
+        let err = |extra: &str| {
+            PipelineConfig::parse(&format!("{base}{extra}"), Path::new("p.toml")).unwrap_err()
+        };
         assert!(err("").contains("no `[[source]]`"));
         let source = "[[source]]\nname = \"web\"\nformat = \"text\"\npath = \"*.jsonl\"\n";
         assert!(err(&format!("{source}{source}")).contains("given twice"));

@@ -60,7 +60,10 @@ pub fn discover(sources: &[SourceConfig], manifest: &Manifest) -> Result<Discove
             .filter(|path| path.is_file())
             .filter(|path| {
                 // Side files of our own outputs are not documents.
-                let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
                 !name.starts_with('_') && !name.starts_with('.')
             })
             .collect();

@@ -8,7 +8,9 @@ use crate::output::{OutputError, ShardInfo};
 use crate::pipeline::discover::Skipped;
 use crate::pipeline::graph::{Captured, DocId, Time, Update, consolidate, row_of, shard_of};
 use crate::pipeline::stages::{Cleaned, Entry};
-use crate::pipeline::state::{SegmentWriter, SourceCounts, StateDir, StateError, io_error, sync_dir};
+use crate::pipeline::state::{
+    SegmentWriter, SourceCounts, StateDir, StateError, io_error, sync_dir,
+};
 use crate::reject::RejectRecord;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -188,7 +190,9 @@ impl EpochWriter {
     pub fn reject(&mut self, source: &str, reject: &RejectRecord) -> Result<(), EpochError> {
         let path = self.out_tmp.join(REJECTS);
         if self.rejects.is_none() {
-            self.rejects = Some(BufWriter::new(File::create(&path).map_err(io_error(&path))?));
+            self.rejects = Some(BufWriter::new(
+                File::create(&path).map_err(io_error(&path))?,
+            ));
         }
         let mut line = serde_json::to_vec(reject).expect("a reject always serialises");
         line.push(b'\n');
@@ -309,8 +313,9 @@ impl EpochWriter {
                 self.report.tombstoned += 1;
                 let path = self.out_tmp.join(TOMBSTONES);
                 if self.tombstones.is_none() {
-                    self.tombstones =
-                        Some(BufWriter::new(File::create(&path).map_err(io_error(&path))?));
+                    self.tombstones = Some(BufWriter::new(
+                        File::create(&path).map_err(io_error(&path))?,
+                    ));
                 }
                 let meta = self.meta(doc);
                 let line = serde_json::json!({"meta": meta, "epoch": self.report.epoch});
@@ -371,8 +376,7 @@ impl EpochWriter {
         }
         crate::pipeline::fail_point("before-epoch-rename");
         std::fs::rename(&self.out_tmp, &self.out_dir).map_err(io_error(&self.out_dir))?;
-        std::fs::rename(&self.state_tmp, &self.state_final)
-            .map_err(io_error(&self.state_final))?;
+        std::fs::rename(&self.state_tmp, &self.state_final).map_err(io_error(&self.state_final))?;
         for dir in [&self.out_dir, &self.state_final] {
             sync_dir(dir.parent().expect("epoch dirs have a parent"))?;
         }
@@ -461,7 +465,10 @@ impl TextStore {
                 let mut shards: Vec<PathBuf> = entries
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-                    .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")))
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
+                    })
                     .collect();
                 shards.sort();
                 for shard in shards {

@@ -171,8 +171,16 @@ fn near_stage<'s>(
     VecCollection<'s, Time, DocId, isize>,
     VecCollection<'s, Time, (DocId, DocId), isize>,
 ) {
-    let old = members.inner.clone().filter(|(_, t, _)| *t == 0).as_collection();
-    let delta = members.inner.clone().filter(|(_, t, _)| *t > 0).as_collection();
+    let old = members
+        .inner
+        .clone()
+        .filter(|(_, t, _)| *t == 0)
+        .as_collection();
+    let delta = members
+        .inner
+        .clone()
+        .filter(|(_, t, _)| *t > 0)
+        .as_collection();
     let by_bucket = |stages: Arc<Stages>| {
         move |(doc, key): (DocId, Key)| {
             let near = stages.near().expect("near stage has a deduplicator");

@@ -60,7 +60,10 @@ pub struct RunOptions {
 #[derive(Clone, Debug)]
 pub enum Work {
     Ingest,
-    Retract { source: String, file: Option<String> },
+    Retract {
+        source: String,
+        file: Option<String>,
+    },
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -98,7 +101,11 @@ pub fn fail_point(point: &str) {
     }
 }
 
-pub fn run(config: &PipelineConfig, options: &RunOptions, work: Work) -> Result<RunOutcome, RunError> {
+pub fn run(
+    config: &PipelineConfig,
+    options: &RunOptions,
+    work: Work,
+) -> Result<RunOutcome, RunError> {
     let stages = Arc::new(Stages::build(config).map_err(RunError::Config)?);
     let workers = options.workers.max(1);
     let communication = match &options.cluster {
@@ -126,7 +133,9 @@ pub fn run(config: &PipelineConfig, options: &RunOptions, work: Work) -> Result<
     if options.cluster.as_ref().is_some_and(|c| c.process != 0) {
         // Another process drives; this one only computes.
         execute(timely_config, stages, None)?;
-        outcome.notes.push("this process computed for process 0, which wrote the results".into());
+        outcome
+            .notes
+            .push("this process computed for process 0, which wrote the results".into());
         return Ok(outcome);
     }
     let settings = stages.settings_id(config).map_err(RunError::Config)?;
@@ -141,7 +150,11 @@ pub fn run(config: &PipelineConfig, options: &RunOptions, work: Work) -> Result<
             outcome.known_files = found.known;
             outcome.skipped = found.skipped.clone();
             EpochWork {
-                kind: if options.watch.is_some() { "watch" } else { "run" },
+                kind: if options.watch.is_some() {
+                    "watch"
+                } else {
+                    "run"
+                },
                 new: found.new,
                 retract: Vec::new(),
             }
@@ -160,7 +173,8 @@ pub fn run(config: &PipelineConfig, options: &RunOptions, work: Work) -> Result<
             if shards.is_empty() {
                 return Err(RunError::Config(format!(
                     "nothing to retract: no ingested, unretracted file of source `{source}`{}",
-                    file.as_ref().map_or(String::new(), |p| format!(" at `{p}`"))
+                    file.as_ref()
+                        .map_or(String::new(), |p| format!(" at `{p}`"))
                 )));
             }
             EpochWork {
@@ -170,7 +184,8 @@ pub fn run(config: &PipelineConfig, options: &RunOptions, work: Work) -> Result<
             }
         }
     };
-    if first.new.is_empty() && first.retract.is_empty() && options.watch.is_none() && processes == 1 {
+    if first.new.is_empty() && first.retract.is_empty() && options.watch.is_none() && processes == 1
+    {
         outcome.nothing_new = true;
         return Ok(outcome);
     }
@@ -182,8 +197,8 @@ pub fn run(config: &PipelineConfig, options: &RunOptions, work: Work) -> Result<
         first: Some(first),
         ops: stages.ops.iter().map(|op| op.spec.name.clone()).collect(),
     };
-    let (epochs, skipped) = execute(timely_config, stages, Some(driver))?
-        .expect("process 0 drives");
+    let (epochs, skipped) =
+        execute(timely_config, stages, Some(driver))?.expect("process 0 drives");
     outcome.nothing_new = epochs.is_empty();
     outcome.epochs = epochs;
     outcome.skipped.extend(skipped);
@@ -227,7 +242,13 @@ fn execute(
 
 /// A worker that does no I/O: it gives up its inputs and computes until the end.
 fn follow(worker: &mut Worker, graph: Graph) {
-    let Graph { raw, index, pairs, probe, .. } = graph;
+    let Graph {
+        raw,
+        index,
+        pairs,
+        probe,
+        ..
+    } = graph;
     drop((raw, index, pairs));
     while !probe.done() {
         worker.step_or_park(None);
@@ -252,7 +273,13 @@ struct Driver {
 impl Driver {
     fn drive(mut self, worker: &mut Worker, mut graph: Graph) -> Result<Driven, RunError> {
         let result = self.drive_epochs(worker, &mut graph);
-        let Graph { raw, index, pairs, probe, .. } = graph;
+        let Graph {
+            raw,
+            index,
+            pairs,
+            probe,
+            ..
+        } = graph;
         drop((raw, index, pairs));
         while !probe.done() {
             worker.step_or_park(None);
@@ -278,8 +305,14 @@ impl Driver {
             if !work.new.is_empty() || !work.retract.is_empty() {
                 let epoch = self.manifest.last_epoch() + 1;
                 let retracting = index.take().filter(|_| !work.retract.is_empty());
-                let (report, skip) =
-                    self.run_epoch(worker, graph, epoch, &work, retracting.as_deref(), &mut index_docs)?;
+                let (report, skip) = self.run_epoch(
+                    worker,
+                    graph,
+                    epoch,
+                    &work,
+                    retracting.as_deref(),
+                    &mut index_docs,
+                )?;
                 skipped.extend(skip);
                 reports.push(report);
             }
@@ -300,7 +333,10 @@ impl Driver {
                         retract: Vec::new(),
                     };
                 }
-                if watch.idle_exit.is_some_and(|idle| idle_since.elapsed() >= idle) {
+                if watch
+                    .idle_exit
+                    .is_some_and(|idle| idle_since.elapsed() >= idle)
+                {
                     return Ok((reports, skipped));
                 }
             };
@@ -373,16 +409,28 @@ impl Driver {
         if let Some(index) = index {
             let shards: HashSet<u32> = work.retract.iter().copied().collect();
             let mut indexed: HashMap<u32, i64> = HashMap::new();
-            for (doc, entry) in index.iter().filter(|(doc, _)| shards.contains(&shard_of(*doc))) {
+            for (doc, entry) in index
+                .iter()
+                .filter(|(doc, _)| shards.contains(&shard_of(*doc)))
+            {
                 graph.index.remove((*doc, entry.clone()));
                 writer.retract(*doc, entry)?;
                 *indexed.entry(shard_of(*doc)).or_default() += 1;
             }
-            for file in self.manifest.files.iter_mut().filter(|f| shards.contains(&f.shard)) {
+            for file in self
+                .manifest
+                .files
+                .iter_mut()
+                .filter(|f| shards.contains(&f.shard))
+            {
                 file.retracted_in = Some(epoch);
                 let passed = indexed.get(&file.shard).copied().unwrap_or(0);
                 let rejected = file.rejected as i64;
-                writer.retract_unindexed(&file.source, rejected, file.docs as i64 - rejected - passed);
+                writer.retract_unindexed(
+                    &file.source,
+                    rejected,
+                    file.docs as i64 - rejected - passed,
+                );
             }
         }
         // The index and pairs take nothing more this epoch; raw's batches set the pace.
@@ -410,7 +458,9 @@ impl Driver {
                 }
             };
             if docs.len() as u64 > u32::MAX as u64 {
-                return Err(RunError::Config(format!("{display}: more than 2^32 records")));
+                return Err(RunError::Config(format!(
+                    "{display}: more than 2^32 records"
+                )));
             }
             for reject in &rejects {
                 writer.reject(&source.name, reject)?;
@@ -419,14 +469,19 @@ impl Driver {
             for chunk in docs.chunks(BATCH_DOCS) {
                 graph.raw.advance_to(base + batch);
                 for (row, text) in chunk {
-                    graph.raw.insert((doc_id(*shard, *row as u32), text.clone()));
+                    graph
+                        .raw
+                        .insert((doc_id(*shard, *row as u32), text.clone()));
                 }
                 graph.raw.flush();
                 batch += 1;
                 // Keep a few batches in flight; write whatever is final.
                 let wait_for = base + batch.saturating_sub(IN_FLIGHT);
                 worker.step_while(|| graph.probe.less_than(&wait_for));
-                let frontier = graph.probe.with_frontier(|f| f.first().copied()).unwrap_or(Time::MAX);
+                let frontier = graph
+                    .probe
+                    .with_frontier(|f| f.first().copied())
+                    .unwrap_or(Time::MAX);
                 writer.absorb(&mut graph.captured.borrow_mut(), frontier)?;
             }
             fail_point("after-first-file");
@@ -514,11 +569,19 @@ fn read_documents(
         }
         true
     };
-    read_file(&plan.path, plan.kind, BatchLimits::default(), Arc::default(), &mut send)
-        .map_err(|e| format!("unreadable: {e}"))?;
+    read_file(
+        &plan.path,
+        plan.kind,
+        BatchLimits::default(),
+        Arc::default(),
+        &mut send,
+    )
+    .map_err(|e| format!("unreadable: {e}"))?;
     match hash_file(&file.path) {
         Ok((hash, size)) if hash == file.hash && size == file.size => Ok((docs, rejects)),
-        Ok(_) => Err("changed while it was being read; not ingested (the next run will take it)".into()),
+        Ok(_) => {
+            Err("changed while it was being read; not ingested (the next run will take it)".into())
+        }
         Err(e) => Err(format!("vanished while it was being read: {e}")),
     }
 }

@@ -77,9 +77,9 @@ impl Stages {
         }
         if let Some(DedupOverride { method, params }) = &config.dedup {
             let before = recipe.ops.len();
-            recipe
-                .ops
-                .retain(|op| op.name == "document_deduplicator" || !dedup::NAMES.contains(&op.name.as_str()));
+            recipe.ops.retain(|op| {
+                op.name == "document_deduplicator" || !dedup::NAMES.contains(&op.name.as_str())
+            });
             if recipe.ops.len() < before {
                 notes.push(format!(
                     "`[dedup] method = {method:?}` replaces the recipe's near-duplicate deduplicator"
@@ -139,8 +139,7 @@ impl Stages {
                     params: Vec::new(),
                 };
                 let mut params = Params::new(&spec.name, Vec::new());
-                let dedup: Box<dyn Deduplicator> =
-                    Box::new(ExactDedup::from_params(&mut params)?);
+                let dedup: Box<dyn Deduplicator> = Box::new(ExactDedup::from_params(&mut params)?);
                 (spec, dedup)
             }
         };
@@ -164,12 +163,18 @@ impl Stages {
         if let Some((spec, _)) = &self.near {
             text.push_str(&format!("{spec:?}\n"));
         }
-        for file in [&config.lm_model, &config.hf_tokenizer].into_iter().flatten() {
+        for file in [&config.lm_model, &config.hf_tokenizer]
+            .into_iter()
+            .flatten()
+        {
             let bytes = std::fs::read(file)
                 .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
             text.push_str(&format!("{:016x}\n", xxhash_rust::xxh3::xxh3_64(&bytes)));
         }
-        Ok(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes())))
+        Ok(format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+        ))
     }
 
     /// Apply the mappers and filters to one document and key it if it passes.

@@ -217,7 +217,10 @@ impl StateDir {
     }
 
     /// Every committed pair change summed.
-    pub fn load_pairs(&self, manifest: &Manifest) -> Result<Vec<((DocId, DocId), isize)>, StateError> {
+    pub fn load_pairs(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<Vec<((DocId, DocId), isize)>, StateError> {
         let mut pairs: HashMap<(DocId, DocId), isize> = HashMap::new();
         for epoch in &manifest.epochs {
             let path = self.epoch_dir(epoch.epoch).join("pairs.bin");
@@ -384,8 +387,12 @@ pub fn read_index(path: &Path) -> Result<Vec<(DocId, Entry, isize)>, StateError>
             dir: path.to_path_buf(),
             reason: "corrupt segment: truncated record".into(),
         })?;
-        let (doc, diff, exact_len, near_len) =
-            (header[0], header[1] as i64 as isize, header[2] as usize, header[3] as usize);
+        let (doc, diff, exact_len, near_len) = (
+            header[0],
+            header[1] as i64 as isize,
+            header[2] as usize,
+            header[3] as usize,
+        );
         let body = words
             .get(at + 4..at + 4 + exact_len + near_len)
             .ok_or_else(|| StateError::Invalid {

@@ -59,8 +59,8 @@ pub fn status(dir: &Path) -> Result<Status, StateError> {
     let mut index_bytes_on_disk = 0;
     for epoch in &manifest.epochs {
         for name in ["index.bin", "pairs.bin"] {
-            index_bytes_on_disk += std::fs::metadata(state.epoch_dir(epoch.epoch).join(name))
-                .map_or(0, |m| m.len());
+            index_bytes_on_disk +=
+                std::fs::metadata(state.epoch_dir(epoch.epoch).join(name)).map_or(0, |m| m.len());
         }
     }
     let last = manifest.epochs.last();
@@ -68,7 +68,11 @@ pub fn status(dir: &Path) -> Result<Status, StateError> {
         state: dir.display().to_string(),
         epochs: manifest.last_epoch(),
         files: manifest.files.len(),
-        retracted_files: manifest.files.iter().filter(|f| f.retracted_in.is_some()).count(),
+        retracted_files: manifest
+            .files
+            .iter()
+            .filter(|f| f.retracted_in.is_some())
+            .count(),
         shards: manifest.files.len(),
         sources,
         index_docs: last.map_or(0, |e| e.index_docs),

@@ -1,0 +1,410 @@
+//! `steel run` end to end: appends in several steps give what one batch run gives, byte for
+//! byte across worker counts and processes; retraction; killed runs; bad state.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const STEEL: &str = env!("CARGO_BIN_EXE_steel");
+
+/// The demo corpus (2,000 documents with planted duplicates, 4 files), made once per test.
+fn corpus(dir: &Path) -> Vec<PathBuf> {
+    let out = dir.join("gen");
+    let status = Command::new(STEEL)
+        .args([
+            "demo-data",
+            "--docs",
+            "2000",
+            "--files",
+            "4",
+            "--seed",
+            "7",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    (0..4)
+        .map(|i| out.join("corpus").join(format!("part-{i:05}.jsonl")))
+        .collect()
+}
+
+/// A job directory with `sources` (name, files) and the demo recipe without perplexity.
+fn job(dir: &Path, name: &str, workers: usize, sources: &[(&str, &[PathBuf])]) -> PathBuf {
+    let job = dir.join(name);
+    std::fs::create_dir_all(&job).unwrap();
+    let recipe = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/recipes/demo_run.yaml"
+    ))
+    .unwrap();
+    std::fs::write(job.join("recipe.yaml"), recipe).unwrap();
+    let mut toml = format!("state = \"state\"\noutput = \"out\"\nworkers = {workers}\n");
+    for (source, files) in sources {
+        let raw = job.join("raw").join(source);
+        std::fs::create_dir_all(&raw).unwrap();
+        for file in *files {
+            std::fs::copy(file, raw.join(file.file_name().unwrap())).unwrap();
+        }
+        toml.push_str(&format!(
+            "[[source]]\nname = \"{source}\"\nformat = \"text\"\npath = \"raw/{source}/*.jsonl\"\n"
+        ));
+    }
+    toml.push_str("[clean]\nrecipe = \"recipe.yaml\"\n");
+    std::fs::write(job.join("pipeline.toml"), toml).unwrap();
+    job
+}
+
+fn add_files(job: &Path, source: &str, files: &[PathBuf]) {
+    for file in files {
+        std::fs::copy(
+            file,
+            job.join("raw").join(source).join(file.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+}
+
+fn steel(job: &Path, args: &[&str], env: Option<(&str, &str)>) -> Output {
+    let mut command = Command::new(STEEL);
+    command.current_dir(job).args(args);
+    if let Some((k, v)) = env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+fn run_ok(job: &Path, args: &[&str]) -> serde_json::Value {
+    let out = steel(job, args, None);
+    assert!(
+        out.status.success(),
+        "steel {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The documents live now: every epoch's shards in order, less its tombstones. Keyed by
+/// (source, file name, row), with the output line.
+fn live(job: &Path) -> BTreeMap<(String, String, u64), String> {
+    let mut live = BTreeMap::new();
+    let mut epochs: Vec<PathBuf> = std::fs::read_dir(job.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    epochs.sort();
+    let key = |v: &serde_json::Value| {
+        let meta = &v["meta"];
+        let file = Path::new(meta["file"].as_str().unwrap())
+            .file_name()
+            .unwrap();
+        (
+            meta["source"].as_str().unwrap().to_string(),
+            file.to_string_lossy().into_owned(),
+            meta["row"].as_u64().unwrap(),
+        )
+    };
+    for epoch in epochs {
+        let mut parts: Vec<PathBuf> = std::fs::read_dir(&epoch)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("part-")
+            })
+            .collect();
+        parts.sort();
+        if let Ok(tombstones) = std::fs::read_to_string(epoch.join("tombstones.jsonl")) {
+            for line in tombstones.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert!(
+                    live.remove(&key(&v)).is_some(),
+                    "tombstone of a document not live: {line}"
+                );
+            }
+        }
+        for part in parts {
+            for line in std::fs::read_to_string(part).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                let text = v["text"].as_str().unwrap().to_string();
+                assert!(
+                    live.insert(key(&v), text).is_none(),
+                    "document output twice: {line}"
+                );
+            }
+        }
+    }
+    live
+}
+
+/// Every output file's bytes, by path under `out/` (reports hold timings, so not those).
+fn output_bytes(job: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for epoch in std::fs::read_dir(job.join("out")).unwrap() {
+        let epoch = epoch.unwrap().path();
+        for file in std::fs::read_dir(&epoch).unwrap() {
+            let file = file.unwrap().path();
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.starts_with("report") {
+                let relative = format!("{}/{name}", epoch.file_name().unwrap().to_string_lossy());
+                files.insert(relative, std::fs::read(&file).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// Output lines with file paths made relative, so jobs in different directories compare.
+fn normalised(job: &Path) -> BTreeMap<String, String> {
+    output_bytes(job)
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                String::from_utf8(v)
+                    .unwrap()
+                    .replace(&job.display().to_string(), "JOB"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn appends_equal_one_batch_run_and_workers_do_not_change_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let batch = job(dir.path(), "batch", 1, &[("web", &files)]);
+    let report = run_ok(&batch, &["run", "pipeline.toml", "--json"]);
+    let counts = &report["epochs"][0]["sources"]["web"];
+    let expected = live(&batch);
+    // The batch `steel clean` of the same recipe keeps the same texts.
+    let inputs: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let cleaned = dir.path().join("cleaned");
+    let out = Command::new(STEEL)
+        .args(["clean", "--recipe", "recipes/demo_run.yaml", "--json", "-o"])
+        .arg(&cleaned)
+        .args(&inputs)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut clean_texts: Vec<String> = std::fs::read_to_string(cleaned.join("part-00000.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut run_texts: Vec<String> = expected.values().cloned().collect();
+    clean_texts.sort();
+    run_texts.sort();
+    assert_eq!(
+        run_texts, clean_texts,
+        "steel run and steel clean keep different documents"
+    );
+    assert!(counts["exact_dups"].as_u64().unwrap() >= 198, "{report}");
+    assert!(counts["near_dups"].as_u64().unwrap() >= 100, "{report}");
+
+    let two = job(dir.path(), "two-workers", 2, &[("web", &files)]);
+    run_ok(&two, &["run", "pipeline.toml", "--json"]);
+    assert_eq!(
+        normalised(&two),
+        normalised(&batch),
+        "2 workers wrote other bytes than 1"
+    );
+
+    let appended = job(dir.path(), "appended", 2, &[("web", &files[..1])]);
+    run_ok(&appended, &["run", "pipeline.toml", "--json"]);
+    for file in &files[1..] {
+        add_files(&appended, "web", std::slice::from_ref(file));
+        let report = run_ok(&appended, &["run", "pipeline.toml", "--json"]);
+        // Only the new file's documents went through the operators.
+        assert_eq!(report["epochs"][0]["ops"][0]["docs_in"], 500, "{report}");
+    }
+    assert_eq!(
+        live(&appended),
+        expected,
+        "4 appends differ from one batch run"
+    );
+
+    // Nothing new: nothing changes, and the run says so.
+    let manifest = std::fs::read(appended.join("state/manifest.json")).unwrap();
+    let report = run_ok(&appended, &["run", "pipeline.toml", "--json"]);
+    assert_eq!(report["nothing_new"], true);
+    assert_eq!(report["known_files"], 4);
+    assert_eq!(
+        std::fs::read(appended.join("state/manifest.json")).unwrap(),
+        manifest
+    );
+
+    let status = run_ok(&appended, &["status", "--state", "state", "--json"]);
+    assert_eq!(status["epochs"], 4);
+    assert_eq!(
+        status["sources"]["web"]["kept"].as_u64().unwrap() as usize,
+        expected.len()
+    );
+}
+
+#[test]
+fn retraction_readmits_and_tombstones_like_a_run_without_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let both = job(
+        dir.path(),
+        "both",
+        2,
+        &[("web", &files[1..]), ("old", &files[..1])],
+    );
+    run_ok(&both, &["run", "pipeline.toml", "--json"]);
+    let before = live(&both);
+    let report = run_ok(
+        &both,
+        &["retract", "pipeline.toml", "--source", "web", "--json"],
+    );
+    let epoch = &report["epochs"][0];
+    assert!(epoch["readmitted"].as_u64().unwrap() > 0, "{epoch}");
+    assert!(epoch["tombstoned"].as_u64().unwrap() > 0, "{epoch}");
+    let without = job(dir.path(), "without", 1, &[("old", &files[..1])]);
+    run_ok(&without, &["run", "pipeline.toml", "--json"]);
+    assert_eq!(live(&both), live(&without));
+    assert_ne!(live(&both), before);
+    // Retracted files are not ingested again.
+    let report = run_ok(&both, &["run", "pipeline.toml", "--json"]);
+    assert_eq!(report["nothing_new"], true);
+    assert!(
+        report["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("retracted")
+    );
+}
+
+#[test]
+fn a_killed_run_is_finished_by_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let reference = job(dir.path(), "reference", 2, &[("web", &files[..2])]);
+    run_ok(&reference, &["run", "pipeline.toml", "--json"]);
+    add_files(&reference, "web", &files[2..]);
+    run_ok(&reference, &["run", "pipeline.toml", "--json"]);
+    for point in [
+        "after-first-file",
+        "before-epoch-rename",
+        "before-commit",
+        "before-manifest-rename",
+    ] {
+        let crashed = job(dir.path(), point, 2, &[("web", &files[..2])]);
+        run_ok(&crashed, &["run", "pipeline.toml", "--json"]);
+        add_files(&crashed, "web", &files[2..]);
+        let out = steel(
+            &crashed,
+            &["run", "pipeline.toml", "--json"],
+            Some(("STEEL_FAIL_AT", point)),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(86),
+            "{point}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report = run_ok(&crashed, &["run", "pipeline.toml", "--json"]);
+        assert_eq!(report["epochs"][0]["epoch"], 2, "{point}: {report}");
+        assert_eq!(normalised(&crashed), normalised(&reference), "{point}");
+    }
+}
+
+#[test]
+fn bad_state_and_changed_files_are_reported_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let j = job(dir.path(), "job", 1, &[("web", &files[..1])]);
+    // A foreign state directory.
+    std::fs::create_dir_all(j.join("state")).unwrap();
+    std::fs::write(j.join("state/notes.txt"), "mine").unwrap();
+    let out = steel(&j, &["run", "pipeline.toml"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a steel run state"));
+    assert_eq!(
+        std::fs::read_to_string(j.join("state/notes.txt")).unwrap(),
+        "mine"
+    );
+    std::fs::remove_file(j.join("state/notes.txt")).unwrap();
+    run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    // A changed file under a known path: reported, not ingested twice.
+    let known = j.join("raw/web").join(files[0].file_name().unwrap());
+    let mut text = std::fs::read_to_string(&known).unwrap();
+    text.push_str("{\"text\": \"one more document appended to a file already ingested\"}\n");
+    std::fs::write(&known, text).unwrap();
+    let report = run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    assert_eq!(report["nothing_new"], true);
+    assert!(
+        report["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("changed since")
+    );
+    // A corrupt manifest.
+    std::fs::write(j.join("state/manifest.json"), "{ not json").unwrap();
+    let out = steel(&j, &["run", "pipeline.toml"], None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("manifest.json is corrupt"));
+    assert_eq!(
+        std::fs::read_to_string(j.join("state/manifest.json")).unwrap(),
+        "{ not json"
+    );
+}
+
+#[test]
+fn two_processes_write_what_one_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let one = job(dir.path(), "one", 1, &[("web", &files)]);
+    run_ok(&one, &["run", "pipeline.toml", "--json"]);
+    let two = job(dir.path(), "two", 1, &[("web", &files)]);
+    let port = 20000 + std::process::id() % 20000;
+    std::fs::write(
+        two.join("hosts"),
+        format!("127.0.0.1:{port}\n127.0.0.1:{}\n", port + 1),
+    )
+    .unwrap();
+    let spawn = |p: &str| {
+        Command::new(STEEL)
+            .current_dir(&two)
+            .args([
+                "run",
+                "pipeline.toml",
+                "--json",
+                "-w",
+                "2",
+                "-n",
+                "2",
+                "-p",
+                p,
+                "-h",
+                "hosts",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn("0"), spawn("1"));
+    for child in [first, second] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(normalised(&two), normalised(&one));
+}
