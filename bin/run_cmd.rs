@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
+use steel_dataflow::pipeline::bench::{IncrementalBenchOptions, bench_incremental};
 use steel_dataflow::pipeline::config::PipelineConfig;
 use steel_dataflow::pipeline::job::{Cluster, RunOptions, RunOutcome, Watch, Work, run};
 use steel_dataflow::pipeline::status::status;
@@ -163,4 +164,45 @@ fn print_outcome(outcome: &RunOutcome, json: bool) -> Result<()> {
         eprint!("{}", report.to_text());
     }
     Ok(())
+}
+
+#[derive(Args)]
+pub struct BenchIncrementalArgs {
+    /// Directory of sample files.
+    #[arg(long, default_value = "../shared/data/steel-samples")]
+    samples: PathBuf,
+    /// The recipe the pipeline runs.
+    #[arg(long, default_value = "recipes/demo_run.yaml")]
+    recipe: PathBuf,
+    /// Scratch directory (the corpus is made once and reused).
+    #[arg(long, default_value = "target/bench-incremental")]
+    work: PathBuf,
+    /// Corpus size in MB.
+    #[arg(long, default_value_t = 1024)]
+    mb: u64,
+    /// Corpus files (the append is 1% of them).
+    #[arg(long, default_value_t = 100)]
+    files: usize,
+    /// Timely workers of each run.
+    #[arg(long, short = 'w', default_value_t = 2)]
+    workers: usize,
+}
+
+pub fn run_bench_incremental(args: BenchIncrementalArgs) -> Result<()> {
+    let options = IncrementalBenchOptions {
+        exe: std::env::current_exe().context("finding the steel binary")?,
+        samples: args.samples,
+        recipe: args.recipe,
+        work: args.work,
+        megabytes: args.mb,
+        files: args.files.max(1),
+        workers: args.workers,
+    };
+    let mut emit = |line: &_| match serde_json::to_string(line) {
+        Ok(json) => println!("{json}"),
+        Err(e) => eprintln!("cannot print a bench line: {e}"),
+    };
+    bench_incremental(&options, &mut emit)
+        .map_err(anyhow::Error::msg)
+        .context("steel bench incremental failed")
 }

@@ -450,6 +450,8 @@ enum BenchCommand {
     Pack(BenchPackArgs),
     /// Cleaning throughput of a recipe over the text samples scaled up, and per operator.
     Clean(BenchCleanArgs),
+    /// `steel run`: a full run against appending 1% to a state of the other 99%.
+    Incremental(run_cmd::BenchIncrementalArgs),
 }
 
 #[derive(Args)]
@@ -550,6 +552,7 @@ fn main() -> Result<()> {
         Command::Bench(BenchCommand::Convert(args)) => run_bench_convert(args),
         Command::Bench(BenchCommand::Pack(args)) => run_bench_pack(args),
         Command::Bench(BenchCommand::Clean(args)) => run_bench_clean(args),
+        Command::Bench(BenchCommand::Incremental(args)) => run_cmd::run_bench_incremental(args),
     }
 }
 

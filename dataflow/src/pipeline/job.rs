@@ -434,8 +434,8 @@ impl Driver {
             }
         }
         // The index and pairs take nothing more this epoch; raw's batches set the pace.
-        graph.index.advance_to(base + 1);
-        graph.pairs.advance_to(base + 1);
+        graph.index.advance_to(epoch_time(epoch + 1));
+        graph.pairs.advance_to(epoch_time(epoch + 1));
         graph.index.flush();
         graph.pairs.flush();
         let total: u64 = work.new.iter().map(|f| f.size).sum();

@@ -3,6 +3,7 @@
 //! and an index of dedup keys) persists between runs, so a run costs in proportion to what is
 //! new and gives exactly what one run over everything would.
 
+pub mod bench;
 pub mod config;
 pub mod discover;
 pub mod epoch;
