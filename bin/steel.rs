@@ -997,6 +997,9 @@ fn run_demo(args: DemoArgs) -> Result<()> {
     eprintln!("{report}");
     eprintln!("{}", score_against_truth(&data_dir, &cleaned_dir)?);
 
+    eprintln!("\n== 3b. the incremental pipeline (steel run): 3 files, then 1 appended");
+    run_cmd::demo_pipeline(&dir.join("pipeline"), &data_dir.join("corpus"))?;
+
     eprintln!("\n== 4. train a small byte-level BPE (steel tokenizer train) and pack (steel pack)");
     let cleaned = vec![cleaned_dir.display().to_string()];
     let tokenizer = dir.join("tokenizer.json");

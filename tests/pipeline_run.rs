@@ -224,6 +224,13 @@ fn appends_equal_one_batch_run_and_workers_do_not_change_bytes() {
     );
 
     let appended = job(dir.path(), "appended", 2, &[("web", &files[..1])]);
+    // Small batches: many timestamps per file and per epoch.
+    let toml = std::fs::read_to_string(appended.join("pipeline.toml")).unwrap();
+    std::fs::write(
+        appended.join("pipeline.toml"),
+        format!("batch_docs = 37\n{toml}"),
+    )
+    .unwrap();
     run_ok(&appended, &["run", "pipeline.toml", "--json"]);
     for file in &files[1..] {
         add_files(&appended, "web", std::slice::from_ref(file));

@@ -99,8 +99,11 @@ fn corpus(options: &IncrementalBenchOptions) -> Result<Vec<PathBuf>, String> {
             .iter()
             .map(|f| options.samples.join(f).display().to_string())
             .collect();
-        convert(&inputs, &ConvertOptions::new(FormatChoice::Auto, &converted))
-            .map_err(|e| e.to_string())?;
+        convert(
+            &inputs,
+            &ConvertOptions::new(FormatChoice::Auto, &converted),
+        )
+        .map_err(|e| e.to_string())?;
     }
     let file = std::fs::File::open(&unified).map_err(fail("reading the converted samples"))?;
     let texts: Vec<String> = BufReader::new(file)
@@ -127,8 +130,8 @@ fn corpus(options: &IncrementalBenchOptions) -> Result<Vec<PathBuf>, String> {
                 1 | 2 => edit(text, &mut rng, 97, 3),
                 _ => edit(text, &mut rng, 4, usize::MAX),
             };
-            let mut line = serde_json::to_vec(&serde_json::json!({ "text": edited }))
-                .expect("serialises");
+            let mut line =
+                serde_json::to_vec(&serde_json::json!({ "text": edited })).expect("serialises");
             line.push(b'\n');
             out.write_all(&line).map_err(fail("writing corpus"))?;
             bytes += line.len() as u64;
@@ -136,12 +139,20 @@ fn corpus(options: &IncrementalBenchOptions) -> Result<Vec<PathBuf>, String> {
         out.flush().map_err(fail("writing corpus"))?;
         written += bytes;
     }
-    eprintln!("bench incremental: corpus of {:.0} MB in {}", written as f64 / 1e6, dir.display());
+    eprintln!(
+        "bench incremental: corpus of {:.0} MB in {}",
+        written as f64 / 1e6,
+        dir.display()
+    );
     Ok(files)
 }
 
 /// A job directory whose source is a directory of links to `files`.
-fn job(options: &IncrementalBenchOptions, name: &str, files: &[PathBuf]) -> Result<PathBuf, String> {
+fn job(
+    options: &IncrementalBenchOptions,
+    name: &str,
+    files: &[PathBuf],
+) -> Result<PathBuf, String> {
     let job = options.work.join(name);
     if job.exists() {
         std::fs::remove_dir_all(&job).map_err(fail("clearing a job"))?;
@@ -169,7 +180,10 @@ fn link(files: &[PathBuf], raw: &Path) -> Result<(), String> {
 }
 
 /// Run `steel run` on `job`; the last epoch's report and manifest summary.
-fn run(options: &IncrementalBenchOptions, job: &Path) -> Result<(f64, serde_json::Value, serde_json::Value), String> {
+fn run(
+    options: &IncrementalBenchOptions,
+    job: &Path,
+) -> Result<(f64, serde_json::Value, serde_json::Value), String> {
     let start = Instant::now();
     let out = Command::new(&options.exe)
         .current_dir(job)
@@ -178,7 +192,10 @@ fn run(options: &IncrementalBenchOptions, job: &Path) -> Result<(f64, serde_json
         .map_err(fail("starting steel run"))?;
     let seconds = start.elapsed().as_secs_f64();
     if !out.status.success() {
-        return Err(format!("steel run failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "steel run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let outcome: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
@@ -186,7 +203,11 @@ fn run(options: &IncrementalBenchOptions, job: &Path) -> Result<(f64, serde_json
         &std::fs::read(job.join("state/manifest.json")).map_err(fail("reading the manifest"))?,
     )
     .map_err(|e| e.to_string())?;
-    let epoch = manifest["epochs"].as_array().and_then(|e| e.last()).cloned().unwrap_or_default();
+    let epoch = manifest["epochs"]
+        .as_array()
+        .and_then(|e| e.last())
+        .cloned()
+        .unwrap_or_default();
     Ok((seconds, outcome["epochs"][0].clone(), epoch))
 }
 
@@ -197,9 +218,9 @@ fn line(
     (seconds, report, summary): &(f64, serde_json::Value, serde_json::Value),
     share_of_full: Option<f64>,
 ) -> IncrementalBenchLine {
-    let docs: u64 = report["files"]
-        .as_array()
-        .map_or(0, |f| f.iter().map(|f| f["docs"].as_u64().unwrap_or(0)).sum());
+    let docs: u64 = report["files"].as_array().map_or(0, |f| {
+        f.iter().map(|f| f["docs"].as_u64().unwrap_or(0)).sum()
+    });
     let bytes = report["bytes_in"].as_u64().unwrap_or(0);
     let index_docs = summary["index_docs"].as_u64().unwrap_or(0);
     let rss = summary["peak_rss"].as_u64().unwrap_or(0) as f64 / 1e6;
@@ -237,6 +258,12 @@ pub fn bench_incremental(
     emit(&line("first 99%", options, base.len(), &before, None));
     link(new, &inc_job.join("raw"))?;
     let appended = run(options, &inc_job)?;
-    emit(&line("append 1%", options, new.len(), &appended, Some(appended.0 / full.0)));
+    emit(&line(
+        "append 1%",
+        options,
+        new.len(),
+        &appended,
+        Some(appended.0 / full.0),
+    ));
     Ok(())
 }

@@ -19,6 +19,8 @@ pub struct PipelineConfig {
     pub dedup: Option<DedupOverride>,
     /// Output shards are closed before they grow past this many bytes.
     pub shard_bytes: u64,
+    /// Documents fed to the dataflow per batch (one timestamp each).
+    pub batch_docs: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -68,6 +70,7 @@ struct File {
     clean: CleanFile,
     dedup: Option<DedupFile>,
     shard_mb: Option<u64>,
+    batch_docs: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +173,7 @@ impl PipelineConfig {
                 params: d.params.into_iter().collect(),
             }),
             shard_bytes: file.shard_mb.unwrap_or(256) << 20,
+            batch_docs: file.batch_docs.unwrap_or(2048).max(1),
         })
     }
 }

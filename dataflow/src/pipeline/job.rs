@@ -26,8 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::worker::Worker;
 
-/// Documents fed to the dataflow per batch (one timestamp each).
-const BATCH_DOCS: usize = 2048;
 /// Batches in flight before worker 0 waits for the dataflow to catch up.
 const IN_FLIGHT: u64 = 4;
 
@@ -466,7 +464,7 @@ impl Driver {
                 writer.reject(&source.name, reject)?;
             }
             let records = docs.len() as u64 + rejects.len() as u64;
-            for chunk in docs.chunks(BATCH_DOCS) {
+            for chunk in docs.chunks(self.config.batch_docs) {
                 graph.raw.advance_to(base + batch);
                 for (row, text) in chunk {
                     graph
