@@ -124,11 +124,9 @@ fn incremental_kept(stages: Stages, workers: usize, epochs: Vec<Epoch>) -> Vec<B
         let mut kept = BTreeSet::new();
         for (e, epoch) in epochs.iter().enumerate() {
             let time = epoch_time(e as u64 + 1);
-            for input_time in [time] {
-                g.raw.advance_to(input_time);
-                g.index.advance_to(input_time);
-                g.pairs.advance_to(input_time);
-            }
+            g.raw.advance_to(time);
+            g.index.advance_to(time);
+            g.pairs.advance_to(time);
             for (doc, text) in &epoch.retract {
                 if let Cleaned::Passed { entry, .. } = stages.clean(text.clone()) {
                     g.index.update((*doc, entry), -1);

@@ -162,15 +162,15 @@ pub fn build(worker: &mut Worker, stages: Arc<Stages>) -> Graph {
     }
 }
 
+type Docs<'s> = VecCollection<'s, Time, DocId, isize>;
+type Pairs<'s> = VecCollection<'s, Time, (DocId, DocId), isize>;
+
 /// Kept documents of the near-duplicate stage, and the changes to its pairs.
 fn near_stage<'s>(
     members: VecCollection<'s, Time, (DocId, Key), isize>,
     old_pairs: VecCollection<'s, Time, (DocId, DocId), isize>,
     stages: Arc<Stages>,
-) -> (
-    VecCollection<'s, Time, DocId, isize>,
-    VecCollection<'s, Time, (DocId, DocId), isize>,
-) {
+) -> (Docs<'s>, Pairs<'s>) {
     let old = members
         .inner
         .clone()

@@ -398,11 +398,9 @@ impl Driver {
             self.config.shard_bytes,
             self.manifest.epochs.iter().map(|e| e.epoch).collect(),
         )?;
-        for input_time in [base] {
-            graph.raw.advance_to(input_time);
-            graph.index.advance_to(input_time);
-            graph.pairs.advance_to(input_time);
-        }
+        graph.raw.advance_to(base);
+        graph.index.advance_to(base);
+        graph.pairs.advance_to(base);
         // Retractions: negative changes to the index, at the epoch's first time.
         if let Some(index) = index {
             let shards: HashSet<u32> = work.retract.iter().copied().collect();

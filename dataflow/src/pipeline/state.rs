@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const MANIFEST: &str = "manifest.json";
+
+/// A near-duplicate pair `(later, earlier)` and its change.
+pub type PairChange = ((DocId, DocId), isize);
 const FORMAT: &str = "steel-run-state";
 const VERSION: u32 = 1;
 
@@ -217,10 +220,7 @@ impl StateDir {
     }
 
     /// Every committed pair change summed.
-    pub fn load_pairs(
-        &self,
-        manifest: &Manifest,
-    ) -> Result<Vec<((DocId, DocId), isize)>, StateError> {
+    pub fn load_pairs(&self, manifest: &Manifest) -> Result<Vec<PairChange>, StateError> {
         let mut pairs: HashMap<(DocId, DocId), isize> = HashMap::new();
         for epoch in &manifest.epochs {
             let path = self.epoch_dir(epoch.epoch).join("pairs.bin");
@@ -409,7 +409,7 @@ pub fn read_index(path: &Path) -> Result<Vec<(DocId, Entry, isize)>, StateError>
     Ok(out)
 }
 
-pub fn read_pairs(path: &Path) -> Result<Vec<((DocId, DocId), isize)>, StateError> {
+pub fn read_pairs(path: &Path) -> Result<Vec<PairChange>, StateError> {
     let words = read_words(path, PAIRS_MAGIC)?;
     if words.len() % 3 != 0 {
         return Err(StateError::Invalid {
