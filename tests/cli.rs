@@ -128,6 +128,15 @@ fn demo_runs_end_to_end_and_says_what_it_did() {
     );
     assert!(work.join("converted/part-00000.jsonl").exists());
     assert!(work.join("data/truth.jsonl").exists());
+    // The pipeline's second run cleaned only the appended file (300 docs in 4 files).
+    assert!(
+        stderr.contains("run 2: 1 new files, 75 documents through the operators"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("run 3: nothing new (4 known files)"),
+        "{stderr}"
+    );
 
     // steel train from a TOML file (paths relative to it), then resumed further by flags.
     let config = work.join("train.toml");
