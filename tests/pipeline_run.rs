@@ -415,3 +415,49 @@ fn two_processes_write_what_one_writes() {
     }
     assert_eq!(normalised(&two), normalised(&one));
 }
+
+#[test]
+fn watch_ingests_files_as_they_appear() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let batch = job(dir.path(), "batch", 1, &[("web", &files[..2])]);
+    run_ok(&batch, &["run", "pipeline.toml", "--json"]);
+    let watched = job(dir.path(), "watched", 2, &[("web", &files[..1])]);
+    let child = Command::new(STEEL)
+        .current_dir(&watched)
+        .args([
+            "run",
+            "pipeline.toml",
+            "--json",
+            "--watch",
+            "--interval",
+            "0.2",
+            "--idle-exit",
+            "3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first epoch's commit, then drop in the second file.
+    let manifest = watched.join("state/manifest.json");
+    let start = std::time::Instant::now();
+    while !manifest.exists() {
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "the first epoch never committed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    add_files(&watched, "web", &files[1..2]);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["epochs"].as_array().unwrap().len(), 2, "{outcome}");
+    assert_eq!(outcome["epochs"][1]["kind"], "watch");
+    assert_eq!(live(&watched), live(&batch));
+}
