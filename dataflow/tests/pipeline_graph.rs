@@ -115,18 +115,13 @@ fn incremental_kept(stages: Stages, workers: usize, epochs: Vec<Epoch>) -> Vec<B
     timely::execute(config, move |worker| {
         let mut g = graph::build(worker, stages.clone());
         if worker.index() != 0 {
-            drop((g.raw, g.index, g.pairs));
-            while !g.probe.done() {
-                worker.step_or_park(None);
-            }
+            g.finish(worker);
             return;
         }
         let mut kept = BTreeSet::new();
         for (e, epoch) in epochs.iter().enumerate() {
             let time = epoch_time(e as u64 + 1);
-            g.raw.advance_to(time);
-            g.index.advance_to(time);
-            g.pairs.advance_to(time);
+            g.advance_all(time);
             for (doc, text) in &epoch.retract {
                 if let Cleaned::Passed { entry, .. } = stages.clean(text.clone()) {
                     g.index.update((*doc, entry), -1);
@@ -141,12 +136,7 @@ fn incremental_kept(stages: Stages, workers: usize, epochs: Vec<Epoch>) -> Vec<B
                 }
             }
             let next = epoch_time(e as u64 + 2);
-            g.raw.advance_to(next);
-            g.index.advance_to(next);
-            g.pairs.advance_to(next);
-            g.raw.flush();
-            g.index.flush();
-            g.pairs.flush();
+            g.advance_all(next);
             worker.step_while(|| g.probe.less_than(&next));
             let updates = graph::consolidate(
                 g.captured

@@ -69,23 +69,31 @@ fn setup_error(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> CleanB
     move |e| CleanBenchError::Setup(format!("{message}: {e}"))
 }
 
-/// Convert the text samples, train the LM and write the replicated inputs; returns the paths
-/// of the full input and of the per-operator input, and the model.
-pub fn prepare(
-    options: &CleanBenchOptions,
-) -> Result<(PathBuf, PathBuf, PathBuf), CleanBenchError> {
-    let converted = options.work.join("converted");
+/// The text samples converted to one unified JSONL file under `work/converted` (made once,
+/// then reused); its path.
+pub fn converted_text_samples(samples: &Path, work: &Path) -> Result<PathBuf, ConvertError> {
+    let converted = work.join("converted");
     let unified = converted.join("part-00000.jsonl");
     if !unified.exists() {
         let inputs: Vec<String> = TEXT_SAMPLES
             .iter()
-            .map(|f| options.samples.join(f).display().to_string())
+            .map(|f| samples.join(f).display().to_string())
             .collect();
         convert(
             &inputs,
             &ConvertOptions::new(FormatChoice::Auto, &converted),
         )?;
     }
+    Ok(unified)
+}
+
+/// Convert the text samples, train the LM and write the replicated inputs; returns the paths
+/// of the full input and of the per-operator input, and the model.
+pub fn prepare(
+    options: &CleanBenchOptions,
+) -> Result<(PathBuf, PathBuf, PathBuf), CleanBenchError> {
+    let unified = converted_text_samples(&options.samples, &options.work)?;
+    let converted = unified.parent().expect("in a directory").to_path_buf();
     let model = options.work.join("zh-char-3gram.arpa");
     if !model.exists() {
         let (arpa, _) = train_documents(&[converted.display().to_string()], 3, Unit::Char)

@@ -10,9 +10,7 @@
 //! Reported: the full run's docs/s and MB/s, the append's wall time as a share of the full
 //! run's, and peak memory per million indexed documents (from the runs' manifests).
 
-use crate::clean::bench::TEXT_SAMPLES;
-use crate::convert::{ConvertOptions, convert};
-use crate::sources::FormatChoice;
+use crate::clean::bench::converted_text_samples;
 use serde::Serialize;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -92,19 +90,8 @@ fn corpus(options: &IncrementalBenchOptions) -> Result<Vec<PathBuf>, String> {
     if files.iter().all(|f| f.exists()) {
         return Ok(files);
     }
-    let converted = options.work.join("converted");
-    let unified = converted.join("part-00000.jsonl");
-    if !unified.exists() {
-        let inputs: Vec<String> = TEXT_SAMPLES
-            .iter()
-            .map(|f| options.samples.join(f).display().to_string())
-            .collect();
-        convert(
-            &inputs,
-            &ConvertOptions::new(FormatChoice::Auto, &converted),
-        )
-        .map_err(|e| e.to_string())?;
-    }
+    let unified =
+        converted_text_samples(&options.samples, &options.work).map_err(|e| e.to_string())?;
     let file = std::fs::File::open(&unified).map_err(fail("reading the converted samples"))?;
     let texts: Vec<String> = BufReader::new(file)
         .lines()

@@ -80,6 +80,33 @@ pub struct Graph {
     pub captured: Rc<RefCell<Captured>>,
 }
 
+impl Graph {
+    /// Move every input to `time` and send what is buffered.
+    pub fn advance_all(&mut self, time: Time) {
+        self.raw.advance_to(time);
+        self.index.advance_to(time);
+        self.pairs.advance_to(time);
+        self.raw.flush();
+        self.index.flush();
+        self.pairs.flush();
+    }
+
+    /// Give up this worker's inputs and compute until every worker has given up theirs.
+    pub fn finish(self, worker: &mut Worker) {
+        let Graph {
+            raw,
+            index,
+            pairs,
+            probe,
+            ..
+        } = self;
+        drop((raw, index, pairs));
+        while !probe.done() {
+            worker.step_or_park(None);
+        }
+    }
+}
+
 /// Build the dataflow on this worker (every worker builds the same one).
 pub fn build(worker: &mut Worker, stages: Arc<Stages>) -> Graph {
     let captured = Rc::new(RefCell::new(Captured::default()));

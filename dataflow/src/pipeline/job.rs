@@ -220,8 +220,9 @@ fn execute(
         };
         match driver {
             Some(driver) => Some(driver.drive(worker, graph)),
+            // A worker that does no I/O computes until the end.
             None => {
-                follow(worker, graph);
+                graph.finish(worker);
                 None
             }
         }
@@ -236,21 +237,6 @@ fn execute(
         }
     }
     Ok(result)
-}
-
-/// A worker that does no I/O: it gives up its inputs and computes until the end.
-fn follow(worker: &mut Worker, graph: Graph) {
-    let Graph {
-        raw,
-        index,
-        pairs,
-        probe,
-        ..
-    } = graph;
-    drop((raw, index, pairs));
-    while !probe.done() {
-        worker.step_or_park(None);
-    }
 }
 
 struct EpochWork {
@@ -271,17 +257,7 @@ struct Driver {
 impl Driver {
     fn drive(mut self, worker: &mut Worker, mut graph: Graph) -> Result<Driven, RunError> {
         let result = self.drive_epochs(worker, &mut graph);
-        let Graph {
-            raw,
-            index,
-            pairs,
-            probe,
-            ..
-        } = graph;
-        drop((raw, index, pairs));
-        while !probe.done() {
-            worker.step_or_park(None);
-        }
+        graph.finish(worker);
         result
     }
 
@@ -398,9 +374,7 @@ impl Driver {
             self.config.shard_bytes,
             self.manifest.epochs.iter().map(|e| e.epoch).collect(),
         )?;
-        graph.raw.advance_to(base);
-        graph.index.advance_to(base);
-        graph.pairs.advance_to(base);
+        graph.advance_all(base);
         // Retractions: negative changes to the index, at the epoch's first time.
         if let Some(index) = index {
             let shards: HashSet<u32> = work.retract.iter().copied().collect();
@@ -505,12 +479,7 @@ impl Driver {
             });
         }
         let next = epoch_time(epoch + 1);
-        graph.raw.advance_to(next);
-        graph.index.advance_to(next);
-        graph.pairs.advance_to(next);
-        graph.raw.flush();
-        graph.index.flush();
-        graph.pairs.flush();
+        graph.advance_all(next);
         worker.step_while(|| graph.probe.less_than(&next));
         writer.absorb(&mut graph.captured.borrow_mut(), next)?;
         progress.finish();
