@@ -1054,7 +1054,7 @@ fn run_demo(args: DemoArgs) -> Result<()> {
     })?;
 
     eprintln!(
-        "\n== done. Later stages (incremental runs, GPU training) join this demo as they land."
+        "\n== done. GPU training joins this demo when it lands."
     );
     eprintln!("everything is in {}", dir.display());
     Ok(())
