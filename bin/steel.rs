@@ -1053,9 +1053,7 @@ fn run_demo(args: DemoArgs) -> Result<()> {
         tokenizer: Some(tokenizer.clone()),
     })?;
 
-    eprintln!(
-        "\n== done. GPU training joins this demo when it lands."
-    );
+    eprintln!("\n== done. GPU training joins this demo when it lands.");
     eprintln!("everything is in {}", dir.display());
     Ok(())
 }

@@ -1,0 +1,136 @@
+//! The LM head fused with the cross-entropy loss, over vocabulary chunks: per chunk of
+//! `CHUNK` rows of the head weight, a GEMM makes fp32 logits `[n, chunk]`; the forward folds
+//! them into a running log-sum-exp, the backward recomputes them into dlogits and runs the
+//! two gradient GEMMs. Memory: one `[n, CHUNK]` fp32 buffer, never `[n, vocab]`.
+//! CPU twin: `cpu::linear` + `cpu::cross_entropy`.
+
+use super::gemm::{Operand, linear_backward_input, linear_backward_weight, linear_forward};
+use super::reduce::sum;
+use super::tensor::{Dtype, Tensor};
+use super::{Arg, Gpu, GpuResult, launch, per_row};
+
+/// Vocabulary rows per chunk.
+pub const CHUNK: usize = 8192;
+
+/// What the backward needs: the per-row log-sum-exp.
+pub struct Saved {
+    pub lse: Tensor,
+}
+
+/// Mean over the `n` rows of `lse(x·wᵀ) − (x·wᵀ)[target]`, into the fp32 device scalar
+/// `loss`: bf16 `x: [n, d]`, bf16 `w: [vocab, d]`, i32 `targets: [n]`.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    gpu: &Gpu,
+    x: u64,
+    w: u64,
+    targets: u64,
+    n: usize,
+    d: usize,
+    vocab: usize,
+    loss: u64,
+) -> GpuResult<Saved> {
+    let logits = Tensor::zeros(gpu, Dtype::F32, n * CHUNK.min(vocab))?;
+    let run_max = Tensor::zeros(gpu, Dtype::F32, n)?;
+    let run_sum = Tensor::zeros(gpu, Dtype::F32, n)?;
+    let target_logit = Tensor::zeros(gpu, Dtype::F32, n)?;
+    for c0 in (0..vocab).step_by(CHUNK) {
+        let c = CHUNK.min(vocab - c0);
+        linear_forward(
+            gpu,
+            x,
+            w + (c0 * d * 2) as u64,
+            Operand::f32(logits.addr()),
+            n,
+            d,
+            c,
+            0.0,
+        )?;
+        launch(
+            gpu,
+            "ce_chunk_stats",
+            per_row(n, 256),
+            &[
+                Arg::Ptr(logits.addr()),
+                Arg::I32(c as i32),
+                Arg::I32(c0 as i32),
+                Arg::Ptr(targets),
+                Arg::Ptr(run_max.addr()),
+                Arg::Ptr(run_sum.addr()),
+                Arg::Ptr(target_logit.addr()),
+                Arg::I32((c0 == 0) as i32),
+            ],
+        )?;
+    }
+    let lse = Tensor::zeros(gpu, Dtype::F32, n)?;
+    let row_loss = Tensor::zeros(gpu, Dtype::F32, n)?;
+    launch(
+        gpu,
+        "ce_finish",
+        super::grid_1d(n, 256),
+        &[
+            Arg::Ptr(run_max.addr()),
+            Arg::Ptr(run_sum.addr()),
+            Arg::Ptr(target_logit.addr()),
+            Arg::Ptr(lse.addr()),
+            Arg::Ptr(row_loss.addr()),
+            Arg::I64(n as i64),
+        ],
+    )?;
+    sum(gpu, row_loss.addr(), n, 1.0 / n as f32, loss)?;
+    Ok(Saved { lse })
+}
+
+/// Gradients of `forward`'s loss times `scale · n` (so `scale = 1/n` gives the mean's):
+/// `dx = dlogits · w` into the fp32 `dx: [n, d]` (overwritten), `dw += dlogitsᵀ · x` into
+/// the fp32 `dw: [vocab, d]`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    gpu: &Gpu,
+    saved: &Saved,
+    x: u64,
+    w: u64,
+    targets: u64,
+    n: usize,
+    d: usize,
+    vocab: usize,
+    scale: f32,
+    dx: u64,
+    dw: u64,
+) -> GpuResult<()> {
+    let chunk = CHUNK.min(vocab);
+    let logits = Tensor::zeros(gpu, Dtype::F32, n * chunk)?;
+    let dlogits = Tensor::zeros(gpu, Dtype::Bf16, n * chunk)?;
+    for c0 in (0..vocab).step_by(CHUNK) {
+        let c = CHUNK.min(vocab - c0);
+        let w_chunk = w + (c0 * d * 2) as u64;
+        linear_forward(gpu, x, w_chunk, Operand::f32(logits.addr()), n, d, c, 0.0)?;
+        launch(
+            gpu,
+            "ce_chunk_backward",
+            per_row(n, 256),
+            &[
+                Arg::Ptr(logits.addr()),
+                Arg::I32(c as i32),
+                Arg::I32(c0 as i32),
+                Arg::Ptr(targets),
+                Arg::Ptr(saved.lse.addr()),
+                Arg::F32(scale),
+                Arg::Ptr(dlogits.addr()),
+            ],
+        )?;
+        let beta = if c0 == 0 { 0.0 } else { 1.0 };
+        linear_backward_input(
+            gpu,
+            dlogits.addr(),
+            w_chunk,
+            Operand::f32(dx),
+            n,
+            d,
+            c,
+            beta,
+        )?;
+        linear_backward_weight(gpu, dlogits.addr(), x, dw + (c0 * d * 4) as u64, n, d, c)?;
+    }
+    Ok(())
+}
