@@ -6,6 +6,8 @@
 pub mod checkpoint;
 pub mod data;
 pub mod eval;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod model;
 pub mod optim;
 pub mod plot;

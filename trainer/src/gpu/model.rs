@@ -1,0 +1,427 @@
+//! `GpuModel`: the whole model's weights, gradients and AdamW state on one GPU, its forward
+//! (keeping what the backward reads), backward and optimizer step. Mirrors `model::pass`
+//! layer by layer; `B` sequences of `T` tokens go through together (`n = B·T` rows).
+
+use crate::gpu::ffn::{self, Buffers, FfnSaved};
+use crate::model::config::{Ffn, ModelConfig};
+use crate::model::params::Layout;
+use crate::optim::adamw::{AdamWConfig, is_decayed};
+use steel_kernels::cpu::topk;
+use steel_kernels::cuda::attention::{self, flash_supported};
+use steel_kernels::cuda::gemm::{Operand, linear_backward_input, linear_backward_weight, linear_forward};
+use steel_kernels::cuda::reduce::{self, add_column_sums};
+use steel_kernels::cuda::rope::{self, Heads};
+use steel_kernels::cuda::swiglu::{cast_f32_to_bf16};
+use steel_kernels::cuda::{Dtype, Gpu, GpuError, GpuResult, Tensor, adamw, cross_entropy, embedding, rmsnorm};
+
+/// How attention runs: the flash kernels (default where the head size has one) or cuBLAS
+/// GEMMs around a fused causal softmax (keeps `[B·hq, T, T]` probabilities).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attention {
+    Flash,
+    Cublas,
+}
+
+pub struct GpuModel {
+    pub gpu: Gpu,
+    pub config: ModelConfig,
+    pub layout: Layout,
+    pub attention: Attention,
+    /// fp32 master weights, their bf16 copy, fp32 gradients and moments: `[layout.len]`.
+    params: Tensor,
+    params16: Tensor,
+    grads: Tensor,
+    m: Tensor,
+    v: Tensor,
+    /// i64 `[start, end)` pairs of the elements AdamW does not decay.
+    no_decay: Tensor,
+    /// fp32 scalars: the global gradient norm and the last loss.
+    norm: Tensor,
+    loss: Tensor,
+}
+
+enum AttentionSaved {
+    Flash { lse: Tensor },
+    Cublas { probs: Tensor },
+}
+
+struct LayerSaved {
+    x_in: Tensor,
+    rstd1: Tensor,
+    normed1: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    attention: AttentionSaved,
+    attended: Tensor,
+    x_mid: Tensor,
+    rstd2: Tensor,
+    normed2: Tensor,
+    ffn: FfnSaved,
+}
+
+struct Forward {
+    heads: Heads,
+    layers: Vec<LayerSaved>,
+    x_final: Tensor,
+    rstd_final: Tensor,
+    normed_final: Tensor,
+    targets: Tensor,
+    ce: cross_entropy::Saved,
+}
+
+/// The sorted no-decay ranges of a layout, merged where adjacent.
+fn no_decay_ranges(layout: &Layout) -> Vec<i64> {
+    let mut ranges: Vec<i64> = Vec::new();
+    for view in layout.views.iter().filter(|v| !is_decayed(&v.name)) {
+        let (start, end) = (view.offset as i64, (view.offset + view.len()) as i64);
+        match ranges.last_mut() {
+            Some(last) if *last == start => *last = end,
+            _ => ranges.extend([start, end]),
+        }
+    }
+    ranges
+}
+
+impl GpuModel {
+    /// Upload `params` (laid out by `Layout::new(config)`); moments start at zero.
+    pub fn new(gpu: Gpu, config: &ModelConfig, params: &[f32], attention: Attention) -> GpuResult<GpuModel> {
+        let layout = Layout::new(config);
+        if params.len() != layout.len {
+            return Err(GpuError(format!(
+                "{} weights given, the model has {}",
+                params.len(),
+                layout.len
+            )));
+        }
+        if attention == Attention::Flash && !flash_supported(config.head_dim) {
+            return Err(GpuError(format!(
+                "no flash-attention kernel for head size {}; use --attention cublas",
+                config.head_dim
+            )));
+        }
+        let len = layout.len;
+        let ranges = no_decay_ranges(&layout);
+        Ok(GpuModel {
+            params: Tensor::from_f32(&gpu, params, Dtype::F32)?,
+            params16: Tensor::from_f32(&gpu, params, Dtype::Bf16)?,
+            grads: Tensor::zeros(&gpu, Dtype::F32, len)?,
+            m: Tensor::zeros(&gpu, Dtype::F32, len)?,
+            v: Tensor::zeros(&gpu, Dtype::F32, len)?,
+            no_decay: Tensor::from_i64(&gpu, &ranges)?,
+            norm: Tensor::zeros(&gpu, Dtype::F32, 1)?,
+            loss: Tensor::zeros(&gpu, Dtype::F32, 1)?,
+            gpu,
+            config: config.clone(),
+            layout,
+            attention,
+        })
+    }
+
+    fn buffers(&self) -> Buffers {
+        Buffers {
+            params16: self.params16.addr(),
+            grads: self.grads.addr(),
+        }
+    }
+
+    /// bf16 weight `name`.
+    fn w(&self, name: &str) -> u64 {
+        self.params16.at(self.layout.view(name).offset)
+    }
+
+    /// fp32 gradient of `name`.
+    fn g(&self, name: &str) -> u64 {
+        self.grads.at(self.layout.view(name).offset)
+    }
+
+    fn head(&self) -> &'static str {
+        if self.config.tie_embeddings {
+            "model.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        }
+    }
+
+    pub fn params(&self) -> GpuResult<Vec<f32>> {
+        self.params.to_f32(&self.gpu)
+    }
+
+    pub fn grads(&self) -> GpuResult<Vec<f32>> {
+        self.grads.to_f32(&self.gpu)
+    }
+
+    /// AdamW's first and second moments.
+    pub fn moments(&self) -> GpuResult<(Vec<f32>, Vec<f32>)> {
+        Ok((self.m.to_f32(&self.gpu)?, self.v.to_f32(&self.gpu)?))
+    }
+
+    pub fn set_moments(&mut self, m: &[f32], v: &[f32]) -> GpuResult<()> {
+        self.m.write_f32(&self.gpu, m)?;
+        self.v.write_f32(&self.gpu, v)
+    }
+
+    pub fn zero_grads(&mut self) -> GpuResult<()> {
+        self.grads.zero(&self.gpu)
+    }
+
+    fn heads(&self, n: usize, batch: usize) -> GpuResult<Heads> {
+        if batch == 0 || !n.is_multiple_of(batch) {
+            return Err(GpuError(format!(
+                "{n} tokens do not split into {batch} sequences"
+            )));
+        }
+        Ok(Heads {
+            batch,
+            t: n / batch,
+            hq: self.config.num_heads,
+            hkv: self.config.num_kv_heads,
+            hd: self.config.head_dim,
+        })
+    }
+
+    fn forward(&self, ids: &[u32], targets: &[u32], batch: usize) -> GpuResult<Forward> {
+        let gpu = &self.gpu;
+        let c = &self.config;
+        let (n, d, eps) = (ids.len(), c.hidden_size, c.rms_norm_eps);
+        if targets.len() != n {
+            return Err(GpuError("ids and targets differ in length".into()));
+        }
+        if let Some(bad) = ids.iter().chain(targets).find(|&&id| id as usize >= c.vocab_size) {
+            return Err(GpuError(format!(
+                "token id {bad} is outside the model's vocabulary of {}",
+                c.vocab_size
+            )));
+        }
+        let heads = self.heads(n, batch)?;
+        let as_i32 = |v: &[u32]| v.iter().map(|&x| x as i32).collect::<Vec<_>>();
+        let ids_dev = Tensor::from_i32(gpu, &as_i32(ids))?;
+        let targets = Tensor::from_i32(gpu, &as_i32(targets))?;
+        let embedded = Tensor::zeros(gpu, Dtype::F32, n * d)?;
+        embedding::forward(gpu, ids_dev.addr(), self.w("model.embed_tokens.weight"), embedded.addr(), n, d)?;
+        let (q_width, kv_width) = (heads.hq * heads.hd, heads.hkv * heads.hd);
+        let mut layers: Vec<LayerSaved> = Vec::with_capacity(c.num_layers);
+        // The residual stream entering the next norm: x (fp32) plus a pending delta.
+        let mut delta: Option<Tensor> = None;
+        for l in 0..c.num_layers {
+            let name = |s: &str| format!("model.layers.{l}.{s}");
+            let resid = layers.last().map_or(embedded.addr(), |s| s.x_mid.addr());
+            let x_in = Tensor::zeros(gpu, Dtype::F32, n * d)?;
+            let rstd1 = Tensor::zeros(gpu, Dtype::F32, n)?;
+            let normed1 = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
+            let delta_addr = delta.as_ref().map_or(0, |t| t.addr());
+            rmsnorm::forward(gpu, resid, delta_addr, x_in.addr(), self.w(&name("input_layernorm.weight")), normed1.addr(), rstd1.addr(), n, d, eps)?;
+            // q, k, v: one GEMM over the adjacent weights, then bias + RoPE + head split.
+            let qkv = Tensor::zeros(gpu, Dtype::Bf16, n * heads.qkv_width())?;
+            linear_forward(gpu, normed1.addr(), self.w(&name("self_attn.q_proj.weight")), Operand::bf16(qkv.addr()), n, d, heads.qkv_width(), 0.0)?;
+            let bias = if c.qkv_bias { self.w(&name("self_attn.q_proj.bias")) } else { 0 };
+            let q = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;
+            let k = Tensor::zeros(gpu, Dtype::Bf16, n * kv_width)?;
+            let v = Tensor::zeros(gpu, Dtype::Bf16, n * kv_width)?;
+            rope::forward(gpu, &heads, qkv.addr(), bias, q.addr(), k.addr(), v.addr(), c.rope_theta)?;
+            drop(qkv);
+            let attended = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;
+            let saved_attention = match self.attention {
+                Attention::Flash => {
+                    let lse = Tensor::zeros(gpu, Dtype::F32, batch * heads.hq * heads.t)?;
+                    attention::flash_forward(gpu, &heads, q.addr(), k.addr(), v.addr(), attended.addr(), lse.addr())?;
+                    AttentionSaved::Flash { lse }
+                }
+                Attention::Cublas => {
+                    let scores = batch * heads.hq * heads.t * heads.t;
+                    let s = Tensor::zeros(gpu, Dtype::F32, scores)?;
+                    let probs = Tensor::zeros(gpu, Dtype::Bf16, scores)?;
+                    attention::cublas_forward(gpu, &heads, q.addr(), k.addr(), v.addr(), attended.addr(), &s, &probs)?;
+                    AttentionSaved::Cublas { probs }
+                }
+            };
+            let attn_out = Tensor::zeros(gpu, Dtype::F32, n * d)?;
+            linear_forward(gpu, attended.addr(), self.w(&name("self_attn.o_proj.weight")), Operand::f32(attn_out.addr()), n, q_width, d, 0.0)?;
+            let x_mid = Tensor::zeros(gpu, Dtype::F32, n * d)?;
+            let rstd2 = Tensor::zeros(gpu, Dtype::F32, n)?;
+            let normed2 = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
+            rmsnorm::forward(gpu, x_in.addr(), attn_out.addr(), x_mid.addr(), self.w(&name("post_attention_layernorm.weight")), normed2.addr(), rstd2.addr(), n, d, eps)?;
+            let ffn_out = Tensor::zeros(gpu, Dtype::F32, n * d)?;
+            let ffn = ffn::forward(gpu, c, &self.layout, self.buffers(), l, normed2.addr(), n, ffn_out.addr())?;
+            delta = Some(ffn_out);
+            layers.push(LayerSaved {
+                x_in,
+                rstd1,
+                normed1,
+                q,
+                k,
+                v,
+                attention: saved_attention,
+                attended,
+                x_mid,
+                rstd2,
+                normed2,
+                ffn,
+            });
+        }
+        let resid = layers.last().map_or(embedded.addr(), |s| s.x_mid.addr());
+        let x_final = Tensor::zeros(gpu, Dtype::F32, n * d)?;
+        let rstd_final = Tensor::zeros(gpu, Dtype::F32, n)?;
+        let normed_final = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
+        let delta_addr = delta.as_ref().map_or(0, |t| t.addr());
+        rmsnorm::forward(gpu, resid, delta_addr, x_final.addr(), self.w("model.norm.weight"), normed_final.addr(), rstd_final.addr(), n, d, eps)?;
+        let ce = cross_entropy::forward(gpu, normed_final.addr(), self.w(self.head()), targets.addr(), n, d, c.vocab_size, self.loss.addr())?;
+        Ok(Forward {
+            heads,
+            layers,
+            x_final,
+            rstd_final,
+            normed_final,
+            targets,
+            ce,
+        })
+    }
+
+    /// Mean next-token loss of `batch` sequences (`ids`, `targets`: `[batch·T]`), no gradient.
+    pub fn loss(&self, ids: &[u32], targets: &[u32], batch: usize) -> GpuResult<f32> {
+        self.forward(ids, targets, batch)?;
+        Ok(self.loss.to_f32(&self.gpu)?[0])
+    }
+
+    /// The load-balancing loss, per sequence over all layers' router rows as the CPU pass
+    /// computes it, averaged over the batch; and its gradient per layer (`[n, E]`, uploaded).
+    fn load_balance(&self, f: &Forward) -> GpuResult<(f32, Vec<Tensor>)> {
+        let Ffn::TopkMoe {
+            n_experts,
+            aux_coefficient,
+            ..
+        } = self.config.ffn
+        else {
+            return Ok((0.0, Vec::new()));
+        };
+        let (batch, t, e) = (f.heads.batch, f.heads.t, n_experts);
+        let mut probs = Vec::new();
+        let mut chosen = Vec::new();
+        for layer in &f.layers {
+            let missing = || GpuError("a top-k layer kept no routing".into());
+            probs.push(layer.ffn.probs.as_ref().ok_or_else(missing)?.to_f32(&self.gpu)?);
+            let ids = layer.ffn.chosen.as_ref().ok_or_else(missing)?.to_i32(&self.gpu)?;
+            chosen.push(ids.into_iter().map(|x| x as u32).collect::<Vec<_>>());
+        }
+        let k = chosen[0].len() / (batch * t);
+        let mut grads = vec![vec![0.0f32; batch * t * e]; f.layers.len()];
+        let mut total = 0.0f32;
+        for b in 0..batch {
+            let rows = |all: &Vec<Vec<f32>>| -> Vec<f32> {
+                all.iter().flat_map(|p| p[b * t * e..(b + 1) * t * e].iter().copied()).collect()
+            };
+            let stacked_probs = rows(&probs);
+            let stacked_chosen: Vec<u32> = chosen
+                .iter()
+                .flat_map(|c| c[b * t * k..(b + 1) * t * k].iter().copied())
+                .collect();
+            let mut dprobs = vec![0.0; stacked_probs.len()];
+            total += topk::load_balance(&stacked_probs, &stacked_chosen, e, aux_coefficient, &mut dprobs);
+            for (l, grad) in grads.iter_mut().enumerate() {
+                let from = &dprobs[l * t * e..(l + 1) * t * e];
+                for (g, v) in grad[b * t * e..(b + 1) * t * e].iter_mut().zip(from) {
+                    *g = v / batch as f32;
+                }
+            }
+        }
+        let uploaded = grads
+            .iter()
+            .map(|g| Tensor::from_f32(&self.gpu, g, Dtype::F32))
+            .collect::<GpuResult<Vec<_>>>()?;
+        Ok((total / batch as f32, uploaded))
+    }
+
+    /// The mean loss of `batch` sequences (plus any load-balancing loss); adds its gradient
+    /// to the gradient buffer.
+    pub fn loss_and_grad(&mut self, ids: &[u32], targets: &[u32], batch: usize) -> GpuResult<f32> {
+        let f = self.forward(ids, targets, batch)?;
+        let (aux_loss, aux_grads) = self.load_balance(&f)?;
+        self.backward(&f, ids, &aux_grads)?;
+        Ok(self.loss.to_f32(&self.gpu)?[0] + aux_loss)
+    }
+
+    fn backward(&self, f: &Forward, ids: &[u32], aux: &[Tensor]) -> GpuResult<()> {
+        let gpu = &self.gpu;
+        let c = &self.config;
+        let (n, d) = (ids.len(), c.hidden_size);
+        let heads = f.heads;
+        let (q_width, kv_width) = (heads.hq * heads.hd, heads.hkv * heads.hd);
+        // The head and the final norm.
+        let dnormed32 = Tensor::zeros(gpu, Dtype::F32, n * d)?;
+        cross_entropy::backward(gpu, &f.ce, f.normed_final.addr(), self.w(self.head()), f.targets.addr(), n, d, c.vocab_size, 1.0 / n as f32, dnormed32.addr(), self.g(self.head()))?;
+        let dnormed = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
+        cast_f32_to_bf16(gpu, dnormed32.addr(), dnormed.addr(), n * d)?;
+        // dx: the fp32 gradient of the residual stream, flowing back through the layers.
+        let dx = Tensor::zeros(gpu, Dtype::F32, n * d)?;
+        rmsnorm::backward(gpu, dnormed.addr(), f.x_final.addr(), self.w("model.norm.weight"), f.rstd_final.addr(), dx.addr(), self.g("model.norm.weight"), n, d)?;
+        let dx16 = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
+        for (l, a) in f.layers.iter().enumerate().rev() {
+            let name = |s: &str| format!("model.layers.{l}.{s}");
+            // Feed-forward: x_next = x_mid + ffn(norm(x_mid)).
+            let aux_l = aux.get(l).map_or(0, |t| t.addr());
+            ffn::backward(gpu, c, &self.layout, self.buffers(), l, a.normed2.addr(), n, &a.ffn, dx.addr(), aux_l, dnormed32.addr())?;
+            cast_f32_to_bf16(gpu, dnormed32.addr(), dnormed.addr(), n * d)?;
+            let ln2 = name("post_attention_layernorm.weight");
+            rmsnorm::backward(gpu, dnormed.addr(), a.x_mid.addr(), self.w(&ln2), a.rstd2.addr(), dx.addr(), self.g(&ln2), n, d)?;
+            // Attention: x_mid = x_in + o(attn(rope(qkv(norm(x_in))))).
+            cast_f32_to_bf16(gpu, dx.addr(), dx16.addr(), n * d)?;
+            let o = name("self_attn.o_proj.weight");
+            let dattended = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;
+            linear_backward_input(gpu, dx16.addr(), self.w(&o), Operand::bf16(dattended.addr()), n, q_width, d, 0.0)?;
+            linear_backward_weight(gpu, dx16.addr(), a.attended.addr(), self.g(&o), n, q_width, d)?;
+            let dq = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;
+            let dk = Tensor::zeros(gpu, Dtype::Bf16, n * kv_width)?;
+            let dv = Tensor::zeros(gpu, Dtype::Bf16, n * kv_width)?;
+            match &a.attention {
+                AttentionSaved::Flash { lse } => attention::flash_backward(gpu, &heads, a.q.addr(), a.k.addr(), a.v.addr(), a.attended.addr(), lse.addr(), dattended.addr(), dq.addr(), dk.addr(), dv.addr())?,
+                AttentionSaved::Cublas { probs } => {
+                    let s = Tensor::zeros(gpu, Dtype::F32, probs.len)?;
+                    attention::cublas_backward(gpu, &heads, a.q.addr(), a.k.addr(), a.v.addr(), probs, dattended.addr(), dq.addr(), dk.addr(), dv.addr(), &s)?
+                }
+            }
+            let width = heads.qkv_width();
+            let dqkv = Tensor::zeros(gpu, Dtype::Bf16, n * width)?;
+            rope::backward(gpu, &heads, dq.addr(), dk.addr(), dv.addr(), dqkv.addr(), c.rope_theta)?;
+            if c.qkv_bias {
+                add_column_sums(gpu, dqkv.addr(), n, width, self.g(&name("self_attn.q_proj.bias")))?;
+            }
+            let wqkv = name("self_attn.q_proj.weight");
+            linear_backward_weight(gpu, dqkv.addr(), a.normed1.addr(), self.g(&wqkv), n, d, width)?;
+            linear_backward_input(gpu, dqkv.addr(), self.w(&wqkv), Operand::bf16(dnormed.addr()), n, d, width, 0.0)?;
+            let ln1 = name("input_layernorm.weight");
+            rmsnorm::backward(gpu, dnormed.addr(), a.x_in.addr(), self.w(&ln1), a.rstd1.addr(), dx.addr(), self.g(&ln1), n, d)?;
+        }
+        let grouping = embedding::group(ids);
+        embedding::backward(gpu, &grouping, dx.addr(), self.g("model.embed_tokens.weight"), d)
+    }
+
+    /// One AdamW step on the accumulated gradients times `grad_scale`, clipped to a global
+    /// norm of `max_norm`; `step` is the 1-based step number. Returns the norm before clipping.
+    pub fn step(&mut self, adamw_config: &AdamWConfig, lr: f32, max_norm: f32, step: u64, grad_scale: f32) -> GpuResult<f32> {
+        let gpu = &self.gpu;
+        reduce::norm(gpu, self.grads.addr(), self.grads.len, grad_scale, self.norm.addr())?;
+        adamw::step(
+            gpu,
+            &adamw::State {
+                param: &self.params,
+                m: &self.m,
+                v: &self.v,
+                grad: &self.grads,
+                param16: &self.params16,
+                no_decay: &self.no_decay,
+                norm: &self.norm,
+            },
+            &adamw::Step {
+                lr,
+                beta1: adamw_config.beta1,
+                beta2: adamw_config.beta2,
+                eps: adamw_config.eps,
+                weight_decay: adamw_config.weight_decay,
+                step,
+                grad_scale,
+                max_norm,
+            },
+        )?;
+        Ok(self.norm.to_f32(gpu)?[0])
+    }
+}
