@@ -332,6 +332,10 @@ struct TrainArgs {
     /// [default: 42]
     #[arg(long)]
     seed: Option<u64>,
+    /// Where steps run: cpu, cuda (one GPU, flash attention) or cuda:cublas (cuBLAS
+    /// attention); cuda needs a binary built with `--features cuda` [default: cpu].
+    #[arg(long)]
+    device: Option<String>,
 }
 
 /// `steel train CONFIG.toml`: the same settings as the flags.
@@ -361,6 +365,7 @@ struct TrainFile {
     eval_every: Option<u64>,
     val_blocks: Option<u64>,
     seed: Option<u64>,
+    device: Option<String>,
 }
 
 #[derive(Args)]
@@ -808,6 +813,14 @@ fn run_train(args: TrainArgs) -> Result<()> {
         keep: args.keep.or(file.keep).unwrap_or(3),
         validation,
         init_params,
+        device: args
+            .device
+            .clone()
+            .or(file.device)
+            .as_deref()
+            .unwrap_or("cpu")
+            .parse()
+            .map_err(anyhow::Error::msg)?,
     };
     let start = std::time::Instant::now();
     // Tokens seen before this run (a resumed run starts with some); every step adds the same
@@ -1036,6 +1049,7 @@ fn run_demo(args: DemoArgs) -> Result<()> {
         keep: 2,
         validation: None,
         init_params: None,
+        device: steel_trainer::engine::Device::Cpu,
     };
     let mut report = |m: &StepMetrics| {
         if m.step == 1 || m.step.is_multiple_of(20) {

@@ -88,6 +88,7 @@ fn options(chunks: &Path, out: &Path, steps: u64) -> TrainOptions {
             max_blocks: Some(4),
         }),
         init_params: None,
+        device: steel_trainer::engine::Device::Cpu,
     }
 }
 

@@ -25,6 +25,21 @@ pub fn evaluate(
     dir: &Path,
     max_blocks: Option<u64>,
 ) -> Result<EvalResult, String> {
+    evaluate_with(config.vocab_size, dir, max_blocks, &mut |row| {
+        let n = row.len() - 1;
+        let out = logits(config, layout, params, &row[..n]);
+        Ok(cross_entropy::forward(&out, &row[1..], config.vocab_size) as f64)
+    })
+}
+
+/// The same walk over the blocks with any scorer: `score(block)` is the mean loss of
+/// predicting `block[1..]` from `block[..n]` (the GPU model scores blocks through this).
+pub fn evaluate_with(
+    vocab_size: usize,
+    dir: &Path,
+    max_blocks: Option<u64>,
+    score: &mut dyn FnMut(&[u32]) -> Result<f64, String>,
+) -> Result<EvalResult, String> {
     let manifest = steel_dataflow::pack::manifest::Manifest::load(dir)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| {
@@ -34,10 +49,10 @@ pub fn evaluate(
             )
         })?;
     let block_size = manifest.settings.block_size;
-    if manifest.settings.vocab_size > config.vocab_size {
+    if manifest.settings.vocab_size > vocab_size {
         return Err(format!(
             "the chunks' tokenizer has {} tokens but the model only {}",
-            manifest.settings.vocab_size, config.vocab_size
+            manifest.settings.vocab_size, vocab_size
         ));
     }
     let mut chunks = ChunkDir::open(dir, block_size).map_err(|e| e.to_string())?;
@@ -58,8 +73,7 @@ pub fn evaluate(
                 .block(file, block, block_size)
                 .map_err(|e| e.to_string())?;
             let n = row.len() - 1;
-            let out = logits(config, layout, params, &row[..n]);
-            total += cross_entropy::forward(&out, &row[1..], config.vocab_size) as f64 * n as f64;
+            total += score(&row)? * n as f64;
             tokens += n as u64;
             blocks += 1;
         }

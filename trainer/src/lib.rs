@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod engine;
 pub mod eval;
 #[cfg(feature = "cuda")]
 pub mod gpu;

@@ -1,15 +1,14 @@
-//! The training loop on the CPU reference: blocks from the loader, micro-batches accumulated,
+//! The training loop, on the CPU reference or the GPU (`engine`): blocks from the loader, micro-batches accumulated,
 //! clipped, AdamW with a schedule, metrics as JSON lines and a `loss.svg` curve, validation on
 //! held-out chunks (the best checkpoint kept in `best/`), checkpoints every N steps (the last
 //! `keep` kept), exact resume.
 
 use crate::checkpoint::{self, TrainState, fingerprint};
 use crate::data::{DataSource, Loader};
-use crate::eval::evaluate;
+use crate::engine::{Device, Engine};
 use crate::model::config::ModelConfig;
 use crate::model::params::Layout;
-use crate::model::pass::loss_and_grad;
-use crate::optim::adamw::{AdamW, AdamWConfig, clip_global_norm};
+use crate::optim::adamw::AdamWConfig;
 use crate::optim::schedule::Schedule;
 use crate::plot::loss_svg;
 use serde::Serialize;
@@ -36,6 +35,8 @@ pub struct TrainOptions {
     pub validation: Option<Validation>,
     /// Start from these weights (an imported model) instead of a seeded initialisation.
     pub init_params: Option<Vec<f32>>,
+    /// Where the steps run.
+    pub device: Device,
 }
 
 #[derive(Clone, Debug)]
@@ -80,20 +81,12 @@ fn save(
     dir: &std::path::Path,
     options: &TrainOptions,
     layout: &Layout,
-    params: &[f32],
-    optimizer: &AdamW,
+    engine: &Engine,
     state: &TrainState,
 ) -> Result<(), String> {
-    checkpoint::save(
-        dir,
-        &options.config,
-        layout,
-        params,
-        &optimizer.m,
-        &optimizer.v,
-        state,
-    )
-    .map_err(|e| format!("cannot write checkpoint `{}`: {e}", dir.display()))
+    let (params, m, v) = engine.snapshot()?;
+    checkpoint::save(dir, &options.config, layout, &params, &m, &v, state)
+        .map_err(|e| format!("cannot write checkpoint `{}`: {e}", dir.display()))
 }
 
 /// Train from scratch, or from the newest checkpoint in `options.out` when `resume` is set.
@@ -106,17 +99,18 @@ pub fn train(
     let layout = Layout::new(&options.config);
     std::fs::create_dir_all(&options.out)
         .map_err(|e| format!("cannot create `{}`: {e}", options.out.display()))?;
-    let mut optimizer = AdamW::new(options.adamw, &layout);
-    let (mut params, mut loader, mut state) =
+    let (params, moments, mut loader, mut state) =
         match checkpoint::list(&options.out).last().filter(|_| resume) {
             Some(dir) => {
                 let loaded = checkpoint::load(dir, &options.config, &layout)?;
-                optimizer.m = loaded.m;
-                optimizer.v = loaded.v;
-                optimizer.step = loaded.state.step;
                 let loader = Loader::resume(&options.data, &loaded.state.loader, 0)
                     .map_err(|e| e.to_string())?;
-                (loaded.params, loader, loaded.state)
+                (
+                    loaded.params,
+                    Some((loaded.m, loaded.v)),
+                    loader,
+                    loaded.state,
+                )
             }
             None => {
                 if !checkpoint::list(&options.out).is_empty() {
@@ -146,38 +140,33 @@ pub fn train(
                     }
                     None => init_params(&layout, options.seed),
                 };
-                (params, loader, state)
+                (params, None, loader, state)
             }
         };
+    let mut engine = Engine::new(
+        options.device,
+        &options.config,
+        options.adamw,
+        params,
+        moments,
+        state.step,
+    )?;
     let metrics_path = options.out.join("metrics.jsonl");
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&metrics_path)
         .map_err(|e| format!("cannot open `{}`: {e}", metrics_path.display()))?;
-    let mut grads = vec![0.0; layout.len];
     while state.step < options.steps {
-        grads.fill(0.0);
-        let mut loss = 0.0;
+        let mut blocks = Vec::with_capacity(options.micro_batch);
         for _ in 0..options.micro_batch {
             let block = loader.next_block().map_err(|e| e.to_string())?;
-            let n = block.len() - 1;
-            loss += loss_and_grad(
-                &options.config,
-                &layout,
-                &params,
-                &block[..n],
-                &block[1..],
-                &mut grads,
-            );
-            state.tokens += n as u64;
+            state.tokens += (block.len() - 1) as u64;
+            blocks.push(block);
         }
-        let scale = 1.0 / options.micro_batch as f32;
-        grads.iter_mut().for_each(|g| *g *= scale);
-        loss *= scale;
-        let grad_norm = clip_global_norm(&mut grads, options.clip);
         let lr = options.schedule.lr(state.step);
-        optimizer.update(&mut params, &grads, lr);
+        let result = engine.step(&blocks, lr, options.clip)?;
+        let (loss, grad_norm) = (result.loss, result.grad_norm);
         state.step += 1;
         state.losses.push(loss);
         let line = StepMetrics {
@@ -197,13 +186,7 @@ pub fn train(
         if let Some(validation) = &options.validation
             && (state.step.is_multiple_of(validation.every) || state.step == options.steps)
         {
-            let result = evaluate(
-                &options.config,
-                &layout,
-                &params,
-                &validation.dir,
-                validation.max_blocks,
-            )?;
+            let result = engine.evaluate(&validation.dir, validation.max_blocks)?;
             let best = state
                 .validation
                 .iter()
@@ -219,7 +202,7 @@ pub fn train(
                     std::fs::remove_dir_all(&dir)
                         .map_err(|e| format!("cannot replace `{}`: {e}", dir.display()))?;
                 }
-                save(&dir, options, &layout, &params, &optimizer, &state)?;
+                save(&dir, options, &layout, &engine, &state)?;
             }
         }
         if state.step.is_multiple_of(options.checkpoint_every) || state.step == options.steps {
@@ -234,7 +217,7 @@ pub fn train(
                 .map_err(|e| format!("cannot write `{}`: {e}", svg.display()))?;
             state.loader = loader.state();
             let dir = options.out.join(format!("step-{:08}", state.step));
-            save(&dir, options, &layout, &params, &optimizer, &state)?;
+            save(&dir, options, &layout, &engine, &state)?;
             let all = checkpoint::list(&options.out);
             for old in &all[..all.len().saturating_sub(options.keep.max(1))] {
                 std::fs::remove_dir_all(old)

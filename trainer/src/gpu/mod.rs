@@ -6,4 +6,4 @@
 pub mod ffn;
 pub mod model;
 
-pub use model::{Attention, GpuModel};
+pub use model::GpuModel;

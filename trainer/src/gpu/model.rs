@@ -2,6 +2,7 @@
 //! (keeping what the backward reads), backward and optimizer step. Mirrors `model::pass`
 //! layer by layer; `B` sequences of `T` tokens go through together (`n = B·T` rows).
 
+use crate::engine::Attention;
 use crate::gpu::ffn::{self, Buffers, FfnSaved};
 use crate::model::config::{Ffn, ModelConfig};
 use crate::model::params::Layout;
@@ -13,14 +14,6 @@ use steel_kernels::cuda::reduce::{self, add_column_sums};
 use steel_kernels::cuda::rope::{self, Heads};
 use steel_kernels::cuda::swiglu::{cast_f32_to_bf16};
 use steel_kernels::cuda::{Dtype, Gpu, GpuError, GpuResult, Tensor, adamw, cross_entropy, embedding, rmsnorm};
-
-/// How attention runs: the flash kernels (default where the head size has one) or cuBLAS
-/// GEMMs around a fused causal softmax (keeps `[B·hq, T, T]` probabilities).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Attention {
-    Flash,
-    Cublas,
-}
 
 pub struct GpuModel {
     pub gpu: Gpu,

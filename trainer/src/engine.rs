@@ -1,0 +1,198 @@
+//! Where training steps run: the CPU reference (`model::pass`, `optim::adamw`) or, with the
+//! `cuda` feature, the GPU model. Both take the same blocks and give the same metrics; the
+//! training loop, checkpoints and validation do not care which.
+
+use crate::eval::{EvalResult, evaluate};
+use crate::model::config::ModelConfig;
+use crate::model::params::Layout;
+use crate::model::pass::loss_and_grad;
+use crate::optim::adamw::{AdamW, AdamWConfig, clip_global_norm};
+use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    /// GPU 0, attention by the given method.
+    Cuda(Attention),
+}
+
+/// How attention runs on the GPU: the flash kernels, or cuBLAS GEMMs around a fused causal
+/// softmax (keeps `[B·heads, T, T]` probabilities).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attention {
+    Flash,
+    Cublas,
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+
+    /// `cpu`, `cuda` (flash attention) or `cuda:cublas`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" | "cuda:flash" => Ok(Device::Cuda(Attention::Flash)),
+            "cuda:cublas" => Ok(Device::Cuda(Attention::Cublas)),
+            other => Err(format!(
+                "unknown device `{other}`; expected cpu, cuda (flash attention) or cuda:cublas"
+            )),
+        }
+    }
+}
+
+pub enum Engine {
+    Cpu {
+        config: ModelConfig,
+        layout: Layout,
+        params: Vec<f32>,
+        optimizer: AdamW,
+        grads: Vec<f32>,
+    },
+    #[cfg(feature = "cuda")]
+    Cuda {
+        model: Box<crate::gpu::GpuModel>,
+        adamw: AdamWConfig,
+        step: u64,
+    },
+}
+
+/// One step's result.
+pub struct StepResult {
+    pub loss: f32,
+    pub grad_norm: f32,
+}
+
+impl Engine {
+    /// An engine on `device` holding `params`, AdamW moments `m`, `v` and its step count.
+    pub fn new(
+        device: Device,
+        config: &ModelConfig,
+        adamw: AdamWConfig,
+        params: Vec<f32>,
+        moments: Option<(Vec<f32>, Vec<f32>)>,
+        step: u64,
+    ) -> Result<Engine, String> {
+        let layout = Layout::new(config);
+        match device {
+            Device::Cpu => {
+                let mut optimizer = AdamW::new(adamw, &layout);
+                if let Some((m, v)) = moments {
+                    optimizer.m = m;
+                    optimizer.v = v;
+                }
+                optimizer.step = step;
+                Ok(Engine::Cpu {
+                    config: config.clone(),
+                    grads: vec![0.0; layout.len],
+                    layout,
+                    params,
+                    optimizer,
+                })
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(attention) => {
+                let gpu = steel_kernels::cuda::Gpu::open(0).map_err(|e| e.to_string())?;
+                let mut model = crate::gpu::GpuModel::new(gpu, config, &params, attention)
+                    .map_err(|e| e.to_string())?;
+                if let Some((m, v)) = moments {
+                    model.set_moments(&m, &v).map_err(|e| e.to_string())?;
+                }
+                Ok(Engine::Cuda {
+                    model: Box::new(model),
+                    adamw,
+                    step,
+                })
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => Err(
+                "this binary was built without the `cuda` feature: rebuild with \
+                 `cargo build --release --features cuda` (after scripts/cuda-toolchain.sh)"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Gradients of the mean loss over `blocks` (each `T + 1` tokens: inputs and shifted
+    /// targets), clipped to `clip`, and one AdamW update at `lr`.
+    pub fn step(&mut self, blocks: &[Vec<u32>], lr: f32, clip: f32) -> Result<StepResult, String> {
+        match self {
+            Engine::Cpu {
+                config,
+                layout,
+                params,
+                optimizer,
+                grads,
+            } => {
+                grads.fill(0.0);
+                let mut loss = 0.0;
+                for block in blocks {
+                    let n = block.len() - 1;
+                    loss += loss_and_grad(config, layout, params, &block[..n], &block[1..], grads);
+                }
+                let scale = 1.0 / blocks.len() as f32;
+                grads.iter_mut().for_each(|g| *g *= scale);
+                let grad_norm = clip_global_norm(grads, clip);
+                optimizer.update(params, grads, lr);
+                Ok(StepResult {
+                    loss: loss * scale,
+                    grad_norm,
+                })
+            }
+            #[cfg(feature = "cuda")]
+            Engine::Cuda { model, adamw, step } => {
+                let (mut ids, mut targets) = (Vec::new(), Vec::new());
+                for block in blocks {
+                    let n = block.len() - 1;
+                    ids.extend_from_slice(&block[..n]);
+                    targets.extend_from_slice(&block[1..]);
+                }
+                let gpu_step = |model: &mut crate::gpu::GpuModel| {
+                    model.zero_grads()?;
+                    let loss = model.loss_and_grad(&ids, &targets, blocks.len())?;
+                    let grad_norm = model.step(adamw, lr, clip, *step + 1, 1.0)?;
+                    Ok::<_, steel_kernels::cuda::GpuError>(StepResult { loss, grad_norm })
+                };
+                let result = gpu_step(model).map_err(|e| e.to_string())?;
+                *step += 1;
+                Ok(result)
+            }
+        }
+    }
+
+    /// Weights and AdamW moments, on the host (for checkpoints).
+    pub fn snapshot(&self) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), String> {
+        match self {
+            Engine::Cpu {
+                params, optimizer, ..
+            } => Ok((params.clone(), optimizer.m.clone(), optimizer.v.clone())),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda { model, .. } => {
+                let params = model.params().map_err(|e| e.to_string())?;
+                let (m, v) = model.moments().map_err(|e| e.to_string())?;
+                Ok((params, m, v))
+            }
+        }
+    }
+
+    /// The validation loss over a chunk directory.
+    pub fn evaluate(&self, dir: &Path, max_blocks: Option<u64>) -> Result<EvalResult, String> {
+        match self {
+            Engine::Cpu {
+                config,
+                layout,
+                params,
+                ..
+            } => evaluate(config, layout, params, dir, max_blocks),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda { model, .. } => {
+                crate::eval::evaluate_with(model.config.vocab_size, dir, max_blocks, &mut |row| {
+                    let n = row.len() - 1;
+                    model
+                        .loss(&row[..n], &row[1..], 1)
+                        .map(f64::from)
+                        .map_err(|e| e.to_string())
+                })
+            }
+        }
+    }
+}
