@@ -19,6 +19,7 @@ use steel_dataflow::output::OutputFormat;
 use steel_dataflow::pack::tokenizer::{read_texts, train};
 use steel_dataflow::pack::{PackOptions, PackSummary, pack};
 use steel_dataflow::sources::FormatChoice;
+use steel_trainer::bench::{BenchTrainOptions, bench_train};
 use steel_trainer::checkpoint::{export_hf, load_model};
 use steel_trainer::data::bench::bench_loader;
 use steel_trainer::data::{DataSource, Loader, LoaderState};
@@ -457,6 +458,30 @@ enum BenchCommand {
     Clean(BenchCleanArgs),
     /// `steel run`: a full run against appending 1% to a state of the other 99%.
     Incremental(run_cmd::BenchIncrementalArgs),
+    /// Training throughput of a preset on random tokens: tokens/s, MFU, peak GPU memory.
+    Train(BenchTrainArgs),
+}
+
+#[derive(Args)]
+struct BenchTrainArgs {
+    /// Model preset (see `steel train --preset`).
+    #[arg(long, default_value = "tiny-dense")]
+    preset: String,
+    /// cpu, cuda (flash attention) or cuda:cublas.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 4)]
+    micro_batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 2048)]
+    seq: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
 }
 
 #[derive(Args)]
@@ -558,6 +583,7 @@ fn main() -> Result<()> {
         Command::Bench(BenchCommand::Pack(args)) => run_bench_pack(args),
         Command::Bench(BenchCommand::Clean(args)) => run_bench_clean(args),
         Command::Bench(BenchCommand::Incremental(args)) => run_cmd::run_bench_incremental(args),
+        Command::Bench(BenchCommand::Train(args)) => run_bench_train(args),
     }
 }
 
@@ -1138,6 +1164,22 @@ fn run_bench_pack(args: BenchPackArgs) -> Result<()> {
     ));
     let line = bench_loader(&chunks, 2048).context("loader benchmark failed")?;
     println!("{}", serde_json::to_string(&line)?);
+    Ok(())
+}
+
+fn run_bench_train(args: BenchTrainArgs) -> Result<()> {
+    let options = BenchTrainOptions {
+        preset: args.preset,
+        device: args.device.parse().map_err(anyhow::Error::msg)?,
+        micro_batch: args.micro_batch,
+        seq: args.seq,
+        steps: args.steps,
+        warmup: args.warmup,
+    };
+    let result = bench_train(&options)
+        .map_err(anyhow::Error::msg)
+        .context("steel bench train failed")?;
+    println!("{}", serde_json::to_string(&result)?);
     Ok(())
 }
 

@@ -174,6 +174,27 @@ impl Engine {
         }
     }
 
+    /// The device in words, for reports.
+    pub fn describe(&self) -> Result<String, String> {
+        match self {
+            Engine::Cpu { .. } => Ok(format!(
+                "cpu ({} threads)",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            )),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda { model, .. } => model.gpu.describe().map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The most device memory the engine's tensors held at once (GPU only).
+    pub fn peak_device_bytes(&self) -> Option<usize> {
+        match self {
+            Engine::Cpu { .. } => None,
+            #[cfg(feature = "cuda")]
+            Engine::Cuda { model, .. } => Some(model.gpu.peak_tensor_bytes()),
+        }
+    }
+
     /// The validation loss over a chunk directory.
     pub fn evaluate(&self, dir: &Path, max_blocks: Option<u64>) -> Result<EvalResult, String> {
         match self {

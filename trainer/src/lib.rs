@@ -3,6 +3,7 @@
 //! forward/backward ([`model`]), AdamW and schedules ([`optim`]), checkpoints and the CPU
 //! training loop ([`checkpoint`], [`train`]).
 
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod engine;

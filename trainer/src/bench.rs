@@ -1,0 +1,168 @@
+//! `steel bench train`: training throughput of a preset on random tokens — tokens/s, model
+//! FLOP utilisation and peak GPU memory — counted the way `../shared/bench/torch_baseline.py`
+//! counts them, so the two can be put side by side: model FLOPs per token are
+//! `6·N_active + 6·L·d·T` (N_active: parameters without the embedding table, routed experts
+//! only `top_k` of them), over 989 TFLOP/s (H100 bf16 dense peak).
+
+use crate::engine::{Device, Engine};
+use crate::model::config::{Ffn, ModelConfig};
+use crate::optim::adamw::AdamWConfig;
+use crate::train::init_params;
+use serde::Serialize;
+
+/// H100 SXM bf16 dense peak, FLOP/s.
+pub const PEAK_FLOPS: f64 = 989e12;
+
+#[derive(Clone, Debug)]
+pub struct BenchTrainOptions {
+    pub preset: String,
+    pub device: Device,
+    pub micro_batch: usize,
+    pub seq: usize,
+    /// Timed steps, after `warmup` untimed ones.
+    pub steps: usize,
+    pub warmup: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchTrainResult {
+    pub preset: String,
+    pub device: String,
+    pub micro_batch: usize,
+    pub seq: usize,
+    pub params_total: usize,
+    pub params_active_nonemb: usize,
+    pub step_s: f64,
+    pub tokens_per_s: f64,
+    pub mfu: f64,
+    pub loss: f32,
+    /// The most GPU memory our tensors held at once (GPU runs only).
+    pub peak_mem_gb: Option<f64>,
+}
+
+/// Parameters a token passes through, without the embedding table (the baseline's count).
+pub fn active_nonembedding_params(config: &ModelConfig) -> usize {
+    let mut n = config.param_count() - config.vocab_size * config.hidden_size;
+    if let Ffn::TopkMoe {
+        n_experts,
+        top_k,
+        expert_width,
+        ..
+    } = config.ffn
+    {
+        n -= config.num_layers * 3 * config.hidden_size * expert_width * (n_experts - top_k);
+    }
+    n
+}
+
+/// Model FLOPs per trained token at sequence length `seq`.
+pub fn flops_per_token(config: &ModelConfig, seq: usize) -> f64 {
+    6.0 * active_nonembedding_params(config) as f64
+        + 6.0 * (config.num_layers * config.hidden_size * seq) as f64
+}
+
+/// Deterministic pseudo-random token blocks of `seq + 1` ids below `vocab`.
+fn random_blocks(count: usize, seq: usize, vocab: usize, seed: u64) -> Vec<Vec<u32>> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..count)
+        .map(|_| {
+            (0..=seq)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state % vocab as u64) as u32
+                })
+                .collect()
+        })
+        .collect()
+}
+
+pub fn bench_train(options: &BenchTrainOptions) -> Result<BenchTrainResult, String> {
+    let config = ModelConfig::preset(&options.preset)?;
+    if options.micro_batch == 0 || options.seq == 0 || options.steps == 0 {
+        return Err("micro-batch, seq and steps must be positive".into());
+    }
+    let layout = crate::model::params::Layout::new(&config);
+    let params = init_params(&layout, 0);
+    let mut engine = Engine::new(
+        options.device,
+        &config,
+        AdamWConfig::default(),
+        params,
+        None,
+        0,
+    )?;
+    let blocks = random_blocks(options.micro_batch, options.seq, config.vocab_size, 7);
+    let mut loss = 0.0;
+    for _ in 0..options.warmup {
+        loss = engine.step(&blocks, 3e-4, 1.0)?.loss;
+    }
+    let start = std::time::Instant::now();
+    for _ in 0..options.steps {
+        // Each step returns its loss to the host, so the time covers the finished work.
+        loss = engine.step(&blocks, 3e-4, 1.0)?.loss;
+    }
+    let step_s = start.elapsed().as_secs_f64() / options.steps as f64;
+    let tokens_per_s = (options.micro_batch * options.seq) as f64 / step_s;
+    Ok(BenchTrainResult {
+        preset: options.preset.clone(),
+        device: engine.describe()?,
+        micro_batch: options.micro_batch,
+        seq: options.seq,
+        params_total: config.param_count(),
+        params_active_nonemb: active_nonembedding_params(&config),
+        step_s,
+        tokens_per_s,
+        mfu: flops_per_token(&config, options.seq) * tokens_per_s / PEAK_FLOPS,
+        loss,
+        peak_mem_gb: engine
+            .peak_device_bytes()
+            .map(|b| b as f64 / (1u64 << 30) as f64),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn active_parameters_match_the_baselines_count() {
+        // torch_baseline.py's counts for its three H100 configs.
+        let dense = ModelConfig::preset("dense-1b").unwrap();
+        let d = 1792;
+        let layer = 4 * d * d + 3 * d + 2 * d + 3 * d * 4736;
+        assert_eq!(
+            active_nonembedding_params(&dense),
+            18 * layer + d + 151_936 * d
+        );
+        let topk = ModelConfig::preset("topk-moe-2b").unwrap();
+        let routed_off = 18 * 3 * d * 1792 * 6;
+        assert_eq!(
+            active_nonembedding_params(&topk),
+            topk.param_count() - 151_936 * d - routed_off
+        );
+        let steel = ModelConfig::preset("steel-1b").unwrap();
+        assert_eq!(
+            active_nonembedding_params(&steel),
+            steel.param_count() - 151_936 * d
+        );
+    }
+
+    #[test]
+    fn cpu_bench_trains_a_tiny_model() {
+        let result = bench_train(&BenchTrainOptions {
+            preset: "tiny-dense".into(),
+            device: Device::Cpu,
+            micro_batch: 2,
+            seq: 16,
+            steps: 3,
+            warmup: 1,
+        })
+        .unwrap();
+        assert!(result.tokens_per_s > 0.0 && result.loss.is_finite());
+        // Random tokens over 2000 ids: the loss starts near ln(2000) ≈ 7.6.
+        assert!((result.loss - 2000f32.ln()).abs() < 0.5, "{}", result.loss);
+        assert_eq!(result.peak_mem_gb, None);
+    }
+}
