@@ -1,12 +1,10 @@
 //! The CPU training loop: the loss falls, and a resumed run continues bit for bit.
 
+mod common;
+
+use common::demo_chunks;
 use std::path::Path;
-use steel_dataflow::convert::{ConvertOptions, convert};
-use steel_dataflow::demo_data::{DemoDataOptions, generate};
 use steel_dataflow::pack::manifest::Manifest;
-use steel_dataflow::pack::tokenizer::{read_texts, train as train_tokenizer};
-use steel_dataflow::pack::{PackOptions, pack};
-use steel_dataflow::sources::FormatChoice;
 use steel_trainer::checkpoint::load_model;
 use steel_trainer::data::DataSource;
 use steel_trainer::eval::evaluate;
@@ -32,32 +30,6 @@ fn unigram_entropy(dir: &Path) -> f64 {
         .values()
         .map(|c: &f64| -(c / total) * (c / total).ln())
         .sum()
-}
-
-/// Demo documents tokenised with a 300-token BPE and packed into blocks of 16 + 1 tokens.
-fn chunks(dir: &Path) -> std::path::PathBuf {
-    let data = dir.join("data");
-    generate(&DemoDataOptions {
-        docs: 200,
-        seed: 3,
-        files: 1,
-        output: data.clone(),
-    })
-    .unwrap();
-    let converted = dir.join("converted");
-    convert(
-        &[data.join("corpus").display().to_string()],
-        &ConvertOptions::new(FormatChoice::Auto, &converted),
-    )
-    .unwrap();
-    let inputs = [converted.display().to_string()];
-    let tokenizer = dir.join("tokenizer.json");
-    train_tokenizer(read_texts(&inputs).unwrap(), 300, &tokenizer).unwrap();
-    let mut options = PackOptions::new(&tokenizer, dir.join("chunks"));
-    options.block_size = SEQ;
-    options.chunk_blocks = 8;
-    pack(&inputs, &options).unwrap();
-    dir.join("chunks")
 }
 
 fn options(chunks: &Path, out: &Path, steps: u64) -> TrainOptions {
@@ -95,7 +67,7 @@ fn options(chunks: &Path, out: &Path, steps: u64) -> TrainOptions {
 #[test]
 fn loss_falls_and_resume_is_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let chunks = chunks(dir.path());
+    let chunks = demo_chunks(dir.path(), SEQ);
 
     let straight = train(
         &options(&chunks, &dir.path().join("a"), 60),

@@ -223,7 +223,12 @@ fn fused_residual_rmsnorm_matches_cpu() {
     let dwg = upload(&gpu, &vec![0.5; d], Dtype::F32);
     let (dya, ra, dxa, dwa) = (dyg.addr(), rstd.addr(), dxg.addr(), dwg.addr());
     rmsnorm::backward(&gpu, dya, xo, wa, ra, dxa, dwa, n, d).unwrap();
-    assert_close("dx (added to the residual)", &download(&gpu, &dxg), &dx_want, 1e-4);
+    assert_close(
+        "dx (added to the residual)",
+        &download(&gpu, &dxg),
+        &dx_want,
+        1e-4,
+    );
     assert_close("dw", &download(&gpu, &dwg), &dw, 1e-4);
 }
 
@@ -445,7 +450,9 @@ fn fused_head_and_cross_entropy_match_cpu() {
     let (n, d, vocab) = (19, 32, cross_entropy::CHUNK + 808);
     let x = values(80, n * d, 1.0);
     let w = values(81, vocab * d, 1.0);
-    let targets: Vec<u32> = (0..n as u32).map(|i| (i * 977 + 5) % vocab as u32).collect();
+    let targets: Vec<u32> = (0..n as u32)
+        .map(|i| (i * 977 + 5) % vocab as u32)
+        .collect();
     let mut logits = vec![0.0; n * vocab];
     cpu::linear::forward(&x, &w, None, n, d, vocab, &mut logits);
     let loss = cpu::cross_entropy::forward(&logits, &targets, vocab);
@@ -461,12 +468,27 @@ fn fused_head_and_cross_entropy_match_cpu() {
     let (xa, wa, ta) = (xg.addr(), wg.addr(), tg.addr());
     let saved = cross_entropy::forward(&gpu, xa, wa, ta, n, d, vocab, lossg.addr()).unwrap();
     let got = download(&gpu, &lossg)[0];
-    assert!((got - loss).abs() <= 1e-4 * loss.abs().max(1.0), "loss {got} vs {loss}");
+    assert!(
+        (got - loss).abs() <= 1e-4 * loss.abs().max(1.0),
+        "loss {got} vs {loss}"
+    );
     let dxg = zeros(&gpu, Dtype::F32, n * d);
     let dwg = zeros(&gpu, Dtype::F32, vocab * d);
     let scale = 1.0 / n as f32;
-    cross_entropy::backward(&gpu, &saved, xa, wa, ta, n, d, vocab, scale, dxg.addr(), dwg.addr())
-        .unwrap();
+    cross_entropy::backward(
+        &gpu,
+        &saved,
+        xa,
+        wa,
+        ta,
+        n,
+        d,
+        vocab,
+        scale,
+        dxg.addr(),
+        dwg.addr(),
+    )
+    .unwrap();
     assert_close("dx", &download(&gpu, &dxg), &dx, 2e-2);
     assert_close("dw", &download(&gpu, &dwg), &dw, 2e-2);
 }
@@ -503,7 +525,15 @@ fn gate_routing_and_mixing_match_cpu() {
         let cg = zeros(&gpu, Dtype::I32, n * k);
         let wg = zeros(&gpu, Dtype::F32, n * k);
         let mix = zeros(&gpu, Dtype::F32, n * e);
-        moe::route(&gpu, &route, probs_g.addr(), cg.addr(), wg.addr(), mix.addr()).unwrap();
+        moe::route(
+            &gpu,
+            &route,
+            probs_g.addr(),
+            cg.addr(),
+            wg.addr(),
+            mix.addr(),
+        )
+        .unwrap();
         let got: Vec<u32> = cg.to_i32(&gpu).unwrap().iter().map(|&c| c as u32).collect();
         assert_eq!(got, chosen, "chosen experts");
         assert_close("weights", &download(&gpu, &wg), &weights, 1e-6);
@@ -518,8 +548,16 @@ fn gate_routing_and_mixing_match_cpu() {
         cpu::topk::route_backward(&dweights, &probs, &chosen, e, k, renormalize, &mut dprobs);
         let dmg = upload(&gpu, &dmix, Dtype::F32);
         let dpg = zeros(&gpu, Dtype::F32, n * e);
-        moe::route_backward(&gpu, &route, dmg.addr(), probs_g.addr(), cg.addr(), 0, dpg.addr())
-            .unwrap();
+        moe::route_backward(
+            &gpu,
+            &route,
+            dmg.addr(),
+            probs_g.addr(),
+            cg.addr(),
+            0,
+            dpg.addr(),
+        )
+        .unwrap();
         assert_close("dprobs", &download(&gpu, &dpg), &dprobs, 1e-5);
         // Mixing expert 1's output, and its backward.
         let mix_host = download(&gpu, &mix);
@@ -528,7 +566,9 @@ fn gate_routing_and_mixing_match_cpu() {
         let yg = upload(&gpu, &y, Dtype::Bf16);
         let out = zeros(&gpu, Dtype::F32, n * d);
         moe::mix_forward(&gpu, out.addr(), yg.addr(), mix.addr(), 1, e, n, d, true).unwrap();
-        let want: Vec<f32> = (0..n * d).map(|i| mix_host[(i / d) * e + 1] * y[i]).collect();
+        let want: Vec<f32> = (0..n * d)
+            .map(|i| mix_host[(i / d) * e + 1] * y[i])
+            .collect();
         assert_close("mixed", &download(&gpu, &out), &want, 1e-6);
         let doutg = upload(&gpu, &dout, Dtype::F32);
         let dmix_g = zeros(&gpu, Dtype::F32, n * e);

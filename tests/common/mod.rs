@@ -60,3 +60,33 @@ pub fn chat(question: &str, answer: &str) -> String {
          {question}<|im_end|>\n<|im_start|>assistant\n{answer}"
     )
 }
+
+/// Demo documents tokenised with a 300-token BPE and packed into blocks of `seq` + 1 tokens,
+/// under `dir/chunks` (for the training tests).
+pub fn demo_chunks(dir: &Path, seq: u64) -> PathBuf {
+    use steel_dataflow::demo_data::{DemoDataOptions, generate};
+    use steel_dataflow::pack::tokenizer::{read_texts, train as train_tokenizer};
+    use steel_dataflow::pack::{PackOptions, pack};
+    let data = dir.join("data");
+    generate(&DemoDataOptions {
+        docs: 200,
+        seed: 3,
+        files: 1,
+        output: data.clone(),
+    })
+    .unwrap();
+    let converted = dir.join("converted");
+    convert(
+        &[data.join("corpus").display().to_string()],
+        &ConvertOptions::new(FormatChoice::Auto, &converted),
+    )
+    .unwrap();
+    let inputs = [converted.display().to_string()];
+    let tokenizer = dir.join("tokenizer.json");
+    train_tokenizer(read_texts(&inputs).unwrap(), 300, &tokenizer).unwrap();
+    let mut options = PackOptions::new(&tokenizer, dir.join("chunks"));
+    options.block_size = seq;
+    options.chunk_blocks = 8;
+    pack(&inputs, &options).unwrap();
+    dir.join("chunks")
+}

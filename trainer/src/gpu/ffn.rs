@@ -7,7 +7,9 @@
 
 use crate::model::config::{ExpertMlp, Ffn, ModelConfig};
 use crate::model::params::Layout;
-use steel_kernels::cuda::gemm::{Batch, Gemm, Operand, gemm, linear_backward_input, linear_backward_weight, linear_forward};
+use steel_kernels::cuda::gemm::{
+    Batch, Gemm, Operand, gemm, linear_backward_input, linear_backward_weight, linear_forward,
+};
 use steel_kernels::cuda::reduce::add_column_sums;
 use steel_kernels::cuda::swiglu::{self, cast_bf16_to_f32, cast_f32_to_bf16};
 use steel_kernels::cuda::{Dtype, Gpu, GpuResult, Tensor, moe};
@@ -63,7 +65,18 @@ fn batch(count: usize, stride_a: usize, stride_b: usize, stride_c: usize) -> Opt
 /// `[E, rows, cols]` bf16 from `a: [E or 1, rows, k]` times each expert's weight
 /// `[cols, k]` (transposed), weights at `w` with stride `w_stride`.
 #[allow(clippy::too_many_arguments)]
-fn batched_linear(gpu: &Gpu, a: u64, a_stride: usize, w: u64, w_stride: usize, out: &Tensor, count: usize, rows: usize, k: usize, cols: usize) -> GpuResult<()> {
+fn batched_linear(
+    gpu: &Gpu,
+    a: u64,
+    a_stride: usize,
+    w: u64,
+    w_stride: usize,
+    out: &Tensor,
+    count: usize,
+    rows: usize,
+    k: usize,
+    cols: usize,
+) -> GpuResult<()> {
     gemm(
         gpu,
         &Gemm {
@@ -83,7 +96,14 @@ fn batched_linear(gpu: &Gpu, a: u64, a_stride: usize, w: u64, w_stride: usize, o
 }
 
 /// Every expert of the group on bf16 `x: [n, d]`.
-pub fn experts_forward(gpu: &Gpu, buf: Buffers, e: &Experts, x: u64, n: usize, d: usize) -> GpuResult<ExpertsSaved> {
+pub fn experts_forward(
+    gpu: &Gpu,
+    buf: Buffers,
+    e: &Experts,
+    x: u64,
+    n: usize,
+    d: usize,
+) -> GpuResult<ExpertsSaved> {
     let (count, w) = (e.count, e.width);
     let gu = Tensor::zeros(gpu, Dtype::Bf16, count * n * 2 * w)?;
     batched_linear(gpu, x, 0, buf.w(e.base), e.stride, &gu, count, n, d, 2 * w)?;
@@ -98,7 +118,18 @@ pub fn experts_forward(gpu: &Gpu, buf: Buffers, e: &Experts, x: u64, n: usize, d
         }
         ExpertMlp::DualSwiGlu => {
             let gu2 = Tensor::zeros(gpu, Dtype::Bf16, count * n * 2 * d)?;
-            batched_linear(gpu, h.addr(), n * w, second, e.stride, &gu2, count, n, w, 2 * d)?;
+            batched_linear(
+                gpu,
+                h.addr(),
+                n * w,
+                second,
+                e.stride,
+                &gu2,
+                count,
+                n,
+                w,
+                2 * d,
+            )?;
             swiglu::forward(gpu, gu2.addr(), y.addr(), count * n, d)?;
             Some(gu2)
         }
@@ -109,14 +140,38 @@ pub fn experts_forward(gpu: &Gpu, buf: Buffers, e: &Experts, x: u64, n: usize, d
 /// `dW += ...` for the group's weights and `dx (+)= Σ_e ∂/∂x` (fp32 `dx: [n, d]`; overwritten
 /// when `overwrite`), from bf16 `dy: [E, n, d]`.
 #[allow(clippy::too_many_arguments)]
-pub fn experts_backward(gpu: &Gpu, buf: Buffers, e: &Experts, x: u64, saved: &ExpertsSaved, dy: u64, n: usize, d: usize, dx: u64, overwrite: bool) -> GpuResult<()> {
+pub fn experts_backward(
+    gpu: &Gpu,
+    buf: Buffers,
+    e: &Experts,
+    x: u64,
+    saved: &ExpertsSaved,
+    dy: u64,
+    n: usize,
+    d: usize,
+    dx: u64,
+    overwrite: bool,
+) -> GpuResult<()> {
     let second = e.base + 2 * e.width * d;
     match &saved.gu2 {
         None => second_and_first(gpu, buf, e, x, saved, dy, d, second, n, d, dx, overwrite),
         Some(gu2) => {
             let dgu2 = Tensor::zeros(gpu, Dtype::Bf16, e.count * n * 2 * d)?;
             swiglu::backward(gpu, dy, gu2.addr(), dgu2.addr(), e.count * n, d)?;
-            second_and_first(gpu, buf, e, x, saved, dgu2.addr(), 2 * d, second, n, d, dx, overwrite)
+            second_and_first(
+                gpu,
+                buf,
+                e,
+                x,
+                saved,
+                dgu2.addr(),
+                2 * d,
+                second,
+                n,
+                d,
+                dx,
+                overwrite,
+            )
         }
     }
 }
@@ -124,7 +179,20 @@ pub fn experts_backward(gpu: &Gpu, buf: Buffers, e: &Experts, x: u64, saved: &Ex
 /// From the gradient `dz: [E, n, z_width]` of the second projection's output: its weight
 /// gradient, dh, SwiGLU's backward, the first projection's weight gradient and dx.
 #[allow(clippy::too_many_arguments)]
-fn second_and_first(gpu: &Gpu, buf: Buffers, e: &Experts, x: u64, saved: &ExpertsSaved, dz: u64, z_width: usize, second: usize, n: usize, d: usize, dx: u64, overwrite: bool) -> GpuResult<()> {
+fn second_and_first(
+    gpu: &Gpu,
+    buf: Buffers,
+    e: &Experts,
+    x: u64,
+    saved: &ExpertsSaved,
+    dz: u64,
+    z_width: usize,
+    second: usize,
+    n: usize,
+    d: usize,
+    dx: u64,
+    overwrite: bool,
+) -> GpuResult<()> {
     let (count, w) = (e.count, e.width);
     // dW2[z_width, w] += dzᵀ · h, per expert.
     gemm(
@@ -276,7 +344,16 @@ pub struct FfnSaved {
 
 /// The block on bf16 `x: [n, d]`; writes the fp32 output `out: [n, d]`.
 #[allow(clippy::too_many_arguments)]
-pub fn forward(gpu: &Gpu, config: &ModelConfig, layout: &Layout, buf: Buffers, l: usize, x: u64, n: usize, out: u64) -> GpuResult<FfnSaved> {
+pub fn forward(
+    gpu: &Gpu,
+    config: &ModelConfig,
+    layout: &Layout,
+    buf: Buffers,
+    l: usize,
+    x: u64,
+    n: usize,
+    out: u64,
+) -> GpuResult<FfnSaved> {
     let d = config.hidden_size;
     let (experts, shared_group) = groups(config, layout, l);
     let saved = experts_forward(gpu, buf, &experts, x, n, d)?;
@@ -295,7 +372,16 @@ pub fn forward(gpu: &Gpu, config: &ModelConfig, layout: &Layout, buf: Buffers, l
     let count = experts.count;
     let logits = Tensor::zeros(gpu, Dtype::F32, n * count)?;
     let gate = layout.view(&format!("{mlp}.gate.weight")).offset;
-    linear_forward(gpu, x, buf.w(gate), Operand::f32(logits.addr()), n, d, count, 0.0)?;
+    linear_forward(
+        gpu,
+        x,
+        buf.w(gate),
+        Operand::f32(logits.addr()),
+        n,
+        d,
+        count,
+        0.0,
+    )?;
     let bias = match config.ffn {
         Ffn::SoftmaxMoe { .. } => buf.w(layout.view(&format!("{mlp}.gate.bias")).offset),
         _ => 0,
@@ -316,7 +402,14 @@ pub fn forward(gpu: &Gpu, config: &ModelConfig, layout: &Layout, buf: Buffers, l
         let chosen = Tensor::zeros(gpu, Dtype::I32, n * top_k)?;
         let weights = Tensor::zeros(gpu, Dtype::F32, n * top_k)?;
         let mix = Tensor::zeros(gpu, Dtype::F32, n * count)?;
-        moe::route(gpu, &route, probs.addr(), chosen.addr(), weights.addr(), mix.addr())?;
+        moe::route(
+            gpu,
+            &route,
+            probs.addr(),
+            chosen.addr(),
+            weights.addr(),
+            mix.addr(),
+        )?;
         result.chosen = Some(chosen);
         result.mix = Some(mix);
     }
@@ -328,7 +421,9 @@ pub fn forward(gpu: &Gpu, config: &ModelConfig, layout: &Layout, buf: Buffers, l
     if let Some(group) = shared_group {
         let saved = experts_forward(gpu, buf, &group, x, n, d)?;
         let gate_logits = Tensor::zeros(gpu, Dtype::F32, n)?;
-        let w = buf.w(layout.view(&format!("{mlp}.shared_expert_gate.weight")).offset);
+        let w = buf.w(layout
+            .view(&format!("{mlp}.shared_expert_gate.weight"))
+            .offset);
         linear_forward(gpu, x, w, Operand::f32(gate_logits.addr()), n, d, 1, 0.0)?;
         moe::sigmoid_gate_forward(gpu, out, saved.y.addr(), gate_logits.addr(), n, d)?;
         result.shared = Some((saved, gate_logits));
@@ -341,14 +436,37 @@ pub fn forward(gpu: &Gpu, config: &ModelConfig, layout: &Layout, buf: Buffers, l
 /// [n, d]` (the gradient of its input `x`) overwritten. `aux` (fp32 `[n, E]`, 0 = none) is
 /// the load-balancing loss's gradient for the router probabilities (top-k).
 #[allow(clippy::too_many_arguments)]
-pub fn backward(gpu: &Gpu, config: &ModelConfig, layout: &Layout, buf: Buffers, l: usize, x: u64, n: usize, saved: &FfnSaved, dout: u64, aux: u64, dx: u64) -> GpuResult<()> {
+pub fn backward(
+    gpu: &Gpu,
+    config: &ModelConfig,
+    layout: &Layout,
+    buf: Buffers,
+    l: usize,
+    x: u64,
+    n: usize,
+    saved: &FfnSaved,
+    dout: u64,
+    aux: u64,
+    dx: u64,
+) -> GpuResult<()> {
     let d = config.hidden_size;
     let (experts, shared_group) = groups(config, layout, l);
     let count = experts.count;
     let dy = Tensor::zeros(gpu, Dtype::Bf16, count * n * d)?;
     if let Ffn::Dense { .. } = config.ffn {
         cast_f32_to_bf16(gpu, dout, dy.addr(), n * d)?;
-        return experts_backward(gpu, buf, &experts, x, &saved.experts, dy.addr(), n, d, dx, true);
+        return experts_backward(
+            gpu,
+            buf,
+            &experts,
+            x,
+            &saved.experts,
+            dy.addr(),
+            n,
+            d,
+            dx,
+            true,
+        );
     }
     let probs = saved
         .probs
@@ -359,9 +477,31 @@ pub fn backward(gpu: &Gpu, config: &ModelConfig, layout: &Layout, buf: Buffers, 
     for e in 0..count {
         let at = ((e * n * d) * 2) as u64;
         let y = saved.experts.y.addr() + at;
-        moe::mix_backward(gpu, dout, y, mix, e, count, n, d, dmix.addr(), dy.addr() + at)?;
+        moe::mix_backward(
+            gpu,
+            dout,
+            y,
+            mix,
+            e,
+            count,
+            n,
+            d,
+            dmix.addr(),
+            dy.addr() + at,
+        )?;
     }
-    experts_backward(gpu, buf, &experts, x, &saved.experts, dy.addr(), n, d, dx, true)?;
+    experts_backward(
+        gpu,
+        buf,
+        &experts,
+        x,
+        &saved.experts,
+        dy.addr(),
+        n,
+        d,
+        dx,
+        true,
+    )?;
     let mlp = format!("model.layers.{l}.mlp");
     let offset = |name: &str| layout.view(&format!("{mlp}.{name}")).offset;
     let dprobs = match (&config.ffn, &saved.chosen) {
@@ -378,7 +518,15 @@ pub fn backward(gpu: &Gpu, config: &ModelConfig, layout: &Layout, buf: Buffers, 
                 renormalize: *renormalize,
             };
             let dprobs = Tensor::zeros(gpu, Dtype::F32, n * count)?;
-            moe::route_backward(gpu, &route, dmix.addr(), probs.addr(), chosen.addr(), aux, dprobs.addr())?;
+            moe::route_backward(
+                gpu,
+                &route,
+                dmix.addr(),
+                probs.addr(),
+                chosen.addr(),
+                aux,
+                dprobs.addr(),
+            )?;
             dprobs
         }
         _ => dmix,
@@ -390,11 +538,29 @@ pub fn backward(gpu: &Gpu, config: &ModelConfig, layout: &Layout, buf: Buffers, 
     if let Ffn::SoftmaxMoe { .. } = config.ffn {
         add_column_sums(gpu, dlogits.addr(), n, count, buf.g(offset("gate.bias")))?;
     }
-    linear_backward_input(gpu, dlogits.addr(), buf.w(gate), Operand::f32(dx), n, d, count, 1.0)?;
+    linear_backward_input(
+        gpu,
+        dlogits.addr(),
+        buf.w(gate),
+        Operand::f32(dx),
+        n,
+        d,
+        count,
+        1.0,
+    )?;
     if let (Some(group), Some((shared, gate_logits))) = (shared_group, &saved.shared) {
         let dgate = Tensor::zeros(gpu, Dtype::Bf16, n)?;
         let dys = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
-        moe::sigmoid_gate_backward(gpu, dout, shared.y.addr(), gate_logits.addr(), n, d, dgate.addr(), dys.addr())?;
+        moe::sigmoid_gate_backward(
+            gpu,
+            dout,
+            shared.y.addr(),
+            gate_logits.addr(),
+            n,
+            d,
+            dgate.addr(),
+            dys.addr(),
+        )?;
         experts_backward(gpu, buf, &group, x, shared, dys.addr(), n, d, dx, false)?;
         let sg = offset("shared_expert_gate.weight");
         linear_backward_weight(gpu, dgate.addr(), x, buf.g(sg), n, d, 1)?;

@@ -9,11 +9,15 @@ use crate::model::params::Layout;
 use crate::optim::adamw::{AdamWConfig, is_decayed};
 use steel_kernels::cpu::topk;
 use steel_kernels::cuda::attention::{self, flash_supported};
-use steel_kernels::cuda::gemm::{Operand, linear_backward_input, linear_backward_weight, linear_forward};
+use steel_kernels::cuda::gemm::{
+    Operand, linear_backward_input, linear_backward_weight, linear_forward,
+};
 use steel_kernels::cuda::reduce::{self, add_column_sums};
 use steel_kernels::cuda::rope::{self, Heads};
-use steel_kernels::cuda::swiglu::{cast_f32_to_bf16};
-use steel_kernels::cuda::{Dtype, Gpu, GpuError, GpuResult, Tensor, adamw, cross_entropy, embedding, rmsnorm};
+use steel_kernels::cuda::swiglu::cast_f32_to_bf16;
+use steel_kernels::cuda::{
+    Dtype, Gpu, GpuError, GpuResult, Tensor, adamw, cross_entropy, embedding, rmsnorm,
+};
 
 pub struct GpuModel {
     pub gpu: Gpu,
@@ -78,7 +82,12 @@ fn no_decay_ranges(layout: &Layout) -> Vec<i64> {
 
 impl GpuModel {
     /// Upload `params` (laid out by `Layout::new(config)`); moments start at zero.
-    pub fn new(gpu: Gpu, config: &ModelConfig, params: &[f32], attention: Attention) -> GpuResult<GpuModel> {
+    pub fn new(
+        gpu: Gpu,
+        config: &ModelConfig,
+        params: &[f32],
+        attention: Attention,
+    ) -> GpuResult<GpuModel> {
         let layout = Layout::new(config);
         if params.len() != layout.len {
             return Err(GpuError(format!(
@@ -180,7 +189,11 @@ impl GpuModel {
         if targets.len() != n {
             return Err(GpuError("ids and targets differ in length".into()));
         }
-        if let Some(bad) = ids.iter().chain(targets).find(|&&id| id as usize >= c.vocab_size) {
+        if let Some(bad) = ids
+            .iter()
+            .chain(targets)
+            .find(|&&id| id as usize >= c.vocab_size)
+        {
             return Err(GpuError(format!(
                 "token id {bad} is outside the model's vocabulary of {}",
                 c.vocab_size
@@ -191,7 +204,14 @@ impl GpuModel {
         let ids_dev = Tensor::from_i32(gpu, &as_i32(ids))?;
         let targets = Tensor::from_i32(gpu, &as_i32(targets))?;
         let embedded = Tensor::zeros(gpu, Dtype::F32, n * d)?;
-        embedding::forward(gpu, ids_dev.addr(), self.w("model.embed_tokens.weight"), embedded.addr(), n, d)?;
+        embedding::forward(
+            gpu,
+            ids_dev.addr(),
+            self.w("model.embed_tokens.weight"),
+            embedded.addr(),
+            n,
+            d,
+        )?;
         let (q_width, kv_width) = (heads.hq * heads.hd, heads.hkv * heads.hd);
         let mut layers: Vec<LayerSaved> = Vec::with_capacity(c.num_layers);
         // The residual stream entering the next norm: x (fp32) plus a pending delta.
@@ -203,39 +223,118 @@ impl GpuModel {
             let rstd1 = Tensor::zeros(gpu, Dtype::F32, n)?;
             let normed1 = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
             let delta_addr = delta.as_ref().map_or(0, |t| t.addr());
-            rmsnorm::forward(gpu, resid, delta_addr, x_in.addr(), self.w(&name("input_layernorm.weight")), normed1.addr(), rstd1.addr(), n, d, eps)?;
+            rmsnorm::forward(
+                gpu,
+                resid,
+                delta_addr,
+                x_in.addr(),
+                self.w(&name("input_layernorm.weight")),
+                normed1.addr(),
+                rstd1.addr(),
+                n,
+                d,
+                eps,
+            )?;
             // q, k, v: one GEMM over the adjacent weights, then bias + RoPE + head split.
             let qkv = Tensor::zeros(gpu, Dtype::Bf16, n * heads.qkv_width())?;
-            linear_forward(gpu, normed1.addr(), self.w(&name("self_attn.q_proj.weight")), Operand::bf16(qkv.addr()), n, d, heads.qkv_width(), 0.0)?;
-            let bias = if c.qkv_bias { self.w(&name("self_attn.q_proj.bias")) } else { 0 };
+            linear_forward(
+                gpu,
+                normed1.addr(),
+                self.w(&name("self_attn.q_proj.weight")),
+                Operand::bf16(qkv.addr()),
+                n,
+                d,
+                heads.qkv_width(),
+                0.0,
+            )?;
+            let bias = if c.qkv_bias {
+                self.w(&name("self_attn.q_proj.bias"))
+            } else {
+                0
+            };
             let q = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;
             let k = Tensor::zeros(gpu, Dtype::Bf16, n * kv_width)?;
             let v = Tensor::zeros(gpu, Dtype::Bf16, n * kv_width)?;
-            rope::forward(gpu, &heads, qkv.addr(), bias, q.addr(), k.addr(), v.addr(), c.rope_theta)?;
+            rope::forward(
+                gpu,
+                &heads,
+                qkv.addr(),
+                bias,
+                q.addr(),
+                k.addr(),
+                v.addr(),
+                c.rope_theta,
+            )?;
             drop(qkv);
             let attended = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;
             let saved_attention = match self.attention {
                 Attention::Flash => {
                     let lse = Tensor::zeros(gpu, Dtype::F32, batch * heads.hq * heads.t)?;
-                    attention::flash_forward(gpu, &heads, q.addr(), k.addr(), v.addr(), attended.addr(), lse.addr())?;
+                    attention::flash_forward(
+                        gpu,
+                        &heads,
+                        q.addr(),
+                        k.addr(),
+                        v.addr(),
+                        attended.addr(),
+                        lse.addr(),
+                    )?;
                     AttentionSaved::Flash { lse }
                 }
                 Attention::Cublas => {
                     let scores = batch * heads.hq * heads.t * heads.t;
                     let s = Tensor::zeros(gpu, Dtype::F32, scores)?;
                     let probs = Tensor::zeros(gpu, Dtype::Bf16, scores)?;
-                    attention::cublas_forward(gpu, &heads, q.addr(), k.addr(), v.addr(), attended.addr(), &s, &probs)?;
+                    attention::cublas_forward(
+                        gpu,
+                        &heads,
+                        q.addr(),
+                        k.addr(),
+                        v.addr(),
+                        attended.addr(),
+                        &s,
+                        &probs,
+                    )?;
                     AttentionSaved::Cublas { probs }
                 }
             };
             let attn_out = Tensor::zeros(gpu, Dtype::F32, n * d)?;
-            linear_forward(gpu, attended.addr(), self.w(&name("self_attn.o_proj.weight")), Operand::f32(attn_out.addr()), n, q_width, d, 0.0)?;
+            linear_forward(
+                gpu,
+                attended.addr(),
+                self.w(&name("self_attn.o_proj.weight")),
+                Operand::f32(attn_out.addr()),
+                n,
+                q_width,
+                d,
+                0.0,
+            )?;
             let x_mid = Tensor::zeros(gpu, Dtype::F32, n * d)?;
             let rstd2 = Tensor::zeros(gpu, Dtype::F32, n)?;
             let normed2 = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
-            rmsnorm::forward(gpu, x_in.addr(), attn_out.addr(), x_mid.addr(), self.w(&name("post_attention_layernorm.weight")), normed2.addr(), rstd2.addr(), n, d, eps)?;
+            rmsnorm::forward(
+                gpu,
+                x_in.addr(),
+                attn_out.addr(),
+                x_mid.addr(),
+                self.w(&name("post_attention_layernorm.weight")),
+                normed2.addr(),
+                rstd2.addr(),
+                n,
+                d,
+                eps,
+            )?;
             let ffn_out = Tensor::zeros(gpu, Dtype::F32, n * d)?;
-            let ffn = ffn::forward(gpu, c, &self.layout, self.buffers(), l, normed2.addr(), n, ffn_out.addr())?;
+            let ffn = ffn::forward(
+                gpu,
+                c,
+                &self.layout,
+                self.buffers(),
+                l,
+                normed2.addr(),
+                n,
+                ffn_out.addr(),
+            )?;
             delta = Some(ffn_out);
             layers.push(LayerSaved {
                 x_in,
@@ -257,8 +356,28 @@ impl GpuModel {
         let rstd_final = Tensor::zeros(gpu, Dtype::F32, n)?;
         let normed_final = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
         let delta_addr = delta.as_ref().map_or(0, |t| t.addr());
-        rmsnorm::forward(gpu, resid, delta_addr, x_final.addr(), self.w("model.norm.weight"), normed_final.addr(), rstd_final.addr(), n, d, eps)?;
-        let ce = cross_entropy::forward(gpu, normed_final.addr(), self.w(self.head()), targets.addr(), n, d, c.vocab_size, self.loss.addr())?;
+        rmsnorm::forward(
+            gpu,
+            resid,
+            delta_addr,
+            x_final.addr(),
+            self.w("model.norm.weight"),
+            normed_final.addr(),
+            rstd_final.addr(),
+            n,
+            d,
+            eps,
+        )?;
+        let ce = cross_entropy::forward(
+            gpu,
+            normed_final.addr(),
+            self.w(self.head()),
+            targets.addr(),
+            n,
+            d,
+            c.vocab_size,
+            self.loss.addr(),
+        )?;
         Ok(Forward {
             heads,
             layers,
@@ -292,8 +411,20 @@ impl GpuModel {
         let mut chosen = Vec::new();
         for layer in &f.layers {
             let missing = || GpuError("a top-k layer kept no routing".into());
-            probs.push(layer.ffn.probs.as_ref().ok_or_else(missing)?.to_f32(&self.gpu)?);
-            let ids = layer.ffn.chosen.as_ref().ok_or_else(missing)?.to_i32(&self.gpu)?;
+            probs.push(
+                layer
+                    .ffn
+                    .probs
+                    .as_ref()
+                    .ok_or_else(missing)?
+                    .to_f32(&self.gpu)?,
+            );
+            let ids = layer
+                .ffn
+                .chosen
+                .as_ref()
+                .ok_or_else(missing)?
+                .to_i32(&self.gpu)?;
             chosen.push(ids.into_iter().map(|x| x as u32).collect::<Vec<_>>());
         }
         let k = chosen[0].len() / (batch * t);
@@ -301,7 +432,9 @@ impl GpuModel {
         let mut total = 0.0f32;
         for b in 0..batch {
             let rows = |all: &Vec<Vec<f32>>| -> Vec<f32> {
-                all.iter().flat_map(|p| p[b * t * e..(b + 1) * t * e].iter().copied()).collect()
+                all.iter()
+                    .flat_map(|p| p[b * t * e..(b + 1) * t * e].iter().copied())
+                    .collect()
             };
             let stacked_probs = rows(&probs);
             let stacked_chosen: Vec<u32> = chosen
@@ -309,7 +442,13 @@ impl GpuModel {
                 .flat_map(|c| c[b * t * k..(b + 1) * t * k].iter().copied())
                 .collect();
             let mut dprobs = vec![0.0; stacked_probs.len()];
-            total += topk::load_balance(&stacked_probs, &stacked_chosen, e, aux_coefficient, &mut dprobs);
+            total += topk::load_balance(
+                &stacked_probs,
+                &stacked_chosen,
+                e,
+                aux_coefficient,
+                &mut dprobs,
+            );
             for (l, grad) in grads.iter_mut().enumerate() {
                 let from = &dprobs[l * t * e..(l + 1) * t * e];
                 for (g, v) in grad[b * t * e..(b + 1) * t * e].iter_mut().zip(from) {
@@ -341,58 +480,203 @@ impl GpuModel {
         let (q_width, kv_width) = (heads.hq * heads.hd, heads.hkv * heads.hd);
         // The head and the final norm.
         let dnormed32 = Tensor::zeros(gpu, Dtype::F32, n * d)?;
-        cross_entropy::backward(gpu, &f.ce, f.normed_final.addr(), self.w(self.head()), f.targets.addr(), n, d, c.vocab_size, 1.0 / n as f32, dnormed32.addr(), self.g(self.head()))?;
+        cross_entropy::backward(
+            gpu,
+            &f.ce,
+            f.normed_final.addr(),
+            self.w(self.head()),
+            f.targets.addr(),
+            n,
+            d,
+            c.vocab_size,
+            1.0 / n as f32,
+            dnormed32.addr(),
+            self.g(self.head()),
+        )?;
         let dnormed = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
         cast_f32_to_bf16(gpu, dnormed32.addr(), dnormed.addr(), n * d)?;
         // dx: the fp32 gradient of the residual stream, flowing back through the layers.
         let dx = Tensor::zeros(gpu, Dtype::F32, n * d)?;
-        rmsnorm::backward(gpu, dnormed.addr(), f.x_final.addr(), self.w("model.norm.weight"), f.rstd_final.addr(), dx.addr(), self.g("model.norm.weight"), n, d)?;
+        rmsnorm::backward(
+            gpu,
+            dnormed.addr(),
+            f.x_final.addr(),
+            self.w("model.norm.weight"),
+            f.rstd_final.addr(),
+            dx.addr(),
+            self.g("model.norm.weight"),
+            n,
+            d,
+        )?;
         let dx16 = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
         for (l, a) in f.layers.iter().enumerate().rev() {
             let name = |s: &str| format!("model.layers.{l}.{s}");
             // Feed-forward: x_next = x_mid + ffn(norm(x_mid)).
             let aux_l = aux.get(l).map_or(0, |t| t.addr());
-            ffn::backward(gpu, c, &self.layout, self.buffers(), l, a.normed2.addr(), n, &a.ffn, dx.addr(), aux_l, dnormed32.addr())?;
+            ffn::backward(
+                gpu,
+                c,
+                &self.layout,
+                self.buffers(),
+                l,
+                a.normed2.addr(),
+                n,
+                &a.ffn,
+                dx.addr(),
+                aux_l,
+                dnormed32.addr(),
+            )?;
             cast_f32_to_bf16(gpu, dnormed32.addr(), dnormed.addr(), n * d)?;
             let ln2 = name("post_attention_layernorm.weight");
-            rmsnorm::backward(gpu, dnormed.addr(), a.x_mid.addr(), self.w(&ln2), a.rstd2.addr(), dx.addr(), self.g(&ln2), n, d)?;
+            rmsnorm::backward(
+                gpu,
+                dnormed.addr(),
+                a.x_mid.addr(),
+                self.w(&ln2),
+                a.rstd2.addr(),
+                dx.addr(),
+                self.g(&ln2),
+                n,
+                d,
+            )?;
             // Attention: x_mid = x_in + o(attn(rope(qkv(norm(x_in))))).
             cast_f32_to_bf16(gpu, dx.addr(), dx16.addr(), n * d)?;
             let o = name("self_attn.o_proj.weight");
             let dattended = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;
-            linear_backward_input(gpu, dx16.addr(), self.w(&o), Operand::bf16(dattended.addr()), n, q_width, d, 0.0)?;
-            linear_backward_weight(gpu, dx16.addr(), a.attended.addr(), self.g(&o), n, q_width, d)?;
+            linear_backward_input(
+                gpu,
+                dx16.addr(),
+                self.w(&o),
+                Operand::bf16(dattended.addr()),
+                n,
+                q_width,
+                d,
+                0.0,
+            )?;
+            linear_backward_weight(
+                gpu,
+                dx16.addr(),
+                a.attended.addr(),
+                self.g(&o),
+                n,
+                q_width,
+                d,
+            )?;
             let dq = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;
             let dk = Tensor::zeros(gpu, Dtype::Bf16, n * kv_width)?;
             let dv = Tensor::zeros(gpu, Dtype::Bf16, n * kv_width)?;
             match &a.attention {
-                AttentionSaved::Flash { lse } => attention::flash_backward(gpu, &heads, a.q.addr(), a.k.addr(), a.v.addr(), a.attended.addr(), lse.addr(), dattended.addr(), dq.addr(), dk.addr(), dv.addr())?,
+                AttentionSaved::Flash { lse } => attention::flash_backward(
+                    gpu,
+                    &heads,
+                    a.q.addr(),
+                    a.k.addr(),
+                    a.v.addr(),
+                    a.attended.addr(),
+                    lse.addr(),
+                    dattended.addr(),
+                    dq.addr(),
+                    dk.addr(),
+                    dv.addr(),
+                )?,
                 AttentionSaved::Cublas { probs } => {
                     let s = Tensor::zeros(gpu, Dtype::F32, probs.len)?;
-                    attention::cublas_backward(gpu, &heads, a.q.addr(), a.k.addr(), a.v.addr(), probs, dattended.addr(), dq.addr(), dk.addr(), dv.addr(), &s)?
+                    attention::cublas_backward(
+                        gpu,
+                        &heads,
+                        a.q.addr(),
+                        a.k.addr(),
+                        a.v.addr(),
+                        probs,
+                        dattended.addr(),
+                        dq.addr(),
+                        dk.addr(),
+                        dv.addr(),
+                        &s,
+                    )?
                 }
             }
             let width = heads.qkv_width();
             let dqkv = Tensor::zeros(gpu, Dtype::Bf16, n * width)?;
-            rope::backward(gpu, &heads, dq.addr(), dk.addr(), dv.addr(), dqkv.addr(), c.rope_theta)?;
+            rope::backward(
+                gpu,
+                &heads,
+                dq.addr(),
+                dk.addr(),
+                dv.addr(),
+                dqkv.addr(),
+                c.rope_theta,
+            )?;
             if c.qkv_bias {
-                add_column_sums(gpu, dqkv.addr(), n, width, self.g(&name("self_attn.q_proj.bias")))?;
+                add_column_sums(
+                    gpu,
+                    dqkv.addr(),
+                    n,
+                    width,
+                    self.g(&name("self_attn.q_proj.bias")),
+                )?;
             }
             let wqkv = name("self_attn.q_proj.weight");
-            linear_backward_weight(gpu, dqkv.addr(), a.normed1.addr(), self.g(&wqkv), n, d, width)?;
-            linear_backward_input(gpu, dqkv.addr(), self.w(&wqkv), Operand::bf16(dnormed.addr()), n, d, width, 0.0)?;
+            linear_backward_weight(
+                gpu,
+                dqkv.addr(),
+                a.normed1.addr(),
+                self.g(&wqkv),
+                n,
+                d,
+                width,
+            )?;
+            linear_backward_input(
+                gpu,
+                dqkv.addr(),
+                self.w(&wqkv),
+                Operand::bf16(dnormed.addr()),
+                n,
+                d,
+                width,
+                0.0,
+            )?;
             let ln1 = name("input_layernorm.weight");
-            rmsnorm::backward(gpu, dnormed.addr(), a.x_in.addr(), self.w(&ln1), a.rstd1.addr(), dx.addr(), self.g(&ln1), n, d)?;
+            rmsnorm::backward(
+                gpu,
+                dnormed.addr(),
+                a.x_in.addr(),
+                self.w(&ln1),
+                a.rstd1.addr(),
+                dx.addr(),
+                self.g(&ln1),
+                n,
+                d,
+            )?;
         }
         let grouping = embedding::group(ids);
-        embedding::backward(gpu, &grouping, dx.addr(), self.g("model.embed_tokens.weight"), d)
+        embedding::backward(
+            gpu,
+            &grouping,
+            dx.addr(),
+            self.g("model.embed_tokens.weight"),
+            d,
+        )
     }
 
     /// One AdamW step on the accumulated gradients times `grad_scale`, clipped to a global
     /// norm of `max_norm`; `step` is the 1-based step number. Returns the norm before clipping.
-    pub fn step(&mut self, adamw_config: &AdamWConfig, lr: f32, max_norm: f32, step: u64, grad_scale: f32) -> GpuResult<f32> {
+    pub fn step(
+        &mut self,
+        adamw_config: &AdamWConfig,
+        lr: f32,
+        max_norm: f32,
+        step: u64,
+        grad_scale: f32,
+    ) -> GpuResult<f32> {
         let gpu = &self.gpu;
-        reduce::norm(gpu, self.grads.addr(), self.grads.len, grad_scale, self.norm.addr())?;
+        reduce::norm(
+            gpu,
+            self.grads.addr(),
+            self.grads.len,
+            grad_scale,
+            self.norm.addr(),
+        )?;
         adamw::step(
             gpu,
             &adamw::State {
