@@ -1093,7 +1093,9 @@ fn run_demo(args: DemoArgs) -> Result<()> {
         tokenizer: Some(tokenizer.clone()),
     })?;
 
-    eprintln!("\n== done. GPU training joins this demo when it lands.");
+    eprintln!(
+        "\n== done. On a GPU: build with `--features cuda` and train with `steel train --device cuda`."
+    );
     eprintln!("everything is in {}", dir.display());
     Ok(())
 }

@@ -5,8 +5,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.cuda"
-nvcc="$venv/lib/python3.11/site-packages/nvidia/cu13/bin/nvcc"
-if [ -x "$nvcc" ]; then
+find_nvcc() { ls "$venv"/lib/python3*/site-packages/nvidia/cu13/bin/nvcc 2> /dev/null | head -n 1; }
+if [ -n "$(find_nvcc)" ]; then
   echo "CUDA toolchain already in $venv"
   exit 0
 fi
@@ -14,7 +14,7 @@ python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
   "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-runtime==13.0.*" "nvidia-cuda-crt==13.0.*" \
   "nvidia-cuda-cccl==13.0.*" "nvidia-nvvm==13.0.*"
-# pip's nvcc lives beside the headers but looks for cicc/ptxas through its own layout.
-[ -x "$nvcc" ] || { echo "nvcc not found at $nvcc after install" >&2; exit 1; }
+nvcc="$(find_nvcc)"
+[ -n "$nvcc" ] || { echo "nvcc not found under $venv after the install" >&2; exit 1; }
 "$nvcc" --version | tail -n 2
 echo "CUDA toolchain installed in $venv"

@@ -40,14 +40,24 @@ impl std::str::FromStr for Device {
     }
 }
 
+/// The CPU reference's training state.
+pub struct CpuState {
+    config: ModelConfig,
+    layout: Layout,
+    params: Vec<f32>,
+    optimizer: AdamW,
+    grads: Vec<f32>,
+}
+
+/// Weights and AdamW moments on the host, laid out like the parameters.
+pub struct Snapshot {
+    pub params: Vec<f32>,
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+}
+
 pub enum Engine {
-    Cpu {
-        config: ModelConfig,
-        layout: Layout,
-        params: Vec<f32>,
-        optimizer: AdamW,
-        grads: Vec<f32>,
-    },
+    Cpu(Box<CpuState>),
     #[cfg(feature = "cuda")]
     Cuda {
         model: Box<crate::gpu::GpuModel>,
@@ -81,13 +91,13 @@ impl Engine {
                     optimizer.v = v;
                 }
                 optimizer.step = step;
-                Ok(Engine::Cpu {
+                Ok(Engine::Cpu(Box::new(CpuState {
                     config: config.clone(),
                     grads: vec![0.0; layout.len],
                     layout,
                     params,
                     optimizer,
-                })
+                })))
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(attention) => {
@@ -116,13 +126,14 @@ impl Engine {
     /// targets), clipped to `clip`, and one AdamW update at `lr`.
     pub fn step(&mut self, blocks: &[Vec<u32>], lr: f32, clip: f32) -> Result<StepResult, String> {
         match self {
-            Engine::Cpu {
-                config,
-                layout,
-                params,
-                optimizer,
-                grads,
-            } => {
+            Engine::Cpu(cpu) => {
+                let CpuState {
+                    config,
+                    layout,
+                    params,
+                    optimizer,
+                    grads,
+                } = &mut **cpu;
                 grads.fill(0.0);
                 let mut loss = 0.0;
                 for block in blocks {
@@ -160,16 +171,18 @@ impl Engine {
     }
 
     /// Weights and AdamW moments, on the host (for checkpoints).
-    pub fn snapshot(&self) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), String> {
+    pub fn snapshot(&self) -> Result<Snapshot, String> {
         match self {
-            Engine::Cpu {
-                params, optimizer, ..
-            } => Ok((params.clone(), optimizer.m.clone(), optimizer.v.clone())),
+            Engine::Cpu(cpu) => Ok(Snapshot {
+                params: cpu.params.clone(),
+                m: cpu.optimizer.m.clone(),
+                v: cpu.optimizer.v.clone(),
+            }),
             #[cfg(feature = "cuda")]
             Engine::Cuda { model, .. } => {
                 let params = model.params().map_err(|e| e.to_string())?;
                 let (m, v) = model.moments().map_err(|e| e.to_string())?;
-                Ok((params, m, v))
+                Ok(Snapshot { params, m, v })
             }
         }
     }
@@ -177,7 +190,7 @@ impl Engine {
     /// The device in words, for reports.
     pub fn describe(&self) -> Result<String, String> {
         match self {
-            Engine::Cpu { .. } => Ok(format!(
+            Engine::Cpu(_) => Ok(format!(
                 "cpu ({} threads)",
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             )),
@@ -189,7 +202,7 @@ impl Engine {
     /// The most device memory the engine's tensors held at once (GPU only).
     pub fn peak_device_bytes(&self) -> Option<usize> {
         match self {
-            Engine::Cpu { .. } => None,
+            Engine::Cpu(_) => None,
             #[cfg(feature = "cuda")]
             Engine::Cuda { model, .. } => Some(model.gpu.peak_tensor_bytes()),
         }
@@ -198,12 +211,7 @@ impl Engine {
     /// The validation loss over a chunk directory.
     pub fn evaluate(&self, dir: &Path, max_blocks: Option<u64>) -> Result<EvalResult, String> {
         match self {
-            Engine::Cpu {
-                config,
-                layout,
-                params,
-                ..
-            } => evaluate(config, layout, params, dir, max_blocks),
+            Engine::Cpu(cpu) => evaluate(&cpu.config, &cpu.layout, &cpu.params, dir, max_blocks),
             #[cfg(feature = "cuda")]
             Engine::Cuda { model, .. } => {
                 crate::eval::evaluate_with(model.config.vocab_size, dir, max_blocks, &mut |row| {

@@ -84,8 +84,9 @@ fn save(
     engine: &Engine,
     state: &TrainState,
 ) -> Result<(), String> {
-    let (params, m, v) = engine.snapshot()?;
-    checkpoint::save(dir, &options.config, layout, &params, &m, &v, state)
+    let snapshot = engine.snapshot()?;
+    let (params, m, v) = (&snapshot.params, &snapshot.m, &snapshot.v);
+    checkpoint::save(dir, &options.config, layout, params, m, v, state)
         .map_err(|e| format!("cannot write checkpoint `{}`: {e}", dir.display()))
 }
 

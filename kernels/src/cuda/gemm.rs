@@ -299,6 +299,7 @@ pub fn gemm(gpu: &Gpu, g: &Gemm) -> GpuResult<()> {
 }
 
 /// `y[n, out] = x[n, in] · w[out, in]ᵀ` (+ `beta · y`), the linear layer's forward.
+#[allow(clippy::too_many_arguments)]
 pub fn linear_forward(
     gpu: &Gpu,
     x: u64,
@@ -328,6 +329,7 @@ pub fn linear_forward(
 }
 
 /// `dx[n, in] (+)= dy[n, out] · w[out, in]`.
+#[allow(clippy::too_many_arguments)]
 pub fn linear_backward_input(
     gpu: &Gpu,
     dy: u64,

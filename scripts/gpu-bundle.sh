@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds, on a machine with Rust (no GPU needed), everything scripts/gpu-check.sh runs on the
+# GPU machine — the `steel` binary and the GPU test binaries, with the `cuda` feature,
+# stripped and packed as gpu-bundle/bundle.tar.gz (ignored by git; ~25 MB, under the 64 MiB a
+# device run carries).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+scripts/cuda-toolchain.sh
+cargo build --release --features cuda
+bundle="$root/gpu-bundle"
+rm -rf "$bundle"
+mkdir -p "$bundle"
+cp target/release/steel "$bundle/steel"
+# The test binaries: cargo names them with a hash; its JSON messages say which is which.
+for spec in "-p steel-kernels --features steel-kernels/cuda --test cuda_ops" "-p steel --features cuda --test train_cuda"; do
+  # shellcheck disable=SC2086
+  cargo test --release $spec --no-run --message-format=json |
+    python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    exe = msg.get("executable")
+    if msg.get("reason") == "compiler-artifact" and exe and msg["target"]["kind"] == ["test"]:
+        shutil.copy(exe, sys.argv[1] + "/" + msg["target"]["name"])
+' "$bundle"
+done
+strip "$bundle"/*
+tar -C "$bundle" -czf "$bundle/bundle.tar.gz" steel cuda_ops train_cuda
+rm "$bundle/steel" "$bundle/cuda_ops" "$bundle/train_cuda"
+ls -la "$bundle"
