@@ -116,6 +116,36 @@ struct Key {
     c_f32: bool,
     batch: Option<Batch>,
     beta_zero: bool,
+    /// Byte alignment of the (cuBLASLt) A, B and C/D pointers.
+    alignment: (u32, u32, u32),
+}
+
+/// The largest power of two (up to 256, what cuBLASLt assumes unless told) dividing `addr`.
+/// cuBLASLt's heuristic picks kernels for the alignment it is given, so every operand's
+/// real alignment is passed (views into buffers are often less aligned than 256 bytes).
+fn alignment(addr: u64) -> u32 {
+    1u32 << addr.trailing_zeros().min(8)
+}
+
+/// Set a u32 or u64 matmul preference.
+///
+/// # Safety
+/// `T` must be the attribute's documented type.
+unsafe fn set_pref<T>(
+    pref: sys::cublasLtMatmulPreference_t,
+    attr: sys::cublasLtMatmulPreferenceAttributes_t,
+    value: T,
+) -> GpuResult<()> {
+    // SAFETY: the caller passes the attribute's type; the value outlives the call.
+    unsafe {
+        result::set_matmul_pref_attribute(
+            pref,
+            attr,
+            (&value) as *const T as *const c_void,
+            size_of::<T>(),
+        )?
+    };
+    Ok(())
 }
 
 fn data_type(dtype: Dtype) -> GpuResult<sys::cudaDataType> {
@@ -237,6 +267,12 @@ pub fn gemm(gpu: &Gpu, g: &Gemm) -> GpuResult<()> {
         c_f32: g.c.dtype == Dtype::F32,
         batch: g.batch,
         beta_zero: g.beta == 0.0,
+        // cuBLASLt's A is our b, its B our a.
+        alignment: (
+            alignment(g.b.addr),
+            alignment(g.a.addr),
+            alignment(g.c.addr),
+        ),
     };
     let blas = &gpu.blas;
     let (workspace, _) = blas.workspace.device_ptr(&gpu.stream);
@@ -246,28 +282,58 @@ pub fn gemm(gpu: &Gpu, g: &Gemm) -> GpuResult<()> {
             Some(algo) => *algo,
             None => {
                 let pref = result::create_matmul_pref()?;
-                let bytes = WORKSPACE_BYTES as u64;
-                // SAFETY: a u64 workspace limit; the preference is destroyed right after.
+                use sys::cublasLtMatmulPreferenceAttributes_t as Attr;
+                let (align_a, align_b, align_c) = key.alignment;
+                // SAFETY: the attributes' documented types (u64 workspace size, u32
+                // alignments); the preference is destroyed right after the query.
                 let heuristic = unsafe {
-                    result::set_matmul_pref_attribute(
+                    let setup = set_pref(
                         pref,
-                        sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                        (&bytes) as *const u64 as *const c_void,
-                        size_of::<u64>(),
-                    )?;
-                    let found = result::get_matmul_algo_heuristic(
-                        blas.handle,
-                        desc.0,
-                        layout_a.0,
-                        layout_b.0,
-                        layout_c.0,
-                        layout_c.0,
-                        pref,
-                    );
+                        Attr::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                        WORKSPACE_BYTES as u64,
+                    )
+                    .and_then(|_| {
+                        set_pref(
+                            pref,
+                            Attr::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                            align_a,
+                        )
+                    })
+                    .and_then(|_| {
+                        set_pref(
+                            pref,
+                            Attr::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                            align_b,
+                        )
+                    })
+                    .and_then(|_| {
+                        set_pref(
+                            pref,
+                            Attr::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                            align_c,
+                        )
+                    })
+                    .and_then(|_| {
+                        set_pref(
+                            pref,
+                            Attr::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                            align_c,
+                        )
+                    });
+                    let found = setup.and_then(|_| {
+                        result::get_matmul_algo_heuristic(
+                            blas.handle,
+                            desc.0,
+                            layout_a.0,
+                            layout_b.0,
+                            layout_c.0,
+                            layout_c.0,
+                            pref,
+                        )
+                        .map_err(|e| GpuError(format!("no cuBLASLt algorithm for GEMM {g:?}: {e}")))
+                    });
                     result::destroy_matmul_pref(pref)?;
-                    found.map_err(|e| {
-                        GpuError(format!("no cuBLASLt algorithm for GEMM {g:?}: {e}"))
-                    })?
+                    found?
                 };
                 algos.insert(key, heuristic.algo);
                 heuristic.algo
