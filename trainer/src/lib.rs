@@ -12,5 +12,6 @@ pub mod eval;
 pub mod gpu;
 pub mod model;
 pub mod optim;
+pub mod parallel;
 pub mod plot;
 pub mod train;
