@@ -337,6 +337,10 @@ struct TrainArgs {
     /// attention); cuda needs a binary built with `--features cuda` [default: cpu].
     #[arg(long)]
     device: Option<String>,
+    /// Data-parallel ranks, each with its own loader shard and --micro-batch sequences per
+    /// step, gradients summed across ranks (CPU: threads; GPU: not yet) [default: 1].
+    #[arg(long)]
+    nproc: Option<usize>,
 }
 
 /// `steel train CONFIG.toml`: the same settings as the flags.
@@ -367,6 +371,7 @@ struct TrainFile {
     val_blocks: Option<u64>,
     seed: Option<u64>,
     device: Option<String>,
+    nproc: Option<usize>,
 }
 
 #[derive(Args)]
@@ -752,8 +757,8 @@ fn run_train(args: TrainArgs) -> Result<()> {
         .or(file.checkpoint_every)
         .unwrap_or(100);
     anyhow::ensure!(
-        steps > 0 && micro_batch > 0 && checkpoint_every > 0,
-        "steps, micro_batch and checkpoint_every must be positive"
+        steps > 0 && micro_batch > 0 && checkpoint_every > 0 && args.nproc.or(file.nproc) != Some(0),
+        "steps, micro_batch, checkpoint_every and nproc must be positive"
     );
     let lr = args.lr.or(file.lr).unwrap_or(3e-3);
     let min_lr = args.min_lr.or(file.min_lr).unwrap_or(lr / 10.0);
@@ -847,6 +852,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
             .unwrap_or("cpu")
             .parse()
             .map_err(anyhow::Error::msg)?,
+        nproc: args.nproc.or(file.nproc).unwrap_or(1),
     };
     let start = std::time::Instant::now();
     // Tokens seen before this run (a resumed run starts with some); every step adds the same
@@ -1076,6 +1082,7 @@ fn run_demo(args: DemoArgs) -> Result<()> {
         validation: None,
         init_params: None,
         device: steel_trainer::engine::Device::Cpu,
+        nproc: 1,
     };
     let mut report = |m: &StepMetrics| {
         if m.step == 1 || m.step.is_multiple_of(20) {

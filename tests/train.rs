@@ -61,6 +61,7 @@ fn options(chunks: &Path, out: &Path, steps: u64) -> TrainOptions {
         }),
         init_params: None,
         device: steel_trainer::engine::Device::Cpu,
+        nproc: 1,
     }
 }
 
@@ -150,4 +151,40 @@ fn loss_falls_and_resume_is_exact() {
             .unwrap_err()
             .contains("another model configuration")
     );
+}
+
+/// Two ranks of one sequence each see the blocks one rank of two sequences sees, and sum to
+/// the same gradients (up to summation order); the run repeats bit for bit, only rank 0
+/// writes, and it resumes on another number of ranks.
+#[test]
+fn data_parallel_ranks_match_one_rank_with_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = demo_chunks(dir.path(), SEQ);
+    let run = |name: &str, nproc: usize, micro_batch: usize, steps: u64, resume: bool| {
+        let mut o = options(&chunks, &dir.path().join(name), steps);
+        o.validation = None;
+        o.nproc = nproc;
+        o.micro_batch = micro_batch;
+        o.checkpoint_every = 6;
+        let mut reported = 0;
+        let state = train(&o, resume, &mut |_| reported += 1).unwrap();
+        (state, reported)
+    };
+    let (one, _) = run("one", 1, 2, 12, false);
+    let (two, reported) = run("two", 2, 1, 12, false);
+    assert_eq!(reported, 12, "rank 0 reports each step once");
+    for (step, (a, b)) in one.losses.iter().zip(&two.losses).enumerate() {
+        assert!((a - b).abs() <= 1e-4 * a.abs(), "step {}: {a} vs {b}", step + 1);
+    }
+    assert_eq!(one.tokens, two.tokens);
+    let (again, _) = run("again", 2, 1, 12, false);
+    assert_eq!(again.losses, two.losses, "repeatable bit for bit");
+    let metrics = std::fs::read_to_string(dir.path().join("two/metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 12, "one line per step, from rank 0 only");
+    // Stopped at 6 with 2 ranks, resumed to 12 with 3.
+    run("mixed", 2, 1, 6, false);
+    let (mixed, _) = run("mixed", 3, 1, 12, true);
+    assert_eq!(mixed.step, 12);
+    assert_eq!(mixed.losses[..6], two.losses[..6]);
+    assert!(mixed.losses[6..].iter().all(|l| l.is_finite() && *l < one.losses[0]));
 }

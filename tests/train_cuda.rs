@@ -212,6 +212,7 @@ fn run_options(chunks: &Path, out: &Path, steps: u64, device: Device) -> TrainOp
         validation: None,
         init_params: None,
         device,
+        nproc: 1,
     }
 }
 

@@ -96,12 +96,12 @@ pub fn bench_train(options: &BenchTrainOptions) -> Result<BenchTrainResult, Stri
     let blocks = random_blocks(options.micro_batch, options.seq, config.vocab_size, 7);
     let mut loss = 0.0;
     for _ in 0..options.warmup {
-        loss = engine.step(&blocks, 3e-4, 1.0)?.loss;
+        loss = engine.step(&blocks, 3e-4, 1.0, None)?.loss;
     }
     let start = std::time::Instant::now();
     for _ in 0..options.steps {
         // Each step returns its loss to the host, so the time covers the finished work.
-        loss = engine.step(&blocks, 3e-4, 1.0)?.loss;
+        loss = engine.step(&blocks, 3e-4, 1.0, None)?.loss;
     }
     let step_s = start.elapsed().as_secs_f64() / options.steps as f64;
     let tokens_per_s = (options.micro_batch * options.seq) as f64 / step_s;

@@ -7,6 +7,8 @@ use crate::model::config::ModelConfig;
 use crate::model::params::Layout;
 use crate::model::pass::loss_and_grad;
 use crate::optim::adamw::{AdamW, AdamWConfig, clip_global_norm};
+use crate::parallel::bucket::Buckets;
+use crate::parallel::collective::Collective;
 use std::path::Path;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,8 +125,15 @@ impl Engine {
     }
 
     /// Gradients of the mean loss over `blocks` (each `T + 1` tokens: inputs and shifted
-    /// targets), clipped to `clip`, and one AdamW update at `lr`.
-    pub fn step(&mut self, blocks: &[Vec<u32>], lr: f32, clip: f32) -> Result<StepResult, String> {
+    /// targets) — averaged over every rank's blocks when `parallel` is given — clipped to
+    /// `clip`, and one AdamW update at `lr`.
+    pub fn step(
+        &mut self,
+        blocks: &[Vec<u32>],
+        lr: f32,
+        clip: f32,
+        parallel: Option<(&dyn Collective, &Buckets)>,
+    ) -> Result<StepResult, String> {
         match self {
             Engine::Cpu(cpu) => {
                 let CpuState {
@@ -142,15 +151,24 @@ impl Engine {
                 }
                 let scale = 1.0 / blocks.len() as f32;
                 grads.iter_mut().for_each(|g| *g *= scale);
+                loss *= scale;
+                if let Some((collective, buckets)) = parallel {
+                    buckets.all_reduce(grads, collective)?;
+                    let mut total = [loss];
+                    collective.all_reduce_sum(&mut total)?;
+                    let share = 1.0 / collective.world() as f32;
+                    grads.iter_mut().for_each(|g| *g *= share);
+                    loss = total[0] * share;
+                }
                 let grad_norm = clip_global_norm(grads, clip);
                 optimizer.update(params, grads, lr);
-                Ok(StepResult {
-                    loss: loss * scale,
-                    grad_norm,
-                })
+                Ok(StepResult { loss, grad_norm })
             }
             #[cfg(feature = "cuda")]
             Engine::Cuda { model, adamw, step } => {
+                if parallel.is_some() {
+                    return Err("data parallelism on GPUs needs the NCCL path".into());
+                }
                 let (mut ids, mut targets) = (Vec::new(), Vec::new());
                 for block in blocks {
                     let n = block.len() - 1;

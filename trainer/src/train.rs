@@ -10,6 +10,8 @@ use crate::model::config::ModelConfig;
 use crate::model::params::Layout;
 use crate::optim::adamw::AdamWConfig;
 use crate::optim::schedule::Schedule;
+use crate::parallel::bucket::Buckets;
+use crate::parallel::collective::{Collective, InProcess};
 use crate::plot::loss_svg;
 use serde::Serialize;
 use std::io::Write;
@@ -37,6 +39,8 @@ pub struct TrainOptions {
     pub init_params: Option<Vec<f32>>,
     /// Where the steps run.
     pub device: Device,
+    /// Data-parallel ranks (CPU: threads of this process); `micro_batch` is per rank.
+    pub nproc: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -91,20 +95,74 @@ fn save(
 }
 
 /// Train from scratch, or from the newest checkpoint in `options.out` when `resume` is set.
-/// Calls `report` after every step.
+/// Calls `report` after every step. With `nproc > 1` (CPU), that many ranks train as threads,
+/// each on its own loader shard, summing gradients through an in-process collective; rank 0
+/// reports and writes metrics and checkpoints. A run resumes with any number of ranks.
 pub fn train(
     options: &TrainOptions,
     resume: bool,
     report: &mut dyn FnMut(&StepMetrics),
 ) -> Result<TrainState, String> {
+    if options.nproc <= 1 {
+        return train_rank(options, resume, report, None);
+    }
+    if options.device != Device::Cpu {
+        return Err(
+            "data parallelism on GPUs needs the NCCL path, which is not built yet; use --nproc 1"
+                .into(),
+        );
+    }
+    let mut ranks = InProcess::group(options.nproc).into_iter();
+    let first = ranks.next().expect("nproc > 1");
+    std::thread::scope(|scope| {
+        let others: Vec<_> = ranks
+            .map(|rank| {
+                scope.spawn(move || {
+                    let result = train_rank(options, resume, &mut |_| {}, Some(&rank));
+                    if let Err(e) = &result {
+                        rank.abort(&format!("rank {}: {e}", rank.rank()));
+                    }
+                    result
+                })
+            })
+            .collect();
+        let result = train_rank(options, resume, report, Some(&first));
+        if let Err(e) = &result {
+            first.abort(&format!("rank 0: {e}"));
+        }
+        let state = result?;
+        for handle in others {
+            handle.join().map_err(|_| "a rank panicked".to_string())??;
+        }
+        Ok(state)
+    })
+}
+
+/// Gradient buckets of the data-parallel all-reduce: 25 M values (100 MB of fp32).
+const BUCKET_ELEMS: usize = 25 << 20;
+
+/// One rank's training loop (`collective` None: the only rank).
+fn train_rank(
+    options: &TrainOptions,
+    resume: bool,
+    report: &mut dyn FnMut(&StepMetrics),
+    collective: Option<&InProcess>,
+) -> Result<TrainState, String> {
+    let (rank, world) = collective.map_or((0, 1), |c| (c.rank(), c.world()));
     let layout = Layout::new(&options.config);
+    let buckets = Buckets::new(&layout, BUCKET_ELEMS);
+    let parallel = collective.map(|c| (c as &dyn Collective, &buckets));
     std::fs::create_dir_all(&options.out)
         .map_err(|e| format!("cannot create `{}`: {e}", options.out.display()))?;
     let (params, moments, mut loader, mut state) =
         match checkpoint::list(&options.out).last().filter(|_| resume) {
             Some(dir) => {
                 let loaded = checkpoint::load(dir, &options.config, &layout)?;
-                let loader = Loader::resume(&options.data, &loaded.state.loader, 0)
+                // The blocks served so far are counted globally, so the run can go on with
+                // another number of ranks.
+                let mut loader_state = loaded.state.loader.clone();
+                loader_state.world = world;
+                let loader = Loader::resume(&options.data, &loader_state, rank)
                     .map_err(|e| e.to_string())?;
                 (
                     loaded.params,
@@ -120,7 +178,7 @@ pub fn train(
                         options.out.display()
                     ));
                 }
-                let loader = Loader::open(&options.data, options.seq, options.seed, 0, 1)
+                let loader = Loader::open(&options.data, options.seq, options.seed, rank, world)
                     .map_err(|e| e.to_string())?;
                 let state = TrainState {
                     step: 0,
@@ -153,23 +211,32 @@ pub fn train(
         state.step,
     )?;
     let metrics_path = options.out.join("metrics.jsonl");
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| format!("cannot open `{}`: {e}", metrics_path.display()))?;
+    let mut metrics = match rank {
+        0 => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .map_err(|e| format!("cannot open `{}`: {e}", metrics_path.display()))?,
+        ),
+        _ => None,
+    };
     while state.step < options.steps {
         let mut blocks = Vec::with_capacity(options.micro_batch);
         for _ in 0..options.micro_batch {
             let block = loader.next_block().map_err(|e| e.to_string())?;
-            state.tokens += (block.len() - 1) as u64;
+            state.tokens += ((block.len() - 1) * world) as u64;
             blocks.push(block);
         }
         let lr = options.schedule.lr(state.step);
-        let result = engine.step(&blocks, lr, options.clip)?;
+        let result = engine.step(&blocks, lr, options.clip, parallel)?;
         let (loss, grad_norm) = (result.loss, result.grad_norm);
         state.step += 1;
         state.losses.push(loss);
+        // Only rank 0 writes metrics, validates and checkpoints.
+        let Some(metrics) = metrics.as_mut() else {
+            continue;
+        };
         let line = StepMetrics {
             step: state.step,
             loss,
