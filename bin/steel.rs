@@ -27,7 +27,7 @@ use steel_trainer::eval::evaluate;
 use steel_trainer::model::config::ModelConfig;
 use steel_trainer::optim::adamw::AdamWConfig;
 use steel_trainer::optim::schedule::Schedule;
-use steel_trainer::train::{StepMetrics, TrainOptions, Validation, train as train_model};
+use steel_trainer::train::{Nodes, StepMetrics, TrainOptions, Validation, train as train_model};
 
 #[derive(Parser)]
 #[command(
@@ -341,6 +341,33 @@ struct TrainArgs {
     /// step, gradients summed across ranks (CPU: threads; GPU: not yet) [default: 1].
     #[arg(long)]
     nproc: Option<usize>,
+    /// Nodes (or processes) of a multi-node run, each started with its --node-rank.
+    #[arg(long, default_value_t = 1)]
+    nnodes: usize,
+    /// This node's index, 0..nnodes (node 0 hosts rank 0, which the others connect to).
+    #[arg(long, default_value_t = 0)]
+    node_rank: usize,
+    /// Address of node 0 (where rank 0 listens).
+    #[arg(long, default_value = "127.0.0.1")]
+    master_addr: String,
+    /// Port rank 0 listens on.
+    #[arg(long, default_value_t = 29500)]
+    master_port: u16,
+}
+
+/// `--nnodes` and friends as the trainer's `Nodes` (None for one node).
+fn nodes(args: &TrainArgs) -> Result<Option<Nodes>> {
+    anyhow::ensure!(
+        args.nnodes > 0 && args.node_rank < args.nnodes,
+        "--node-rank {} is not one of --nnodes {}",
+        args.node_rank,
+        args.nnodes
+    );
+    Ok((args.nnodes > 1).then(|| Nodes {
+        nnodes: args.nnodes,
+        node_rank: args.node_rank,
+        master: format!("{}:{}", args.master_addr, args.master_port),
+    }))
 }
 
 /// `steel train CONFIG.toml`: the same settings as the flags.
@@ -757,7 +784,10 @@ fn run_train(args: TrainArgs) -> Result<()> {
         .or(file.checkpoint_every)
         .unwrap_or(100);
     anyhow::ensure!(
-        steps > 0 && micro_batch > 0 && checkpoint_every > 0 && args.nproc.or(file.nproc) != Some(0),
+        steps > 0
+            && micro_batch > 0
+            && checkpoint_every > 0
+            && args.nproc.or(file.nproc) != Some(0),
         "steps, micro_batch, checkpoint_every and nproc must be positive"
     );
     let lr = args.lr.or(file.lr).unwrap_or(3e-3);
@@ -853,6 +883,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
             .parse()
             .map_err(anyhow::Error::msg)?,
         nproc: args.nproc.or(file.nproc).unwrap_or(1),
+        nodes: nodes(&args)?,
     };
     let start = std::time::Instant::now();
     // Tokens seen before this run (a resumed run starts with some); every step adds the same
@@ -1083,6 +1114,7 @@ fn run_demo(args: DemoArgs) -> Result<()> {
         init_params: None,
         device: steel_trainer::engine::Device::Cpu,
         nproc: 1,
+        nodes: None,
     };
     let mut report = |m: &StepMetrics| {
         if m.step == 1 || m.step.is_multiple_of(20) {

@@ -62,6 +62,7 @@ fn options(chunks: &Path, out: &Path, steps: u64) -> TrainOptions {
         init_params: None,
         device: steel_trainer::engine::Device::Cpu,
         nproc: 1,
+        nodes: None,
     }
 }
 
@@ -174,17 +175,104 @@ fn data_parallel_ranks_match_one_rank_with_the_whole_batch() {
     let (two, reported) = run("two", 2, 1, 12, false);
     assert_eq!(reported, 12, "rank 0 reports each step once");
     for (step, (a, b)) in one.losses.iter().zip(&two.losses).enumerate() {
-        assert!((a - b).abs() <= 1e-4 * a.abs(), "step {}: {a} vs {b}", step + 1);
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs(),
+            "step {}: {a} vs {b}",
+            step + 1
+        );
     }
     assert_eq!(one.tokens, two.tokens);
     let (again, _) = run("again", 2, 1, 12, false);
     assert_eq!(again.losses, two.losses, "repeatable bit for bit");
     let metrics = std::fs::read_to_string(dir.path().join("two/metrics.jsonl")).unwrap();
-    assert_eq!(metrics.lines().count(), 12, "one line per step, from rank 0 only");
+    assert_eq!(
+        metrics.lines().count(),
+        12,
+        "one line per step, from rank 0 only"
+    );
     // Stopped at 6 with 2 ranks, resumed to 12 with 3.
     run("mixed", 2, 1, 6, false);
     let (mixed, _) = run("mixed", 3, 1, 12, true);
     assert_eq!(mixed.step, 12);
     assert_eq!(mixed.losses[..6], two.losses[..6]);
-    assert!(mixed.losses[6..].iter().all(|l| l.is_finite() && *l < one.losses[0]));
+    assert!(
+        mixed.losses[6..]
+            .iter()
+            .all(|l| l.is_finite() && *l < one.losses[0])
+    );
+}
+
+/// Two `steel train` processes joined over loopback (`--nnodes 2`) train exactly as two
+/// in-process ranks: the same losses and the same checkpoint, bit for bit.
+#[test]
+fn two_processes_over_tcp_equal_two_in_process_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = demo_chunks(dir.path(), SEQ);
+    let mut reference = options(&chunks, &dir.path().join("threads"), 6);
+    reference.validation = None;
+    reference.nproc = 2;
+    reference.micro_batch = 1;
+    reference.checkpoint_every = 6;
+    reference.seed = 42;
+    // The CLI's defaults for 6 steps at --lr 3e-3.
+    reference.schedule = Schedule::Cosine {
+        max_lr: 3e-3,
+        min_lr: 3e-4,
+        warmup: 1,
+        total: 6,
+    };
+    let threads = train(&reference, false, &mut |_| {}).unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let out = dir.path().join("processes");
+    let spawn = |node: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_steel"))
+            .args(["train", "--data", chunks.to_str().unwrap(), "--seq", "16"])
+            .args([
+                "--steps",
+                "6",
+                "--micro-batch",
+                "1",
+                "--checkpoint-every",
+                "6",
+            ])
+            .args([
+                "--out",
+                out.to_str().unwrap(),
+                "--nnodes",
+                "2",
+                "--node-rank",
+                node,
+            ])
+            .args(["--master-port", &port, "-t", "1"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (zero, one) = (spawn("0"), spawn("1"));
+    for child in [zero, one] {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let losses: Vec<f32> = metrics
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                .as_f64()
+                .unwrap() as f32
+        })
+        .collect();
+    assert_eq!(losses, threads.losses);
+    let weights = |d: &Path| std::fs::read(d.join("step-00000006/model.safetensors")).unwrap();
+    assert!(weights(&out) == weights(&dir.path().join("threads")));
 }

@@ -213,6 +213,7 @@ fn run_options(chunks: &Path, out: &Path, steps: u64, device: Device) -> TrainOp
         init_params: None,
         device,
         nproc: 1,
+        nodes: None,
     }
 }
 

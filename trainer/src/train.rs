@@ -12,6 +12,7 @@ use crate::optim::adamw::AdamWConfig;
 use crate::optim::schedule::Schedule;
 use crate::parallel::bucket::Buckets;
 use crate::parallel::collective::{Collective, InProcess};
+use crate::parallel::tcp::Tcp;
 use crate::plot::loss_svg;
 use serde::Serialize;
 use std::io::Write;
@@ -41,6 +42,17 @@ pub struct TrainOptions {
     pub device: Device,
     /// Data-parallel ranks (CPU: threads of this process); `micro_batch` is per rank.
     pub nproc: usize,
+    /// Several processes or nodes, `nproc` ranks each (`None`: this process only).
+    pub nodes: Option<Nodes>,
+}
+
+/// A run over several processes or nodes, the way `torchrun` is told: node `node_rank` of
+/// `nnodes` hosts ranks `node_rank·nproc ..`; rank 0 listens at `master` (`host:port`).
+#[derive(Clone, Debug)]
+pub struct Nodes {
+    pub nnodes: usize,
+    pub node_rank: usize,
+    pub master: String,
 }
 
 #[derive(Clone, Debug)]
@@ -96,14 +108,22 @@ fn save(
 
 /// Train from scratch, or from the newest checkpoint in `options.out` when `resume` is set.
 /// Calls `report` after every step. With `nproc > 1` (CPU), that many ranks train as threads,
-/// each on its own loader shard, summing gradients through an in-process collective; rank 0
-/// reports and writes metrics and checkpoints. A run resumes with any number of ranks.
+/// each on its own loader shard, summing gradients through an in-process collective; with
+/// `nodes`, the ranks of every process sum over TCP. Rank 0 reports and writes metrics and
+/// checkpoints (`out` must be shared storage across nodes). A run resumes with any number of
+/// ranks.
 pub fn train(
     options: &TrainOptions,
     resume: bool,
     report: &mut dyn FnMut(&StepMetrics),
 ) -> Result<TrainState, String> {
-    if options.nproc <= 1 {
+    let local = options.nproc.max(1);
+    let (nnodes, node_rank) = options
+        .nodes
+        .as_ref()
+        .map_or((1, 0), |n| (n.nnodes, n.node_rank));
+    let world = local * nnodes;
+    if world == 1 {
         return train_rank(options, resume, report, None);
     }
     if options.device != Device::Cpu {
@@ -112,25 +132,43 @@ pub fn train(
                 .into(),
         );
     }
-    let mut ranks = InProcess::group(options.nproc).into_iter();
-    let first = ranks.next().expect("nproc > 1");
+    // One node: ranks are threads joined in process. Several: every rank connects to rank 0
+    // over TCP (rank 0 is thread 0 of node 0).
+    let mut in_process: Vec<Option<InProcess>> = match &options.nodes {
+        None => InProcess::group(local).into_iter().map(Some).collect(),
+        Some(_) => (0..local).map(|_| None).collect(),
+    };
+    let connect = |i: usize, slot: Option<InProcess>| -> Result<Box<dyn Collective>, String> {
+        match (slot, &options.nodes) {
+            (Some(group), _) => Ok(Box::new(group)),
+            (None, Some(nodes)) => {
+                let rank = node_rank * local + i;
+                let tcp = match rank {
+                    0 => Tcp::serve(&nodes.master, world)?,
+                    _ => Tcp::join(&nodes.master, rank, world)?,
+                };
+                Ok(Box::new(tcp))
+            }
+            (None, None) => unreachable!("one node always has its in-process group"),
+        }
+    };
+    let run = |collective: &dyn Collective, report: &mut dyn FnMut(&StepMetrics)| {
+        let result = train_rank(options, resume, report, Some(collective));
+        if let Err(e) = &result {
+            collective.abort(&format!("rank {}: {e}", collective.rank()));
+        }
+        result
+    };
+    let first = in_process[0].take();
     std::thread::scope(|scope| {
-        let others: Vec<_> = ranks
-            .map(|rank| {
-                scope.spawn(move || {
-                    let result = train_rank(options, resume, &mut |_| {}, Some(&rank));
-                    if let Err(e) = &result {
-                        rank.abort(&format!("rank {}: {e}", rank.rank()));
-                    }
-                    result
-                })
+        let others: Vec<_> = (1..local)
+            .map(|i| {
+                let slot = in_process[i].take();
+                let (connect, run) = (&connect, &run);
+                scope.spawn(move || run(&*connect(i, slot)?, &mut |_| {}))
             })
             .collect();
-        let result = train_rank(options, resume, report, Some(&first));
-        if let Err(e) = &result {
-            first.abort(&format!("rank 0: {e}"));
-        }
-        let state = result?;
+        let state = run(&*connect(0, first)?, report)?;
         for handle in others {
             handle.join().map_err(|_| "a rank panicked".to_string())??;
         }
@@ -146,12 +184,12 @@ fn train_rank(
     options: &TrainOptions,
     resume: bool,
     report: &mut dyn FnMut(&StepMetrics),
-    collective: Option<&InProcess>,
+    collective: Option<&dyn Collective>,
 ) -> Result<TrainState, String> {
     let (rank, world) = collective.map_or((0, 1), |c| (c.rank(), c.world()));
     let layout = Layout::new(&options.config);
     let buckets = Buckets::new(&layout, BUCKET_ELEMS);
-    let parallel = collective.map(|c| (c as &dyn Collective, &buckets));
+    let parallel = collective.map(|c| (c, &buckets));
     std::fs::create_dir_all(&options.out)
         .map_err(|e| format!("cannot create `{}`: {e}", options.out.display()))?;
     let (params, moments, mut loader, mut state) =

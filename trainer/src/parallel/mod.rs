@@ -5,3 +5,4 @@
 pub mod bucket;
 pub mod collective;
 pub mod rendezvous;
+pub mod tcp;

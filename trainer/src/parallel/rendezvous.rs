@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 const MAGIC: &[u8; 8] = b"STEEL-RV";
 
 /// Rank 0: accept the `world − 1` other ranks on `listener` (each once), send them `payload`.
+/// Returns the connections to ranks `1..world`, in rank order.
 pub fn serve(
     listener: &TcpListener,
     world: usize,
     payload: &[u8],
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<Vec<TcpStream>, String> {
     let deadline = Instant::now() + timeout;
     listener
         .set_nonblocking(true)
@@ -75,12 +76,17 @@ pub fn serve(
             .and_then(|_| stream.write_all(payload))
             .map_err(|e| format!("rendezvous: sending to rank {rank}: {e}"))?;
     }
-    Ok(())
+    Ok(joined.into_iter().skip(1).flatten().collect())
 }
 
 /// Rank `rank` (≥ 1) of `world`: connect to rank 0 at `master` (retrying while it starts),
-/// and receive its payload.
-pub fn join(master: &str, rank: usize, world: usize, timeout: Duration) -> Result<Vec<u8>, String> {
+/// and receive its payload. Returns the connection and the payload.
+pub fn join(
+    master: &str,
+    rank: usize,
+    world: usize,
+    timeout: Duration,
+) -> Result<(TcpStream, Vec<u8>), String> {
     let deadline = Instant::now() + timeout;
     let address = master
         .to_socket_addrs()
@@ -115,7 +121,7 @@ pub fn join(master: &str, rank: usize, world: usize, timeout: Duration) -> Resul
     stream
         .read_exact(&mut payload)
         .map_err(|e| format!("rendezvous: rank {rank} reading the payload: {e}"))?;
-    Ok(payload)
+    Ok((stream, payload))
 }
 
 #[cfg(test)]
@@ -142,7 +148,7 @@ mod tests {
                 .collect();
             serve(&listener, world, &payload, Duration::from_secs(10)).unwrap();
             for handle in joined {
-                assert_eq!(handle.join().unwrap().unwrap(), payload);
+                assert_eq!(handle.join().unwrap().unwrap().1, payload);
             }
         });
     }
