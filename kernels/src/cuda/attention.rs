@@ -324,37 +324,16 @@ pub fn flash_backward(
             Arg::I32(h.hd as i32),
         ],
     )?;
-    let mut args = vec![
-        Arg::Ptr(q),
-        Arg::Ptr(k),
-        Arg::Ptr(v),
-        Arg::Ptr(dout),
-        Arg::Ptr(lse),
-        Arg::Ptr(delta.addr()),
-        Arg::Ptr(dq),
-    ];
-    args.extend(head_args(h));
-    launch(
-        gpu,
-        &flash_name("flash_backward_dq", h.hd)?,
-        flash_grid(h, h.hq),
-        &args,
-    )?;
-    let mut args = vec![
-        Arg::Ptr(q),
-        Arg::Ptr(k),
-        Arg::Ptr(v),
-        Arg::Ptr(dout),
-        Arg::Ptr(lse),
-        Arg::Ptr(delta.addr()),
-        Arg::Ptr(dk),
-        Arg::Ptr(dv),
-    ];
-    args.extend(head_args(h));
-    launch(
-        gpu,
-        &flash_name("flash_backward_dkv", h.hd)?,
-        flash_grid(h, h.hkv),
-        &args,
-    )
+    // Both kernels take (q, k, v, dout, lse, delta, outputs..., T, hq, hkv, scale).
+    let inputs = [q, k, v, dout, lse, delta.addr()].map(Arg::Ptr);
+    let with = |outputs: &[u64]| -> Vec<Arg> {
+        let mut args = inputs.to_vec();
+        args.extend(outputs.iter().map(|&o| Arg::Ptr(o)));
+        args.extend(head_args(h));
+        args
+    };
+    let dq_kernel = flash_name("flash_backward_dq", h.hd)?;
+    launch(gpu, &dq_kernel, flash_grid(h, h.hq), &with(&[dq]))?;
+    let dkv_kernel = flash_name("flash_backward_dkv", h.hd)?;
+    launch(gpu, &dkv_kernel, flash_grid(h, h.hkv), &with(&[dk, dv]))
 }

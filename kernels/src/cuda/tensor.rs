@@ -47,6 +47,18 @@ impl MemoryCounter {
     }
 }
 
+/// `values` as the little-endian bytes of an f32 or bf16 tensor (bf16 rounded to nearest).
+fn float_bytes(values: &[f32], dtype: Dtype) -> GpuResult<Vec<u8>> {
+    match dtype {
+        Dtype::F32 => Ok(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        Dtype::Bf16 => Ok(values
+            .iter()
+            .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+            .collect()),
+        Dtype::I32 | Dtype::I64 => Err(GpuError("f32 values go to f32 or bf16 tensors".into())),
+    }
+}
+
 pub struct Tensor {
     slice: CudaSlice<u8>,
     addr: u64,
@@ -86,17 +98,7 @@ impl Tensor {
 
     /// Upload f32 values as `dtype` (rounded to bf16 when asked).
     pub fn from_f32(gpu: &Gpu, values: &[f32], dtype: Dtype) -> GpuResult<Tensor> {
-        let bytes: Vec<u8> = match dtype {
-            Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            Dtype::Bf16 => values
-                .iter()
-                .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
-                .collect(),
-            Dtype::I32 | Dtype::I64 => {
-                return Err(GpuError("from_f32 makes float tensors".into()));
-            }
-        };
-        Self::from_bytes(gpu, &bytes, dtype, values.len())
+        Self::from_bytes(gpu, &float_bytes(values, dtype)?, dtype, values.len())
     }
 
     pub fn from_i32(gpu: &Gpu, values: &[i32]) -> GpuResult<Tensor> {
@@ -120,16 +122,7 @@ impl Tensor {
 
     /// Overwrite the first `values.len()` elements from the host (f32 or bf16 tensors).
     pub fn write_f32(&mut self, gpu: &Gpu, values: &[f32]) -> GpuResult<()> {
-        let bytes: Vec<u8> = match self.dtype {
-            Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            Dtype::Bf16 => values
-                .iter()
-                .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
-                .collect(),
-            Dtype::I32 | Dtype::I64 => {
-                return Err(GpuError("write_f32 on an integer tensor".into()));
-            }
-        };
+        let bytes = float_bytes(values, self.dtype)?;
         self.write_bytes(gpu, &bytes, values.len())
     }
 

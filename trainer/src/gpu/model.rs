@@ -42,27 +42,31 @@ enum AttentionSaved {
     Cublas { probs: Tensor },
 }
 
+/// A fused residual add + RMSNorm's saved tensors: the fp32 sum `x: [n, d]` (the residual
+/// stream from here on), `rstd: [n]` and the bf16 output `normed: [n, d]`.
+struct Norm {
+    x: Tensor,
+    rstd: Tensor,
+    normed: Tensor,
+}
+
 struct LayerSaved {
-    x_in: Tensor,
-    rstd1: Tensor,
-    normed1: Tensor,
+    /// `x_in` (the layer's input) and its normalisation.
+    norm1: Norm,
     q: Tensor,
     k: Tensor,
     v: Tensor,
     attention: AttentionSaved,
     attended: Tensor,
-    x_mid: Tensor,
-    rstd2: Tensor,
-    normed2: Tensor,
+    /// `x_mid` (after attention) and its normalisation.
+    norm2: Norm,
     ffn: FfnSaved,
 }
 
 struct Forward {
     heads: Heads,
     layers: Vec<LayerSaved>,
-    x_final: Tensor,
-    rstd_final: Tensor,
-    normed_final: Tensor,
+    norm_final: Norm,
     targets: Tensor,
     ce: cross_entropy::Saved,
 }
@@ -167,6 +171,47 @@ impl GpuModel {
         self.grads.zero(&self.gpu)
     }
 
+    /// `x = resid + delta` (`delta` 0: none) and its RMSNorm with weight `weight`.
+    fn norm_forward(&self, resid: u64, delta: u64, weight: &str, n: usize) -> GpuResult<Norm> {
+        let (gpu, d) = (&self.gpu, self.config.hidden_size);
+        let norm = Norm {
+            x: Tensor::zeros(gpu, Dtype::F32, n * d)?,
+            rstd: Tensor::zeros(gpu, Dtype::F32, n)?,
+            normed: Tensor::zeros(gpu, Dtype::Bf16, n * d)?,
+        };
+        let (x, normed, rstd) = (norm.x.addr(), norm.normed.addr(), norm.rstd.addr());
+        let eps = self.config.rms_norm_eps;
+        rmsnorm::forward(
+            gpu,
+            resid,
+            delta,
+            x,
+            self.w(weight),
+            normed,
+            rstd,
+            n,
+            d,
+            eps,
+        )?;
+        Ok(norm)
+    }
+
+    /// Adds the norm's input gradient (from bf16 `dnormed`) into the residual gradient `dx`
+    /// and its weight gradient into `weight`'s.
+    fn norm_backward(
+        &self,
+        norm: &Norm,
+        weight: &str,
+        dnormed: &Tensor,
+        dx: &Tensor,
+        n: usize,
+    ) -> GpuResult<()> {
+        let (w, g) = (self.w(weight), self.g(weight));
+        let (x, rstd) = (norm.x.addr(), norm.rstd.addr());
+        let d = self.config.hidden_size;
+        rmsnorm::backward(&self.gpu, dnormed.addr(), x, w, rstd, dx.addr(), g, n, d)
+    }
+
     fn heads(&self, n: usize, batch: usize) -> GpuResult<Heads> {
         if batch == 0 || !n.is_multiple_of(batch) {
             return Err(GpuError(format!(
@@ -185,7 +230,7 @@ impl GpuModel {
     fn forward(&self, ids: &[u32], targets: &[u32], batch: usize) -> GpuResult<Forward> {
         let gpu = &self.gpu;
         let c = &self.config;
-        let (n, d, eps) = (ids.len(), c.hidden_size, c.rms_norm_eps);
+        let (n, d) = (ids.len(), c.hidden_size);
         if targets.len() != n {
             return Err(GpuError("ids and targets differ in length".into()));
         }
@@ -218,28 +263,14 @@ impl GpuModel {
         let mut delta: Option<Tensor> = None;
         for l in 0..c.num_layers {
             let name = |s: &str| format!("model.layers.{l}.{s}");
-            let resid = layers.last().map_or(embedded.addr(), |s| s.x_mid.addr());
-            let x_in = Tensor::zeros(gpu, Dtype::F32, n * d)?;
-            let rstd1 = Tensor::zeros(gpu, Dtype::F32, n)?;
-            let normed1 = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
+            let resid = layers.last().map_or(embedded.addr(), |s| s.norm2.x.addr());
             let delta_addr = delta.as_ref().map_or(0, |t| t.addr());
-            rmsnorm::forward(
-                gpu,
-                resid,
-                delta_addr,
-                x_in.addr(),
-                self.w(&name("input_layernorm.weight")),
-                normed1.addr(),
-                rstd1.addr(),
-                n,
-                d,
-                eps,
-            )?;
+            let norm1 = self.norm_forward(resid, delta_addr, &name("input_layernorm.weight"), n)?;
             // q, k, v: one GEMM over the adjacent weights, then bias + RoPE + head split.
             let qkv = Tensor::zeros(gpu, Dtype::Bf16, n * heads.qkv_width())?;
             linear_forward(
                 gpu,
-                normed1.addr(),
+                norm1.normed.addr(),
                 self.w(&name("self_attn.q_proj.weight")),
                 Operand::bf16(qkv.addr()),
                 n,
@@ -309,21 +340,8 @@ impl GpuModel {
                 d,
                 0.0,
             )?;
-            let x_mid = Tensor::zeros(gpu, Dtype::F32, n * d)?;
-            let rstd2 = Tensor::zeros(gpu, Dtype::F32, n)?;
-            let normed2 = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
-            rmsnorm::forward(
-                gpu,
-                x_in.addr(),
-                attn_out.addr(),
-                x_mid.addr(),
-                self.w(&name("post_attention_layernorm.weight")),
-                normed2.addr(),
-                rstd2.addr(),
-                n,
-                d,
-                eps,
-            )?;
+            let ln2 = name("post_attention_layernorm.weight");
+            let norm2 = self.norm_forward(norm1.x.addr(), attn_out.addr(), &ln2, n)?;
             let ffn_out = Tensor::zeros(gpu, Dtype::F32, n * d)?;
             let ffn = ffn::forward(
                 gpu,
@@ -331,46 +349,28 @@ impl GpuModel {
                 &self.layout,
                 self.buffers(),
                 l,
-                normed2.addr(),
+                norm2.normed.addr(),
                 n,
                 ffn_out.addr(),
             )?;
             delta = Some(ffn_out);
             layers.push(LayerSaved {
-                x_in,
-                rstd1,
-                normed1,
+                norm1,
                 q,
                 k,
                 v,
                 attention: saved_attention,
                 attended,
-                x_mid,
-                rstd2,
-                normed2,
+                norm2,
                 ffn,
             });
         }
-        let resid = layers.last().map_or(embedded.addr(), |s| s.x_mid.addr());
-        let x_final = Tensor::zeros(gpu, Dtype::F32, n * d)?;
-        let rstd_final = Tensor::zeros(gpu, Dtype::F32, n)?;
-        let normed_final = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
+        let resid = layers.last().map_or(embedded.addr(), |s| s.norm2.x.addr());
         let delta_addr = delta.as_ref().map_or(0, |t| t.addr());
-        rmsnorm::forward(
-            gpu,
-            resid,
-            delta_addr,
-            x_final.addr(),
-            self.w("model.norm.weight"),
-            normed_final.addr(),
-            rstd_final.addr(),
-            n,
-            d,
-            eps,
-        )?;
+        let norm_final = self.norm_forward(resid, delta_addr, "model.norm.weight", n)?;
         let ce = cross_entropy::forward(
             gpu,
-            normed_final.addr(),
+            norm_final.normed.addr(),
             self.w(self.head()),
             targets.addr(),
             n,
@@ -381,9 +381,7 @@ impl GpuModel {
         Ok(Forward {
             heads,
             layers,
-            x_final,
-            rstd_final,
-            normed_final,
+            norm_final,
             targets,
             ce,
         })
@@ -483,7 +481,7 @@ impl GpuModel {
         cross_entropy::backward(
             gpu,
             &f.ce,
-            f.normed_final.addr(),
+            f.norm_final.normed.addr(),
             self.w(self.head()),
             f.targets.addr(),
             n,
@@ -497,17 +495,7 @@ impl GpuModel {
         cast_f32_to_bf16(gpu, dnormed32.addr(), dnormed.addr(), n * d)?;
         // dx: the fp32 gradient of the residual stream, flowing back through the layers.
         let dx = Tensor::zeros(gpu, Dtype::F32, n * d)?;
-        rmsnorm::backward(
-            gpu,
-            dnormed.addr(),
-            f.x_final.addr(),
-            self.w("model.norm.weight"),
-            f.rstd_final.addr(),
-            dx.addr(),
-            self.g("model.norm.weight"),
-            n,
-            d,
-        )?;
+        self.norm_backward(&f.norm_final, "model.norm.weight", &dnormed, &dx, n)?;
         let dx16 = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
         for (l, a) in f.layers.iter().enumerate().rev() {
             let name = |s: &str| format!("model.layers.{l}.{s}");
@@ -519,7 +507,7 @@ impl GpuModel {
                 &self.layout,
                 self.buffers(),
                 l,
-                a.normed2.addr(),
+                a.norm2.normed.addr(),
                 n,
                 &a.ffn,
                 dx.addr(),
@@ -528,17 +516,7 @@ impl GpuModel {
             )?;
             cast_f32_to_bf16(gpu, dnormed32.addr(), dnormed.addr(), n * d)?;
             let ln2 = name("post_attention_layernorm.weight");
-            rmsnorm::backward(
-                gpu,
-                dnormed.addr(),
-                a.x_mid.addr(),
-                self.w(&ln2),
-                a.rstd2.addr(),
-                dx.addr(),
-                self.g(&ln2),
-                n,
-                d,
-            )?;
+            self.norm_backward(&a.norm2, &ln2, &dnormed, &dx, n)?;
             // Attention: x_mid = x_in + o(attn(rope(qkv(norm(x_in))))).
             cast_f32_to_bf16(gpu, dx.addr(), dx16.addr(), n * d)?;
             let o = name("self_attn.o_proj.weight");
@@ -620,7 +598,7 @@ impl GpuModel {
             linear_backward_weight(
                 gpu,
                 dqkv.addr(),
-                a.normed1.addr(),
+                a.norm1.normed.addr(),
                 self.g(&wqkv),
                 n,
                 d,
@@ -637,17 +615,7 @@ impl GpuModel {
                 0.0,
             )?;
             let ln1 = name("input_layernorm.weight");
-            rmsnorm::backward(
-                gpu,
-                dnormed.addr(),
-                a.x_in.addr(),
-                self.w(&ln1),
-                a.rstd1.addr(),
-                dx.addr(),
-                self.g(&ln1),
-                n,
-                d,
-            )?;
+            self.norm_backward(&a.norm1, &ln1, &dnormed, &dx, n)?;
         }
         let grouping = embedding::group(ids);
         embedding::backward(
