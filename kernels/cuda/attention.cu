@@ -45,6 +45,17 @@ extern "C" __global__ void causal_softmax_backward(const float* dp, const bf16* 
 constexpr int ROWS = 64;  // query (or key) rows per block, one per thread
 constexpr int TILE = 32;  // key (or query) rows staged in shared memory at a time
 
+// Keys and values [start, start + TILE) of one head into shared memory (zero past T).
+template <int HD>
+__device__ __forceinline__ void load_kv_tile(float (*ks)[HD], float (*vs)[HD], const bf16* kbase,
+                                             const bf16* vbase, int start, int T) {
+  for (int idx = threadIdx.x; idx < TILE * HD; idx += blockDim.x) {
+    int jj = idx / HD, c = idx % HD, j = start + jj;
+    ks[jj][c] = j < T ? to_f(kbase[(int64_t)j * HD + c]) : 0.0f;
+    vs[jj][c] = j < T ? to_f(vbase[(int64_t)j * HD + c]) : 0.0f;
+  }
+}
+
 // grid (ceil(T/ROWS), B·hq), block ROWS.
 template <int HD>
 __device__ void flash_forward(const bf16* q, const bf16* k, const bf16* v, bf16* out,
@@ -67,11 +78,7 @@ __device__ void flash_forward(const bf16* q, const bf16* k, const bf16* v, bf16*
   int last = min(T - 1, (int)(blockIdx.x * ROWS + ROWS - 1));
   for (int start = 0; start <= last; start += TILE) {
     __syncthreads();
-    for (int idx = threadIdx.x; idx < TILE * HD; idx += blockDim.x) {
-      int jj = idx / HD, c = idx % HD, j = start + jj;
-      ks[jj][c] = j < T ? to_f(kbase[(int64_t)j * HD + c]) : 0.0f;
-      vs[jj][c] = j < T ? to_f(vbase[(int64_t)j * HD + c]) : 0.0f;
-    }
+    load_kv_tile<HD>(ks, vs, kbase, vbase, start, T);
     __syncthreads();
     if (!live) continue;
     for (int jj = 0; jj < TILE; jj++) {
@@ -135,11 +142,7 @@ __device__ void flash_backward_dq(const bf16* q, const bf16* k, const bf16* v, c
   int last = min(T - 1, (int)(blockIdx.x * ROWS + ROWS - 1));
   for (int start = 0; start <= last; start += TILE) {
     __syncthreads();
-    for (int idx = threadIdx.x; idx < TILE * HD; idx += blockDim.x) {
-      int jj = idx / HD, c = idx % HD, j = start + jj;
-      ks[jj][c] = j < T ? to_f(kbase[(int64_t)j * HD + c]) : 0.0f;
-      vs[jj][c] = j < T ? to_f(vbase[(int64_t)j * HD + c]) : 0.0f;
-    }
+    load_kv_tile<HD>(ks, vs, kbase, vbase, start, T);
     __syncthreads();
     if (!live) continue;
     for (int jj = 0; jj < TILE; jj++) {
