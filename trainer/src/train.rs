@@ -134,46 +134,56 @@ pub fn train(
     }
     // One node: ranks are threads joined in process. Several: every rank connects to rank 0
     // over TCP (rank 0 is thread 0 of node 0).
-    let mut in_process: Vec<Option<InProcess>> = match &options.nodes {
-        None => InProcess::group(local).into_iter().map(Some).collect(),
-        Some(_) => (0..local).map(|_| None).collect(),
+    let members: Vec<Member> = match &options.nodes {
+        None => InProcess::group(local)
+            .into_iter()
+            .map(Member::Thread)
+            .collect(),
+        Some(nodes) => (0..local)
+            .map(|i| Member::Tcp {
+                rank: node_rank * local + i,
+                master: nodes.master.clone(),
+            })
+            .collect(),
     };
-    let connect = |i: usize, slot: Option<InProcess>| -> Result<Box<dyn Collective>, String> {
-        match (slot, &options.nodes) {
-            (Some(group), _) => Ok(Box::new(group)),
-            (None, Some(nodes)) => {
-                let rank = node_rank * local + i;
-                let tcp = match rank {
-                    0 => Tcp::serve(&nodes.master, world)?,
-                    _ => Tcp::join(&nodes.master, rank, world)?,
-                };
-                Ok(Box::new(tcp))
-            }
-            (None, None) => unreachable!("one node always has its in-process group"),
-        }
-    };
-    let run = |collective: &dyn Collective, report: &mut dyn FnMut(&StepMetrics)| {
-        let result = train_rank(options, resume, report, Some(collective));
+    let run = |member: Member, report: &mut dyn FnMut(&StepMetrics)| {
+        let collective = member.connect(world)?;
+        let result = train_rank(options, resume, report, Some(&*collective));
         if let Err(e) = &result {
             collective.abort(&format!("rank {}: {e}", collective.rank()));
         }
         result
     };
-    let first = in_process[0].take();
+    let mut members = members.into_iter();
+    let first = members.next().expect("every process hosts a rank");
     std::thread::scope(|scope| {
-        let others: Vec<_> = (1..local)
-            .map(|i| {
-                let slot = in_process[i].take();
-                let (connect, run) = (&connect, &run);
-                scope.spawn(move || run(&*connect(i, slot)?, &mut |_| {}))
-            })
+        let run = &run;
+        let others: Vec<_> = members
+            .map(|member| scope.spawn(move || run(member, &mut |_| {})))
             .collect();
-        let state = run(&*connect(0, first)?, report)?;
+        let state = run(first, report)?;
         for handle in others {
             handle.join().map_err(|_| "a rank panicked".to_string())??;
         }
         Ok(state)
     })
+}
+
+/// One rank of this process, before it joins its collective (a TCP rendezvous waits for every
+/// rank, so it happens on the rank's own thread).
+enum Member {
+    Thread(InProcess),
+    Tcp { rank: usize, master: String },
+}
+
+impl Member {
+    fn connect(self, world: usize) -> Result<Box<dyn Collective>, String> {
+        Ok(match self {
+            Member::Thread(group) => Box::new(group),
+            Member::Tcp { rank: 0, master } => Box::new(Tcp::serve(&master, world)?),
+            Member::Tcp { rank, master } => Box::new(Tcp::join(&master, rank, world)?),
+        })
+    }
 }
 
 /// Gradient buckets of the data-parallel all-reduce: 25 M values (100 MB of fp32).

@@ -35,12 +35,7 @@ fn scores(gpu: &Gpu, h: &Heads, q: u64, k: u64, s: &Tensor) -> GpuResult<()> {
                 c: Operand::f32(s.at(r * t * t)),
                 alpha: scale(h),
                 beta: 0.0,
-                batch: Some(Batch {
-                    count: h.batch * h.hkv,
-                    stride_a: rep * t * hd,
-                    stride_b: t * hd,
-                    stride_c: rep * t * t,
-                }),
+                batch: Batch::strided(h.batch * h.hkv, rep * t * hd, t * hd, rep * t * t),
             },
         )?;
     }
@@ -91,12 +86,7 @@ pub fn cublas_forward(
                     c: Operand::bf16(token_major(out, h, b, r)).with_ld(h.hq * hd),
                     alpha: 1.0,
                     beta: 0.0,
-                    batch: Some(Batch {
-                        count: h.hkv,
-                        stride_a: rep * t * t,
-                        stride_b: t * hd,
-                        stride_c: rep * hd,
-                    }),
+                    batch: Batch::strided(h.hkv, rep * t * t, t * hd, rep * hd),
                 },
             )?;
         }
@@ -124,14 +114,8 @@ pub fn cublas_backward(
     let kv_len = h.batch * h.hkv * t * hd;
     let dk32 = Tensor::zeros(gpu, Dtype::F32, kv_len)?;
     let dv32 = Tensor::zeros(gpu, Dtype::F32, kv_len)?;
-    let batch = |stride_a, stride_b, stride_c| {
-        Some(Batch {
-            count: h.hkv,
-            stride_a,
-            stride_b,
-            stride_c,
-        })
-    };
+    // Batched over the key/value heads of one sequence (one query head of each group).
+    let batch = |a, b, c| Batch::strided(h.hkv, a, b, c);
     for b in 0..h.batch {
         let kv_at = b * h.hkv * t * hd;
         for r in 0..rep {
@@ -185,14 +169,8 @@ pub fn cublas_backward(
             Arg::I32(t as i32),
         ],
     )?;
-    let all = |stride_a, stride_b, stride_c| {
-        Some(Batch {
-            count: h.batch * h.hkv,
-            stride_a,
-            stride_b,
-            stride_c,
-        })
-    };
+    // Batched over every (sequence, key/value head).
+    let all = |a, b, c| Batch::strided(h.batch * h.hkv, a, b, c);
     for r in 0..rep {
         // dQ = dS·K·scale.
         gemm(

@@ -12,6 +12,29 @@ use super::{Arg, Gpu, GpuResult, launch, per_row};
 /// Vocabulary rows per chunk.
 pub const CHUNK: usize = 8192;
 
+/// `(c0, c)`: the vocabulary chunks `[c0, c0 + c)`.
+fn chunks(vocab: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..vocab)
+        .step_by(CHUNK)
+        .map(move |c0| (c0, CHUNK.min(vocab - c0)))
+}
+
+/// fp32 `logits[n, c] = x · w[c0 .. c0 + c]ᵀ` (bf16 `x: [n, d]`, `w: [vocab, d]`); returns
+/// the chunk's weight address.
+fn chunk_logits(
+    gpu: &Gpu,
+    x: u64,
+    w: u64,
+    (c0, c): (usize, usize),
+    logits: &Tensor,
+    n: usize,
+    d: usize,
+) -> GpuResult<u64> {
+    let w_chunk = w + (c0 * d * 2) as u64;
+    linear_forward(gpu, x, w_chunk, Operand::f32(logits.addr()), n, d, c, 0.0)?;
+    Ok(w_chunk)
+}
+
 /// What the backward needs: the per-row log-sum-exp.
 pub struct Saved {
     pub lse: Tensor,
@@ -34,18 +57,8 @@ pub fn forward(
     let run_max = Tensor::zeros(gpu, Dtype::F32, n)?;
     let run_sum = Tensor::zeros(gpu, Dtype::F32, n)?;
     let target_logit = Tensor::zeros(gpu, Dtype::F32, n)?;
-    for c0 in (0..vocab).step_by(CHUNK) {
-        let c = CHUNK.min(vocab - c0);
-        linear_forward(
-            gpu,
-            x,
-            w + (c0 * d * 2) as u64,
-            Operand::f32(logits.addr()),
-            n,
-            d,
-            c,
-            0.0,
-        )?;
+    for (c0, c) in chunks(vocab) {
+        chunk_logits(gpu, x, w, (c0, c), &logits, n, d)?;
         launch(
             gpu,
             "ce_chunk_stats",
@@ -101,10 +114,8 @@ pub fn backward(
     let chunk = CHUNK.min(vocab);
     let logits = Tensor::zeros(gpu, Dtype::F32, n * chunk)?;
     let dlogits = Tensor::zeros(gpu, Dtype::Bf16, n * chunk)?;
-    for c0 in (0..vocab).step_by(CHUNK) {
-        let c = CHUNK.min(vocab - c0);
-        let w_chunk = w + (c0 * d * 2) as u64;
-        linear_forward(gpu, x, w_chunk, Operand::f32(logits.addr()), n, d, c, 0.0)?;
+    for (c0, c) in chunks(vocab) {
+        let w_chunk = chunk_logits(gpu, x, w, (c0, c), &logits, n, d)?;
         launch(
             gpu,
             "ce_chunk_backward",

@@ -59,6 +59,23 @@ pub struct Batch {
     pub stride_c: usize,
 }
 
+impl Batch {
+    /// `Some(batch)` of `count` problems with these element strides, for `Gemm::batch`.
+    pub fn strided(
+        count: usize,
+        stride_a: usize,
+        stride_b: usize,
+        stride_c: usize,
+    ) -> Option<Batch> {
+        Some(Batch {
+            count,
+            stride_a,
+            stride_b,
+            stride_c,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Gemm {
     pub m: usize,

@@ -130,14 +130,8 @@ impl Gpu {
         Ok(self.stream.synchronize()?)
     }
 
-    /// Device memory in use now by every allocation of this process (total − free), bytes.
-    pub fn memory_in_use(&self) -> GpuResult<usize> {
-        let (free, total) = self.ctx.mem_get_info()?;
-        Ok(total - free)
-    }
-
-    /// The most bytes ever held at once by this GPU's `Tensor`s (cuBLASLt's workspace
-    /// included), since it was opened.
+    /// The most bytes ever held at once by this GPU's `Tensor`s (cuBLASLt's 32 MiB
+    /// workspace not included), since it was opened.
     pub fn peak_tensor_bytes(&self) -> usize {
         self.memory.peak()
     }

@@ -126,11 +126,6 @@ impl Tensor {
         self.write_bytes(gpu, &bytes, values.len())
     }
 
-    pub fn write_i32(&mut self, gpu: &Gpu, values: &[i32]) -> GpuResult<()> {
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.write_bytes(gpu, &bytes, values.len())
-    }
-
     fn write_bytes(&mut self, gpu: &Gpu, bytes: &[u8], len: usize) -> GpuResult<()> {
         if len > self.len {
             return Err(GpuError(format!(

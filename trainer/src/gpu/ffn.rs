@@ -53,15 +53,6 @@ pub struct ExpertsSaved {
     pub y: Tensor,
 }
 
-fn batch(count: usize, stride_a: usize, stride_b: usize, stride_c: usize) -> Option<Batch> {
-    Some(Batch {
-        count,
-        stride_a,
-        stride_b,
-        stride_c,
-    })
-}
-
 /// `[E, rows, cols]` bf16 from `a: [E or 1, rows, k]` times each expert's weight
 /// `[cols, k]` (transposed), weights at `w` with stride `w_stride`.
 #[allow(clippy::too_many_arguments)]
@@ -90,7 +81,7 @@ fn batched_linear(
             c: Operand::bf16(out.addr()),
             alpha: 1.0,
             beta: 0.0,
-            batch: batch(count, a_stride, w_stride, rows * cols),
+            batch: Batch::strided(count, a_stride, w_stride, rows * cols),
         },
     )
 }
@@ -208,7 +199,7 @@ fn second_and_first(
             c: Operand::f32(buf.g(second)),
             alpha: 1.0,
             beta: 1.0,
-            batch: batch(count, n * z_width, n * w, e.stride),
+            batch: Batch::strided(count, n * z_width, n * w, e.stride),
         },
     )?;
     // dh[n, w] = dz · W2.
@@ -226,7 +217,7 @@ fn second_and_first(
             c: Operand::bf16(dh.addr()),
             alpha: 1.0,
             beta: 0.0,
-            batch: batch(count, n * z_width, e.stride, n * w),
+            batch: Batch::strided(count, n * z_width, e.stride, n * w),
         },
     )?;
     let dgu = Tensor::zeros(gpu, Dtype::Bf16, count * n * 2 * w)?;
@@ -245,7 +236,7 @@ fn second_and_first(
             c: Operand::f32(buf.g(e.base)),
             alpha: 1.0,
             beta: 1.0,
-            batch: batch(count, n * 2 * w, 0, e.stride),
+            batch: Batch::strided(count, n * 2 * w, 0, e.stride),
         },
     )?;
     // dx (+)= Σ_e dgu_e · W1_e, expert by expert in order.
