@@ -4,7 +4,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
-use steel_dataflow::pipeline::bench::{IncrementalBenchOptions, bench_incremental};
 use steel_dataflow::pipeline::config::PipelineConfig;
 use steel_dataflow::pipeline::job::{Cluster, RunOptions, RunOutcome, Watch, Work, run};
 use steel_dataflow::pipeline::status::status;
@@ -70,38 +69,8 @@ pub struct StatusArgs {
 }
 
 pub fn run_run(args: RunArgs) -> Result<()> {
-    let config = PipelineConfig::load(&args.pipeline).map_err(anyhow::Error::msg)?;
-    let cluster = if args.processes > 1 {
-        let hosts = match &args.hostfile {
-            Some(file) => {
-                let text = std::fs::read_to_string(file)
-                    .with_context(|| format!("reading hostfile {}", file.display()))?;
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .take(args.processes)
-                    .map(String::from)
-                    .collect()
-            }
-            None => (0..args.processes)
-                .map(|i| format!("localhost:{}", 2101 + i))
-                .collect::<Vec<_>>(),
-        };
-        anyhow::ensure!(
-            hosts.len() == args.processes,
-            "the hostfile lists {} addresses for {} processes",
-            hosts.len(),
-            args.processes
-        );
-        anyhow::ensure!(args.process < args.processes, "-p must be below -n");
-        Some(Cluster {
-            processes: args.processes,
-            process: args.process,
-            hosts,
-        })
-    } else {
-        None
-    };
+    let config = PipelineConfig::load(&args.pipeline)?;
+    let cluster = Cluster::new(args.processes, args.process, args.hostfile.as_deref())?;
     let options = RunOptions {
         workers: args.workers.unwrap_or(config.workers),
         cluster,
@@ -116,7 +85,7 @@ pub fn run_run(args: RunArgs) -> Result<()> {
 }
 
 pub fn run_retract(args: RetractArgs) -> Result<()> {
-    let config = PipelineConfig::load(&args.pipeline).map_err(anyhow::Error::msg)?;
+    let config = PipelineConfig::load(&args.pipeline)?;
     let options = RunOptions {
         workers: args.workers.unwrap_or(config.workers),
         progress: !args.json,
@@ -163,96 +132,5 @@ fn print_outcome(outcome: &RunOutcome, json: bool) -> Result<()> {
     for report in &outcome.epochs {
         eprint!("{}", report.to_text());
     }
-    Ok(())
-}
-
-#[derive(Args)]
-pub struct BenchIncrementalArgs {
-    /// Directory of sample files.
-    #[arg(long, default_value = "../shared/data/steel-samples")]
-    samples: PathBuf,
-    /// The recipe the pipeline runs.
-    #[arg(long, default_value = "recipes/demo_run.yaml")]
-    recipe: PathBuf,
-    /// Scratch directory (the corpus is made once and reused).
-    #[arg(long, default_value = "target/bench-incremental")]
-    work: PathBuf,
-    /// Corpus size in MB.
-    #[arg(long, default_value_t = 1024)]
-    mb: u64,
-    /// Corpus files (the append is 1% of them).
-    #[arg(long, default_value_t = 100)]
-    files: usize,
-    /// Timely workers of each run.
-    #[arg(long, short = 'w', default_value_t = 2)]
-    workers: usize,
-}
-
-pub fn run_bench_incremental(args: BenchIncrementalArgs) -> Result<()> {
-    let options = IncrementalBenchOptions {
-        exe: std::env::current_exe().context("finding the steel binary")?,
-        samples: args.samples,
-        recipe: args.recipe,
-        work: args.work,
-        megabytes: args.mb,
-        files: args.files.max(1),
-        workers: args.workers,
-    };
-    let mut emit = |line: &_| match serde_json::to_string(line) {
-        Ok(json) => println!("{json}"),
-        Err(e) => eprintln!("cannot print a bench line: {e}"),
-    };
-    bench_incremental(&options, &mut emit)
-        .map_err(anyhow::Error::msg)
-        .context("steel bench incremental failed")
-}
-
-/// `steel demo`'s pipeline step: run on the first three corpus files, append the fourth and
-/// run again, showing that the second run cleaned only the new file's documents.
-pub fn demo_pipeline(job: &std::path::Path, corpus: &std::path::Path) -> Result<()> {
-    let raw = job.join("raw");
-    std::fs::create_dir_all(&raw).context("creating the demo job")?;
-    std::fs::write(
-        job.join("recipe.yaml"),
-        include_str!("../recipes/demo_run.yaml"),
-    )?;
-    std::fs::write(
-        job.join("pipeline.toml"),
-        "state = \"state\"\noutput = \"out\"\nworkers = 2\n\n[[source]]\nname = \"demo\"\nformat = \"auto\"\npath = \"raw/*.jsonl\"\n\n[clean]\nrecipe = \"recipe.yaml\"\n",
-    )?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    files.sort();
-    let config = PipelineConfig::load(&job.join("pipeline.toml")).map_err(anyhow::Error::msg)?;
-    let options = RunOptions {
-        workers: 2,
-        ..RunOptions::default()
-    };
-    for (step, batch) in [&files[..files.len() - 1], &files[files.len() - 1..]]
-        .iter()
-        .enumerate()
-    {
-        for file in batch.iter() {
-            std::fs::copy(file, raw.join(file.file_name().expect("named")))?;
-        }
-        let outcome = run(&config, &options, Work::Ingest).context("steel run failed")?;
-        for report in &outcome.epochs {
-            let touched = report.ops.first().map_or(0, |op| op.docs_in);
-            eprintln!(
-                "run {}: {} new files, {touched} documents through the operators, kept {:+}, index {} documents, {:.2} s",
-                step + 1,
-                report.files.len(),
-                report.sources.values().map(|c| c.kept).sum::<i64>(),
-                report.index_docs,
-                report.seconds
-            );
-        }
-    }
-    let again = run(&config, &options, Work::Ingest).context("steel run failed")?;
-    eprintln!(
-        "run 3: nothing new ({} known files), nothing changed: {}",
-        again.known_files, again.nothing_new
-    );
     Ok(())
 }

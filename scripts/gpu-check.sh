@@ -40,7 +40,7 @@ for preset in steel-1b dense-1b; do
     echo "== steel bench train $preset micro-batch $mb" >&2
     "$bundle/steel" bench train --device cuda --preset "$preset" --micro-batch "$mb" \
       --seq 2048 --steps "$steps" >> "$bench" 2>> "$out/bench.err" ||
-      echo "{\"preset\":\"$preset\",\"micro_batch\":$mb,\"error\":\"see bench.err\"}" >> "$bench"
+      echo "{\"bench\":\"train\",\"case\":\"$preset\",\"micro_batch\":$mb,\"error\":\"see bench.err\"}" >> "$bench"
   done
 done
 if [ -f "$baseline" ] && python3 -c "import torch" 2> /dev/null; then

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use steel_dataflow::clean::bench::TEXT_SAMPLES;
+use steel_bench::samples::TEXT_SAMPLES;
 use steel_dataflow::clean::filters::Resources;
 use steel_dataflow::clean::lm::Unit;
 use steel_dataflow::clean::lm::train::train_documents;

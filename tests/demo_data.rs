@@ -5,6 +5,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 use steel_dataflow::demo_data::{DemoDataOptions, DocKind, Junk, MAX_EDITS, generate, read_truth};
+use steel_dataflow::demo_score::{DemoScore, Removed, score};
 
 fn make(dir: &Path, docs: usize, seed: u64) {
     let options = DemoDataOptions {
@@ -158,4 +159,71 @@ fn demo_corpus_converts_completely_as_text() {
         (300, 300, 0)
     );
     assert!(summary.files.iter().all(|f| f.format == "text"));
+}
+
+/// The demo's scorer against the truth: keeping every converted document removes nothing;
+/// keeping only the clean originals removes every planted duplicate and junk document.
+#[test]
+fn demo_score_counts_what_a_cleaning_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    make(&data, 300, 3);
+    let input = data.join("corpus").display().to_string();
+    common::run(dir.path(), "converted", &[input], "auto");
+    let truth = read_truth(&data).unwrap();
+    let count = |pick: &dyn Fn(&steel_dataflow::demo_data::Truth) -> bool| {
+        truth.iter().filter(|t| pick(t)).count()
+    };
+    let exact = count(&|t| t.kind == DocKind::ExactDup);
+    let near = count(&|t| t.kind == DocKind::NearDup);
+    let junk = count(&|t| t.kind == DocKind::Original && !t.junk.is_empty());
+    let clean = count(&|t| t.kind == DocKind::Original && t.junk.is_empty());
+    assert!(exact > 0 && near > 0 && junk > 0 && clean > 0);
+    let removed = |removed, total| Removed { removed, total };
+
+    let all = score(&data, &dir.path().join("converted")).unwrap();
+    assert_eq!(
+        all,
+        DemoScore {
+            exact_dups: removed(0, exact),
+            near_dups: removed(0, near),
+            junk: removed(0, junk),
+            clean: removed(0, clean),
+        }
+    );
+
+    // A "cleaning" that kept exactly the clean originals, found by their (file, row).
+    let keep: std::collections::HashSet<(String, u64)> = truth
+        .iter()
+        .filter(|t| t.kind == DocKind::Original && t.junk.is_empty())
+        .map(|t| (t.file.rsplit('/').next().unwrap().to_string(), t.row))
+        .collect();
+    let cleaned = dir.path().join("cleaned");
+    std::fs::create_dir_all(&cleaned).unwrap();
+    let kept: Vec<String> = common::read_docs(&dir.path().join("converted"))
+        .into_iter()
+        .filter(|doc| {
+            let name = doc.meta.file.rsplit('/').next().unwrap().to_string();
+            keep.contains(&(name, doc.meta.row))
+        })
+        .map(|doc| serde_json::to_string(&doc).unwrap())
+        .collect();
+    assert_eq!(kept.len(), clean);
+    std::fs::write(cleaned.join("part-00000.jsonl"), kept.join("\n") + "\n").unwrap();
+    let only_clean = score(&data, &cleaned).unwrap();
+    assert_eq!(
+        only_clean,
+        DemoScore {
+            exact_dups: removed(exact, exact),
+            near_dups: removed(near, near),
+            junk: removed(junk, junk),
+            clean: removed(0, clean),
+        }
+    );
+    assert!(
+        only_clean
+            .to_string()
+            .ends_with(&format!("removed {exact}/{exact} exact duplicates, {near}/{near} near-duplicates, {junk}/{junk} junk documents (too short or too long; the mappers cleaned the others), 0/{clean} clean originals")),
+        "{only_clean}"
+    );
 }

@@ -60,7 +60,7 @@ fn options(chunks: &Path, out: &Path, steps: u64) -> TrainOptions {
             max_blocks: Some(4),
         }),
         init_params: None,
-        device: steel_trainer::engine::Device::Cpu,
+        device: steel_trainer::device::Device::Cpu,
         nproc: 1,
         nodes: None,
     }
@@ -143,6 +143,7 @@ fn loss_falls_and_resume_is_exact() {
     assert!(
         train(&options(&chunks, &out, 15), false, &mut |_| {})
             .unwrap_err()
+            .to_string()
             .contains("--resume")
     );
     let mut other = options(&chunks, &out, 15);
@@ -150,6 +151,7 @@ fn loss_falls_and_resume_is_exact() {
     assert!(
         train(&other, true, &mut |_| {})
             .unwrap_err()
+            .to_string()
             .contains("another model configuration")
     );
 }

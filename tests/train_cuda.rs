@@ -12,7 +12,7 @@ use common::demo_chunks;
 use std::path::Path;
 use steel_kernels::cuda::{Dtype, Gpu, Tensor, adamw};
 use steel_trainer::data::DataSource;
-use steel_trainer::engine::{Attention, Device};
+use steel_trainer::device::{Attention, Device};
 use steel_trainer::gpu::GpuModel;
 use steel_trainer::model::config::ModelConfig;
 use steel_trainer::model::params::Layout;

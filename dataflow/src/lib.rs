@@ -1,10 +1,10 @@
 //! steel-dataflow: raw source files to unified documents (step 1 of Steel-LLM's pipeline).
 //! Cleaning, incremental dedup and token packing grow here as the project does.
 
-pub mod bench;
 pub mod clean;
 pub mod convert;
 pub mod demo_data;
+pub mod demo_score;
 pub mod doc;
 pub mod input;
 pub mod output;

@@ -5,6 +5,7 @@
 //! checkpoint is complete or absent.
 
 use crate::data::LoaderState;
+use crate::error::TrainError;
 use crate::model::config::{Ffn, ModelConfig};
 use crate::model::params::Layout;
 use serde::{Deserialize, Serialize};
@@ -97,26 +98,34 @@ pub fn write_model(
 
 /// A checkpoint's model as a HuggingFace directory `output` (must be empty or absent), with
 /// `tokenizer` copied in if given.
-pub fn export_hf(checkpoint: &Path, output: &Path, tokenizer: Option<&Path>) -> Result<(), String> {
+pub fn export_hf(
+    checkpoint: &Path,
+    output: &Path,
+    tokenizer: Option<&Path>,
+) -> Result<(), TrainError> {
     let (config, layout, params) = load_model(checkpoint)?;
     if output.exists()
         && std::fs::read_dir(output)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| {
+                TrainError::Checkpoint(format!("cannot read `{}`: {e}", output.display()))
+            })?
             .next()
             .is_some()
     {
-        return Err(format!(
+        return Err(TrainError::Checkpoint(format!(
             "`{}` is not empty; choose a new directory",
             output.display()
-        ));
+        )));
     }
-    std::fs::create_dir_all(output)
-        .map_err(|e| format!("cannot create `{}`: {e}", output.display()))?;
+    std::fs::create_dir_all(output).map_err(|e| {
+        TrainError::Checkpoint(format!("cannot create `{}`: {e}", output.display()))
+    })?;
     write_model(output, &config, &layout, &params)
-        .map_err(|e| format!("cannot write `{}`: {e}", output.display()))?;
+        .map_err(|e| TrainError::Checkpoint(format!("cannot write `{}`: {e}", output.display())))?;
     if let Some(tokenizer) = tokenizer {
-        std::fs::copy(tokenizer, output.join("tokenizer.json"))
-            .map_err(|e| format!("cannot copy `{}`: {e}", tokenizer.display()))?;
+        std::fs::copy(tokenizer, output.join("tokenizer.json")).map_err(|e| {
+            TrainError::Checkpoint(format!("cannot copy `{}`: {e}", tokenizer.display()))
+        })?;
     }
     Ok(())
 }
@@ -158,30 +167,40 @@ pub struct Loaded {
 }
 
 /// Read a checkpoint for `config`; a different configuration is refused.
-pub fn load(dir: &Path, config: &ModelConfig, layout: &Layout) -> Result<Loaded, String> {
-    let read = |name: &str| -> Result<Vec<u8>, String> {
-        std::fs::read(dir.join(name))
-            .map_err(|e| format!("checkpoint `{}`: cannot read {name}: {e}", dir.display()))
+pub fn load(dir: &Path, config: &ModelConfig, layout: &Layout) -> Result<Loaded, TrainError> {
+    let read = |name: &str| -> Result<Vec<u8>, TrainError> {
+        std::fs::read(dir.join(name)).map_err(|e| {
+            TrainError::Checkpoint(format!(
+                "checkpoint `{}`: cannot read {name}: {e}",
+                dir.display()
+            ))
+        })
     };
-    let state: TrainState = serde_json::from_slice(&read("state.json")?)
-        .map_err(|e| format!("checkpoint `{}`: bad state.json: {e}", dir.display()))?;
+    let state: TrainState = serde_json::from_slice(&read("state.json")?).map_err(|e| {
+        TrainError::Checkpoint(format!(
+            "checkpoint `{}`: bad state.json: {e}",
+            dir.display()
+        ))
+    })?;
     if state.config_fingerprint != fingerprint(config) {
-        return Err(format!(
+        return Err(TrainError::Checkpoint(format!(
             "checkpoint `{}` was trained with another model configuration (fingerprint {}, this run's {})",
             dir.display(),
             state.config_fingerprint,
             fingerprint(config)
-        ));
+        )));
     }
     let mut params = vec![0.0; layout.len];
-    layout.load_safetensors(&read("model.safetensors")?, &mut params)?;
+    layout
+        .load_safetensors(&read("model.safetensors")?, &mut params)
+        .map_err(TrainError::Checkpoint)?;
     let moments = read("optimizer.safetensors")?;
     let tensors = safetensors::SafeTensors::deserialize(&moments)
-        .map_err(|e| format!("optimizer state: {e}"))?;
-    let vector = |name: &str| -> Result<Vec<f32>, String> {
+        .map_err(|e| TrainError::Checkpoint(format!("optimizer state: {e}")))?;
+    let vector = |name: &str| -> Result<Vec<f32>, TrainError> {
         let tensor = tensors
             .tensor(name)
-            .map_err(|_| format!("optimizer state has no `{name}`"))?;
+            .map_err(|_| TrainError::Checkpoint(format!("optimizer state has no `{name}`")))?;
         Ok(tensor
             .data()
             .chunks_exact(4)
@@ -198,19 +217,19 @@ pub fn load(dir: &Path, config: &ModelConfig, layout: &Layout) -> Result<Loaded,
 
 /// The model configuration and weights of a checkpoint (or of any HuggingFace directory with
 /// `config.json` and `model.safetensors`).
-pub fn load_model(dir: &Path) -> Result<(ModelConfig, Layout, Vec<f32>), String> {
+pub fn load_model(dir: &Path) -> Result<(ModelConfig, Layout, Vec<f32>), TrainError> {
     let config = ModelConfig::from_hf_file(&dir.join("config.json"))?;
     let layout = Layout::new(&config);
     let bytes = std::fs::read(dir.join("model.safetensors")).map_err(|e| {
-        format!(
+        TrainError::Checkpoint(format!(
             "cannot read `{}`: {e}",
             dir.join("model.safetensors").display()
-        )
+        ))
     })?;
     let mut params = vec![0.0; layout.len];
     layout
         .load_safetensors(&bytes, &mut params)
-        .map_err(|e| format!("`{}`: {e}", dir.display()))?;
+        .map_err(|e| TrainError::Checkpoint(format!("`{}`: {e}", dir.display())))?;
     Ok((config, layout, params))
 }
 

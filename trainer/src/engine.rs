@@ -2,6 +2,8 @@
 //! `cuda` feature, the GPU model. Both take the same blocks and give the same metrics; the
 //! training loop, checkpoints and validation do not care which.
 
+use crate::device::Device;
+use crate::error::TrainError;
 use crate::eval::{EvalResult, evaluate};
 use crate::model::config::ModelConfig;
 use crate::model::params::Layout;
@@ -10,37 +12,6 @@ use crate::optim::adamw::{AdamW, AdamWConfig, clip_global_norm};
 use crate::parallel::bucket::Buckets;
 use crate::parallel::collective::Collective;
 use std::path::Path;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Device {
-    Cpu,
-    /// GPU 0, attention by the given method.
-    Cuda(Attention),
-}
-
-/// How attention runs on the GPU: the flash kernels, or cuBLAS GEMMs around a fused causal
-/// softmax (keeps `[B·heads, T, T]` probabilities).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Attention {
-    Flash,
-    Cublas,
-}
-
-impl std::str::FromStr for Device {
-    type Err = String;
-
-    /// `cpu`, `cuda` (flash attention) or `cuda:cublas`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "cpu" => Ok(Device::Cpu),
-            "cuda" | "cuda:flash" => Ok(Device::Cuda(Attention::Flash)),
-            "cuda:cublas" => Ok(Device::Cuda(Attention::Cublas)),
-            other => Err(format!(
-                "unknown device `{other}`; expected cpu, cuda (flash attention) or cuda:cublas"
-            )),
-        }
-    }
-}
 
 /// The CPU reference's training state.
 pub struct CpuState {
@@ -83,7 +54,7 @@ impl Engine {
         params: Vec<f32>,
         moments: Option<(Vec<f32>, Vec<f32>)>,
         step: u64,
-    ) -> Result<Engine, String> {
+    ) -> Result<Engine, TrainError> {
         let layout = Layout::new(config);
         match device {
             Device::Cpu => {
@@ -103,11 +74,10 @@ impl Engine {
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(attention) => {
-                let gpu = steel_kernels::cuda::Gpu::open(0).map_err(|e| e.to_string())?;
-                let mut model = crate::gpu::GpuModel::new(gpu, config, &params, attention)
-                    .map_err(|e| e.to_string())?;
+                let gpu = steel_kernels::cuda::Gpu::open(0)?;
+                let mut model = crate::gpu::GpuModel::new(gpu, config, &params, attention)?;
                 if let Some((m, v)) = moments {
-                    model.set_moments(&m, &v).map_err(|e| e.to_string())?;
+                    model.set_moments(&m, &v)?;
                 }
                 Ok(Engine::Cuda {
                     model: Box::new(model),
@@ -133,7 +103,7 @@ impl Engine {
         lr: f32,
         clip: f32,
         parallel: Option<(&dyn Collective, &Buckets)>,
-    ) -> Result<StepResult, String> {
+    ) -> Result<StepResult, TrainError> {
         match self {
             Engine::Cpu(cpu) => {
                 let CpuState {
@@ -167,7 +137,9 @@ impl Engine {
             #[cfg(feature = "cuda")]
             Engine::Cuda { model, adamw, step } => {
                 if parallel.is_some() {
-                    return Err("data parallelism on GPUs needs the NCCL path".into());
+                    return Err(TrainError::Device(
+                        "data parallelism on GPUs needs the NCCL path".to_string(),
+                    ));
                 }
                 let (mut ids, mut targets) = (Vec::new(), Vec::new());
                 for block in blocks {
@@ -181,7 +153,7 @@ impl Engine {
                     let grad_norm = model.step(adamw, lr, clip, *step + 1, 1.0)?;
                     Ok::<_, steel_kernels::cuda::GpuError>(StepResult { loss, grad_norm })
                 };
-                let result = gpu_step(model).map_err(|e| e.to_string())?;
+                let result = gpu_step(model)?;
                 *step += 1;
                 Ok(result)
             }
@@ -189,7 +161,7 @@ impl Engine {
     }
 
     /// Weights and AdamW moments, on the host (for checkpoints).
-    pub fn snapshot(&self) -> Result<Snapshot, String> {
+    pub fn snapshot(&self) -> Result<Snapshot, TrainError> {
         match self {
             Engine::Cpu(cpu) => Ok(Snapshot {
                 params: cpu.params.clone(),
@@ -198,22 +170,22 @@ impl Engine {
             }),
             #[cfg(feature = "cuda")]
             Engine::Cuda { model, .. } => {
-                let params = model.params().map_err(|e| e.to_string())?;
-                let (m, v) = model.moments().map_err(|e| e.to_string())?;
+                let params = model.params()?;
+                let (m, v) = model.moments()?;
                 Ok(Snapshot { params, m, v })
             }
         }
     }
 
     /// The device in words, for reports.
-    pub fn describe(&self) -> Result<String, String> {
+    pub fn describe(&self) -> Result<String, TrainError> {
         match self {
             Engine::Cpu(_) => Ok(format!(
                 "cpu ({} threads)",
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             )),
             #[cfg(feature = "cuda")]
-            Engine::Cuda { model, .. } => model.gpu.describe().map_err(|e| e.to_string()),
+            Engine::Cuda { model, .. } => Ok(model.gpu.describe()?),
         }
     }
 
@@ -227,7 +199,7 @@ impl Engine {
     }
 
     /// The validation loss over a chunk directory.
-    pub fn evaluate(&self, dir: &Path, max_blocks: Option<u64>) -> Result<EvalResult, String> {
+    pub fn evaluate(&self, dir: &Path, max_blocks: Option<u64>) -> Result<EvalResult, TrainError> {
         match self {
             Engine::Cpu(cpu) => evaluate(&cpu.config, &cpu.layout, &cpu.params, dir, max_blocks),
             #[cfg(feature = "cuda")]
@@ -237,7 +209,7 @@ impl Engine {
                     model
                         .loss(&row[..n], &row[1..], 1)
                         .map(f64::from)
-                        .map_err(|e| e.to_string())
+                        .map_err(TrainError::from)
                 })
             }
         }

@@ -3,6 +3,7 @@
 //! path order, the first `max_blocks` if given.
 
 use crate::data::chunks::ChunkDir;
+use crate::error::TrainError;
 use crate::model::config::ModelConfig;
 use crate::model::params::Layout;
 use crate::model::pass::logits;
@@ -24,7 +25,7 @@ pub fn evaluate(
     params: &[f32],
     dir: &Path,
     max_blocks: Option<u64>,
-) -> Result<EvalResult, String> {
+) -> Result<EvalResult, TrainError> {
     evaluate_with(config.vocab_size, dir, max_blocks, &mut |row| {
         let n = row.len() - 1;
         let out = logits(config, layout, params, &row[..n]);
@@ -38,24 +39,22 @@ pub fn evaluate_with(
     vocab_size: usize,
     dir: &Path,
     max_blocks: Option<u64>,
-    score: &mut dyn FnMut(&[u32]) -> Result<f64, String>,
-) -> Result<EvalResult, String> {
-    let manifest = steel_dataflow::pack::manifest::Manifest::load(dir)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| {
-            format!(
-                "`{}` is not a chunk directory (no manifest.json)",
-                dir.display()
-            )
-        })?;
+    score: &mut dyn FnMut(&[u32]) -> Result<f64, TrainError>,
+) -> Result<EvalResult, TrainError> {
+    let manifest = steel_dataflow::pack::manifest::Manifest::load(dir)?.ok_or_else(|| {
+        TrainError::Data(format!(
+            "`{}` is not a chunk directory (no manifest.json)",
+            dir.display()
+        ))
+    })?;
     let block_size = manifest.settings.block_size;
     if manifest.settings.vocab_size > vocab_size {
-        return Err(format!(
+        return Err(TrainError::Data(format!(
             "the chunks' tokenizer has {} tokens but the model only {}",
             manifest.settings.vocab_size, vocab_size
-        ));
+        )));
     }
-    let mut chunks = ChunkDir::open(dir, block_size).map_err(|e| e.to_string())?;
+    let mut chunks = ChunkDir::open(dir, block_size)?;
     let mut files: Vec<String> = chunks
         .manifest
         .chunks
@@ -69,9 +68,7 @@ pub fn evaluate_with(
             if max_blocks.is_some_and(|max| blocks >= max) {
                 break 'files;
             }
-            let row = chunks
-                .block(file, block, block_size)
-                .map_err(|e| e.to_string())?;
+            let row = chunks.block(file, block, block_size)?;
             let n = row.len() - 1;
             total += score(&row)? * n as f64;
             tokens += n as u64;
@@ -79,7 +76,10 @@ pub fn evaluate_with(
         }
     }
     if tokens == 0 {
-        return Err(format!("`{}` has no blocks to evaluate", dir.display()));
+        return Err(TrainError::Data(format!(
+            "`{}` has no blocks to evaluate",
+            dir.display()
+        )));
     }
     Ok(EvalResult {
         loss: total / tokens as f64,

@@ -3,10 +3,11 @@
 //! forward/backward ([`model`]), AdamW and schedules ([`optim`]), checkpoints and the CPU
 //! training loop ([`checkpoint`], [`train`]).
 
-pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod device;
 pub mod engine;
+pub mod error;
 pub mod eval;
 #[cfg(feature = "cuda")]
 pub mod gpu;
@@ -14,4 +15,5 @@ pub mod model;
 pub mod optim;
 pub mod parallel;
 pub mod plot;
+pub mod settings;
 pub mod train;

@@ -5,7 +5,9 @@
 
 use crate::checkpoint::{self, TrainState, fingerprint};
 use crate::data::{DataSource, Loader};
-use crate::engine::{Device, Engine};
+use crate::device::Device;
+use crate::engine::Engine;
+use crate::error::TrainError;
 use crate::model::config::ModelConfig;
 use crate::model::params::Layout;
 use crate::optim::adamw::AdamWConfig;
@@ -99,11 +101,11 @@ fn save(
     layout: &Layout,
     engine: &Engine,
     state: &TrainState,
-) -> Result<(), String> {
+) -> Result<(), TrainError> {
     let snapshot = engine.snapshot()?;
     let (params, m, v) = (&snapshot.params, &snapshot.m, &snapshot.v);
     checkpoint::save(dir, &options.config, layout, params, m, v, state)
-        .map_err(|e| format!("cannot write checkpoint `{}`: {e}", dir.display()))
+        .map_err(|e| TrainError::Run(format!("cannot write checkpoint `{}`: {e}", dir.display())))
 }
 
 /// Train from scratch, or from the newest checkpoint in `options.out` when `resume` is set.
@@ -116,7 +118,7 @@ pub fn train(
     options: &TrainOptions,
     resume: bool,
     report: &mut dyn FnMut(&StepMetrics),
-) -> Result<TrainState, String> {
+) -> Result<TrainState, TrainError> {
     let local = options.nproc.max(1);
     let (nnodes, node_rank) = options
         .nodes
@@ -127,10 +129,10 @@ pub fn train(
         return train_rank(options, resume, report, None);
     }
     if options.device != Device::Cpu {
-        return Err(
+        return Err(TrainError::Device(
             "data parallelism on GPUs needs the NCCL path, which is not built yet; use --nproc 1"
                 .into(),
-        );
+        ));
     }
     // One node: ranks are threads joined in process. Several: every rank connects to rank 0
     // over TCP (rank 0 is thread 0 of node 0).
@@ -163,7 +165,9 @@ pub fn train(
             .collect();
         let state = run(first, report)?;
         for handle in others {
-            handle.join().map_err(|_| "a rank panicked".to_string())??;
+            handle
+                .join()
+                .map_err(|_| TrainError::Run("a rank panicked".to_string()))??;
         }
         Ok(state)
     })
@@ -177,7 +181,7 @@ enum Member {
 }
 
 impl Member {
-    fn connect(self, world: usize) -> Result<Box<dyn Collective>, String> {
+    fn connect(self, world: usize) -> Result<Box<dyn Collective>, TrainError> {
         Ok(match self {
             Member::Thread(group) => Box::new(group),
             Member::Tcp { rank: 0, master } => Box::new(Tcp::serve(&master, world)?),
@@ -195,13 +199,13 @@ fn train_rank(
     resume: bool,
     report: &mut dyn FnMut(&StepMetrics),
     collective: Option<&dyn Collective>,
-) -> Result<TrainState, String> {
+) -> Result<TrainState, TrainError> {
     let (rank, world) = collective.map_or((0, 1), |c| (c.rank(), c.world()));
     let layout = Layout::new(&options.config);
     let buckets = Buckets::new(&layout, BUCKET_ELEMS);
     let parallel = collective.map(|c| (c, &buckets));
     std::fs::create_dir_all(&options.out)
-        .map_err(|e| format!("cannot create `{}`: {e}", options.out.display()))?;
+        .map_err(|e| TrainError::Run(format!("cannot create `{}`: {e}", options.out.display())))?;
     let (params, moments, mut loader, mut state) =
         match checkpoint::list(&options.out).last().filter(|_| resume) {
             Some(dir) => {
@@ -210,8 +214,7 @@ fn train_rank(
                 // another number of ranks.
                 let mut loader_state = loaded.state.loader.clone();
                 loader_state.world = world;
-                let loader = Loader::resume(&options.data, &loader_state, rank)
-                    .map_err(|e| e.to_string())?;
+                let loader = Loader::resume(&options.data, &loader_state, rank)?;
                 (
                     loaded.params,
                     Some((loaded.m, loaded.v)),
@@ -221,13 +224,12 @@ fn train_rank(
             }
             None => {
                 if !checkpoint::list(&options.out).is_empty() {
-                    return Err(format!(
+                    return Err(TrainError::Run(format!(
                         "`{}` already has checkpoints; pass --resume or choose a new directory",
                         options.out.display()
-                    ));
+                    )));
                 }
-                let loader = Loader::open(&options.data, options.seq, options.seed, rank, world)
-                    .map_err(|e| e.to_string())?;
+                let loader = Loader::open(&options.data, options.seq, options.seed, rank, world)?;
                 let state = TrainState {
                     step: 0,
                     tokens: 0,
@@ -239,11 +241,11 @@ fn train_rank(
                 let params = match &options.init_params {
                     Some(params) if params.len() == layout.len => params.clone(),
                     Some(params) => {
-                        return Err(format!(
+                        return Err(TrainError::Run(format!(
                             "initial weights have {} values, the model {}",
                             params.len(),
                             layout.len
-                        ));
+                        )));
                     }
                     None => init_params(&layout, options.seed),
                 };
@@ -265,14 +267,16 @@ fn train_rank(
                 .create(true)
                 .append(true)
                 .open(&metrics_path)
-                .map_err(|e| format!("cannot open `{}`: {e}", metrics_path.display()))?,
+                .map_err(|e| {
+                    TrainError::Run(format!("cannot open `{}`: {e}", metrics_path.display()))
+                })?,
         ),
         _ => None,
     };
     while state.step < options.steps {
         let mut blocks = Vec::with_capacity(options.micro_batch);
         for _ in 0..options.micro_batch {
-            let block = loader.next_block().map_err(|e| e.to_string())?;
+            let block = loader.next_block()?;
             state.tokens += ((block.len() - 1) * world) as u64;
             blocks.push(block);
         }
@@ -297,7 +301,7 @@ fn train_rank(
             "{}",
             serde_json::to_string(&line).expect("metrics serialise")
         )
-        .map_err(|e| format!("cannot write `{}`: {e}", metrics_path.display()))?;
+        .map_err(|e| TrainError::Run(format!("cannot write `{}`: {e}", metrics_path.display())))?;
         report(&line);
         if let Some(validation) = &options.validation
             && (state.step.is_multiple_of(validation.every) || state.step == options.steps)
@@ -310,13 +314,14 @@ fn train_rank(
                 .fold(f32::INFINITY, f32::min);
             state.validation.push((state.step, result.loss as f32));
             writeln!(metrics, "{}", serde_json::json!({"step": state.step, "val_loss": result.loss, "val_tokens": result.tokens}))
-                .map_err(|e| format!("cannot write `{}`: {e}", metrics_path.display()))?;
+                .map_err(|e| TrainError::Run(format!("cannot write `{}`: {e}", metrics_path.display())))?;
             if (result.loss as f32) < best {
                 state.loader = loader.state();
                 let dir = options.out.join("best");
                 if dir.exists() {
-                    std::fs::remove_dir_all(&dir)
-                        .map_err(|e| format!("cannot replace `{}`: {e}", dir.display()))?;
+                    std::fs::remove_dir_all(&dir).map_err(|e| {
+                        TrainError::Run(format!("cannot replace `{}`: {e}", dir.display()))
+                    })?;
                 }
                 save(&dir, options, &layout, &engine, &state)?;
             }
@@ -330,14 +335,15 @@ fn train_rank(
                 .collect();
             let svg = options.out.join("loss.svg");
             std::fs::write(&svg, loss_svg(&curve, &state.validation))
-                .map_err(|e| format!("cannot write `{}`: {e}", svg.display()))?;
+                .map_err(|e| TrainError::Run(format!("cannot write `{}`: {e}", svg.display())))?;
             state.loader = loader.state();
             let dir = options.out.join(format!("step-{:08}", state.step));
             save(&dir, options, &layout, &engine, &state)?;
             let all = checkpoint::list(&options.out);
             for old in &all[..all.len().saturating_sub(options.keep.max(1))] {
-                std::fs::remove_dir_all(old)
-                    .map_err(|e| format!("cannot remove `{}`: {e}", old.display()))?;
+                std::fs::remove_dir_all(old).map_err(|e| {
+                    TrainError::Run(format!("cannot remove `{}`: {e}", old.display()))
+                })?;
             }
         }
     }

@@ -36,14 +36,23 @@ pub struct BuiltOp {
     pub op: Op,
 }
 
+/// A recipe that cannot be read, or is not one Steel runs; the message says where and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RecipeError(pub String);
+
 impl Recipe {
-    pub fn load(path: &Path) -> Result<Recipe, String> {
+    pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read recipe `{}`: {e}", path.display()))?;
-        Recipe::parse(&text).map_err(|e| format!("recipe `{}`: {e}", path.display()))
+            .map_err(|e| RecipeError(format!("cannot read recipe `{}`: {e}", path.display())))?;
+        Recipe::parse(&text).map_err(|e| RecipeError(format!("recipe `{}`: {e}", path.display())))
     }
 
-    pub fn parse(text: &str) -> Result<Recipe, String> {
+    pub fn parse(text: &str) -> Result<Recipe, RecipeError> {
+        Self::parse_text(text).map_err(RecipeError)
+    }
+
+    fn parse_text(text: &str) -> Result<Recipe, String> {
         let Node::Map(entries) = yaml::parse(text)? else {
             return Err("the recipe must be a YAML mapping with a `process:` list".into());
         };

@@ -98,14 +98,23 @@ struct DedupFile {
     params: toml::Table,
 }
 
+/// A pipeline config that cannot be read or makes no sense; the message says where and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PipelineConfigError(pub String);
+
 impl PipelineConfig {
-    pub fn load(path: &Path) -> Result<PipelineConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read pipeline config `{}`: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<PipelineConfig, PipelineConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            PipelineConfigError(format!(
+                "cannot read pipeline config `{}`: {e}",
+                path.display()
+            ))
+        })?;
         // Absolute, so the manifest's paths do not depend on where a run was started.
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         Self::parse(&text, &absolute)
-            .map_err(|e| format!("pipeline config `{}`: {e}", path.display()))
+            .map_err(|e| PipelineConfigError(format!("pipeline config `{}`: {e}", path.display())))
     }
 
     /// Parse `text`; relative paths are taken against `path`'s directory.

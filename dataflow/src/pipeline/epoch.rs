@@ -374,7 +374,7 @@ impl EpochWriter {
                     .map_err(io_error(&path))?;
             }
         }
-        crate::pipeline::fail_point("before-epoch-rename");
+        crate::pipeline::fail_point::fail_point("before-epoch-rename");
         std::fs::rename(&self.out_tmp, &self.out_dir).map_err(io_error(&self.out_dir))?;
         std::fs::rename(&self.state_tmp, &self.state_final).map_err(io_error(&self.state_final))?;
         for dir in [&self.out_dir, &self.state_final] {

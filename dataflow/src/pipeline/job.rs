@@ -29,14 +29,7 @@ use timely::worker::Worker;
 /// Batches in flight before worker 0 waits for the dataflow to catch up.
 const IN_FLIGHT: u64 = 4;
 
-#[derive(Clone, Debug)]
-pub struct Cluster {
-    pub processes: usize,
-    /// This process, `0..processes`.
-    pub process: usize,
-    /// `host:port` of every process, in process order.
-    pub hosts: Vec<String>,
-}
+pub use crate::pipeline::cluster::Cluster;
 
 #[derive(Clone, Debug)]
 pub struct Watch {
@@ -88,15 +81,6 @@ pub enum RunError {
     Epoch(#[from] EpochError),
     #[error("dataflow: {0}")]
     Timely(String),
-}
-
-/// Stop here if the environment asks for it (`STEEL_FAIL_AT=<point>`): the crash tests'
-/// hook. The process exits at once, as a killed one would, without flushing anything.
-pub fn fail_point(point: &str) {
-    if std::env::var("STEEL_FAIL_AT").is_ok_and(|p| p == point) {
-        eprintln!("steel: stopping at fail point `{point}` (STEEL_FAIL_AT)");
-        std::process::exit(86);
-    }
 }
 
 pub fn run(
@@ -454,7 +438,7 @@ impl Driver {
                     .unwrap_or(Time::MAX);
                 writer.absorb(&mut graph.captured.borrow_mut(), frontier)?;
             }
-            fail_point("after-first-file");
+            crate::pipeline::fail_point::fail_point("after-first-file");
             done_bytes += file.size;
             progress.update(done_bytes, || format!("epoch {epoch}: {batch} batches"));
             writer.report.bytes_in += file.size;
@@ -486,7 +470,7 @@ impl Driver {
         *index_docs = (*index_docs as i64 + writer.index_added()) as u64;
         writer.report.skipped = skipped.clone();
         let report = writer.finish(start.elapsed().as_secs_f64(), *index_docs)?;
-        fail_point("before-commit");
+        crate::pipeline::fail_point::fail_point("before-commit");
         self.manifest.epochs.push(EpochSummary {
             epoch,
             kind: work.kind.into(),

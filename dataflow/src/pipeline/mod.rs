@@ -3,14 +3,14 @@
 //! and an index of dedup keys) persists between runs, so a run costs in proportion to what is
 //! new and gives exactly what one run over everything would.
 
-pub mod bench;
+pub mod cluster;
 pub mod config;
+pub mod demo;
 pub mod discover;
 pub mod epoch;
+mod fail_point;
 pub mod graph;
 pub mod job;
 pub mod stages;
 pub mod state;
 pub mod status;
-
-pub use job::fail_point;

@@ -55,7 +55,7 @@ impl Stages {
     /// method. Deduplicators must come after every mapper and filter: the pipeline applies
     /// the stateless operators to new documents only, then deduplicates against the index.
     pub fn build(config: &PipelineConfig) -> Result<Stages, String> {
-        let mut recipe = Recipe::load(&config.recipe)?;
+        let mut recipe = Recipe::load(&config.recipe).map_err(|e| e.to_string())?;
         let mut notes = recipe.notes.clone();
         if let Some(last_stateless) = recipe
             .ops

@@ -239,7 +239,7 @@ impl StateDir {
         let tmp = self.dir.join("manifest.json.tmp");
         let bytes = serde_json::to_vec_pretty(manifest).expect("a manifest always serialises");
         write_synced(&tmp, &bytes)?;
-        crate::pipeline::fail_point("before-manifest-rename");
+        crate::pipeline::fail_point::fail_point("before-manifest-rename");
         std::fs::rename(&tmp, &path).map_err(io_error(&path))?;
         sync_dir(&self.dir)
     }

@@ -14,14 +14,13 @@
 //!   drops chunks (e.g. holding retracted documents) from the remainder.
 //! - Every chunk's xxh3 is checked against the manifest when it is first opened.
 
-pub mod bench;
 pub mod chunks;
 pub mod order;
 
 use chunks::ChunkDir;
 use order::{Event, Order, OrderState};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use steel_dataflow::pack::PackError;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,13 +50,51 @@ pub enum LoaderError {
     },
     #[error(transparent)]
     Pack(#[from] PackError),
+    #[error("bad data source {0}")]
+    Source(String),
 }
 
 /// A chunk directory and its share of the mixture.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DataSource {
     pub dir: PathBuf,
     pub weight: f64,
+}
+
+impl std::str::FromStr for DataSource {
+    type Err = LoaderError;
+
+    /// `DIR` (weight 1) or `DIR:WEIGHT`. A path that itself contains `:` stays whole: the
+    /// text after the last `:` is a weight only if it reads as a number and the whole text
+    /// is not an existing path.
+    fn from_str(spec: &str) -> Result<Self, LoaderError> {
+        let whole = DataSource {
+            dir: spec.into(),
+            weight: 1.0,
+        };
+        let Some((dir, weight)) = spec.rsplit_once(':') else {
+            return Ok(whole);
+        };
+        match weight.parse::<f64>() {
+            Ok(_) if Path::new(spec).exists() => Ok(whole),
+            Ok(weight) if weight.is_finite() && weight > 0.0 && !dir.is_empty() => Ok(DataSource {
+                dir: dir.into(),
+                weight,
+            }),
+            Ok(_) => Err(LoaderError::Source(format!(
+                "`{spec}`: a mixture weight must be a positive number after DIR:"
+            ))),
+            Err(_) => Ok(whole),
+        }
+    }
+}
+
+/// In a TOML file a source is the same `DIR` or `DIR:WEIGHT` string as on the command line.
+impl<'de> Deserialize<'de> for DataSource {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spec = String::deserialize(deserializer)?;
+        spec.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 //! top-k experts. Reads HuggingFace `config.json` in both styles found in the wild
 //! (`rope_theta` of Qwen1.5-era files, `rope_parameters.rope_theta` of transformers 5).
 
+use crate::error::TrainError;
 use serde_json::Value;
 use std::path::Path;
 
@@ -55,36 +56,41 @@ pub struct ModelConfig {
     pub ffn: Ffn,
 }
 
-fn field<'a>(json: &'a Value, name: &str) -> Result<&'a Value, String> {
+fn field<'a>(json: &'a Value, name: &str) -> Result<&'a Value, TrainError> {
     json.get(name)
-        .ok_or_else(|| format!("config.json has no `{name}`"))
+        .ok_or_else(|| TrainError::Config(format!("config.json has no `{name}`")))
 }
 
-fn usize_field(json: &Value, name: &str) -> Result<usize, String> {
+fn usize_field(json: &Value, name: &str) -> Result<usize, TrainError> {
     field(json, name)?
         .as_u64()
         .map(|v| v as usize)
-        .ok_or_else(|| format!("config.json: `{name}` must be a non-negative integer"))
+        .ok_or_else(|| {
+            TrainError::Config(format!(
+                "config.json: `{name}` must be a non-negative integer"
+            ))
+        })
 }
 
-fn f32_field(json: &Value, name: &str) -> Result<f32, String> {
+fn f32_field(json: &Value, name: &str) -> Result<f32, TrainError> {
     field(json, name)?
         .as_f64()
         .map(|v| v as f32)
-        .ok_or_else(|| format!("config.json: `{name}` must be a number"))
+        .ok_or_else(|| TrainError::Config(format!("config.json: `{name}` must be a number")))
 }
 
 impl ModelConfig {
-    pub fn from_hf_file(path: &Path) -> Result<Self, String> {
+    pub fn from_hf_file(path: &Path) -> Result<Self, TrainError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            .map_err(|e| TrainError::Config(format!("cannot read `{}`: {e}", path.display())))?;
         let json: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("`{}` is not JSON: {e}", path.display()))?;
-        Self::from_hf_json(&json).map_err(|e| format!("`{}`: {e}", path.display()))
+            .map_err(|e| TrainError::Config(format!("`{}` is not JSON: {e}", path.display())))?;
+        Self::from_hf_json(&json)
+            .map_err(|e| TrainError::Config(format!("`{}`: {e}", path.display())))
     }
 
     /// A Qwen2 (dense) or Qwen2-MoE (top-k) `config.json`.
-    pub fn from_hf_json(json: &Value) -> Result<Self, String> {
+    pub fn from_hf_json(json: &Value) -> Result<Self, TrainError> {
         let hidden_size = usize_field(json, "hidden_size")?;
         let num_heads = usize_field(json, "num_attention_heads")?;
         let num_kv_heads = json
@@ -110,7 +116,9 @@ impl ModelConfig {
                 Some("dual_swiglu") => ExpertMlp::DualSwiGlu,
                 Some("swiglu") | None => ExpertMlp::SwiGlu,
                 Some(other) => {
-                    return Err(format!("config.json: unknown `steel_expert_mlp` `{other}`"));
+                    return Err(TrainError::Config(format!(
+                        "config.json: unknown `steel_expert_mlp` `{other}`"
+                    )));
                 }
             };
             Ffn::SoftmaxMoe {
@@ -238,24 +246,27 @@ impl ModelConfig {
     }
 
     /// Shapes that cannot work, said plainly.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TrainError> {
         if self.num_kv_heads == 0 || !self.num_heads.is_multiple_of(self.num_kv_heads) {
-            return Err(format!(
+            return Err(TrainError::Config(format!(
                 "{} attention heads are not a multiple of {} key/value heads",
                 self.num_heads, self.num_kv_heads
-            ));
+            )));
         }
         if !self.head_dim.is_multiple_of(2) {
-            return Err(format!("head_dim {} must be even for RoPE", self.head_dim));
+            return Err(TrainError::Config(format!(
+                "head_dim {} must be even for RoPE",
+                self.head_dim
+            )));
         }
         if let Ffn::TopkMoe {
             n_experts, top_k, ..
         } = self.ffn
             && (top_k == 0 || top_k > n_experts)
         {
-            return Err(format!(
+            return Err(TrainError::Config(format!(
                 "top_k {top_k} must be between 1 and the {n_experts} experts"
-            ));
+            )));
         }
         Ok(())
     }
@@ -294,7 +305,7 @@ impl ModelConfig {
     }
 
     /// A named preset.
-    pub fn preset(name: &str) -> Result<Self, String> {
+    pub fn preset(name: &str) -> Result<Self, TrainError> {
         let base =
             |vocab_size, hidden_size, num_layers, num_heads, num_kv_heads, ffn| ModelConfig {
                 vocab_size,
@@ -395,9 +406,9 @@ impl ModelConfig {
                 },
             ),
             other => {
-                return Err(format!(
+                return Err(TrainError::Config(format!(
                     "unknown preset `{other}`; presets: steel-1b, dense-1b, topk-moe-2b, tiny-dense, tiny-softmax-moe, tiny-topk-moe"
-                ));
+                )));
             }
         })
     }
@@ -454,11 +465,13 @@ mod tests {
         assert!(
             ModelConfig::from_hf_json(&bad)
                 .unwrap_err()
+                .to_string()
                 .contains("not a multiple")
         );
         assert!(
             ModelConfig::preset("huge")
                 .unwrap_err()
+                .to_string()
                 .contains("tiny-dense")
         );
     }

@@ -3,6 +3,7 @@
 //! be all-reduced as soon as its gradients are complete while the backward goes on.
 
 use super::collective::Collective;
+use crate::error::TrainError;
 use crate::model::params::Layout;
 use std::ops::Range;
 
@@ -34,7 +35,11 @@ impl Buckets {
     }
 
     /// Sum `grads` over the ranks of `collective`, bucket by bucket.
-    pub fn all_reduce(&self, grads: &mut [f32], collective: &dyn Collective) -> Result<(), String> {
+    pub fn all_reduce(
+        &self,
+        grads: &mut [f32],
+        collective: &dyn Collective,
+    ) -> Result<(), TrainError> {
         for range in &self.ranges {
             collective.all_reduce_sum(&mut grads[range.clone()])?;
         }

@@ -3,13 +3,14 @@
 //! every rank deposits its buffer, then every rank sums all of them in rank order, so every
 //! rank gets bit-identical results, the same on every run.
 
+use crate::error::TrainError;
 use std::sync::{Arc, Condvar, Mutex};
 
 pub trait Collective: Send + Sync {
     fn rank(&self) -> usize;
     fn world(&self) -> usize;
     /// Replace `data` on every rank by the element-wise sum over ranks.
-    fn all_reduce_sum(&self, data: &mut [f32]) -> Result<(), String>;
+    fn all_reduce_sum(&self, data: &mut [f32]) -> Result<(), TrainError>;
     /// Tell the other ranks this one failed, so they stop waiting for it.
     fn abort(&self, why: &str);
 }
@@ -52,11 +53,13 @@ impl InProcess {
     }
 
     /// Wait until every rank has arrived (or one aborted).
-    fn barrier(&self) -> Result<(), String> {
+    fn barrier(&self) -> Result<(), TrainError> {
         let (lock, wake) = &*self.shared;
-        let mut shared = lock.lock().map_err(|_| "a rank panicked".to_string())?;
+        let mut shared = lock
+            .lock()
+            .map_err(|_| TrainError::Parallel("a rank panicked".to_string()))?;
         if let Some(why) = &shared.aborted {
-            return Err(format!("rank stopped: {why}"));
+            return Err(TrainError::Parallel(format!("rank stopped: {why}")));
         }
         let generation = shared.generation;
         shared.arrived += 1;
@@ -68,11 +71,11 @@ impl InProcess {
         }
         while shared.generation == generation {
             if let Some(why) = &shared.aborted {
-                return Err(format!("rank stopped: {why}"));
+                return Err(TrainError::Parallel(format!("rank stopped: {why}")));
             }
             shared = wake
                 .wait(shared)
-                .map_err(|_| "a rank panicked".to_string())?;
+                .map_err(|_| TrainError::Parallel("a rank panicked".to_string()))?;
         }
         Ok(())
     }
@@ -87,27 +90,37 @@ impl Collective for InProcess {
         self.world
     }
 
-    fn all_reduce_sum(&self, data: &mut [f32]) -> Result<(), String> {
+    fn all_reduce_sum(&self, data: &mut [f32]) -> Result<(), TrainError> {
         if self.world == 1 {
             return Ok(());
         }
         {
-            let mut shared = self.shared.0.lock().map_err(|_| "a rank panicked")?;
+            let mut shared = self
+                .shared
+                .0
+                .lock()
+                .map_err(|_| TrainError::Parallel("a rank panicked".to_string()))?;
             shared.slots[self.rank] = Some(data.to_vec());
         }
         self.barrier()?;
         {
-            let shared = self.shared.0.lock().map_err(|_| "a rank panicked")?;
+            let shared = self
+                .shared
+                .0
+                .lock()
+                .map_err(|_| TrainError::Parallel("a rank panicked".to_string()))?;
             data.fill(0.0);
             for (rank, slot) in shared.slots.iter().enumerate() {
-                let slot = slot.as_ref().ok_or(format!("rank {rank} left no buffer"))?;
+                let slot = slot
+                    .as_ref()
+                    .ok_or(TrainError::Parallel(format!("rank {rank} left no buffer")))?;
                 if slot.len() != data.len() {
-                    return Err(format!(
+                    return Err(TrainError::Parallel(format!(
                         "rank {rank} reduces {} values, rank {} {}",
                         slot.len(),
                         self.rank,
                         data.len()
-                    ));
+                    )));
                 }
                 data.iter_mut().zip(slot).for_each(|(d, s)| *d += s);
             }
@@ -168,7 +181,7 @@ mod tests {
                             c.abort("rank 2 failed to read its data");
                             return String::new();
                         }
-                        c.all_reduce_sum(&mut [1.0]).unwrap_err()
+                        c.all_reduce_sum(&mut [1.0]).unwrap_err().to_string()
                     })
                 })
                 .collect();

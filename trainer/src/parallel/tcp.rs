@@ -5,6 +5,7 @@
 
 use super::collective::Collective;
 use super::rendezvous::{join, serve};
+use crate::error::TrainError;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Mutex;
@@ -27,22 +28,22 @@ fn send(stream: &mut TcpStream, data: &[f32]) -> std::io::Result<()> {
     stream.write_all(&bytes)
 }
 
-fn receive(stream: &mut TcpStream, into: &mut [f32]) -> Result<(), String> {
+fn receive(stream: &mut TcpStream, into: &mut [f32]) -> Result<(), TrainError> {
     let mut count = [0u8; 8];
     stream
         .read_exact(&mut count)
-        .map_err(|e| format!("a rank's connection broke: {e}"))?;
+        .map_err(|e| TrainError::Parallel(format!("a rank's connection broke: {e}")))?;
     let count = u64::from_le_bytes(count) as usize;
     if count != into.len() {
-        return Err(format!(
+        return Err(TrainError::Parallel(format!(
             "a rank sent {count} values where {} were expected",
             into.len()
-        ));
+        )));
     }
     let mut bytes = vec![0u8; 4 * count];
     stream
         .read_exact(&mut bytes)
-        .map_err(|e| format!("a rank's connection broke: {e}"))?;
+        .map_err(|e| TrainError::Parallel(format!("a rank's connection broke: {e}")))?;
     for (v, b) in into.iter_mut().zip(bytes.chunks_exact(4)) {
         *v = f32::from_le_bytes(b.try_into().expect("4 bytes"));
     }
@@ -51,9 +52,9 @@ fn receive(stream: &mut TcpStream, into: &mut [f32]) -> Result<(), String> {
 
 impl Tcp {
     /// Rank 0: listen on `master` (`host:port`) and wait for the other ranks.
-    pub fn serve(master: &str, world: usize) -> Result<Tcp, String> {
+    pub fn serve(master: &str, world: usize) -> Result<Tcp, TrainError> {
         let listener = TcpListener::bind(master)
-            .map_err(|e| format!("rank 0 cannot listen on {master}: {e}"))?;
+            .map_err(|e| TrainError::Parallel(format!("rank 0 cannot listen on {master}: {e}")))?;
         let streams = serve(&listener, world, &[], RENDEZVOUS_TIMEOUT)?;
         Ok(Tcp {
             rank: 0,
@@ -63,7 +64,7 @@ impl Tcp {
     }
 
     /// Rank `rank` ≥ 1: join rank 0 at `master`.
-    pub fn join(master: &str, rank: usize, world: usize) -> Result<Tcp, String> {
+    pub fn join(master: &str, rank: usize, world: usize) -> Result<Tcp, TrainError> {
         let (stream, _) = join(master, rank, world, RENDEZVOUS_TIMEOUT)?;
         Ok(Tcp {
             rank,
@@ -82,9 +83,13 @@ impl Collective for Tcp {
         self.world
     }
 
-    fn all_reduce_sum(&self, data: &mut [f32]) -> Result<(), String> {
-        let mut streams = self.streams.lock().map_err(|_| "a rank panicked")?;
-        let io = |e: std::io::Error| format!("rank {}: sending: {e}", self.rank);
+    fn all_reduce_sum(&self, data: &mut [f32]) -> Result<(), TrainError> {
+        let mut streams = self
+            .streams
+            .lock()
+            .map_err(|_| TrainError::Parallel("a rank panicked".to_string()))?;
+        let io =
+            |e: std::io::Error| TrainError::Parallel(format!("rank {}: sending: {e}", self.rank));
         if self.rank != 0 {
             send(&mut streams[0], data).map_err(io)?;
             return receive(&mut streams[0], data);

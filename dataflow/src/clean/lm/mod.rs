@@ -23,12 +23,19 @@ pub enum Unit {
     Word,
 }
 
+/// A language model that cannot be built: a bad setting or an unreadable corpus.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LmError(pub String);
+
 impl Unit {
-    pub fn parse(name: &str) -> Result<Unit, String> {
+    pub fn parse(name: &str) -> Result<Unit, LmError> {
         match name {
             "char" => Ok(Unit::Char),
             "word" => Ok(Unit::Word),
-            other => Err(format!("unknown LM unit `{other}`; expected char or word")),
+            other => Err(LmError(format!(
+                "unknown LM unit `{other}`; expected char or word"
+            ))),
         }
     }
 

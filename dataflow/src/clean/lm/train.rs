@@ -15,7 +15,7 @@
 //! When a corpus is too small for a count-of-counts to be non-zero (lmplz stops there), we fall
 //! back to the discounts 0.5 / 1.0 / 1.5 for that order.
 
-use crate::clean::lm::{BOS, EOS, UNK, Unit, arpa};
+use crate::clean::lm::{BOS, EOS, LmError, UNK, Unit, arpa};
 use std::collections::{BTreeMap, HashMap};
 
 type Gram = Vec<u32>;
@@ -196,10 +196,10 @@ pub fn train_documents(
     inputs: &[String],
     order: usize,
     unit: Unit,
-) -> Result<(String, usize), String> {
-    let mut trainer = Trainer::new(order)?;
+) -> Result<(String, usize), LmError> {
+    let mut trainer = Trainer::new(order).map_err(LmError)?;
     let texts = crate::pack::tokenizer::read_texts(inputs)
-        .map_err(|e| format!("reading the reference corpus: {e}"))?;
+        .map_err(|e| LmError(format!("reading the reference corpus: {e}")))?;
     for text in &texts {
         trainer.add_sentence(&unit.pieces(text));
     }

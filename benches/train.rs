@@ -4,11 +4,14 @@
 //! `6·N_active + 6·L·d·T` (N_active: parameters without the embedding table, routed experts
 //! only `top_k` of them), over 989 TFLOP/s (H100 bf16 dense peak).
 
-use crate::engine::{Device, Engine};
-use crate::model::config::{Ffn, ModelConfig};
-use crate::optim::adamw::AdamWConfig;
-use crate::train::init_params;
-use serde::Serialize;
+use crate::line::BenchLine;
+use anyhow::{Result, ensure};
+use steel_trainer::device::Device;
+use steel_trainer::engine::Engine;
+use steel_trainer::model::config::{Ffn, ModelConfig};
+use steel_trainer::model::params::Layout;
+use steel_trainer::optim::adamw::AdamWConfig;
+use steel_trainer::train::init_params;
 
 /// H100 SXM bf16 dense peak, FLOP/s.
 pub const PEAK_FLOPS: f64 = 989e12;
@@ -22,22 +25,6 @@ pub struct BenchTrainOptions {
     /// Timed steps, after `warmup` untimed ones.
     pub steps: usize,
     pub warmup: usize,
-}
-
-#[derive(Debug, Serialize)]
-pub struct BenchTrainResult {
-    pub preset: String,
-    pub device: String,
-    pub micro_batch: usize,
-    pub seq: usize,
-    pub params_total: usize,
-    pub params_active_nonemb: usize,
-    pub step_s: f64,
-    pub tokens_per_s: f64,
-    pub mfu: f64,
-    pub loss: f32,
-    /// The most GPU memory our tensors held at once (GPU runs only).
-    pub peak_mem_gb: Option<f64>,
 }
 
 /// Parameters a token passes through, without the embedding table (the baseline's count).
@@ -78,12 +65,14 @@ fn random_blocks(count: usize, seq: usize, vocab: usize, seed: u64) -> Vec<Vec<u
         .collect()
 }
 
-pub fn bench_train(options: &BenchTrainOptions) -> Result<BenchTrainResult, String> {
+/// One line: `case` is the preset; the step time, tokens/s, MFU and the GPU's peak memory.
+pub fn bench_train(options: &BenchTrainOptions) -> Result<BenchLine> {
     let config = ModelConfig::preset(&options.preset)?;
-    if options.micro_batch == 0 || options.seq == 0 || options.steps == 0 {
-        return Err("micro-batch, seq and steps must be positive".into());
-    }
-    let layout = crate::model::params::Layout::new(&config);
+    ensure!(
+        options.micro_batch > 0 && options.seq > 0 && options.steps > 0,
+        "micro-batch, seq and steps must be positive"
+    );
+    let layout = Layout::new(&config);
     let params = init_params(&layout, 0);
     let mut engine = Engine::new(
         options.device,
@@ -103,23 +92,27 @@ pub fn bench_train(options: &BenchTrainOptions) -> Result<BenchTrainResult, Stri
         // Each step returns its loss to the host, so the time covers the finished work.
         loss = engine.step(&blocks, 3e-4, 1.0, None)?.loss;
     }
-    let step_s = start.elapsed().as_secs_f64() / options.steps as f64;
+    let seconds = start.elapsed().as_secs_f64();
+    let step_s = seconds / options.steps as f64;
     let tokens_per_s = (options.micro_batch * options.seq) as f64 / step_s;
-    Ok(BenchTrainResult {
-        preset: options.preset.clone(),
-        device: engine.describe()?,
-        micro_batch: options.micro_batch,
-        seq: options.seq,
-        params_total: config.param_count(),
-        params_active_nonemb: active_nonembedding_params(&config),
-        step_s,
-        tokens_per_s,
-        mfu: flops_per_token(&config, options.seq) * tokens_per_s / PEAK_FLOPS,
-        loss,
-        peak_mem_gb: engine
-            .peak_device_bytes()
-            .map(|b| b as f64 / (1u64 << 30) as f64),
-    })
+    let peak_mem_gb = engine
+        .peak_device_bytes()
+        .map(|b| b as f64 / (1u64 << 30) as f64);
+    Ok(BenchLine::new("train", &options.preset, seconds)
+        .with("device", engine.describe()?)
+        .with("micro_batch", options.micro_batch)
+        .with("seq", options.seq)
+        .with("params_total", config.param_count())
+        .with("params_active_nonemb", active_nonembedding_params(&config))
+        .with("step_s", step_s)
+        .with("tokens_per_s", tokens_per_s)
+        .with(
+            "mfu",
+            flops_per_token(&config, options.seq) * tokens_per_s / PEAK_FLOPS,
+        )
+        .with("loss", loss)
+        // The most GPU memory our tensors held at once (GPU runs only).
+        .with("peak_mem_gb", peak_mem_gb))
 }
 
 #[cfg(test)]
@@ -160,9 +153,11 @@ mod tests {
             warmup: 1,
         })
         .unwrap();
-        assert!(result.tokens_per_s > 0.0 && result.loss.is_finite());
+        let number = |name| result.get(name).and_then(|v| v.as_f64()).unwrap();
+        assert!(number("tokens_per_s") > 0.0);
         // Random tokens over 2000 ids: the loss starts near ln(2000) ≈ 7.6.
-        assert!((result.loss - 2000f32.ln()).abs() < 0.5, "{}", result.loss);
-        assert_eq!(result.peak_mem_gb, None);
+        let loss = number("loss");
+        assert!((loss - 2000f64.ln()).abs() < 0.5, "{loss}");
+        assert_eq!(result.get("peak_mem_gb"), Some(&serde_json::Value::Null));
     }
 }

@@ -3,23 +3,26 @@
 //! The corpus is the converted text samples replicated with random edits until it reaches
 //! the asked size, in `files` JSONL files: per copy of a document, 10% are exact copies, 20%
 //! near copies (a few characters changed) and 70% heavily edited (every 4th character
-//! replaced, so no longer near-duplicates). Then, each `steel run` in its own process:
+//! replaced, so no longer near-duplicates). Then, each `steel run` in its own process (so
+//! its peak memory is its own):
 //! 1. the full run over every file (fresh state);
 //! 2. a run over all files but the last 1% (fresh state), then the append of that 1%.
 //!
 //! Reported: the full run's docs/s and MB/s, the append's wall time as a share of the full
 //! run's, and peak memory per million indexed documents (from the runs' manifests).
 
-use crate::clean::bench::converted_text_samples;
-use serde::Serialize;
+use crate::line::BenchLine;
+use crate::samples::converted_text_samples;
+use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+use steel_dataflow::pipeline::state::{EpochSummary, Manifest};
 
 #[derive(Clone, Debug)]
 pub struct IncrementalBenchOptions {
-    /// The `steel` binary to run (each run in its own process, so memory is its own).
+    /// The `steel` binary to run.
     pub exe: PathBuf,
     pub samples: PathBuf,
     pub recipe: PathBuf,
@@ -27,29 +30,6 @@ pub struct IncrementalBenchOptions {
     pub megabytes: u64,
     pub files: usize,
     pub workers: usize,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct IncrementalBenchLine {
-    pub bench: &'static str,
-    pub case: String,
-    pub workers: usize,
-    pub files: usize,
-    pub docs: u64,
-    pub bytes: u64,
-    pub seconds: f64,
-    pub docs_per_s: f64,
-    pub mb_per_s: f64,
-    pub index_docs: u64,
-    pub peak_rss_mb: f64,
-    pub peak_rss_mb_per_million_docs: f64,
-    /// For the append: its wall time over the full run's.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub share_of_full: Option<f64>,
-}
-
-fn fail(what: &str) -> impl FnOnce(std::io::Error) -> String + '_ {
-    move |e| format!("{what}: {e}")
 }
 
 /// A seeded xorshift generator for the edits.
@@ -80,7 +60,7 @@ fn edit(text: &str, rng: &mut Rng, every: usize, limit: usize) -> String {
 }
 
 /// Make (or reuse) the corpus; returns its files in order.
-fn corpus(options: &IncrementalBenchOptions) -> Result<Vec<PathBuf>, String> {
+fn corpus(options: &IncrementalBenchOptions) -> Result<Vec<PathBuf>> {
     let dir = options
         .work
         .join(format!("corpus-{}mb-{}", options.megabytes, options.files));
@@ -90,25 +70,23 @@ fn corpus(options: &IncrementalBenchOptions) -> Result<Vec<PathBuf>, String> {
     if files.iter().all(|f| f.exists()) {
         return Ok(files);
     }
-    let unified =
-        converted_text_samples(&options.samples, &options.work).map_err(|e| e.to_string())?;
-    let file = std::fs::File::open(&unified).map_err(fail("reading the converted samples"))?;
+    let unified = converted_text_samples(&options.samples, &options.work)?;
+    let file = std::fs::File::open(&unified).context("reading the converted samples")?;
     let texts: Vec<String> = BufReader::new(file)
         .lines()
         .map(|l| {
-            let line = l.map_err(|e| e.to_string())?;
-            let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
-            Ok(v["text"].as_str().unwrap_or_default().to_string())
+            let doc: steel_dataflow::doc::UnifiedDoc = serde_json::from_str(&l?)?;
+            Ok(doc.text)
         })
-        .collect::<Result<_, String>>()?;
-    std::fs::create_dir_all(&dir).map_err(fail("creating the corpus directory"))?;
+        .collect::<Result<_>>()?;
+    std::fs::create_dir_all(&dir).context("creating the corpus directory")?;
     let target = options.megabytes << 20;
     let per_file = target / options.files as u64;
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let mut written = 0u64;
     let mut docs = texts.iter().cycle();
     for path in &files {
-        let mut out = BufWriter::new(std::fs::File::create(path).map_err(fail("writing corpus"))?);
+        let mut out = BufWriter::new(std::fs::File::create(path).context("writing corpus")?);
         let mut bytes = 0;
         while bytes < per_file {
             let text = docs.next().expect("cycled");
@@ -117,13 +95,12 @@ fn corpus(options: &IncrementalBenchOptions) -> Result<Vec<PathBuf>, String> {
                 1 | 2 => edit(text, &mut rng, 97, 3),
                 _ => edit(text, &mut rng, 4, usize::MAX),
             };
-            let mut line =
-                serde_json::to_vec(&serde_json::json!({ "text": edited })).expect("serialises");
+            let mut line = serde_json::to_vec(&serde_json::json!({ "text": edited }))?;
             line.push(b'\n');
-            out.write_all(&line).map_err(fail("writing corpus"))?;
+            out.write_all(&line).context("writing corpus")?;
             bytes += line.len() as u64;
         }
-        out.flush().map_err(fail("writing corpus"))?;
+        out.flush().context("writing corpus")?;
         written += bytes;
     }
     eprintln!(
@@ -135,103 +112,109 @@ fn corpus(options: &IncrementalBenchOptions) -> Result<Vec<PathBuf>, String> {
 }
 
 /// A job directory whose source is a directory of links to `files`.
-fn job(
-    options: &IncrementalBenchOptions,
-    name: &str,
-    files: &[PathBuf],
-) -> Result<PathBuf, String> {
+fn job(options: &IncrementalBenchOptions, name: &str, files: &[PathBuf]) -> Result<PathBuf> {
     let job = options.work.join(name);
     if job.exists() {
-        std::fs::remove_dir_all(&job).map_err(fail("clearing a job"))?;
+        std::fs::remove_dir_all(&job).context("clearing a job")?;
     }
     let raw = job.join("raw");
-    std::fs::create_dir_all(&raw).map_err(fail("creating a job"))?;
+    std::fs::create_dir_all(&raw).context("creating a job")?;
     link(files, &raw)?;
-    let recipe = std::path::absolute(&options.recipe).map_err(fail("the recipe path"))?;
+    let recipe = std::path::absolute(&options.recipe).context("the recipe path")?;
     let toml = format!(
         "state = \"state\"\noutput = \"out\"\nworkers = {}\n[[source]]\nname = \"bench\"\nformat = \"text\"\npath = \"raw/*.jsonl\"\n[clean]\nrecipe = \"{}\"\n",
         options.workers,
         recipe.display()
     );
-    std::fs::write(job.join("pipeline.toml"), toml).map_err(fail("writing a job"))?;
+    std::fs::write(job.join("pipeline.toml"), toml).context("writing a job")?;
     Ok(job)
 }
 
-fn link(files: &[PathBuf], raw: &Path) -> Result<(), String> {
+fn link(files: &[PathBuf], raw: &Path) -> Result<()> {
     for file in files {
-        let target = std::path::absolute(file).map_err(fail("a corpus path"))?;
+        let target = std::path::absolute(file).context("a corpus path")?;
         std::os::unix::fs::symlink(&target, raw.join(file.file_name().expect("named")))
-            .map_err(fail("linking a corpus file"))?;
+            .context("linking a corpus file")?;
     }
     Ok(())
 }
 
-/// Run `steel run` on `job`; the last epoch's report and manifest summary.
-fn run(
-    options: &IncrementalBenchOptions,
-    job: &Path,
-) -> Result<(f64, serde_json::Value, serde_json::Value), String> {
+/// One `steel run` of a job: its wall time, what its epoch read, and the state's summary of
+/// the epoch.
+struct Run {
+    seconds: f64,
+    docs: u64,
+    bytes: u64,
+    summary: EpochSummary,
+}
+
+/// Run `steel run` on `job` in its own process.
+fn run(options: &IncrementalBenchOptions, job: &Path) -> Result<Run> {
     let start = Instant::now();
     let out = Command::new(&options.exe)
         .current_dir(job)
         .args(["run", "pipeline.toml", "--json"])
         .output()
-        .map_err(fail("starting steel run"))?;
+        .context("starting steel run")?;
     let seconds = start.elapsed().as_secs_f64();
     if !out.status.success() {
-        return Err(format!(
-            "steel run failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        bail!("steel run failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let outcome: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(job.join("state/manifest.json")).map_err(fail("reading the manifest"))?,
-    )
-    .map_err(|e| e.to_string())?;
-    let epoch = manifest["epochs"]
-        .as_array()
-        .and_then(|e| e.last())
-        .cloned()
-        .unwrap_or_default();
-    Ok((seconds, outcome["epochs"][0].clone(), epoch))
+    // The outcome is `steel run --json`'s output; the manifest is the state's own file.
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let report = &outcome["epochs"][0];
+    let docs = report["files"].as_array().map_or(0, |files| {
+        files.iter().map(|f| f["docs"].as_u64().unwrap_or(0)).sum()
+    });
+    let path = job.join("state/manifest.json");
+    let manifest: Manifest = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
+    let Some(summary) = manifest.epochs.last() else {
+        bail!("steel run in {} committed no epoch", job.display());
+    };
+    Ok(Run {
+        seconds,
+        docs,
+        bytes: report["bytes_in"].as_u64().unwrap_or(0),
+        summary: summary.clone(),
+    })
 }
 
 fn line(
     case: &str,
     options: &IncrementalBenchOptions,
     files: usize,
-    (seconds, report, summary): &(f64, serde_json::Value, serde_json::Value),
+    run: &Run,
     share_of_full: Option<f64>,
-) -> IncrementalBenchLine {
-    let docs: u64 = report["files"].as_array().map_or(0, |f| {
-        f.iter().map(|f| f["docs"].as_u64().unwrap_or(0)).sum()
-    });
-    let bytes = report["bytes_in"].as_u64().unwrap_or(0);
-    let index_docs = summary["index_docs"].as_u64().unwrap_or(0);
-    let rss = summary["peak_rss"].as_u64().unwrap_or(0) as f64 / 1e6;
-    IncrementalBenchLine {
-        bench: "incremental",
-        case: case.into(),
-        workers: options.workers,
-        files,
-        docs,
-        bytes,
-        seconds: *seconds,
-        docs_per_s: docs as f64 / seconds,
-        mb_per_s: bytes as f64 / 1e6 / seconds,
-        index_docs,
-        peak_rss_mb: rss,
-        peak_rss_mb_per_million_docs: rss / (index_docs.max(1) as f64 / 1e6),
-        share_of_full,
+) -> BenchLine {
+    let (docs, bytes) = (run.docs, run.bytes);
+    let index_docs = run.summary.index_docs;
+    let rss = run.summary.peak_rss as f64 / 1e6;
+    let line = BenchLine::new("incremental", case, run.seconds)
+        .with("workers", options.workers)
+        .with("files", files)
+        .with("docs", docs)
+        .with("bytes", bytes)
+        .with("docs_per_s", docs as f64 / run.seconds)
+        .with("mb_per_s", bytes as f64 / 1e6 / run.seconds)
+        .with("index_docs", index_docs)
+        .with("peak_rss_mb", rss)
+        .with(
+            "peak_rss_mb_per_million_docs",
+            rss / (index_docs.max(1) as f64 / 1e6),
+        );
+    match share_of_full {
+        // For the append: its wall time over the full run's.
+        Some(share) => line.with("share_of_full", share),
+        None => line,
     }
 }
 
 pub fn bench_incremental(
     options: &IncrementalBenchOptions,
-    emit: &mut dyn FnMut(&IncrementalBenchLine),
-) -> Result<(), String> {
+    emit: &mut dyn FnMut(&BenchLine),
+) -> Result<()> {
     let files = corpus(options)?;
     let append = (files.len() / 100).max(1);
     let (base, new) = files.split_at(files.len() - append);
@@ -245,12 +228,13 @@ pub fn bench_incremental(
     emit(&line("first 99%", options, base.len(), &before, None));
     link(new, &inc_job.join("raw"))?;
     let appended = run(options, &inc_job)?;
+    let share = appended.seconds / full.seconds;
     emit(&line(
         "append 1%",
         options,
         new.len(),
         &appended,
-        Some(appended.0 / full.0),
+        Some(share),
     ));
     Ok(())
 }

@@ -1,0 +1,89 @@
+//! `steel bench pack`: tokenisation and packing throughput at each thread count, then the
+//! training loader serving every block of the packed chunks once.
+
+use crate::line::BenchLine;
+use crate::pool;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use steel_dataflow::convert::{ConvertOptions, convert};
+use steel_dataflow::pack::{PackOptions, pack};
+use steel_dataflow::sources::FormatChoice;
+use steel_trainer::data::{DataSource, Loader};
+
+#[derive(Clone, Debug)]
+pub struct PackBenchOptions {
+    pub samples: PathBuf,
+    pub tokenizer: PathBuf,
+    pub work: PathBuf,
+    /// The converted samples are copied this many times to make the input.
+    pub copies: usize,
+    pub threads: Vec<usize>,
+}
+
+/// Convert the samples, copy the unified shard `copies` times, then tokenise and pack it all
+/// with the given tokenizer at each thread count (`work/chunks-N`).
+pub fn bench_pack(options: &PackBenchOptions) -> Result<Vec<BenchLine>> {
+    let converted = options.work.join("converted");
+    if options.work.exists() {
+        std::fs::remove_dir_all(&options.work)
+            .with_context(|| format!("clearing {}", options.work.display()))?;
+    }
+    let samples = vec![options.samples.display().to_string()];
+    convert(
+        &samples,
+        &ConvertOptions::new(FormatChoice::Auto, &converted),
+    )?;
+    let input = options.work.join("input");
+    std::fs::create_dir_all(&input).with_context(|| format!("creating {}", input.display()))?;
+    for copy in 0..options.copies {
+        let target = input.join(format!("copy-{copy:03}.jsonl"));
+        std::fs::copy(converted.join("part-00000.jsonl"), &target)
+            .with_context(|| format!("writing {}", target.display()))?;
+    }
+    let inputs = vec![input.display().to_string()];
+    let mut lines = Vec::new();
+    for &threads in &options.threads {
+        let mut pack_options = PackOptions::new(
+            &options.tokenizer,
+            options.work.join(format!("chunks-{threads}")),
+        );
+        pack_options.chunk_blocks = 64;
+        let start = Instant::now();
+        let summary = pool(threads)?.install(|| pack(&inputs, &pack_options))?;
+        let seconds = start.elapsed().as_secs_f64();
+        lines.push(
+            BenchLine::new("pack", "steel", seconds)
+                .with("threads", threads)
+                .with("docs", summary.docs_packed)
+                .with("text_bytes", summary.text_bytes)
+                .with("tokens", summary.tokens)
+                .with("tokens_per_s", summary.tokens as f64 / seconds)
+                .with("mb_per_s", summary.text_bytes as f64 / 1e6 / seconds),
+        );
+    }
+    Ok(lines)
+}
+
+/// Serve one epoch of the chunk directory `dir` (opening and hash-checking every chunk on
+/// the way).
+pub fn bench_loader(dir: &Path, block_size: u64) -> Result<BenchLine> {
+    let sources = [DataSource {
+        dir: dir.to_path_buf(),
+        weight: 1.0,
+    }];
+    let start = Instant::now();
+    let mut loader = Loader::open(&sources, block_size, 0, 0, 1)?;
+    let blocks = loader.blocks_in_epoch() as u64;
+    let mut checksum = 0u64;
+    for _ in 0..blocks {
+        checksum = checksum.wrapping_add(loader.next_block()?[0] as u64);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    std::hint::black_box(checksum);
+    Ok(BenchLine::new("loader", "steel", seconds)
+        .with("blocks", blocks)
+        .with("block_size", block_size)
+        .with("blocks_per_s", blocks as f64 / seconds)
+        .with("tokens_per_s", (blocks * (block_size + 1)) as f64 / seconds))
+}

@@ -1,0 +1,34 @@
+//! The real text samples (`../shared/data/steel-samples`) as benchmark input.
+
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use steel_dataflow::convert::{ConvertOptions, convert};
+use steel_dataflow::sources::FormatChoice;
+
+/// The sample files that hold text (StarCoder's code has its own recipe).
+pub const TEXT_SAMPLES: &[&str] = &[
+    "sky_web.jsonl",
+    "wiki_cn.json",
+    "baidu_baike.jsonl",
+    "belle_instruction.jsonl",
+    "firefly.jsonl",
+    "zhihu_qa.parquet",
+];
+
+/// The text samples converted to one unified JSONL file under `work/converted` (made once,
+/// then reused); its path.
+pub fn converted_text_samples(samples: &Path, work: &Path) -> Result<PathBuf> {
+    let converted = work.join("converted");
+    let unified = converted.join("part-00000.jsonl");
+    if !unified.exists() {
+        let inputs: Vec<String> = TEXT_SAMPLES
+            .iter()
+            .map(|f| samples.join(f).display().to_string())
+            .collect();
+        convert(
+            &inputs,
+            &ConvertOptions::new(FormatChoice::Auto, &converted),
+        )?;
+    }
+    Ok(unified)
+}
