@@ -6,7 +6,7 @@
 //! the layout, so one GEMM makes the packed `[.., 2w]` projection SwiGLU reads.
 
 use crate::model::config::{ExpertMlp, Ffn, ModelConfig};
-use crate::model::params::Layout;
+use crate::model::tensors::{FfnTensors, MlpTensors, Slot};
 use steel_kernels::cuda::gemm::{
     Batch, Gemm, Operand, gemm, linear_backward_input, linear_backward_weight, linear_forward,
 };
@@ -15,14 +15,41 @@ use steel_kernels::cuda::swiglu::{self, cast_bf16_to_f32, cast_f32_to_bf16};
 use steel_kernels::cuda::{Dtype, Gpu, GpuResult, Tensor, moe};
 
 /// Where a group of experts' weights are: `count` MLPs of `kind` and hidden `width`, the
-/// first weight of expert 0 at element `base`, expert `e` at `base + e·stride`.
+/// first weight of expert 0 at element `base`, its second projection (`down` or `w_g2`) at
+/// `second`, expert `e`'s at `base + e·stride` and `second + e·stride`.
 #[derive(Clone, Copy, Debug)]
 pub struct Experts {
     pub kind: ExpertMlp,
     pub count: usize,
     pub width: usize,
     pub base: usize,
+    pub second: usize,
     pub stride: usize,
+}
+
+impl Experts {
+    /// The group of `mlps` (hidden width `width`), which the layout puts back to back.
+    fn new(mlps: &[MlpTensors], width: usize) -> Experts {
+        let (kind, first, second) = match mlps[0] {
+            MlpTensors::SwiGlu { gate, down, .. } => (ExpertMlp::SwiGlu, gate, down),
+            MlpTensors::DualSwiGlu { g1, g2, .. } => (ExpertMlp::DualSwiGlu, g1, g2),
+        };
+        let slots = || mlps.iter().flat_map(MlpTensors::slots);
+        debug_assert!(
+            slots()
+                .zip(slots().skip(1))
+                .all(|(a, b)| a.offset + a.len == b.offset),
+            "a group's weights are back to back"
+        );
+        Experts {
+            kind,
+            count: mlps.len(),
+            width,
+            base: first.offset,
+            second: second.offset,
+            stride: mlps[0].slots().iter().map(|slot| slot.len).sum(),
+        }
+    }
 }
 
 /// Addresses of the weights (bf16) and gradients (fp32) buffers.
@@ -100,7 +127,7 @@ pub fn experts_forward(
     batched_linear(gpu, x, 0, buf.w(e.base), e.stride, &gu, count, n, d, 2 * w)?;
     let h = Tensor::zeros(gpu, Dtype::Bf16, count * n * w)?;
     swiglu::forward(gpu, gu.addr(), h.addr(), count * n, w)?;
-    let second = buf.w(e.base + 2 * w * d);
+    let second = buf.w(e.second);
     let y = Tensor::zeros(gpu, Dtype::Bf16, count * n * d)?;
     let gu2 = match e.kind {
         ExpertMlp::SwiGlu => {
@@ -143,9 +170,8 @@ pub fn experts_backward(
     dx: u64,
     overwrite: bool,
 ) -> GpuResult<()> {
-    let second = e.base + 2 * e.width * d;
     match &saved.gu2 {
-        None => second_and_first(gpu, buf, e, x, saved, dy, d, second, n, d, dx, overwrite),
+        None => second_and_first(gpu, buf, e, x, saved, dy, d, n, d, dx, overwrite),
         Some(gu2) => {
             let dgu2 = Tensor::zeros(gpu, Dtype::Bf16, e.count * n * 2 * d)?;
             swiglu::backward(gpu, dy, gu2.addr(), dgu2.addr(), e.count * n, d)?;
@@ -157,7 +183,6 @@ pub fn experts_backward(
                 saved,
                 dgu2.addr(),
                 2 * d,
-                second,
                 n,
                 d,
                 dx,
@@ -178,7 +203,6 @@ fn second_and_first(
     saved: &ExpertsSaved,
     dz: u64,
     z_width: usize,
-    second: usize,
     n: usize,
     d: usize,
     dx: u64,
@@ -196,7 +220,7 @@ fn second_and_first(
             a_t: true,
             b: Operand::bf16(saved.h.addr()),
             b_t: false,
-            c: Operand::f32(buf.g(second)),
+            c: Operand::f32(buf.g(e.second)),
             alpha: 1.0,
             beta: 1.0,
             batch: Batch::strided(count, n * z_width, n * w, e.stride),
@@ -212,7 +236,7 @@ fn second_and_first(
             k: z_width,
             a: Operand::bf16(dz),
             a_t: false,
-            b: Operand::bf16(buf.w(second)),
+            b: Operand::bf16(buf.w(e.second)),
             b_t: false,
             c: Operand::bf16(dh.addr()),
             alpha: 1.0,
@@ -256,67 +280,43 @@ fn second_and_first(
     Ok(())
 }
 
-/// The experts of a block and, for the top-k MoE, its shared expert.
-pub fn groups(config: &ModelConfig, layout: &Layout, l: usize) -> (Experts, Option<Experts>) {
-    let mlp = format!("model.layers.{l}.mlp");
-    let at = |name: &str| layout.view(&format!("{mlp}.{name}")).offset;
-    let d = config.hidden_size;
-    let per_expert = |kind: ExpertMlp, width: usize| match kind {
-        ExpertMlp::SwiGlu => 3 * d * width,
-        ExpertMlp::DualSwiGlu => 4 * d * width,
-    };
-    match config.ffn {
-        Ffn::Dense { intermediate_size } => (
-            Experts {
-                kind: ExpertMlp::SwiGlu,
-                count: 1,
-                width: intermediate_size,
-                base: at("gate_proj.weight"),
-                stride: per_expert(ExpertMlp::SwiGlu, intermediate_size),
-            },
-            None,
-        ),
-        Ffn::SoftmaxMoe {
-            n_experts,
-            expert_width,
-            mlp: kind,
-        } => {
-            let first = match kind {
-                ExpertMlp::SwiGlu => "experts.0.gate_proj.weight",
-                ExpertMlp::DualSwiGlu => "experts.0.w_g1.weight",
-            };
-            (
-                Experts {
-                    kind,
-                    count: n_experts,
-                    width: expert_width,
-                    base: at(first),
-                    stride: per_expert(kind, expert_width),
-                },
-                None,
-            )
+/// The experts of a block and, for the top-k MoE, its shared expert with its gate `[1, d]`.
+fn groups(config: &ModelConfig, tensors: &FfnTensors) -> (Experts, Option<(Experts, Slot)>) {
+    match (&config.ffn, tensors) {
+        (&Ffn::Dense { intermediate_size }, FfnTensors::Dense(mlp)) => {
+            (Experts::new(&[*mlp], intermediate_size), None)
         }
-        Ffn::TopkMoe {
-            n_experts,
-            expert_width,
-            shared_expert_width,
-            ..
-        } => (
-            Experts {
-                kind: ExpertMlp::SwiGlu,
-                count: n_experts,
-                width: expert_width,
-                base: at("experts.0.gate_proj.weight"),
-                stride: per_expert(ExpertMlp::SwiGlu, expert_width),
+        (&Ffn::SoftmaxMoe { expert_width, .. }, FfnTensors::SoftmaxMoe { experts, .. }) => {
+            (Experts::new(experts, expert_width), None)
+        }
+        (
+            &Ffn::TopkMoe {
+                expert_width,
+                shared_expert_width,
+                ..
             },
-            shared_expert_width.map(|width| Experts {
-                kind: ExpertMlp::SwiGlu,
-                count: 1,
-                width,
-                base: at("shared_expert.gate_proj.weight"),
-                stride: per_expert(ExpertMlp::SwiGlu, width),
-            }),
+            FfnTensors::TopkMoe {
+                experts, shared, ..
+            },
+        ) => (
+            Experts::new(experts, expert_width),
+            shared
+                .zip(shared_expert_width)
+                .map(|(shared, width)| (Experts::new(&[shared.mlp], width), shared.gate)),
         ),
+        _ => unreachable!("the layout was built from this config"),
+    }
+}
+
+/// A mixture's router: its weight `[E, d]` and (softmax-MoE) bias `[E]`; `None` for a dense
+/// block.
+fn router(tensors: &FfnTensors) -> Option<(Slot, Option<Slot>)> {
+    match *tensors {
+        FfnTensors::Dense(_) => None,
+        FfnTensors::SoftmaxMoe {
+            gate, gate_bias, ..
+        } => Some((gate, Some(gate_bias))),
+        FfnTensors::TopkMoe { gate, .. } => Some((gate, None)),
     }
 }
 
@@ -333,20 +333,19 @@ pub struct FfnSaved {
     shared: Option<(ExpertsSaved, Tensor)>,
 }
 
-/// The block on bf16 `x: [n, d]`; writes the fp32 output `out: [n, d]`.
+/// The block with weights `tensors` on bf16 `x: [n, d]`; writes the fp32 output `out: [n, d]`.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     gpu: &Gpu,
     config: &ModelConfig,
-    layout: &Layout,
+    tensors: &FfnTensors,
     buf: Buffers,
-    l: usize,
     x: u64,
     n: usize,
     out: u64,
 ) -> GpuResult<FfnSaved> {
     let d = config.hidden_size;
-    let (experts, shared_group) = groups(config, layout, l);
+    let (experts, shared_group) = groups(config, tensors);
     let saved = experts_forward(gpu, buf, &experts, x, n, d)?;
     let mut result = FfnSaved {
         experts: saved,
@@ -355,28 +354,23 @@ pub fn forward(
         chosen: None,
         shared: None,
     };
-    if let Ffn::Dense { .. } = config.ffn {
+    let Some((gate, bias)) = router(tensors) else {
         cast_bf16_to_f32(gpu, result.experts.y.addr(), out, n * d)?;
         return Ok(result);
-    }
-    let mlp = format!("model.layers.{l}.mlp");
+    };
     let count = experts.count;
     let logits = Tensor::zeros(gpu, Dtype::F32, n * count)?;
-    let gate = layout.view(&format!("{mlp}.gate.weight")).offset;
     linear_forward(
         gpu,
         x,
-        buf.w(gate),
+        buf.w(gate.offset),
         Operand::f32(logits.addr()),
         n,
         d,
         count,
         0.0,
     )?;
-    let bias = match config.ffn {
-        Ffn::SoftmaxMoe { .. } => buf.w(layout.view(&format!("{mlp}.gate.bias")).offset),
-        _ => 0,
-    };
+    let bias = bias.map_or(0, |bias| buf.w(bias.offset));
     let probs = Tensor::zeros(gpu, Dtype::F32, n * count)?;
     moe::gate_forward(gpu, logits.addr(), bias, probs.addr(), n, count)?;
     // The mixing weights: the routed weights (top-k) or the probabilities themselves.
@@ -409,12 +403,10 @@ pub fn forward(
         let y = result.experts.y.addr() + ((e * n * d) * 2) as u64;
         moe::mix_forward(gpu, out, y, mix, e, count, n, d, e == 0)?;
     }
-    if let Some(group) = shared_group {
+    if let Some((group, shared_gate)) = shared_group {
         let saved = experts_forward(gpu, buf, &group, x, n, d)?;
         let gate_logits = Tensor::zeros(gpu, Dtype::F32, n)?;
-        let w = buf.w(layout
-            .view(&format!("{mlp}.shared_expert_gate.weight"))
-            .offset);
+        let w = buf.w(shared_gate.offset);
         linear_forward(gpu, x, w, Operand::f32(gate_logits.addr()), n, d, 1, 0.0)?;
         moe::sigmoid_gate_forward(gpu, out, saved.y.addr(), gate_logits.addr(), n, d)?;
         result.shared = Some((saved, gate_logits));
@@ -430,9 +422,8 @@ pub fn forward(
 pub fn backward(
     gpu: &Gpu,
     config: &ModelConfig,
-    layout: &Layout,
+    tensors: &FfnTensors,
     buf: Buffers,
-    l: usize,
     x: u64,
     n: usize,
     saved: &FfnSaved,
@@ -441,10 +432,10 @@ pub fn backward(
     dx: u64,
 ) -> GpuResult<()> {
     let d = config.hidden_size;
-    let (experts, shared_group) = groups(config, layout, l);
+    let (experts, shared_group) = groups(config, tensors);
     let count = experts.count;
     let dy = Tensor::zeros(gpu, Dtype::Bf16, count * n * d)?;
-    if let Ffn::Dense { .. } = config.ffn {
+    let Some((gate, bias)) = router(tensors) else {
         cast_f32_to_bf16(gpu, dout, dy.addr(), n * d)?;
         return experts_backward(
             gpu,
@@ -458,7 +449,7 @@ pub fn backward(
             dx,
             true,
         );
-    }
+    };
     let probs = saved
         .probs
         .as_ref()
@@ -493,8 +484,6 @@ pub fn backward(
         dx,
         true,
     )?;
-    let mlp = format!("model.layers.{l}.mlp");
-    let offset = |name: &str| layout.view(&format!("{mlp}.{name}")).offset;
     let dprobs = match (&config.ffn, &saved.chosen) {
         (
             Ffn::TopkMoe {
@@ -524,22 +513,22 @@ pub fn backward(
     };
     let dlogits = Tensor::zeros(gpu, Dtype::Bf16, n * count)?;
     moe::gate_backward(gpu, dprobs.addr(), probs.addr(), dlogits.addr(), n, count)?;
-    let gate = offset("gate.weight");
-    linear_backward_weight(gpu, dlogits.addr(), x, buf.g(gate), n, d, count)?;
-    if let Ffn::SoftmaxMoe { .. } = config.ffn {
-        add_column_sums(gpu, dlogits.addr(), n, count, buf.g(offset("gate.bias")))?;
+    linear_backward_weight(gpu, dlogits.addr(), x, buf.g(gate.offset), n, d, count)?;
+    if let Some(bias) = bias {
+        add_column_sums(gpu, dlogits.addr(), n, count, buf.g(bias.offset))?;
     }
     linear_backward_input(
         gpu,
         dlogits.addr(),
-        buf.w(gate),
+        buf.w(gate.offset),
         Operand::f32(dx),
         n,
         d,
         count,
         1.0,
     )?;
-    if let (Some(group), Some((shared, gate_logits))) = (shared_group, &saved.shared) {
+    if let (Some((group, shared_gate)), Some((shared, gate_logits))) = (shared_group, &saved.shared)
+    {
         let dgate = Tensor::zeros(gpu, Dtype::Bf16, n)?;
         let dys = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
         moe::sigmoid_gate_backward(
@@ -553,7 +542,7 @@ pub fn backward(
             dys.addr(),
         )?;
         experts_backward(gpu, buf, &group, x, shared, dys.addr(), n, d, dx, false)?;
-        let sg = offset("shared_expert_gate.weight");
+        let sg = shared_gate.offset;
         linear_backward_weight(gpu, dgate.addr(), x, buf.g(sg), n, d, 1)?;
         linear_backward_input(gpu, dgate.addr(), buf.w(sg), Operand::f32(dx), n, d, 1, 1.0)?;
     }

@@ -2,10 +2,11 @@
 //! (keeping what the backward reads), backward and optimizer step. Mirrors `model::pass`
 //! layer by layer; `B` sequences of `T` tokens go through together (`n = B·T` rows).
 
-use crate::engine::Attention;
+use crate::device::Attention;
 use crate::gpu::ffn::{self, Buffers, FfnSaved};
 use crate::model::config::{Ffn, ModelConfig};
 use crate::model::params::Layout;
+use crate::model::tensors::Slot;
 use crate::optim::adamw::{AdamWConfig, is_decayed};
 use steel_kernels::cpu::topk;
 use steel_kernels::cuda::attention::{self, flash_supported};
@@ -131,22 +132,14 @@ impl GpuModel {
         }
     }
 
-    /// bf16 weight `name`.
-    fn w(&self, name: &str) -> u64 {
-        self.params16.at(self.layout.view(name).offset)
+    /// The bf16 weight in `slot`.
+    fn w(&self, slot: Slot) -> u64 {
+        self.params16.at(slot.offset)
     }
 
-    /// fp32 gradient of `name`.
-    fn g(&self, name: &str) -> u64 {
-        self.grads.at(self.layout.view(name).offset)
-    }
-
-    fn head(&self) -> &'static str {
-        if self.config.tie_embeddings {
-            "model.embed_tokens.weight"
-        } else {
-            "lm_head.weight"
-        }
+    /// The fp32 gradient of `slot`.
+    fn g(&self, slot: Slot) -> u64 {
+        self.grads.at(slot.offset)
     }
 
     pub fn params(&self) -> GpuResult<Vec<f32>> {
@@ -172,7 +165,7 @@ impl GpuModel {
     }
 
     /// `x = resid + delta` (`delta` 0: none) and its RMSNorm with weight `weight`.
-    fn norm_forward(&self, resid: u64, delta: u64, weight: &str, n: usize) -> GpuResult<Norm> {
+    fn norm_forward(&self, resid: u64, delta: u64, weight: Slot, n: usize) -> GpuResult<Norm> {
         let (gpu, d) = (&self.gpu, self.config.hidden_size);
         let norm = Norm {
             x: Tensor::zeros(gpu, Dtype::F32, n * d)?,
@@ -201,7 +194,7 @@ impl GpuModel {
     fn norm_backward(
         &self,
         norm: &Norm,
-        weight: &str,
+        weight: Slot,
         dnormed: &Tensor,
         dx: &Tensor,
         n: usize,
@@ -245,6 +238,7 @@ impl GpuModel {
             )));
         }
         let heads = self.heads(n, batch)?;
+        let model = &self.layout.tensors;
         let as_i32 = |v: &[u32]| v.iter().map(|&x| x as i32).collect::<Vec<_>>();
         let ids_dev = Tensor::from_i32(gpu, &as_i32(ids))?;
         let targets = Tensor::from_i32(gpu, &as_i32(targets))?;
@@ -252,7 +246,7 @@ impl GpuModel {
         embedding::forward(
             gpu,
             ids_dev.addr(),
-            self.w("model.embed_tokens.weight"),
+            self.w(model.embed),
             embedded.addr(),
             n,
             d,
@@ -261,28 +255,25 @@ impl GpuModel {
         let mut layers: Vec<LayerSaved> = Vec::with_capacity(c.num_layers);
         // The residual stream entering the next norm: x (fp32) plus a pending delta.
         let mut delta: Option<Tensor> = None;
-        for l in 0..c.num_layers {
-            let name = |s: &str| format!("model.layers.{l}.{s}");
+        for tensors in &model.layers {
+            let attn = tensors.attn;
             let resid = layers.last().map_or(embedded.addr(), |s| s.norm2.x.addr());
             let delta_addr = delta.as_ref().map_or(0, |t| t.addr());
-            let norm1 = self.norm_forward(resid, delta_addr, &name("input_layernorm.weight"), n)?;
-            // q, k, v: one GEMM over the adjacent weights, then bias + RoPE + head split.
+            let norm1 = self.norm_forward(resid, delta_addr, tensors.input_layernorm, n)?;
+            // q, k, v: one GEMM over the adjacent weights (k's and v's follow q's in the
+            // layout, as do their biases), then bias + RoPE + head split.
             let qkv = Tensor::zeros(gpu, Dtype::Bf16, n * heads.qkv_width())?;
             linear_forward(
                 gpu,
                 norm1.normed.addr(),
-                self.w(&name("self_attn.q_proj.weight")),
+                self.w(attn.q),
                 Operand::bf16(qkv.addr()),
                 n,
                 d,
                 heads.qkv_width(),
                 0.0,
             )?;
-            let bias = if c.qkv_bias {
-                self.w(&name("self_attn.q_proj.bias"))
-            } else {
-                0
-            };
+            let bias = attn.q_bias.map_or(0, |bias| self.w(bias));
             let q = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;
             let k = Tensor::zeros(gpu, Dtype::Bf16, n * kv_width)?;
             let v = Tensor::zeros(gpu, Dtype::Bf16, n * kv_width)?;
@@ -333,22 +324,21 @@ impl GpuModel {
             linear_forward(
                 gpu,
                 attended.addr(),
-                self.w(&name("self_attn.o_proj.weight")),
+                self.w(attn.o),
                 Operand::f32(attn_out.addr()),
                 n,
                 q_width,
                 d,
                 0.0,
             )?;
-            let ln2 = name("post_attention_layernorm.weight");
-            let norm2 = self.norm_forward(norm1.x.addr(), attn_out.addr(), &ln2, n)?;
+            let ln2 = tensors.post_attention_layernorm;
+            let norm2 = self.norm_forward(norm1.x.addr(), attn_out.addr(), ln2, n)?;
             let ffn_out = Tensor::zeros(gpu, Dtype::F32, n * d)?;
             let ffn = ffn::forward(
                 gpu,
                 c,
-                &self.layout,
+                &tensors.ffn,
                 self.buffers(),
-                l,
                 norm2.normed.addr(),
                 n,
                 ffn_out.addr(),
@@ -367,11 +357,11 @@ impl GpuModel {
         }
         let resid = layers.last().map_or(embedded.addr(), |s| s.norm2.x.addr());
         let delta_addr = delta.as_ref().map_or(0, |t| t.addr());
-        let norm_final = self.norm_forward(resid, delta_addr, "model.norm.weight", n)?;
+        let norm_final = self.norm_forward(resid, delta_addr, model.norm, n)?;
         let ce = cross_entropy::forward(
             gpu,
             norm_final.normed.addr(),
-            self.w(self.head()),
+            self.w(model.head),
             targets.addr(),
             n,
             d,
@@ -475,6 +465,7 @@ impl GpuModel {
         let c = &self.config;
         let (n, d) = (ids.len(), c.hidden_size);
         let heads = f.heads;
+        let model = &self.layout.tensors;
         let (q_width, kv_width) = (heads.hq * heads.hd, heads.hkv * heads.hd);
         // The head and the final norm.
         let dnormed32 = Tensor::zeros(gpu, Dtype::F32, n * d)?;
@@ -482,31 +473,30 @@ impl GpuModel {
             gpu,
             &f.ce,
             f.norm_final.normed.addr(),
-            self.w(self.head()),
+            self.w(model.head),
             f.targets.addr(),
             n,
             d,
             c.vocab_size,
             1.0 / n as f32,
             dnormed32.addr(),
-            self.g(self.head()),
+            self.g(model.head),
         )?;
         let dnormed = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
         cast_f32_to_bf16(gpu, dnormed32.addr(), dnormed.addr(), n * d)?;
         // dx: the fp32 gradient of the residual stream, flowing back through the layers.
         let dx = Tensor::zeros(gpu, Dtype::F32, n * d)?;
-        self.norm_backward(&f.norm_final, "model.norm.weight", &dnormed, &dx, n)?;
+        self.norm_backward(&f.norm_final, model.norm, &dnormed, &dx, n)?;
         let dx16 = Tensor::zeros(gpu, Dtype::Bf16, n * d)?;
-        for (l, a) in f.layers.iter().enumerate().rev() {
-            let name = |s: &str| format!("model.layers.{l}.{s}");
+        for ((l, a), tensors) in f.layers.iter().enumerate().zip(&model.layers).rev() {
+            let attn = tensors.attn;
             // Feed-forward: x_next = x_mid + ffn(norm(x_mid)).
             let aux_l = aux.get(l).map_or(0, |t| t.addr());
             ffn::backward(
                 gpu,
                 c,
-                &self.layout,
+                &tensors.ffn,
                 self.buffers(),
-                l,
                 a.norm2.normed.addr(),
                 n,
                 &a.ffn,
@@ -515,16 +505,15 @@ impl GpuModel {
                 dnormed32.addr(),
             )?;
             cast_f32_to_bf16(gpu, dnormed32.addr(), dnormed.addr(), n * d)?;
-            let ln2 = name("post_attention_layernorm.weight");
-            self.norm_backward(&a.norm2, &ln2, &dnormed, &dx, n)?;
+            let ln2 = tensors.post_attention_layernorm;
+            self.norm_backward(&a.norm2, ln2, &dnormed, &dx, n)?;
             // Attention: x_mid = x_in + o(attn(rope(qkv(norm(x_in))))).
             cast_f32_to_bf16(gpu, dx.addr(), dx16.addr(), n * d)?;
-            let o = name("self_attn.o_proj.weight");
             let dattended = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;
             linear_backward_input(
                 gpu,
                 dx16.addr(),
-                self.w(&o),
+                self.w(attn.o),
                 Operand::bf16(dattended.addr()),
                 n,
                 q_width,
@@ -535,7 +524,7 @@ impl GpuModel {
                 gpu,
                 dx16.addr(),
                 a.attended.addr(),
-                self.g(&o),
+                self.g(attn.o),
                 n,
                 q_width,
                 d,
@@ -585,21 +574,14 @@ impl GpuModel {
                 dqkv.addr(),
                 c.rope_theta,
             )?;
-            if c.qkv_bias {
-                add_column_sums(
-                    gpu,
-                    dqkv.addr(),
-                    n,
-                    width,
-                    self.g(&name("self_attn.q_proj.bias")),
-                )?;
+            if let Some(bias) = attn.q_bias {
+                add_column_sums(gpu, dqkv.addr(), n, width, self.g(bias))?;
             }
-            let wqkv = name("self_attn.q_proj.weight");
             linear_backward_weight(
                 gpu,
                 dqkv.addr(),
                 a.norm1.normed.addr(),
-                self.g(&wqkv),
+                self.g(attn.q),
                 n,
                 d,
                 width,
@@ -607,24 +589,17 @@ impl GpuModel {
             linear_backward_input(
                 gpu,
                 dqkv.addr(),
-                self.w(&wqkv),
+                self.w(attn.q),
                 Operand::bf16(dnormed.addr()),
                 n,
                 d,
                 width,
                 0.0,
             )?;
-            let ln1 = name("input_layernorm.weight");
-            self.norm_backward(&a.norm1, &ln1, &dnormed, &dx, n)?;
+            self.norm_backward(&a.norm1, tensors.input_layernorm, &dnormed, &dx, n)?;
         }
         let grouping = embedding::group(ids);
-        embedding::backward(
-            gpu,
-            &grouping,
-            dx.addr(),
-            self.g("model.embed_tokens.weight"),
-            d,
-        )
+        embedding::backward(gpu, &grouping, dx.addr(), self.g(model.embed), d)
     }
 
     /// One AdamW step on the accumulated gradients times `grad_scale`, clipped to a global

@@ -7,63 +7,157 @@
 //! choose, so those experts neither add to its output nor get gradient from it). This is the
 //! readable reference; the CUDA path runs only the chosen experts.
 
-use crate::model::config::{ExpertMlp, Ffn, ModelConfig};
-use crate::model::params::Layout;
+use crate::model::config::{Ffn, ModelConfig};
+use crate::model::tensors::{FfnTensors, MlpTensors, SharedExpertTensors, Slot, split_two};
 use steel_kernels::cpu::{linear, softmax, swiglu, topk};
 
-/// One expert MLP's activations for `t` tokens.
-pub struct MlpActivations {
-    /// SwiGLU: `[gate, up, hidden]`; dual-SwiGLU: `[g1, u1, h, g2, u2]`.
-    parts: Vec<Vec<f32>>,
-    /// The output `[t, d]`.
-    pub out: Vec<f32>,
+/// One MLP's activations for `t` tokens (`w` its hidden width, `d` the model's).
+pub enum MlpActivations {
+    SwiGlu {
+        /// `[t, w]`.
+        gate: Vec<f32>,
+        /// `[t, w]`.
+        up: Vec<f32>,
+        /// `silu(gate) ⊙ up`: `[t, w]`.
+        hidden: Vec<f32>,
+        /// `[t, d]`.
+        out: Vec<f32>,
+    },
+    DualSwiGlu {
+        /// `[t, w]`.
+        g1: Vec<f32>,
+        /// `[t, w]`.
+        u1: Vec<f32>,
+        /// `silu(g1) ⊙ u1`: `[t, w]`.
+        h: Vec<f32>,
+        /// `[t, d]`.
+        g2: Vec<f32>,
+        /// `[t, d]`.
+        u2: Vec<f32>,
+        /// `silu(g2) ⊙ u2`: `[t, d]`.
+        out: Vec<f32>,
+    },
 }
 
-/// Names of an MLP's weights: SwiGLU `gate_proj/up_proj/down_proj`, dual-SwiGLU
-/// `w_g1/w_u1/w_g2/w_u2`, under `prefix`.
+impl MlpActivations {
+    /// The output `[t, d]`.
+    pub fn out(&self) -> &[f32] {
+        match self {
+            MlpActivations::SwiGlu { out, .. } | MlpActivations::DualSwiGlu { out, .. } => out,
+        }
+    }
+}
+
+/// A feed-forward block's activations, per `Ffn` kind (`E` experts, top-`k` routing).
+pub enum FfnActivations {
+    Dense {
+        mlp: MlpActivations,
+    },
+    SoftmaxMoe {
+        /// The gate's probabilities `[t, E]`, which also mix the experts.
+        probs: Vec<f32>,
+        /// Every expert on every token.
+        experts: Vec<MlpActivations>,
+        /// `[t, d]`.
+        out: Vec<f32>,
+    },
+    TopkMoe {
+        /// The router's probabilities `[t, E]`.
+        probs: Vec<f32>,
+        /// The routed weights scattered into `[t, E]` (zero off the chosen experts).
+        mix: Vec<f32>,
+        /// The chosen experts `[t, k]`.
+        chosen: Vec<u32>,
+        /// Every expert on every token.
+        experts: Vec<MlpActivations>,
+        shared: Option<SharedExpertActivations>,
+        /// `[t, d]`.
+        out: Vec<f32>,
+    },
+}
+
+/// The top-k MoE's shared expert on every token.
+pub struct SharedExpertActivations {
+    pub mlp: MlpActivations,
+    /// Its gate's logits `[t]`.
+    pub gate: Vec<f32>,
+}
+
+impl FfnActivations {
+    /// The block's output `[t, d]`.
+    pub fn out(&self) -> &[f32] {
+        match self {
+            FfnActivations::Dense { mlp } => mlp.out(),
+            FfnActivations::SoftmaxMoe { out, .. } | FfnActivations::TopkMoe { out, .. } => out,
+        }
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn add(into: &mut [f32], from: &[f32]) {
+    into.iter_mut().zip(from).for_each(|(a, b)| *a += b);
+}
+
+/// The MLP `mlp` of hidden width `width` on `x: [t, d]`.
 fn mlp_forward(
-    kind: ExpertMlp,
-    prefix: &str,
+    mlp: &MlpTensors,
     width: usize,
     d: usize,
-    layout: &Layout,
     params: &[f32],
     x: &[f32],
 ) -> MlpActivations {
     let t = x.len() / d;
-    let p = |name: &str| &params[layout.view(&format!("{prefix}.{name}.weight")).range()];
-    match kind {
-        ExpertMlp::SwiGlu => {
+    let p = |slot: Slot| &params[slot.range()];
+    match *mlp {
+        MlpTensors::SwiGlu {
+            gate: w_gate,
+            up: w_up,
+            down: w_down,
+        } => {
             let (mut gate, mut up, mut hidden, mut out) = (
                 vec![0.0; t * width],
                 vec![0.0; t * width],
                 vec![0.0; t * width],
                 vec![0.0; t * d],
             );
-            linear::forward(x, p("gate_proj"), None, t, d, width, &mut gate);
-            linear::forward(x, p("up_proj"), None, t, d, width, &mut up);
+            linear::forward(x, p(w_gate), None, t, d, width, &mut gate);
+            linear::forward(x, p(w_up), None, t, d, width, &mut up);
             swiglu::forward(&gate, &up, &mut hidden);
-            linear::forward(&hidden, p("down_proj"), None, t, width, d, &mut out);
-            MlpActivations {
-                parts: vec![gate, up, hidden],
+            linear::forward(&hidden, p(w_down), None, t, width, d, &mut out);
+            MlpActivations::SwiGlu {
+                gate,
+                up,
+                hidden,
                 out,
             }
         }
-        ExpertMlp::DualSwiGlu => {
+        MlpTensors::DualSwiGlu {
+            g1: w_g1,
+            u1: w_u1,
+            g2: w_g2,
+            u2: w_u2,
+        } => {
             let (mut g1, mut u1, mut h) = (
                 vec![0.0; t * width],
                 vec![0.0; t * width],
                 vec![0.0; t * width],
             );
-            linear::forward(x, p("w_g1"), None, t, d, width, &mut g1);
-            linear::forward(x, p("w_u1"), None, t, d, width, &mut u1);
+            linear::forward(x, p(w_g1), None, t, d, width, &mut g1);
+            linear::forward(x, p(w_u1), None, t, d, width, &mut u1);
             swiglu::forward(&g1, &u1, &mut h);
             let (mut g2, mut u2, mut out) = (vec![0.0; t * d], vec![0.0; t * d], vec![0.0; t * d]);
-            linear::forward(&h, p("w_g2"), None, t, width, d, &mut g2);
-            linear::forward(&h, p("w_u2"), None, t, width, d, &mut u2);
+            linear::forward(&h, p(w_g2), None, t, width, d, &mut g2);
+            linear::forward(&h, p(w_u2), None, t, width, d, &mut u2);
             swiglu::forward(&g2, &u2, &mut out);
-            MlpActivations {
-                parts: vec![g1, u1, h, g2, u2],
+            MlpActivations::DualSwiGlu {
+                g1,
+                u1,
+                h,
+                g2,
+                u2,
                 out,
             }
         }
@@ -73,35 +167,39 @@ fn mlp_forward(
 /// Gradient of an MLP: returns `dx`; weight gradients are added to `grads`.
 #[allow(clippy::too_many_arguments)]
 fn mlp_backward(
-    kind: ExpertMlp,
-    prefix: &str,
+    mlp: &MlpTensors,
     width: usize,
     d: usize,
-    layout: &Layout,
     params: &[f32],
     x: &[f32],
-    a: &MlpActivations,
+    acts: &MlpActivations,
     dout: &[f32],
     grads: &mut [f32],
 ) -> Vec<f32> {
     let t = x.len() / d;
-    let name = |n: &str| format!("{prefix}.{n}.weight");
-    let p = |n: &str| &params[layout.view(&name(n)).range()];
-    let at = |n: &str| layout.view(&name(n)).range();
+    let p = |slot: Slot| &params[slot.range()];
     let (mut dx, mut scratch) = (vec![0.0; t * d], vec![0.0; t * d]);
-    match kind {
-        ExpertMlp::SwiGlu => {
-            let (gate, up, hidden) = (&a.parts[0], &a.parts[1], &a.parts[2]);
+    match (*mlp, acts) {
+        (
+            MlpTensors::SwiGlu {
+                gate: w_gate,
+                up: w_up,
+                down: w_down,
+            },
+            MlpActivations::SwiGlu {
+                gate, up, hidden, ..
+            },
+        ) => {
             let mut dhidden = vec![0.0; t * width];
             linear::backward(
                 dout,
                 hidden,
-                p("down_proj"),
+                p(w_down),
                 t,
                 width,
                 d,
                 &mut dhidden,
-                &mut grads[at("down_proj")],
+                &mut grads[w_down.range()],
                 None,
             );
             let (mut dgate, mut dup) = (vec![0.0; t * width], vec![0.0; t * width]);
@@ -109,243 +207,351 @@ fn mlp_backward(
             linear::backward(
                 &dgate,
                 x,
-                p("gate_proj"),
+                p(w_gate),
                 t,
                 d,
                 width,
                 &mut dx,
-                &mut grads[at("gate_proj")],
+                &mut grads[w_gate.range()],
                 None,
             );
             linear::backward(
                 &dup,
                 x,
-                p("up_proj"),
+                p(w_up),
                 t,
                 d,
                 width,
                 &mut scratch,
-                &mut grads[at("up_proj")],
+                &mut grads[w_up.range()],
                 None,
             );
         }
-        ExpertMlp::DualSwiGlu => {
-            let (g1, u1, h, g2, u2) = (
-                &a.parts[0],
-                &a.parts[1],
-                &a.parts[2],
-                &a.parts[3],
-                &a.parts[4],
-            );
+        (
+            MlpTensors::DualSwiGlu {
+                g1: w_g1,
+                u1: w_u1,
+                g2: w_g2,
+                u2: w_u2,
+            },
+            MlpActivations::DualSwiGlu {
+                g1, u1, h, g2, u2, ..
+            },
+        ) => {
             let (mut dg2, mut du2) = (vec![0.0; t * d], vec![0.0; t * d]);
             swiglu::backward(dout, g2, u2, &mut dg2, &mut du2);
             let (mut dh, mut dh2) = (vec![0.0; t * width], vec![0.0; t * width]);
             linear::backward(
                 &dg2,
                 h,
-                p("w_g2"),
+                p(w_g2),
                 t,
                 width,
                 d,
                 &mut dh,
-                &mut grads[at("w_g2")],
+                &mut grads[w_g2.range()],
                 None,
             );
             linear::backward(
                 &du2,
                 h,
-                p("w_u2"),
+                p(w_u2),
                 t,
                 width,
                 d,
                 &mut dh2,
-                &mut grads[at("w_u2")],
+                &mut grads[w_u2.range()],
                 None,
             );
-            dh.iter_mut().zip(&dh2).for_each(|(a, b)| *a += b);
+            add(&mut dh, &dh2);
             let (mut dg1, mut du1) = (vec![0.0; t * width], vec![0.0; t * width]);
             swiglu::backward(&dh, g1, u1, &mut dg1, &mut du1);
             linear::backward(
                 &dg1,
                 x,
-                p("w_g1"),
+                p(w_g1),
                 t,
                 d,
                 width,
                 &mut dx,
-                &mut grads[at("w_g1")],
+                &mut grads[w_g1.range()],
                 None,
             );
             linear::backward(
                 &du1,
                 x,
-                p("w_u1"),
+                p(w_u1),
                 t,
                 d,
                 width,
                 &mut scratch,
-                &mut grads[at("w_u1")],
+                &mut grads[w_u1.range()],
                 None,
             );
         }
+        _ => unreachable!("activations of another MLP kind"),
     }
-    dx.iter_mut().zip(&scratch).for_each(|(a, b)| *a += b);
+    add(&mut dx, &scratch);
     dx
 }
 
-/// A mixture's experts: how many, their width and their MLP.
-fn mixture(ffn: &Ffn) -> (usize, usize, ExpertMlp) {
-    match *ffn {
-        Ffn::Dense { .. } => unreachable!("a dense block has no experts"),
-        Ffn::SoftmaxMoe {
-            n_experts,
-            expert_width,
-            mlp,
-        } => (n_experts, expert_width, mlp),
-        Ffn::TopkMoe {
-            n_experts,
-            expert_width,
-            ..
-        } => (n_experts, expert_width, ExpertMlp::SwiGlu),
-    }
-}
-
-/// A feed-forward block's activations.
-pub struct FfnActivations {
-    experts: Vec<MlpActivations>,
-    /// Router/gate probabilities `[t, e]` and mixing weights `[t, e]` (mixtures only).
-    pub probs: Vec<f32>,
-    mix: Vec<f32>,
-    /// Top-k routing: chosen experts `[t, k]` (and their weights `[t, k]`).
-    pub chosen: Vec<u32>,
-    shared: Option<(MlpActivations, Vec<f32>)>,
-    /// The block's output `[t, d]`.
-    pub out: Vec<f32>,
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// The feed-forward block of layer `l` on normalised input `x: [t, d]`.
-pub fn forward(
-    config: &ModelConfig,
-    layout: &Layout,
-    params: &[f32],
-    l: usize,
-    x: &[f32],
-) -> FfnActivations {
-    let d = config.hidden_size;
+/// The router's probabilities `[t, E]`: softmax of `x · gateᵀ (+ bias)`.
+fn router_forward(x: &[f32], gate: &[f32], bias: Option<&[f32]>, d: usize, e: usize) -> Vec<f32> {
     let t = x.len() / d;
-    let prefix = format!("model.layers.{l}.mlp");
-    let p = |name: &str| &params[layout.view(&format!("{prefix}.{name}")).range()];
-    let mut acts = FfnActivations {
-        experts: Vec::new(),
-        probs: Vec::new(),
-        mix: Vec::new(),
-        chosen: Vec::new(),
-        shared: None,
-        out: vec![0.0; t * d],
-    };
-    if let Ffn::Dense { intermediate_size } = config.ffn {
-        let mlp = mlp_forward(
-            ExpertMlp::SwiGlu,
-            &prefix,
-            intermediate_size,
-            d,
-            layout,
-            params,
-            x,
-        );
-        acts.out = mlp.out.clone();
-        acts.experts.push(mlp);
-        return acts;
-    }
-    let (n_experts, width, kind) = mixture(&config.ffn);
-    let mut logits = vec![0.0; t * n_experts];
-    let gate_bias = matches!(config.ffn, Ffn::SoftmaxMoe { .. }).then(|| p("gate.bias"));
-    linear::forward(x, p("gate.weight"), gate_bias, t, d, n_experts, &mut logits);
-    acts.probs = vec![0.0; t * n_experts];
-    softmax::forward(&logits, n_experts, &mut acts.probs);
-    acts.mix = match config.ffn {
-        Ffn::TopkMoe {
-            top_k, renormalize, ..
-        } => {
-            let (mut chosen, mut weights) = (vec![0u32; t * top_k], vec![0.0; t * top_k]);
-            topk::route(
-                &acts.probs,
-                n_experts,
-                top_k,
-                renormalize,
-                &mut chosen,
-                &mut weights,
-            );
-            let mut mix = vec![0.0; t * n_experts];
-            for (token, (ex, w)) in chosen.chunks(top_k).zip(weights.chunks(top_k)).enumerate() {
-                for (&e, &weight) in ex.iter().zip(w) {
-                    mix[token * n_experts + e as usize] = weight;
-                }
-            }
-            acts.chosen = chosen;
-            mix
+    let mut logits = vec![0.0; t * e];
+    linear::forward(x, gate, bias, t, d, e, &mut logits);
+    let mut probs = vec![0.0; t * e];
+    softmax::forward(&logits, e, &mut probs);
+    probs
+}
+
+/// Top-k routing of `probs: [t, E]`: the chosen experts `[t, k]` and their weights scattered
+/// into the mixing matrix `[t, E]`.
+fn route(probs: &[f32], e: usize, top_k: usize, renormalize: bool) -> (Vec<u32>, Vec<f32>) {
+    let t = probs.len() / e;
+    let (mut chosen, mut weights) = (vec![0u32; t * top_k], vec![0.0; t * top_k]);
+    topk::route(probs, e, top_k, renormalize, &mut chosen, &mut weights);
+    let mut mix = vec![0.0; t * e];
+    for (token, (ex, w)) in chosen.chunks(top_k).zip(weights.chunks(top_k)).enumerate() {
+        for (&expert, &weight) in ex.iter().zip(w) {
+            mix[token * e + expert as usize] = weight;
         }
-        _ => acts.probs.clone(),
-    };
-    for e in 0..n_experts {
-        let mlp = mlp_forward(
-            kind,
-            &format!("{prefix}.experts.{e}"),
-            width,
-            d,
-            layout,
-            params,
-            x,
-        );
+    }
+    (chosen, mix)
+}
+
+/// Every expert of hidden width `width` on `x: [t, d]`, and their outputs mixed by
+/// `mix: [t, E]` into `[t, d]`.
+fn experts_forward(
+    experts: &[MlpTensors],
+    width: usize,
+    d: usize,
+    params: &[f32],
+    x: &[f32],
+    mix: &[f32],
+) -> (Vec<MlpActivations>, Vec<f32>) {
+    let (t, n_experts) = (x.len() / d, experts.len());
+    let mut out = vec![0.0; t * d];
+    let mut acts = Vec::with_capacity(n_experts);
+    for (e, tensors) in experts.iter().enumerate() {
+        let mlp = mlp_forward(tensors, width, d, params, x);
         for token in 0..t {
-            let w = acts.mix[token * n_experts + e];
-            for (o, y) in acts.out[token * d..(token + 1) * d]
+            let w = mix[token * n_experts + e];
+            for (o, y) in out[token * d..(token + 1) * d]
                 .iter_mut()
-                .zip(&mlp.out[token * d..(token + 1) * d])
+                .zip(&mlp.out()[token * d..(token + 1) * d])
             {
                 *o += w * y;
             }
         }
-        acts.experts.push(mlp);
+        acts.push(mlp);
     }
-    if let Ffn::TopkMoe {
-        shared_expert_width: Some(shared_width),
-        ..
-    } = config.ffn
-    {
-        let mlp = mlp_forward(
-            ExpertMlp::SwiGlu,
-            &format!("{prefix}.shared_expert"),
-            shared_width,
-            d,
-            layout,
-            params,
-            x,
-        );
-        let mut gate = vec![0.0; t];
-        linear::forward(x, p("shared_expert_gate.weight"), None, t, d, 1, &mut gate);
-        for ((out, y), g) in acts.out.chunks_mut(d).zip(mlp.out.chunks(d)).zip(&gate) {
-            let s = sigmoid(*g);
-            out.iter_mut().zip(y).for_each(|(o, y)| *o += s * y);
+    (acts, out)
+}
+
+/// The shared expert of hidden width `width` on `x: [t, d]`, added to `out` through its
+/// sigmoid gate.
+fn shared_forward(
+    shared: &SharedExpertTensors,
+    width: usize,
+    d: usize,
+    params: &[f32],
+    x: &[f32],
+    out: &mut [f32],
+) -> SharedExpertActivations {
+    let t = x.len() / d;
+    let mlp = mlp_forward(&shared.mlp, width, d, params, x);
+    let mut gate = vec![0.0; t];
+    linear::forward(x, &params[shared.gate.range()], None, t, d, 1, &mut gate);
+    for ((out, y), g) in out.chunks_mut(d).zip(mlp.out().chunks(d)).zip(&gate) {
+        let s = sigmoid(*g);
+        out.iter_mut().zip(y).for_each(|(o, y)| *o += s * y);
+    }
+    SharedExpertActivations { mlp, gate }
+}
+
+/// The feed-forward block with weights `tensors` on normalised input `x: [t, d]`.
+pub fn forward(
+    config: &ModelConfig,
+    tensors: &FfnTensors,
+    params: &[f32],
+    x: &[f32],
+) -> FfnActivations {
+    let d = config.hidden_size;
+    match (&config.ffn, tensors) {
+        (&Ffn::Dense { intermediate_size }, FfnTensors::Dense(mlp)) => FfnActivations::Dense {
+            mlp: mlp_forward(mlp, intermediate_size, d, params, x),
+        },
+        (
+            &Ffn::SoftmaxMoe {
+                n_experts,
+                expert_width,
+                ..
+            },
+            FfnTensors::SoftmaxMoe {
+                gate,
+                gate_bias,
+                experts,
+            },
+        ) => {
+            let (gate, bias) = (&params[gate.range()], &params[gate_bias.range()]);
+            let probs = router_forward(x, gate, Some(bias), d, n_experts);
+            let (experts, out) = experts_forward(experts, expert_width, d, params, x, &probs);
+            FfnActivations::SoftmaxMoe {
+                probs,
+                experts,
+                out,
+            }
         }
-        acts.shared = Some((mlp, gate));
+        (
+            &Ffn::TopkMoe {
+                n_experts,
+                top_k,
+                expert_width,
+                renormalize,
+                shared_expert_width,
+                ..
+            },
+            FfnTensors::TopkMoe {
+                gate,
+                experts,
+                shared,
+            },
+        ) => {
+            let probs = router_forward(x, &params[gate.range()], None, d, n_experts);
+            let (chosen, mix) = route(&probs, n_experts, top_k, renormalize);
+            let (experts, mut out) = experts_forward(experts, expert_width, d, params, x, &mix);
+            let shared = shared
+                .as_ref()
+                .zip(shared_expert_width)
+                .map(|(shared, width)| shared_forward(shared, width, d, params, x, &mut out));
+            FfnActivations::TopkMoe {
+                probs,
+                mix,
+                chosen,
+                experts,
+                shared,
+                out,
+            }
+        }
+        _ => unreachable!("the layout was built from this config"),
     }
-    acts
+}
+
+/// Gradient of the experts mixed by `mix: [t, E]` from the block's `dout: [t, d]`: returns
+/// `dx` and the mixing weights' gradient `[t, E]`; weight gradients are added to `grads`.
+#[allow(clippy::too_many_arguments)]
+fn experts_backward(
+    experts: &[MlpTensors],
+    width: usize,
+    d: usize,
+    params: &[f32],
+    x: &[f32],
+    acts: &[MlpActivations],
+    mix: &[f32],
+    dout: &[f32],
+    grads: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let (t, n_experts) = (x.len() / d, experts.len());
+    let mut dx = vec![0.0; t * d];
+    let mut dmix = vec![0.0; t * n_experts];
+    for (e, (tensors, mlp)) in experts.iter().zip(acts).enumerate() {
+        let mut dy = vec![0.0; t * d];
+        for token in 0..t {
+            let w = mix[token * n_experts + e];
+            let (row, y) = (
+                &dout[token * d..(token + 1) * d],
+                &mlp.out()[token * d..(token + 1) * d],
+            );
+            dmix[token * n_experts + e] = row.iter().zip(y).map(|(a, b)| a * b).sum();
+            for (g, r) in dy[token * d..(token + 1) * d].iter_mut().zip(row) {
+                *g = w * r;
+            }
+        }
+        let dxe = mlp_backward(tensors, width, d, params, x, mlp, &dy, grads);
+        add(&mut dx, &dxe);
+    }
+    (dx, dmix)
+}
+
+/// Gradient of the router from its probabilities' gradient `dprobs: [t, E]`: adds the gate's
+/// (and bias's) gradient to `grads` and its input gradient to `dx`.
+#[allow(clippy::too_many_arguments)]
+fn router_backward(
+    gate: Slot,
+    bias: Option<Slot>,
+    params: &[f32],
+    x: &[f32],
+    probs: &[f32],
+    dprobs: &[f32],
+    d: usize,
+    e: usize,
+    grads: &mut [f32],
+    dx: &mut [f32],
+) {
+    let t = x.len() / d;
+    let mut dlogits = vec![0.0; t * e];
+    softmax::backward(dprobs, probs, e, &mut dlogits);
+    let mut scratch = vec![0.0; t * d];
+    let weight = &params[gate.range()];
+    match bias {
+        Some(bias) => {
+            let (dw, db) = split_two(grads, gate, bias);
+            linear::backward(&dlogits, x, weight, t, d, e, &mut scratch, dw, Some(db));
+        }
+        None => {
+            let dw = &mut grads[gate.range()];
+            linear::backward(&dlogits, x, weight, t, d, e, &mut scratch, dw, None);
+        }
+    }
+    add(dx, &scratch);
+}
+
+/// Gradient of the shared expert (hidden width `width`) and its gate from the block's
+/// `dout: [t, d]`: adds its weights' gradients to `grads` and its input gradient to `dx`.
+#[allow(clippy::too_many_arguments)]
+fn shared_backward(
+    shared: &SharedExpertTensors,
+    width: usize,
+    d: usize,
+    params: &[f32],
+    x: &[f32],
+    acts: &SharedExpertActivations,
+    dout: &[f32],
+    grads: &mut [f32],
+    dx: &mut [f32],
+) {
+    let t = x.len() / d;
+    let mut dy = vec![0.0; t * d];
+    let mut dgate = vec![0.0; t];
+    for token in 0..t {
+        let s = sigmoid(acts.gate[token]);
+        let (row, y) = (
+            &dout[token * d..(token + 1) * d],
+            &acts.mlp.out()[token * d..(token + 1) * d],
+        );
+        dgate[token] = row.iter().zip(y).map(|(a, b)| a * b).sum::<f32>() * s * (1.0 - s);
+        for (g, r) in dy[token * d..(token + 1) * d].iter_mut().zip(row) {
+            *g = s * r;
+        }
+    }
+    let dxs = mlp_backward(&shared.mlp, width, d, params, x, &acts.mlp, &dy, grads);
+    add(dx, &dxs);
+    let mut scratch = vec![0.0; t * d];
+    let weight = &params[shared.gate.range()];
+    let dw = &mut grads[shared.gate.range()];
+    linear::backward(&dgate, x, weight, t, d, 1, &mut scratch, dw, None);
+    add(dx, &scratch);
 }
 
 /// Gradient of the block: returns `dx` for its input; parameter gradients are added to `grads`.
 /// `aux_dprobs` is the load-balancing loss's gradient for this layer's router probabilities
-/// (top-k only; the loss itself spans all layers, see `dense::load_balance`).
+/// (top-k only; the loss itself spans all layers, so the caller computes it).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     config: &ModelConfig,
-    layout: &Layout,
+    tensors: &FfnTensors,
     params: &[f32],
-    l: usize,
     x: &[f32],
     acts: &FfnActivations,
     dout: &[f32],
@@ -353,159 +559,108 @@ pub fn backward(
     grads: &mut [f32],
 ) -> Vec<f32> {
     let d = config.hidden_size;
-    let t = x.len() / d;
-    let prefix = format!("model.layers.{l}.mlp");
-    if let Ffn::Dense { intermediate_size } = config.ffn {
-        return mlp_backward(
-            ExpertMlp::SwiGlu,
-            &prefix,
-            intermediate_size,
-            d,
-            layout,
-            params,
-            x,
-            &acts.experts[0],
-            dout,
-            grads,
-        );
-    }
-    let (n_experts, width, kind) = mixture(&config.ffn);
-    let mut dx = vec![0.0; t * d];
-    let mut dmix = vec![0.0; t * n_experts];
-    for (e, mlp) in acts.experts.iter().enumerate() {
-        let mut dy = vec![0.0; t * d];
-        for token in 0..t {
-            let w = acts.mix[token * n_experts + e];
-            let (row, y) = (
-                &dout[token * d..(token + 1) * d],
-                &mlp.out[token * d..(token + 1) * d],
+    match (&config.ffn, tensors, acts) {
+        (
+            &Ffn::Dense { intermediate_size },
+            FfnTensors::Dense(mlp),
+            FfnActivations::Dense { mlp: a },
+        ) => mlp_backward(mlp, intermediate_size, d, params, x, a, dout, grads),
+        (
+            &Ffn::SoftmaxMoe {
+                n_experts,
+                expert_width,
+                ..
+            },
+            FfnTensors::SoftmaxMoe {
+                gate,
+                gate_bias,
+                experts,
+            },
+            FfnActivations::SoftmaxMoe {
+                probs,
+                experts: expert_acts,
+                ..
+            },
+        ) => {
+            let (mut dx, dmix) = experts_backward(
+                experts,
+                expert_width,
+                d,
+                params,
+                x,
+                expert_acts,
+                probs,
+                dout,
+                grads,
             );
-            dmix[token * n_experts + e] = row.iter().zip(y).map(|(a, b)| a * b).sum();
-            for (g, r) in dy[token * d..(token + 1) * d].iter_mut().zip(row) {
-                *g = w * r;
-            }
+            // The probabilities are the mixing weights.
+            let bias = Some(*gate_bias);
+            router_backward(
+                *gate, bias, params, x, probs, &dmix, d, n_experts, grads, &mut dx,
+            );
+            dx
         }
-        let dxe = mlp_backward(
-            kind,
-            &format!("{prefix}.experts.{e}"),
-            width,
-            d,
-            layout,
-            params,
-            x,
-            mlp,
-            &dy,
-            grads,
-        );
-        dx.iter_mut().zip(&dxe).for_each(|(a, b)| *a += b);
-    }
-    let mut dprobs = vec![0.0; t * n_experts];
-    match config.ffn {
-        Ffn::TopkMoe {
-            top_k, renormalize, ..
-        } => {
-            let dweights: Vec<f32> = acts
-                .chosen
+        (
+            &Ffn::TopkMoe {
+                n_experts,
+                top_k,
+                expert_width,
+                renormalize,
+                shared_expert_width,
+                ..
+            },
+            FfnTensors::TopkMoe {
+                gate,
+                experts,
+                shared,
+            },
+            FfnActivations::TopkMoe {
+                probs,
+                mix,
+                chosen,
+                experts: expert_acts,
+                shared: shared_acts,
+                ..
+            },
+        ) => {
+            let (mut dx, dmix) = experts_backward(
+                experts,
+                expert_width,
+                d,
+                params,
+                x,
+                expert_acts,
+                mix,
+                dout,
+                grads,
+            );
+            let dweights: Vec<f32> = chosen
                 .iter()
                 .enumerate()
                 .map(|(i, &e)| dmix[(i / top_k) * n_experts + e as usize])
                 .collect();
+            let mut dprobs = vec![0.0; probs.len()];
             topk::route_backward(
                 &dweights,
-                &acts.probs,
-                &acts.chosen,
+                probs,
+                chosen,
                 n_experts,
                 top_k,
                 renormalize,
                 &mut dprobs,
             );
             if let Some(extra) = aux_dprobs {
-                dprobs.iter_mut().zip(extra).for_each(|(a, b)| *a += b);
+                add(&mut dprobs, extra);
             }
-        }
-        _ => dprobs.copy_from_slice(&dmix),
-    }
-    let mut dlogits = vec![0.0; t * n_experts];
-    softmax::backward(&dprobs, &acts.probs, n_experts, &mut dlogits);
-    let gate = layout.view(&format!("{prefix}.gate.weight")).range();
-    let mut scratch = vec![0.0; t * d];
-    if matches!(config.ffn, Ffn::SoftmaxMoe { .. }) {
-        let bias = layout.view(&format!("{prefix}.gate.bias")).range();
-        let (dw, db) = crate::model::pass::split_two(grads, gate.clone(), bias);
-        linear::backward(
-            &dlogits,
-            x,
-            &params[gate],
-            t,
-            d,
-            n_experts,
-            &mut scratch,
-            dw,
-            Some(db),
-        );
-    } else {
-        linear::backward(
-            &dlogits,
-            x,
-            &params[gate.clone()],
-            t,
-            d,
-            n_experts,
-            &mut scratch,
-            &mut grads[gate],
-            None,
-        );
-    }
-    dx.iter_mut().zip(&scratch).for_each(|(a, b)| *a += b);
-    if let (
-        Ffn::TopkMoe {
-            shared_expert_width: Some(shared_width),
-            ..
-        },
-        Some((mlp, gate_logits)),
-    ) = (&config.ffn, &acts.shared)
-    {
-        let mut dy = vec![0.0; t * d];
-        let mut dgate = vec![0.0; t];
-        for token in 0..t {
-            let s = sigmoid(gate_logits[token]);
-            let (row, y) = (
-                &dout[token * d..(token + 1) * d],
-                &mlp.out[token * d..(token + 1) * d],
+            router_backward(
+                *gate, None, params, x, probs, &dprobs, d, n_experts, grads, &mut dx,
             );
-            dgate[token] = row.iter().zip(y).map(|(a, b)| a * b).sum::<f32>() * s * (1.0 - s);
-            for (g, r) in dy[token * d..(token + 1) * d].iter_mut().zip(row) {
-                *g = s * r;
+            if let (Some(shared), Some(width), Some(a)) = (shared, shared_expert_width, shared_acts)
+            {
+                shared_backward(shared, width, d, params, x, a, dout, grads, &mut dx);
             }
+            dx
         }
-        let dxs = mlp_backward(
-            ExpertMlp::SwiGlu,
-            &format!("{prefix}.shared_expert"),
-            *shared_width,
-            d,
-            layout,
-            params,
-            x,
-            mlp,
-            &dy,
-            grads,
-        );
-        dx.iter_mut().zip(&dxs).for_each(|(a, b)| *a += b);
-        let sg = layout
-            .view(&format!("{prefix}.shared_expert_gate.weight"))
-            .range();
-        linear::backward(
-            &dgate,
-            x,
-            &params[sg.clone()],
-            t,
-            d,
-            1,
-            &mut scratch,
-            &mut grads[sg],
-            None,
-        );
-        dx.iter_mut().zip(&scratch).for_each(|(a, b)| *a += b);
+        _ => unreachable!("the layout and activations were built from this config"),
     }
-    dx
 }

@@ -1,8 +1,12 @@
 //! All parameters of a model in one contiguous f32 buffer, with a named view per tensor
-//! (offset, shape, HuggingFace name): one buffer to update, all-reduce and checkpoint.
-//! Gradients and optimizer moments use the same layout.
+//! (offset, shape, HuggingFace name) for checkpoints and names, and the same tensors as typed
+//! fields (`model::tensors`) for the model's code: one buffer to update, all-reduce and
+//! checkpoint. Gradients and optimizer moments use the same layout.
 
 use crate::model::config::{ExpertMlp, Ffn, ModelConfig};
+use crate::model::tensors::{
+    AttentionTensors, FfnTensors, LayerTensors, MlpTensors, ModelTensors, SharedExpertTensors, Slot,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct View {
@@ -30,6 +34,8 @@ impl View {
 pub struct Layout {
     pub views: Vec<View>,
     pub len: usize,
+    /// The same tensors as typed fields.
+    pub tensors: ModelTensors,
 }
 
 impl Layout {
@@ -37,110 +43,28 @@ impl Layout {
     /// top-k; Steel's softmax-MoE uses `mlp.gate.{weight,bias}` and
     /// `mlp.experts.{e}.{w_g1,w_u1,w_g2,w_u2}.weight` for dual-SwiGLU experts).
     pub fn new(config: &ModelConfig) -> Layout {
-        let (d, q, kv) = (
-            config.hidden_size,
-            config.num_heads * config.head_dim,
-            config.num_kv_heads * config.head_dim,
-        );
-        let mut layout = Layout {
-            views: Vec::new(),
-            len: 0,
+        let mut views = Views::default();
+        let (vocab, d) = (config.vocab_size, config.hidden_size);
+        let embed = views.push("model.embed_tokens.weight", &[vocab, d]);
+        let layers = (0..config.num_layers)
+            .map(|l| views.layer(config, l))
+            .collect();
+        let norm = views.push("model.norm.weight", &[d]);
+        let head = if config.tie_embeddings {
+            embed
+        } else {
+            views.push("lm_head.weight", &[vocab, d])
         };
-        layout.push("model.embed_tokens.weight", &[config.vocab_size, d]);
-        for l in 0..config.num_layers {
-            let p = format!("model.layers.{l}");
-            layout.push(&format!("{p}.input_layernorm.weight"), &[d]);
-            layout.push(&format!("{p}.self_attn.q_proj.weight"), &[q, d]);
-            layout.push(&format!("{p}.self_attn.k_proj.weight"), &[kv, d]);
-            layout.push(&format!("{p}.self_attn.v_proj.weight"), &[kv, d]);
-            if config.qkv_bias {
-                layout.push(&format!("{p}.self_attn.q_proj.bias"), &[q]);
-                layout.push(&format!("{p}.self_attn.k_proj.bias"), &[kv]);
-                layout.push(&format!("{p}.self_attn.v_proj.bias"), &[kv]);
-            }
-            layout.push(&format!("{p}.self_attn.o_proj.weight"), &[d, q]);
-            layout.push(&format!("{p}.post_attention_layernorm.weight"), &[d]);
-            let mlp = format!("{p}.mlp");
-            match config.ffn {
-                Ffn::Dense { intermediate_size } => {
-                    layout.push_mlp(&mlp, ExpertMlp::SwiGlu, d, intermediate_size)
-                }
-                Ffn::SoftmaxMoe {
-                    n_experts,
-                    expert_width,
-                    mlp: kind,
-                } => {
-                    layout.push(&format!("{mlp}.gate.weight"), &[n_experts, d]);
-                    layout.push(&format!("{mlp}.gate.bias"), &[n_experts]);
-                    for e in 0..n_experts {
-                        layout.push_mlp(&format!("{mlp}.experts.{e}"), kind, d, expert_width);
-                    }
-                }
-                Ffn::TopkMoe {
-                    n_experts,
-                    expert_width,
-                    shared_expert_width,
-                    ..
-                } => {
-                    layout.push(&format!("{mlp}.gate.weight"), &[n_experts, d]);
-                    for e in 0..n_experts {
-                        layout.push_mlp(
-                            &format!("{mlp}.experts.{e}"),
-                            ExpertMlp::SwiGlu,
-                            d,
-                            expert_width,
-                        );
-                    }
-                    if let Some(width) = shared_expert_width {
-                        layout.push_mlp(
-                            &format!("{mlp}.shared_expert"),
-                            ExpertMlp::SwiGlu,
-                            d,
-                            width,
-                        );
-                        layout.push(&format!("{mlp}.shared_expert_gate.weight"), &[1, d]);
-                    }
-                }
-            }
+        Layout {
+            views: views.views,
+            len: views.len,
+            tensors: ModelTensors {
+                embed,
+                layers,
+                norm,
+                head,
+            },
         }
-        layout.push("model.norm.weight", &[d]);
-        if !config.tie_embeddings {
-            layout.push("lm_head.weight", &[config.vocab_size, d]);
-        }
-        layout
-    }
-
-    fn push_mlp(&mut self, prefix: &str, kind: ExpertMlp, d: usize, width: usize) {
-        match kind {
-            ExpertMlp::SwiGlu => {
-                self.push(&format!("{prefix}.gate_proj.weight"), &[width, d]);
-                self.push(&format!("{prefix}.up_proj.weight"), &[width, d]);
-                self.push(&format!("{prefix}.down_proj.weight"), &[d, width]);
-            }
-            ExpertMlp::DualSwiGlu => {
-                self.push(&format!("{prefix}.w_g1.weight"), &[width, d]);
-                self.push(&format!("{prefix}.w_u1.weight"), &[width, d]);
-                self.push(&format!("{prefix}.w_g2.weight"), &[d, width]);
-                self.push(&format!("{prefix}.w_u2.weight"), &[d, width]);
-            }
-        }
-    }
-
-    fn push(&mut self, name: &str, shape: &[usize]) {
-        let view = View {
-            name: name.to_string(),
-            offset: self.len,
-            shape: shape.to_vec(),
-        };
-        self.len += view.len();
-        self.views.push(view);
-    }
-
-    pub fn view(&self, name: &str) -> &View {
-        self.views
-            .iter()
-            .find(|v| v.name == name)
-            .unwrap_or_else(|| panic!("no parameter `{name}`"))
     }
 
     /// Fill `buffer` from a HuggingFace `model.safetensors` (f32 tensors); every view must be
@@ -175,5 +99,269 @@ impl Layout {
             }
         }
         Ok(())
+    }
+}
+
+/// The named views as `Layout::new` appends them, each push giving the tensor's slot.
+#[derive(Default)]
+struct Views {
+    views: Vec<View>,
+    len: usize,
+}
+
+impl Views {
+    fn layer(&mut self, config: &ModelConfig, l: usize) -> LayerTensors {
+        let (d, q, kv) = (
+            config.hidden_size,
+            config.num_heads * config.head_dim,
+            config.num_kv_heads * config.head_dim,
+        );
+        let p = format!("model.layers.{l}");
+        let input_layernorm = self.push(&format!("{p}.input_layernorm.weight"), &[d]);
+        let (q_weight, k_weight, v_weight) = (
+            self.push(&format!("{p}.self_attn.q_proj.weight"), &[q, d]),
+            self.push(&format!("{p}.self_attn.k_proj.weight"), &[kv, d]),
+            self.push(&format!("{p}.self_attn.v_proj.weight"), &[kv, d]),
+        );
+        let bias = |views: &mut Views, proj: &str, width: usize| {
+            config
+                .qkv_bias
+                .then(|| views.push(&format!("{p}.self_attn.{proj}.bias"), &[width]))
+        };
+        let (q_bias, k_bias, v_bias) = (
+            bias(self, "q_proj", q),
+            bias(self, "k_proj", kv),
+            bias(self, "v_proj", kv),
+        );
+        let attn = AttentionTensors {
+            q: q_weight,
+            k: k_weight,
+            v: v_weight,
+            q_bias,
+            k_bias,
+            v_bias,
+            o: self.push(&format!("{p}.self_attn.o_proj.weight"), &[d, q]),
+        };
+        let post_attention_layernorm =
+            self.push(&format!("{p}.post_attention_layernorm.weight"), &[d]);
+        LayerTensors {
+            input_layernorm,
+            attn,
+            post_attention_layernorm,
+            ffn: self.ffn(config, &format!("{p}.mlp")),
+        }
+    }
+
+    fn ffn(&mut self, config: &ModelConfig, mlp: &str) -> FfnTensors {
+        let d = config.hidden_size;
+        match config.ffn {
+            Ffn::Dense { intermediate_size } => {
+                FfnTensors::Dense(self.mlp(mlp, ExpertMlp::SwiGlu, d, intermediate_size))
+            }
+            Ffn::SoftmaxMoe {
+                n_experts,
+                expert_width,
+                mlp: kind,
+            } => FfnTensors::SoftmaxMoe {
+                gate: self.push(&format!("{mlp}.gate.weight"), &[n_experts, d]),
+                gate_bias: self.push(&format!("{mlp}.gate.bias"), &[n_experts]),
+                experts: (0..n_experts)
+                    .map(|e| self.mlp(&format!("{mlp}.experts.{e}"), kind, d, expert_width))
+                    .collect(),
+            },
+            Ffn::TopkMoe {
+                n_experts,
+                expert_width,
+                shared_expert_width,
+                ..
+            } => FfnTensors::TopkMoe {
+                gate: self.push(&format!("{mlp}.gate.weight"), &[n_experts, d]),
+                experts: (0..n_experts)
+                    .map(|e| {
+                        let prefix = format!("{mlp}.experts.{e}");
+                        self.mlp(&prefix, ExpertMlp::SwiGlu, d, expert_width)
+                    })
+                    .collect(),
+                shared: shared_expert_width.map(|width| SharedExpertTensors {
+                    mlp: self.mlp(&format!("{mlp}.shared_expert"), ExpertMlp::SwiGlu, d, width),
+                    gate: self.push(&format!("{mlp}.shared_expert_gate.weight"), &[1, d]),
+                }),
+            },
+        }
+    }
+
+    fn mlp(&mut self, prefix: &str, kind: ExpertMlp, d: usize, width: usize) -> MlpTensors {
+        match kind {
+            ExpertMlp::SwiGlu => MlpTensors::SwiGlu {
+                gate: self.push(&format!("{prefix}.gate_proj.weight"), &[width, d]),
+                up: self.push(&format!("{prefix}.up_proj.weight"), &[width, d]),
+                down: self.push(&format!("{prefix}.down_proj.weight"), &[d, width]),
+            },
+            ExpertMlp::DualSwiGlu => MlpTensors::DualSwiGlu {
+                g1: self.push(&format!("{prefix}.w_g1.weight"), &[width, d]),
+                u1: self.push(&format!("{prefix}.w_u1.weight"), &[width, d]),
+                g2: self.push(&format!("{prefix}.w_g2.weight"), &[d, width]),
+                u2: self.push(&format!("{prefix}.w_u2.weight"), &[d, width]),
+            },
+        }
+    }
+
+    fn push(&mut self, name: &str, shape: &[usize]) -> Slot {
+        let view = View {
+            name: name.to_string(),
+            offset: self.len,
+            shape: shape.to_vec(),
+        };
+        let slot = Slot {
+            offset: view.offset,
+            len: view.len(),
+        };
+        self.len += slot.len;
+        self.views.push(view);
+        slot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An MLP's typed slots with their HuggingFace names, in the order written.
+    fn named_mlp(prefix: &str, mlp: &MlpTensors) -> Vec<(String, Slot)> {
+        let named = match *mlp {
+            MlpTensors::SwiGlu { gate, up, down } => {
+                vec![("gate_proj", gate), ("up_proj", up), ("down_proj", down)]
+            }
+            MlpTensors::DualSwiGlu { g1, u1, g2, u2 } => {
+                vec![("w_g1", g1), ("w_u1", u1), ("w_g2", g2), ("w_u2", u2)]
+            }
+        };
+        let slots: Vec<Slot> = named.iter().map(|&(_, slot)| slot).collect();
+        assert_eq!(mlp.slots(), slots);
+        named
+            .into_iter()
+            .map(|(name, slot)| (format!("{prefix}.{name}.weight"), slot))
+            .collect()
+    }
+
+    /// Every typed slot with the HuggingFace name of its tensor, in HuggingFace's order (the
+    /// head only when untied).
+    fn named_slots(model: &ModelTensors, tied: bool) -> Vec<(String, Slot)> {
+        let mut named = vec![("model.embed_tokens.weight".to_string(), model.embed)];
+        for (l, layer) in model.layers.iter().enumerate() {
+            let p = format!("model.layers.{l}");
+            let a = layer.attn;
+            named.push((format!("{p}.input_layernorm.weight"), layer.input_layernorm));
+            named.push((format!("{p}.self_attn.q_proj.weight"), a.q));
+            named.push((format!("{p}.self_attn.k_proj.weight"), a.k));
+            named.push((format!("{p}.self_attn.v_proj.weight"), a.v));
+            for (proj, bias) in [("q", a.q_bias), ("k", a.k_bias), ("v", a.v_bias)] {
+                if let Some(bias) = bias {
+                    named.push((format!("{p}.self_attn.{proj}_proj.bias"), bias));
+                }
+            }
+            named.push((format!("{p}.self_attn.o_proj.weight"), a.o));
+            let ln2 = layer.post_attention_layernorm;
+            named.push((format!("{p}.post_attention_layernorm.weight"), ln2));
+            let mlp = format!("{p}.mlp");
+            let experts = |named: &mut Vec<_>, experts: &[MlpTensors]| {
+                for (e, expert) in experts.iter().enumerate() {
+                    named.extend(named_mlp(&format!("{mlp}.experts.{e}"), expert));
+                }
+            };
+            match &layer.ffn {
+                FfnTensors::Dense(dense) => named.extend(named_mlp(&mlp, dense)),
+                FfnTensors::SoftmaxMoe {
+                    gate,
+                    gate_bias,
+                    experts: all,
+                } => {
+                    named.push((format!("{mlp}.gate.weight"), *gate));
+                    named.push((format!("{mlp}.gate.bias"), *gate_bias));
+                    experts(&mut named, all);
+                }
+                FfnTensors::TopkMoe {
+                    gate,
+                    experts: all,
+                    shared,
+                } => {
+                    named.push((format!("{mlp}.gate.weight"), *gate));
+                    experts(&mut named, all);
+                    if let Some(shared) = shared {
+                        named.extend(named_mlp(&format!("{mlp}.shared_expert"), &shared.mlp));
+                        named.push((format!("{mlp}.shared_expert_gate.weight"), shared.gate));
+                    }
+                }
+            }
+        }
+        named.push(("model.norm.weight".to_string(), model.norm));
+        if !tied {
+            named.push(("lm_head.weight".to_string(), model.head));
+        }
+        named
+    }
+
+    #[test]
+    fn typed_slots_are_the_named_views_and_tile_the_buffer() {
+        let preset = |name| ModelConfig::preset(name).unwrap();
+        let dual = preset("tiny-softmax-moe");
+        assert!(matches!(
+            dual.ffn,
+            Ffn::SoftmaxMoe {
+                mlp: ExpertMlp::DualSwiGlu,
+                ..
+            }
+        ));
+        let swiglu = ModelConfig {
+            ffn: Ffn::SoftmaxMoe {
+                n_experts: 3,
+                expert_width: 16,
+                mlp: ExpertMlp::SwiGlu,
+            },
+            ..dual.clone()
+        };
+        // Tied, without q/k/v biases, and a top-k MoE without a shared expert.
+        let bare = ModelConfig {
+            tie_embeddings: true,
+            qkv_bias: false,
+            ffn: Ffn::TopkMoe {
+                n_experts: 5,
+                top_k: 2,
+                expert_width: 16,
+                renormalize: false,
+                shared_expert_width: None,
+                aux_coefficient: 0.01,
+            },
+            ..preset("tiny-topk-moe")
+        };
+        let tied_dense = ModelConfig {
+            tie_embeddings: true,
+            ..preset("tiny-dense")
+        };
+        for config in [
+            preset("tiny-dense"),
+            dual,
+            preset("tiny-topk-moe"),
+            swiglu,
+            bare,
+            tied_dense,
+        ] {
+            let layout = Layout::new(&config);
+            let model = &layout.tensors;
+            assert_eq!(model.layers.len(), config.num_layers);
+            let named = named_slots(model, config.tie_embeddings);
+            assert_eq!(named.len(), layout.views.len(), "{:?}", config.ffn);
+            let mut end = 0;
+            for ((name, slot), view) in named.iter().zip(&layout.views) {
+                assert_eq!(name, &view.name);
+                assert_eq!(slot.range(), view.range(), "{name}");
+                assert_eq!(slot.offset, end, "a gap or overlap before {name}");
+                end = slot.range().end;
+            }
+            assert_eq!(end, layout.len);
+            if config.tie_embeddings {
+                assert_eq!(model.head, model.embed);
+            }
+        }
     }
 }

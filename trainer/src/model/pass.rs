@@ -5,18 +5,29 @@
 use crate::model::config::{Ffn, ModelConfig};
 use crate::model::ffn;
 use crate::model::params::Layout;
+use crate::model::tensors::{Slot, split_two};
 use steel_kernels::cpu::{attention, cross_entropy, embedding, linear, rmsnorm, rope, topk};
 
-/// What one layer's backward needs from its forward.
+/// What one layer's backward needs from its forward (`q_width = hq · hd`, `kv_width =
+/// hkv · hd`).
 struct LayerActivations {
+    /// The layer's input (the residual stream) `[t, d]`.
     x_in: Vec<f32>,
+    /// `input_layernorm(x_in)`: `[t, d]`.
     normed1: Vec<f32>,
+    /// After RoPE: `[t, q_width]`.
     q: Vec<f32>,
+    /// After RoPE: `[t, kv_width]`.
     k: Vec<f32>,
+    /// `[t, kv_width]`.
     v: Vec<f32>,
+    /// Attention probabilities `[hq, t, t]`.
     probs: Vec<f32>,
+    /// The heads' outputs `[t, q_width]`.
     attended: Vec<f32>,
+    /// The residual stream after attention `[t, d]`.
     x_mid: Vec<f32>,
+    /// `post_attention_layernorm(x_mid)`: `[t, d]`.
     normed2: Vec<f32>,
     ffn: ffn::FfnActivations,
 }
@@ -62,73 +73,43 @@ pub struct ForwardPass {
     pub logits: Vec<f32>,
 }
 
-/// The name of the output projection's weight (the embedding when tied).
-fn head(config: &ModelConfig) -> &'static str {
-    if config.tie_embeddings {
-        "model.embed_tokens.weight"
-    } else {
-        "lm_head.weight"
-    }
-}
-
 /// Token ids to logits, keeping the activations.
 pub fn forward(config: &ModelConfig, layout: &Layout, params: &[f32], ids: &[u32]) -> ForwardPass {
     let (n, positions, shape) = dims(config, ids.len());
     let (t, d) = (n.t, n.d);
-    let p = |name: &str| &params[layout.view(name).range()];
+    let model = &layout.tensors;
+    let p = |slot: Slot| &params[slot.range()];
     let eps = config.rms_norm_eps;
     let mut x = vec![0.0; t * d];
-    embedding::forward(ids, p("model.embed_tokens.weight"), d, &mut x);
+    embedding::forward(ids, p(model.embed), d, &mut x);
     let mut layers = Vec::with_capacity(config.num_layers);
-    for l in 0..config.num_layers {
-        let name = |s: &str| format!("model.layers.{l}.{s}");
-        let bias = |s: &str| config.qkv_bias.then(|| p(&name(s)));
+    for layer in &model.layers {
+        let attn = layer.attn;
         let x_in = x.clone();
         let mut normed1 = vec![0.0; t * d];
-        rmsnorm::forward(
-            &x_in,
-            p(&name("input_layernorm.weight")),
-            d,
-            eps,
-            &mut normed1,
-        );
+        rmsnorm::forward(&x_in, p(layer.input_layernorm), d, eps, &mut normed1);
         // q, k or v: `[t, width]` from the normalised input, with the projection's bias.
-        let project = |proj: &str, width: usize| {
+        let project = |weight: Slot, bias: Option<Slot>, width: usize| {
             let mut out = vec![0.0; t * width];
-            let weight = p(&name(&format!("self_attn.{proj}.weight")));
-            let bias = bias(&format!("self_attn.{proj}.bias"));
-            linear::forward(&normed1, weight, bias, t, d, width, &mut out);
+            linear::forward(&normed1, p(weight), bias.map(p), t, d, width, &mut out);
             out
         };
-        let mut q = project("q_proj", n.hq * n.hd);
-        let mut k = project("k_proj", n.hkv * n.hd);
-        let v = project("v_proj", n.hkv * n.hd);
+        let mut q = project(attn.q, attn.q_bias, n.hq * n.hd);
+        let mut k = project(attn.k, attn.k_bias, n.hkv * n.hd);
+        let v = project(attn.v, attn.v_bias, n.hkv * n.hd);
         rope::forward(&mut q, &positions, n.hq, n.hd, config.rope_theta);
         rope::forward(&mut k, &positions, n.hkv, n.hd, config.rope_theta);
         let (mut attended, mut probs) = (vec![0.0; t * n.hq * n.hd], vec![0.0; n.hq * t * t]);
         attention::forward(&q, &k, &v, &shape, &mut attended, &mut probs);
         let mut out = vec![0.0; t * d];
-        linear::forward(
-            &attended,
-            p(&name("self_attn.o_proj.weight")),
-            None,
-            t,
-            n.hq * n.hd,
-            d,
-            &mut out,
-        );
+        linear::forward(&attended, p(attn.o), None, t, n.hq * n.hd, d, &mut out);
         add(&mut x, &out);
         let x_mid = x.clone();
         let mut normed2 = vec![0.0; t * d];
-        rmsnorm::forward(
-            &x_mid,
-            p(&name("post_attention_layernorm.weight")),
-            d,
-            eps,
-            &mut normed2,
-        );
-        let ffn_acts = ffn::forward(config, layout, params, l, &normed2);
-        add(&mut x, &ffn_acts.out);
+        let ln2 = layer.post_attention_layernorm;
+        rmsnorm::forward(&x_mid, p(ln2), d, eps, &mut normed2);
+        let ffn_acts = ffn::forward(config, &layer.ffn, params, &normed2);
+        add(&mut x, ffn_acts.out());
         layers.push(LayerActivations {
             x_in,
             normed1,
@@ -143,11 +124,10 @@ pub fn forward(config: &ModelConfig, layout: &Layout, params: &[f32], ids: &[u32
         });
     }
     let mut normed = vec![0.0; t * d];
-    rmsnorm::forward(&x, p("model.norm.weight"), d, eps, &mut normed);
-    let head = head(config);
+    rmsnorm::forward(&x, p(model.norm), d, eps, &mut normed);
     let vocab = config.vocab_size;
     let mut logits = vec![0.0; t * vocab];
-    linear::forward(&normed, p(head), None, t, d, vocab, &mut logits);
+    linear::forward(&normed, p(model.head), None, t, d, vocab, &mut logits);
     ForwardPass {
         layers,
         x,
@@ -179,77 +159,73 @@ pub fn loss_and_grad(
     } = forward(config, layout, params, ids);
     let (n, positions, shape) = dims(config, ids.len());
     let (t, d) = (n.t, n.d);
-    let p = |name: &str| &params[layout.view(name).range()];
+    let model = &layout.tensors;
+    let p = |slot: Slot| &params[slot.range()];
     let eps = config.rms_norm_eps;
-    let head = head(config);
     let vocab = config.vocab_size;
     let (aux_loss, aux_dprobs) = load_balance(config, &layers);
     let loss = cross_entropy::forward(&logits, targets, vocab) + aux_loss;
 
     // Backward.
-    let at = |name: &str| layout.view(name).range();
     let mut dlogits = vec![0.0; t * vocab];
     cross_entropy::backward(&logits, targets, vocab, &mut dlogits);
     let mut dnormed = vec![0.0; t * d];
-    let r = at(head);
     linear::backward(
         &dlogits,
         &normed,
-        p(head),
+        p(model.head),
         t,
         d,
         vocab,
         &mut dnormed,
-        &mut grads[r],
+        &mut grads[model.head.range()],
         None,
     );
     let mut dx = vec![0.0; t * d];
-    let r = at("model.norm.weight");
     rmsnorm::backward(
         &dnormed,
         &x,
-        p("model.norm.weight"),
+        p(model.norm),
         d,
         eps,
         &mut dx,
-        &mut grads[r],
+        &mut grads[model.norm.range()],
     );
 
     let mut scratch = vec![0.0; t * d];
-    for (l, a) in layers.iter().enumerate().rev() {
-        let name = |s: &str| format!("model.layers.{l}.{s}");
+    for (l, (layer, a)) in model.layers.iter().zip(&layers).enumerate().rev() {
+        let attn = layer.attn;
         // Feed-forward: x = x_mid + ffn(n2), n2 = norm(x_mid).
         let aux = aux_dprobs.as_ref().map(|all| {
             let per_layer = all.len() / config.num_layers;
             &all[l * per_layer..(l + 1) * per_layer]
         });
         let dnormed2 = ffn::backward(
-            config, layout, params, l, &a.normed2, &a.ffn, &dx, aux, grads,
+            config, &layer.ffn, params, &a.normed2, &a.ffn, &dx, aux, grads,
         );
-        let r = at(&name("post_attention_layernorm.weight"));
+        let ln2 = layer.post_attention_layernorm;
         rmsnorm::backward(
             &dnormed2,
             &a.x_mid,
-            p(&name("post_attention_layernorm.weight")),
+            p(ln2),
             d,
             eps,
             &mut scratch,
-            &mut grads[r],
+            &mut grads[ln2.range()],
         );
         add(&mut dx, &scratch);
 
         // Attention: x_mid = x_in + o(attn(rope(q(n1)), rope(k(n1)), v(n1))), n1 = norm(x_in).
         let mut dattended = vec![0.0; t * n.hq * n.hd];
-        let r = at(&name("self_attn.o_proj.weight"));
         linear::backward(
             &dx,
             &a.attended,
-            p(&name("self_attn.o_proj.weight")),
+            p(attn.o),
             t,
             n.hq * n.hd,
             d,
             &mut dattended,
-            &mut grads[r],
+            &mut grads[attn.o.range()],
             None,
         );
         let (mut dq, mut dk, mut dv) = (
@@ -263,60 +239,37 @@ pub fn loss_and_grad(
         rope::backward(&mut dq, &positions, n.hq, n.hd, config.rope_theta);
         rope::backward(&mut dk, &positions, n.hkv, n.hd, config.rope_theta);
         let mut dnormed1 = vec![0.0; t * d];
-        for (proj, grad, width, first) in [
-            ("q_proj", &dq, n.hq * n.hd, true),
-            ("k_proj", &dk, n.hkv * n.hd, false),
-            ("v_proj", &dv, n.hkv * n.hd, false),
+        for (weight, bias, grad, width, first) in [
+            (attn.q, attn.q_bias, &dq, n.hq * n.hd, true),
+            (attn.k, attn.k_bias, &dk, n.hkv * n.hd, false),
+            (attn.v, attn.v_bias, &dv, n.hkv * n.hd, false),
         ] {
-            let weight = name(&format!("self_attn.{proj}.weight"));
-            let bias = name(&format!("self_attn.{proj}.bias"));
-            let rw = at(&weight);
             let target = if first { &mut dnormed1 } else { &mut scratch };
-            if config.qkv_bias {
-                let rb = at(&bias);
-                let (dw, db) = split_two(grads, rw, rb);
-                linear::backward(
-                    grad,
-                    &a.normed1,
-                    p(&weight),
-                    t,
-                    d,
-                    width,
-                    target,
-                    dw,
-                    Some(db),
-                );
-            } else {
-                linear::backward(
-                    grad,
-                    &a.normed1,
-                    p(&weight),
-                    t,
-                    d,
-                    width,
-                    target,
-                    &mut grads[rw],
-                    None,
-                );
-            }
+            let (dw, db) = match bias {
+                Some(bias) => {
+                    let (dw, db) = split_two(grads, weight, bias);
+                    (dw, Some(db))
+                }
+                None => (&mut grads[weight.range()], None),
+            };
+            linear::backward(grad, &a.normed1, p(weight), t, d, width, target, dw, db);
             if !first {
                 add(&mut dnormed1, &scratch);
             }
         }
-        let r = at(&name("input_layernorm.weight"));
+        let ln1 = layer.input_layernorm;
         rmsnorm::backward(
             &dnormed1,
             &a.x_in,
-            p(&name("input_layernorm.weight")),
+            p(ln1),
             d,
             eps,
             &mut scratch,
-            &mut grads[r],
+            &mut grads[ln1.range()],
         );
         add(&mut dx, &scratch);
     }
-    let r = at("model.embed_tokens.weight");
-    embedding::backward(ids, &dx, d, &mut grads[r]);
+    embedding::backward(ids, &dx, d, &mut grads[model.embed.range()]);
     loss
 }
 
@@ -333,37 +286,24 @@ fn load_balance(config: &ModelConfig, layers: &[LayerActivations]) -> (f32, Opti
     else {
         return (0.0, None);
     };
-    let probs: Vec<f32> = layers
+    let routing: Vec<(&[f32], &[u32])> = layers
         .iter()
-        .flat_map(|a| a.ffn.probs.iter().copied())
+        .map(|a| match &a.ffn {
+            ffn::FfnActivations::TopkMoe { probs, chosen, .. } => (&probs[..], &chosen[..]),
+            _ => unreachable!("a top-k model's layers route top-k"),
+        })
         .collect();
-    let chosen: Vec<u32> = layers
+    let probs: Vec<f32> = routing
         .iter()
-        .flat_map(|a| a.ffn.chosen.iter().copied())
+        .flat_map(|(probs, _)| probs.iter().copied())
+        .collect();
+    let chosen: Vec<u32> = routing
+        .iter()
+        .flat_map(|(_, chosen)| chosen.iter().copied())
         .collect();
     let mut dprobs = vec![0.0; probs.len()];
     let loss = topk::load_balance(&probs, &chosen, n_experts, aux_coefficient, &mut dprobs);
     (loss, Some(dprobs))
-}
-
-/// Two disjoint ranges of one buffer as two mutable slices.
-pub(crate) fn split_two(
-    buffer: &mut [f32],
-    a: std::ops::Range<usize>,
-    b: std::ops::Range<usize>,
-) -> (&mut [f32], &mut [f32]) {
-    assert!(
-        a.end <= b.start || b.end <= a.start,
-        "overlapping parameter views"
-    );
-    if a.start < b.start {
-        let (low, high) = buffer.split_at_mut(b.start);
-        (&mut low[a], &mut high[..b.end - b.start])
-    } else {
-        let (low, high) = buffer.split_at_mut(a.start);
-        let (b_len, a_len) = (b.end - b.start, a.end - a.start);
-        (&mut high[..a_len], &mut low[b.start..b.start + b_len])
-    }
 }
 
 #[cfg(test)]

@@ -113,6 +113,7 @@ mod tests {
                 },
             ],
             len: 3,
+            tensors: Default::default(),
         }
     }
 
