@@ -86,11 +86,11 @@ impl Engine {
                 })
             }
             #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => Err(
+            Device::Cuda(_) => Err(TrainError::Device(
                 "this binary was built without the `cuda` feature: rebuild with \
                  `cargo build --release --features cuda` (after scripts/cuda-toolchain.sh)"
                     .into(),
-            ),
+            )),
         }
     }
 
