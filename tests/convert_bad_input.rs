@@ -174,6 +174,56 @@ fn broken_json_array_keeps_elements_before_the_break() {
     assert_eq!(rejects[0]["row"], 2);
 }
 
+/// A JSON array after a UTF-8 byte order mark is read whole, by a named format and by `auto`
+/// (it used to give no documents, and abort an `auto` run).
+#[test]
+fn json_array_after_a_byte_order_mark_is_read_whole() {
+    for format in ["wiki", "auto"] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = write(
+            &dir.path().join("wiki.json"),
+            "\u{feff}[{\"completion\": \"甲\"}, {\"completion\": \"乙\"}]".as_bytes(),
+        );
+        let summary = run(dir.path(), "out", &[input], format);
+        assert_eq!(
+            (summary.docs_in, summary.docs_out, summary.rejected),
+            (2, 2, 0),
+            "{format}"
+        );
+        let texts: Vec<String> = read_docs(&dir.path().join("out"))
+            .into_iter()
+            .map(|d| d.text)
+            .collect();
+        assert_eq!(texts, ["甲", "乙"], "{format}");
+    }
+}
+
+/// A directory holding a symbolic link to its parent, and a second link to one file, is read
+/// once per real file (a link loop used to repeat the records over and over).
+#[test]
+fn symlink_loops_and_repeated_links_read_each_real_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    write(
+        &data.join("a.jsonl"),
+        b"{\"text\": \"a\"}\n{\"text\": \"b\"}\n",
+    );
+    write(&data.join("sub/c.jsonl"), b"{\"text\": \"c\"}\n");
+    std::os::unix::fs::symlink(&data, data.join("sub/loop")).unwrap();
+    std::os::unix::fs::symlink(data.join("a.jsonl"), data.join("sub/again.jsonl")).unwrap();
+    let summary = run(dir.path(), "out", &[data.display().to_string()], "text");
+    assert_eq!(
+        (summary.docs_in, summary.docs_out, summary.rejected),
+        (3, 3, 0)
+    );
+    let texts: Vec<String> = read_docs(&dir.path().join("out"))
+        .into_iter()
+        .map(|d| d.text)
+        .collect();
+    assert_eq!(texts, ["a", "b", "c"]);
+}
+
 #[test]
 fn json_file_of_lines_and_gzipped_json_array_are_both_read() {
     let dir = tempfile::tempdir().unwrap();

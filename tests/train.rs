@@ -66,6 +66,34 @@ fn options(chunks: &Path, out: &Path, steps: u64) -> TrainOptions {
     }
 }
 
+/// Chunks whose tokenizer has more tokens than the model's vocabulary are refused before the
+/// first step (they used to panic in the embedding).
+#[test]
+fn training_refuses_chunks_beyond_the_models_vocabulary() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = demo_chunks(dir.path(), SEQ);
+    let tokens = Manifest::load(&chunks)
+        .unwrap()
+        .unwrap()
+        .settings
+        .vocab_size;
+    let mut small = options(&chunks, &dir.path().join("small"), 3);
+    small.config.vocab_size = tokens - 1;
+    let error = train(&small, false, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        error.contains(&format!(
+            "has {tokens} tokens but the model only {}",
+            tokens - 1
+        )),
+        "{error}"
+    );
+    assert!(!dir.path().join("small").exists(), "nothing was written");
+    let mut exact = options(&chunks, &dir.path().join("exact"), 3);
+    exact.config.vocab_size = tokens;
+    exact.validation = None;
+    assert_eq!(train(&exact, false, &mut |_| {}).unwrap().step, 3);
+}
+
 #[test]
 fn loss_falls_and_resume_is_exact() {
     let dir = tempfile::tempdir().unwrap();

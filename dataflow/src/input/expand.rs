@@ -15,7 +15,8 @@ pub struct Expanded {
 /// Expand `inputs` in the order given. A directory expands to the readable files below it,
 /// recursively, in sorted path order, passing over side files (names starting with `_` or
 /// `.`, such as a run's `_summary.json` and `_rejects.jsonl`); a glob (`*`, `?`, `[`) to its matches in sorted order;
-/// a plain path must exist. A file named twice is read once, at its first place.
+/// a plain path must exist. A file named twice, or reached twice through symbolic links, is
+/// read once, at its first place.
 pub fn expand_inputs(inputs: &[String]) -> Result<Expanded, InputError> {
     let mut out = Expanded::default();
     let mut seen = HashSet::new();
@@ -23,7 +24,7 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Expanded, InputError> {
         let path = Path::new(input);
         let mut found = Vec::new();
         if path.is_dir() {
-            walk(path, &mut found).map_err(|e| InputError::io(path, e))?;
+            walk(path, &mut found, &mut HashSet::new()).map_err(|e| InputError::io(path, e))?;
         } else if input.contains(['*', '?', '[']) && !path.exists() {
             let matches = glob::glob(input).map_err(|e| InputError::BadGlob {
                 pattern: input.clone(),
@@ -38,7 +39,8 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Expanded, InputError> {
                     }
                 })?;
                 if entry.is_dir() {
-                    walk(&entry, &mut found).map_err(|e| InputError::io(&entry, e))?;
+                    walk(&entry, &mut found, &mut HashSet::new())
+                        .map_err(|e| InputError::io(&entry, e))?;
                 } else {
                     found.push(entry);
                 }
@@ -58,7 +60,7 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Expanded, InputError> {
         for file in found {
             if FileKind::of(&file).is_none() || is_side_file(&file) {
                 out.skipped.push(file);
-            } else if seen.insert(file.clone()) {
+            } else if seen.insert(std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone())) {
                 out.files.push(file);
             }
         }
@@ -76,15 +78,24 @@ fn is_side_file(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with('_') || n.starts_with('.') || REPORT_FILES.contains(&n))
 }
 
-/// Every file below `dir`, sorted by path.
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Every file below `dir`, sorted by path. A directory whose real path was walked already (a
+/// symbolic link to a parent, or a second link to one directory) is not walked again, so a
+/// link loop ends.
+fn walk(
+    dir: &Path,
+    found: &mut Vec<PathBuf>,
+    walked: &mut HashSet<PathBuf>,
+) -> std::io::Result<()> {
+    if !walked.insert(std::fs::canonicalize(dir)?) {
+        return Ok(());
+    }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
         .map(|entry| entry.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
     entries.sort();
     for entry in entries {
         if entry.is_dir() {
-            walk(&entry, found)?;
+            walk(&entry, found, walked)?;
         } else {
             found.push(entry);
         }

@@ -1,6 +1,6 @@
 //! A JSON array of records, streamed element by element (the file is never loaded whole).
 
-use crate::input::jsonl::ReadStats;
+use crate::input::jsonl::{ReadStats, UTF8_BOM};
 use crate::input::{Batcher, RawBody, RawRecord};
 use crate::reject::{RecordError, RejectCode};
 use serde::de::{self, Deserializer as _, SeqAccess, Visitor};
@@ -11,7 +11,14 @@ use std::io::BufRead;
 /// Stream the elements of the top-level array in `stream` into `batcher`. A syntax error
 /// part-way cannot be skipped over (the rest of the array has no known boundaries), so it
 /// becomes one broken record and reading stops.
-pub fn read_array(stream: impl BufRead, batcher: &mut Batcher<'_>) -> ReadStats {
+pub fn read_array(mut stream: impl BufRead, batcher: &mut Batcher<'_>) -> ReadStats {
+    // A UTF-8 byte order mark before the `[` is not JSON; editors on Windows write one.
+    if stream
+        .fill_buf()
+        .is_ok_and(|head| head.starts_with(UTF8_BOM))
+    {
+        stream.consume(UTF8_BOM.len());
+    }
     let mut deserializer = serde_json::Deserializer::from_reader(stream);
     let mut next_row = 0u64;
     let visitor = ElementVisitor {

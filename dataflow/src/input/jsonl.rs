@@ -52,7 +52,8 @@ pub fn read_lines(mut stream: impl BufRead, batcher: &mut Batcher<'_>) -> ReadSt
     stats
 }
 
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+/// The UTF-8 byte order mark some editors put at the start of a file.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 fn trim_line_end(bytes: &mut Vec<u8>) {
     if bytes.last() == Some(&b'\n') {
