@@ -94,6 +94,35 @@ fn training_refuses_chunks_beyond_the_models_vocabulary() {
     assert_eq!(train(&exact, false, &mut |_| {}).unwrap().step, 3);
 }
 
+/// A run killed after its last checkpoint logged steps the resumed run does again; after the
+/// resume `metrics.jsonl` has every step exactly once.
+#[test]
+fn resume_after_a_kill_logs_every_step_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = demo_chunks(dir.path(), SEQ);
+    let out = dir.path().join("run");
+    let mut run = options(&chunks, &out, 10);
+    run.checkpoint_every = 4;
+    run.validation = None;
+    train(&run, false, &mut |_| {}).unwrap();
+    // As if killed between steps 8 and 10: the newest checkpoint is step 8, the log has 10.
+    std::fs::remove_dir_all(out.join("step-00000010")).unwrap();
+    let metrics = out.join("metrics.jsonl");
+    let mut log = std::fs::read_to_string(&metrics).unwrap();
+    log.push_str("{\"step\": 11, \"lo");
+    std::fs::write(&metrics, log).unwrap();
+    train(&run, true, &mut |_| {}).unwrap();
+    let steps: Vec<u64> = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            value["step"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(steps, (1..=10).collect::<Vec<u64>>());
+}
+
 #[test]
 fn loss_falls_and_resume_is_exact() {
     let dir = tempfile::tempdir().unwrap();

@@ -193,6 +193,36 @@ fn check_vocabulary(options: &TrainOptions) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// Drop the lines of `metrics.jsonl` past `step`: a run killed after its last checkpoint
+/// logged steps that the resumed run does again, and they must not appear twice. Written to a
+/// temporary file and renamed, so a kill here leaves the old file or the new one.
+fn trim_metrics(path: &std::path::Path, step: u64) -> Result<(), TrainError> {
+    let fail =
+        |e: std::io::Error| TrainError::Run(format!("cannot trim `{}`: {e}", path.display()));
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(fail(e)),
+    };
+    let step_of = |line: &str| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["step"].as_u64())
+    };
+    // A line cut short by the kill has no readable step and goes too.
+    let kept: String = text
+        .lines()
+        .filter(|line| step_of(line).is_some_and(|s| s <= step))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    if kept.len() == text.len() {
+        return Ok(());
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, kept).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
 /// One rank of this process, before it joins its collective (a TCP rendezvous waits for every
 /// rank, so it happens on the rank's own thread).
 enum Member {
@@ -281,6 +311,9 @@ fn train_rank(
         state.step,
     )?;
     let metrics_path = options.out.join("metrics.jsonl");
+    if rank == 0 {
+        trim_metrics(&metrics_path, state.step)?;
+    }
     let mut metrics = match rank {
         0 => Some(
             std::fs::OpenOptions::new()
