@@ -79,6 +79,38 @@ fn f32_field(json: &Value, name: &str) -> Result<f32, TrainError> {
         .ok_or_else(|| TrainError::Config(format!("config.json: `{name}` must be a number")))
 }
 
+/// The model types `from_hf_json` reads, and the architectures they may name.
+const MODEL_TYPES: &[&str] = &["qwen2", "qwen2_moe"];
+const ARCHITECTURES: &[&str] = &[
+    "Qwen2ForCausalLM",
+    "Qwen2MoeForCausalLM",
+    "SteelForCausalLM",
+];
+
+/// Refuse a `config.json` of another model family (Llama, Mamba, ...): read as Qwen2 it would
+/// load with the wrong layers or train something else than the checkpoint is.
+fn check_architecture(json: &Value, model_type: &str) -> Result<(), TrainError> {
+    if !MODEL_TYPES.contains(&model_type) {
+        return Err(TrainError::Config(format!(
+            "config.json: model_type `{model_type}` is not supported; Steel reads {}",
+            MODEL_TYPES.join(", ")
+        )));
+    }
+    let named = json.get("architectures").and_then(Value::as_array);
+    for architecture in named.into_iter().flatten() {
+        let name = architecture
+            .as_str()
+            .map_or_else(|| architecture.to_string(), String::from);
+        if !ARCHITECTURES.contains(&name.as_str()) {
+            return Err(TrainError::Config(format!(
+                "config.json: architecture `{name}` is not supported; Steel reads {}",
+                ARCHITECTURES.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl ModelConfig {
     pub fn from_hf_file(path: &Path) -> Result<Self, TrainError> {
         let text = std::fs::read_to_string(path)
@@ -110,6 +142,7 @@ impl ModelConfig {
             .get("model_type")
             .and_then(Value::as_str)
             .unwrap_or("qwen2");
+        check_architecture(json, model_type)?;
         let steel_ffn = json.get("steel_ffn").and_then(Value::as_str);
         let ffn = if steel_ffn == Some("softmax_moe") {
             let mlp = match json.get("steel_expert_mlp").and_then(Value::as_str) {
@@ -460,6 +493,32 @@ mod tests {
             ModelConfig::from_hf_json(&old_style).unwrap().rope_theta,
             10000.0
         );
+        for (key, value, refused) in [
+            ("model_type", "llama", "model_type `llama` is not supported"),
+            ("model_type", "mamba", "model_type `mamba` is not supported"),
+        ] {
+            let mut other = new_style.clone();
+            other[key] = serde_json::json!(value);
+            let error = ModelConfig::from_hf_json(&other).unwrap_err().to_string();
+            assert!(
+                error.contains(refused) && error.contains("qwen2, qwen2_moe"),
+                "{error}"
+            );
+        }
+        let mut llama = new_style.clone();
+        llama["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
+        let error = ModelConfig::from_hf_json(&llama).unwrap_err().to_string();
+        assert!(
+            error.contains("`LlamaForCausalLM` is not supported"),
+            "{error}"
+        );
+        for exported in ["tiny-dense", "tiny-softmax-moe", "tiny-topk-moe"] {
+            let config = ModelConfig::preset(exported).unwrap();
+            assert_eq!(
+                ModelConfig::from_hf_json(&config.to_hf_json()).unwrap(),
+                config
+            );
+        }
         let mut bad = new_style;
         bad["num_key_value_heads"] = serde_json::json!(3);
         assert!(
