@@ -359,3 +359,39 @@ impl Source {
 fn source_seed(seed: u64, index: usize) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&[seed.to_le_bytes(), (index as u64).to_le_bytes()].concat())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(spec: &str) -> Result<(PathBuf, f64), String> {
+        spec.parse::<DataSource>()
+            .map(|s| (s.dir, s.weight))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_source_is_a_directory_with_an_optional_weight() {
+        assert_eq!(source("chunks"), Ok(("chunks".into(), 1.0)));
+        assert_eq!(source("/data/web:0.25"), Ok(("/data/web".into(), 0.25)));
+        // The text after the last `:` is a weight only if it is a number.
+        assert_eq!(
+            source("/runs/2026:12/chunks"),
+            Ok(("/runs/2026:12/chunks".into(), 1.0))
+        );
+        assert_eq!(source("a:b:2"), Ok(("a:b".into(), 2.0)));
+        for bad in ["web:0", "web:-1", "web:inf", ":3"] {
+            let error = source(bad).unwrap_err();
+            assert!(error.contains("positive number"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn an_existing_directory_named_like_a_weight_stays_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("chunks:3");
+        std::fs::create_dir(&odd).unwrap();
+        let spec = odd.display().to_string();
+        assert_eq!(source(&spec), Ok((odd, 1.0)));
+    }
+}
