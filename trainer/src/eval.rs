@@ -2,7 +2,7 @@
 //! directory's blocks (padding included), blocks taken from the chunk files in lexicographic
 //! path order, the first `max_blocks` if given.
 
-use crate::data::chunks::ChunkDir;
+use crate::data::chunks::{ChunkDir, check_vocabulary};
 use crate::error::TrainError;
 use crate::model::config::ModelConfig;
 use crate::model::params::Layout;
@@ -48,12 +48,7 @@ pub fn evaluate_with(
         ))
     })?;
     let block_size = manifest.settings.block_size;
-    if manifest.settings.vocab_size > vocab_size {
-        return Err(TrainError::Data(format!(
-            "the chunks' tokenizer has {} tokens but the model only {}",
-            manifest.settings.vocab_size, vocab_size
-        )));
-    }
+    check_vocabulary(dir, &manifest, vocab_size)?;
     let mut chunks = ChunkDir::open(dir, block_size)?;
     let mut files: Vec<String> = chunks
         .manifest

@@ -4,6 +4,7 @@
 //! `keep` kept), exact resume.
 
 use crate::checkpoint::{self, TrainState, fingerprint};
+use crate::data::chunks;
 use crate::data::{DataSource, Loader, LoaderError};
 use crate::device::Device;
 use crate::engine::Engine;
@@ -119,7 +120,7 @@ pub fn train(
     resume: bool,
     report: &mut dyn FnMut(&StepMetrics),
 ) -> Result<TrainState, TrainError> {
-    check_vocabulary(options)?;
+    check_vocabularies(options)?;
     let local = options.nproc.max(1);
     let (nnodes, node_rank) = options
         .nodes
@@ -176,19 +177,11 @@ pub fn train(
 
 /// Every chunk directory's tokenizer must fit the model's vocabulary: a token id beyond the
 /// embedding table cannot be trained on (on either device).
-fn check_vocabulary(options: &TrainOptions) -> Result<(), TrainError> {
+fn check_vocabularies(options: &TrainOptions) -> Result<(), TrainError> {
     for source in &options.data {
         let manifest = steel_dataflow::pack::manifest::Manifest::load(&source.dir)?
             .ok_or_else(|| LoaderError::NotAChunkDir(source.dir.clone()))?;
-        if manifest.settings.vocab_size > options.config.vocab_size {
-            return Err(TrainError::Settings(format!(
-                "`{}`: the chunks' tokenizer has {} tokens but the model only {}; give the \
-                 model the tokenizer's vocabulary (--tokenizer or --vocab-size)",
-                source.dir.display(),
-                manifest.settings.vocab_size,
-                options.config.vocab_size
-            )));
-        }
+        chunks::check_vocabulary(&source.dir, &manifest, options.config.vocab_size)?;
     }
     Ok(())
 }

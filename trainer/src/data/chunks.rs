@@ -8,6 +8,23 @@ use std::path::{Path, PathBuf};
 use steel_dataflow::pack::litpkds::{HEADER_BYTES, TokenDtype};
 use steel_dataflow::pack::manifest::{ChunkEntry, Manifest};
 
+/// The chunks of `dir` (its `manifest`) must fit a model of `vocab_size` tokens: an id beyond
+/// the embedding table can be neither trained on nor scored.
+pub fn check_vocabulary(
+    dir: &Path,
+    manifest: &Manifest,
+    vocab_size: usize,
+) -> Result<(), LoaderError> {
+    if manifest.settings.vocab_size > vocab_size {
+        return Err(LoaderError::Vocabulary {
+            dir: dir.to_path_buf(),
+            tokens: manifest.settings.vocab_size,
+            model: vocab_size,
+        });
+    }
+    Ok(())
+}
+
 pub struct ChunkDir {
     pub dir: PathBuf,
     pub manifest: Manifest,

@@ -52,6 +52,16 @@ pub enum LoaderError {
     Pack(#[from] PackError),
     #[error("bad data source {0}")]
     Source(String),
+    #[error(
+        "`{}`: the chunks' tokenizer has {tokens} tokens but the model only {model}; give the \
+         model the tokenizer's vocabulary (--tokenizer or --vocab-size)",
+        dir.display()
+    )]
+    Vocabulary {
+        dir: PathBuf,
+        tokens: usize,
+        model: usize,
+    },
 }
 
 /// A chunk directory and its share of the mixture.
