@@ -461,3 +461,162 @@ fn watch_ingests_files_as_they_appear() {
     assert_eq!(outcome["epochs"][1]["kind"], "watch");
     assert_eq!(live(&watched), live(&batch));
 }
+
+/// Flip one letter inside the first text of `path` (a JSONL state file), keeping valid JSON.
+fn corrupt_a_text(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let at = text.find("\"text\":\"").unwrap() + 8;
+    let mut bytes = text.into_bytes();
+    let letter = (at..bytes.len())
+        .find(|&i| bytes[i].is_ascii_lowercase())
+        .unwrap();
+    bytes[letter] = if bytes[letter] == b'z' { b'y' } else { b'z' };
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn corrupt_state_files_are_refused_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let j = job(
+        dir.path(),
+        "job",
+        1,
+        &[("web", &files[1..]), ("old", &files[..1])],
+    );
+    run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    // A corrupted `dups.jsonl` would re-admit corrupted text on retraction.
+    let dups = j.join("state/epochs/000001/dups.jsonl");
+    let good = std::fs::read(&dups).unwrap();
+    corrupt_a_text(&dups);
+    let out = steel(&j, &["retract", "pipeline.toml", "--source", "web"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("dups.jsonl") && stderr.contains("corrupt state file"),
+        "{stderr}"
+    );
+    assert!(!j.join("out/epoch-000002").exists(), "nothing is committed");
+    std::fs::write(&dups, good).unwrap();
+    // A manifest with one digit changed is still JSON, but not the manifest that was written.
+    let manifest = j.join("state/manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let changed = text.replacen("\"epoch\": 1", "\"epoch\": 3", 1);
+    assert_ne!(changed, text);
+    std::fs::write(&manifest, &changed).unwrap();
+    let out = steel(&j, &["run", "pipeline.toml"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("manifest.json is corrupt: checksum mismatch"),
+        "{stderr}"
+    );
+    std::fs::write(&manifest, &text).unwrap();
+    let report = run_ok(
+        &j,
+        &["retract", "pipeline.toml", "--source", "web", "--json"],
+    );
+    assert!(report["epochs"][0]["readmitted"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn one_writer_at_a_time_and_a_killed_writers_lock_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let j = job(dir.path(), "job", 1, &[("web", &files[..1])]);
+    let mut watcher = Command::new(STEEL)
+        .current_dir(&j)
+        .args(["run", "pipeline.toml", "--watch", "--interval", "0.2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !j.join("state/manifest.json").exists() {
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "the first epoch never committed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = steel(&j, &["run", "pipeline.toml"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let holder = format!("pid {} on host", watcher.id());
+    assert!(
+        stderr.contains("in use by another steel run") && stderr.contains(&holder),
+        "{stderr}"
+    );
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+    // Killed: the kernel dropped its lock, its line stays and is reported by the next run.
+    add_files(&j, "web", &files[1..2]);
+    let report = run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    assert_eq!(report["epochs"][0]["epoch"], 2, "{report}");
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("took over the state's lock") && notes.contains(&holder),
+        "{notes}"
+    );
+    let report = run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    assert!(
+        !report["notes"].to_string().contains("took over"),
+        "a finished run leaves no stale lock"
+    );
+}
+
+#[test]
+fn a_state_is_refused_to_another_pipeline_and_kept_by_a_moved_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let a = job(dir.path(), "a", 1, &[("web", &files[..1])]);
+    run_ok(&a, &["run", "pipeline.toml", "--json"]);
+    // Pipeline b: its own sources and output, a's state (same recipe).
+    let b = job(dir.path(), "b", 1, &[("crawl", &files[1..2])]);
+    let toml = std::fs::read_to_string(b.join("pipeline.toml")).unwrap();
+    std::fs::write(
+        b.join("pipeline.toml"),
+        toml.replace("state = \"state\"", "state = \"../a/state\""),
+    )
+    .unwrap();
+    let out = steel(&b, &["run", "pipeline.toml"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("belongs to another pipeline"), "{stderr}");
+    assert!(
+        stderr.contains("another pipeline (state `state`, output `out`, sources web)"),
+        "{stderr}"
+    );
+    // Outside b's directory, so named absolute (by name: `..` resolved, links not followed).
+    let theirs = format!("this one has state `{}`", a.join("state").display());
+    assert!(stderr.contains(&theirs), "{stderr}");
+    assert!(stderr.contains("sources crawl (missing web)"), "{stderr}");
+    assert!(!b.join("out").exists());
+    // A new source in a's own pipeline is an append, not another pipeline.
+    let toml = std::fs::read_to_string(a.join("pipeline.toml")).unwrap();
+    let toml = toml.replace(
+        "[clean]",
+        "[[source]]\nname = \"crawl\"\nformat = \"text\"\npath = \"raw/crawl/*.jsonl\"\n[clean]",
+    );
+    std::fs::write(a.join("pipeline.toml"), toml).unwrap();
+    std::fs::create_dir_all(a.join("raw/crawl")).unwrap();
+    add_files(&a, "crawl", &files[1..2]);
+    let report = run_ok(&a, &["run", "pipeline.toml", "--json"]);
+    assert_eq!(report["epochs"][0]["files"].as_array().unwrap().len(), 1);
+    // The job moved as a whole keeps its state: nothing is ingested again.
+    let moved = dir.path().join("moved");
+    std::fs::rename(&a, &moved).unwrap();
+    let report = run_ok(&moved, &["run", "pipeline.toml", "--json"]);
+    assert_eq!(report["nothing_new"], true, "{report}");
+    assert_eq!(report["known_files"], 2);
+    add_files(&moved, "web", &files[2..3]);
+    let report = run_ok(&moved, &["run", "pipeline.toml", "--json"]);
+    let ingested = &report["epochs"][0]["files"];
+    assert_eq!(ingested.as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(
+        ingested[0]["path"],
+        format!(
+            "raw/web/{}",
+            files[2].file_name().unwrap().to_string_lossy()
+        )
+    );
+}

@@ -3,7 +3,7 @@
 
 use crate::sources::FormatChoice;
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
@@ -117,6 +117,19 @@ impl PipelineConfig {
             .map_err(|e| PipelineConfigError(format!("pipeline config `{}`: {e}", path.display())))
     }
 
+    /// How the state's manifest names `path`: relative to the pipeline file's directory when
+    /// it lies under it (so a job directory moved or mounted elsewhere as a whole keeps its
+    /// state), absolute otherwise. `.` and `..` are resolved by name, without the file system.
+    pub fn manifest_name(&self, path: &Path) -> String {
+        let base = lexical(self.file.parent().unwrap_or(Path::new("/")));
+        let path = lexical(&base.join(path));
+        match path.strip_prefix(&base) {
+            Ok(inside) if inside.as_os_str().is_empty() => ".".into(),
+            Ok(inside) => inside.display().to_string(),
+            Err(_) => path.display().to_string(),
+        }
+    }
+
     /// Parse `text`; relative paths are taken against `path`'s directory.
     pub fn parse(text: &str, path: &Path) -> Result<PipelineConfig, String> {
         let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
@@ -187,6 +200,23 @@ impl PipelineConfig {
     }
 }
 
+/// `path` with `.` dropped and `..` taking off the name before it.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,7 +245,18 @@ method = "simhash"
         assert_eq!(config.workers, 2);
         assert_eq!(config.sources[0].pattern, "/jobs/a/raw/web/*.jsonl");
         assert_eq!(config.recipe, Path::new("/jobs/a/recipe.yaml"));
-        assert_eq!(config.dedup.unwrap().method, Method::Simhash);
+        assert_eq!(config.dedup.as_ref().unwrap().method, Method::Simhash);
+        assert_eq!(config.manifest_name(&config.state), "state");
+        assert_eq!(
+            config.manifest_name(Path::new("/jobs/a/raw/./x/../web/1.jsonl")),
+            "raw/web/1.jsonl"
+        );
+        assert_eq!(config.manifest_name(Path::new("/jobs/a")), ".");
+        assert_eq!(
+            config.manifest_name(Path::new("/jobs/b/out")),
+            "/jobs/b/out"
+        );
+        assert_eq!(config.manifest_name(Path::new("../b/out")), "/jobs/b/out");
     }
 
     #[test]

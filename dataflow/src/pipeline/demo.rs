@@ -39,6 +39,8 @@ pub enum DemoError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the demo corpus {} holds no .jsonl files", .0.display())]
+    EmptyCorpus(PathBuf),
     #[error(transparent)]
     Config(#[from] PipelineConfigError),
     #[error("steel run failed: {0}")]
@@ -51,16 +53,22 @@ pub fn demo_pipeline(job: &Path, corpus: &Path) -> Result<PipelineDemo, DemoErro
         let path = path.to_path_buf();
         move |source| DemoError::Io { path, source }
     };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus)
+        .map_err(io(corpus))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(io(corpus))?
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(DemoError::EmptyCorpus(corpus.to_path_buf()));
+    }
     let raw = job.join("raw");
     std::fs::create_dir_all(&raw).map_err(io(&raw))?;
     std::fs::write(job.join("recipe.yaml"), DEMO_RUN_RECIPE).map_err(io(job))?;
     std::fs::write(job.join("pipeline.toml"), DEMO_PIPELINE).map_err(io(job))?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus)
-        .map_err(io(corpus))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()
-        .map_err(io(corpus))?;
-    files.sort();
     let config = PipelineConfig::load(&job.join("pipeline.toml"))?;
     let options = RunOptions {
         workers: 2,
@@ -88,4 +96,26 @@ pub fn demo_pipeline(job: &Path, corpus: &Path) -> Result<PipelineDemo, DemoErro
         known_files: again.known_files,
         nothing_new: again.nothing_new,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_corpus_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("corpus");
+        std::fs::create_dir(&corpus).unwrap();
+        std::fs::write(corpus.join("notes.txt"), "not a corpus file").unwrap();
+        let err = demo_pipeline(&dir.path().join("job"), &corpus).unwrap_err();
+        assert!(
+            matches!(&err, DemoError::EmptyCorpus(path) if *path == corpus),
+            "{err}"
+        );
+        assert!(
+            !dir.path().join("job").exists(),
+            "nothing is written for a refused corpus"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Which files a run ingests: every file matching a source's glob, compared with the
 //! manifest by path and content hash.
 
-use crate::pipeline::config::SourceConfig;
+use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::state::Manifest;
 use serde::Serialize;
 use std::io::Read;
@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 pub struct NewFile {
     pub source: usize,
     pub path: PathBuf,
+    /// The file's name in the manifest and in the output's `meta.file`
+    /// (`PipelineConfig::manifest_name`).
+    pub name: String,
     pub size: u64,
     pub hash: String,
 }
@@ -51,9 +54,9 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
 
 /// Match the sources' globs (each source's files in path order, sources in config order)
 /// and sort out what is new.
-pub fn discover(sources: &[SourceConfig], manifest: &Manifest) -> Result<Discovery, String> {
+pub fn discover(config: &PipelineConfig, manifest: &Manifest) -> Result<Discovery, String> {
     let mut found = Discovery::default();
-    for (index, source) in sources.iter().enumerate() {
+    for (index, source) in config.sources.iter().enumerate() {
         let mut paths: Vec<PathBuf> = glob::glob(&source.pattern)
             .map_err(|e| format!("source `{}`: bad glob: {e}", source.name))?
             .filter_map(|entry| entry.ok())
@@ -69,7 +72,7 @@ pub fn discover(sources: &[SourceConfig], manifest: &Manifest) -> Result<Discove
             .collect();
         paths.sort();
         for path in paths {
-            let display = path.display().to_string();
+            let display = config.manifest_name(&path);
             let (hash, size) = match hash_file(&path) {
                 Ok(found) => found,
                 Err(e) => {
@@ -100,6 +103,7 @@ pub fn discover(sources: &[SourceConfig], manifest: &Manifest) -> Result<Discove
                 None => found.new.push(NewFile {
                     source: index,
                     path,
+                    name: display,
                     size,
                     hash,
                 }),

@@ -9,7 +9,8 @@ use crate::pipeline::discover::Skipped;
 use crate::pipeline::graph::{Captured, DocId, Time, Update, consolidate, row_of, shard_of};
 use crate::pipeline::stages::{Cleaned, Entry};
 use crate::pipeline::state::{
-    SegmentWriter, SourceCounts, StateDir, StateError, io_error, sync_dir,
+    HashedLines, SegmentWriter, SourceCounts, StateDir, StateError, io_error, read_hashed_lines,
+    sync_dir,
 };
 use crate::reject::RejectRecord;
 use serde::Serialize;
@@ -80,7 +81,7 @@ pub struct EpochWriter {
     rejects: Option<BufWriter<File>>,
     index: SegmentWriter,
     pairs: SegmentWriter,
-    dups: BufWriter<File>,
+    dups: HashedLines,
     /// Shard number -> source name and path, for every shard ever ingested.
     shard_sources: HashMap<u32, ShardSource>,
     /// Documents of shards below this were ingested by earlier epochs.
@@ -116,7 +117,7 @@ impl EpochWriter {
         shard_sources: HashMap<u32, ShardSource>,
         first_new_shard: u32,
         shard_bytes: u64,
-        committed_epochs: Vec<u64>,
+        committed_epochs: Vec<(u64, String)>,
     ) -> Result<Self, EpochError> {
         let out_dir = output.join(format!("epoch-{epoch:06}"));
         let out_tmp = output.join(format!("epoch-{epoch:06}.tmp"));
@@ -128,7 +129,6 @@ impl EpochWriter {
             }
             std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         }
-        let dups_path = state_tmp.join("dups.jsonl");
         Ok(EpochWriter {
             report: EpochReport {
                 epoch,
@@ -147,15 +147,15 @@ impl EpochWriter {
             rejects: None,
             index: SegmentWriter::index(&state_tmp.join("index.bin"))?,
             pairs: SegmentWriter::pairs(&state_tmp.join("pairs.bin"))?,
-            dups: BufWriter::new(File::create(&dups_path).map_err(io_error(&dups_path))?),
+            dups: HashedLines::create(&state_tmp.join("dups.jsonl"))?,
             texts: TextStore {
                 state_epochs: committed_epochs
                     .iter()
-                    .map(|e| state.epoch_dir(*e).join("dups.jsonl"))
+                    .map(|(e, hash)| (state.epoch_dir(*e).join("dups.jsonl"), hash.clone()))
                     .collect(),
                 output_epochs: committed_epochs
                     .iter()
-                    .map(|e| output.join(format!("epoch-{e:06}")))
+                    .map(|(e, _)| output.join(format!("epoch-{e:06}")))
                     .collect(),
             },
             base_time: crate::pipeline::graph::epoch_time(epoch),
@@ -327,10 +327,9 @@ impl EpochWriter {
         // retraction may bring back.
         let mut dropped: Vec<(DocId, String)> = texts.into_iter().collect();
         dropped.sort_by_key(|(doc, _)| *doc);
-        let dups_path = self.state_tmp.join("dups.jsonl");
         for (doc, text) in dropped {
             let line = serde_json::json!({"id": doc, "text": text});
-            writeln!(self.dups, "{line}").map_err(io_error(&dups_path))?;
+            self.dups.line(&line.to_string())?;
         }
         Ok(())
     }
@@ -340,7 +339,12 @@ impl EpochWriter {
     }
 
     /// Close every file, write the report, sync, and rename both directories into place.
-    pub fn finish(mut self, seconds: f64, index_docs: u64) -> Result<EpochReport, EpochError> {
+    /// Gives the report and the xxh3 of the epoch's `dups.jsonl` (for the manifest).
+    pub fn finish(
+        mut self,
+        seconds: f64,
+        index_docs: u64,
+    ) -> Result<(EpochReport, String), EpochError> {
         self.report.shards = self.shards.finish()?;
         for writer in [self.tombstones.take(), self.rejects.take()]
             .into_iter()
@@ -352,9 +356,7 @@ impl EpochWriter {
         }
         self.index.finish()?;
         self.pairs.finish()?;
-        self.dups
-            .flush()
-            .map_err(io_error(&self.state_tmp.join("dups.jsonl")))?;
+        let dups_hash = self.dups.finish()?;
         let report = &mut self.report;
         report.index_docs = index_docs;
         report.seconds = seconds;
@@ -380,7 +382,7 @@ impl EpochWriter {
         for dir in [&self.out_dir, &self.state_final] {
             sync_dir(dir.parent().expect("epoch dirs have a parent"))?;
         }
-        Ok(self.report)
+        Ok((self.report, dups_hash))
     }
 }
 
@@ -432,7 +434,8 @@ impl EpochReport {
 /// Finds texts of earlier epochs' documents: duplicates in the state's `dups.jsonl`, kept
 /// ones in the output shards.
 struct TextStore {
-    state_epochs: Vec<PathBuf>,
+    /// Each earlier epoch's `dups.jsonl` and its hash in the manifest.
+    state_epochs: Vec<(PathBuf, String)>,
     output_epochs: Vec<PathBuf>,
 }
 
@@ -444,13 +447,19 @@ impl TextStore {
     ) -> Result<HashMap<DocId, String>, EpochError> {
         let mut found = HashMap::new();
         let mut missing: std::collections::HashSet<DocId> = wanted.iter().copied().collect();
-        for path in &self.state_epochs {
-            for_lines(path, |value| {
+        for (path, hash) in &self.state_epochs {
+            read_hashed_lines(path, hash, |line| {
+                let value: serde_json::Value =
+                    serde_json::from_slice(line).map_err(|e| StateError::Invalid {
+                        dir: path.clone(),
+                        reason: format!("corrupt line: {e}"),
+                    })?;
                 if let (Some(id), Some(text)) = (value["id"].as_u64(), value["text"].as_str())
                     && missing.remove(&id)
                 {
                     found.insert(id, text.to_string());
                 }
+                Ok(())
             })?;
         }
         if !missing.is_empty() {

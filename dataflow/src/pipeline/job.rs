@@ -16,7 +16,7 @@ use crate::pipeline::epoch::{EpochError, EpochReport, EpochWriter, IngestedFile,
 use crate::pipeline::graph::{self, DocId, Graph, doc_id, epoch_time, shard_of};
 use crate::pipeline::stages::{Entry, Stages};
 use crate::pipeline::state::{
-    EpochSummary, FileEntry, Manifest, StateDir, StateError, remove_epochs_after,
+    EpochSummary, FileEntry, Manifest, PipelineIdentity, StateDir, StateError, remove_epochs_after,
 };
 use crate::progress::Progress;
 use crate::reject::RejectRecord;
@@ -121,14 +121,24 @@ pub fn run(
         return Ok(outcome);
     }
     let settings = stages.settings_id(config).map_err(RunError::Config)?;
-    let (state, manifest) = StateDir::open(&config.state, &settings)?;
+    let pipeline = PipelineIdentity {
+        state: config.manifest_name(&config.state),
+        output: config.manifest_name(&config.output),
+    };
+    let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
+    let (state, manifest) = StateDir::open(&config.state, &settings, &pipeline, &source_names)?;
+    if let Some(holder) = state.stale_lock() {
+        outcome.notes.push(format!(
+            "took over the state's lock left by a run that did not finish ({holder})"
+        ));
+    }
     let last = manifest.last_epoch();
     let mut removed = state.remove_uncommitted(last)?;
     removed.extend(remove_epochs_after(&config.output, last)?);
     outcome.removed_leftovers = removed.iter().map(|p| p.display().to_string()).collect();
     let first = match &work {
         Work::Ingest => {
-            let found = discover(&config.sources, &manifest).map_err(RunError::Config)?;
+            let found = discover(config, &manifest).map_err(RunError::Config)?;
             outcome.known_files = found.known;
             outcome.skipped = found.skipped.clone();
             EpochWork {
@@ -142,14 +152,16 @@ pub fn run(
             }
         }
         Work::Retract { source, file } => {
-            let file = file.as_ref().map(|p| {
-                std::path::absolute(p).map_or_else(|_| p.clone(), |a| a.display().to_string())
+            // The file as the manifest names it, or as a path from here.
+            let names = file.as_ref().map(|p| {
+                let here = std::path::absolute(p).unwrap_or_else(|_| p.into());
+                [p.clone(), config.manifest_name(&here)]
             });
             let shards: Vec<u32> = manifest
                 .files
                 .iter()
                 .filter(|f| f.retracted_in.is_none() && &f.source == source)
-                .filter(|f| file.as_ref().is_none_or(|p| &f.path == p))
+                .filter(|f| names.as_ref().is_none_or(|n| n.contains(&f.path)))
                 .map(|f| f.shard)
                 .collect();
             if shards.is_empty() {
@@ -282,7 +294,7 @@ impl Driver {
             work = loop {
                 std::thread::sleep(watch.interval);
                 let found: Discovery =
-                    discover(&self.config.sources, &self.manifest).map_err(RunError::Config)?;
+                    discover(&self.config, &self.manifest).map_err(RunError::Config)?;
                 let fresh: Vec<NewFile> = found.new;
                 if !fresh.is_empty() {
                     break EpochWork {
@@ -322,7 +334,7 @@ impl Driver {
                 *shard,
                 ShardSource {
                     source: self.config.sources[file.source].name.clone(),
-                    path: file.path.display().to_string(),
+                    path: file.name.clone(),
                 },
             );
         }
@@ -356,7 +368,11 @@ impl Driver {
             self.shard_sources(&numbered),
             first_new_shard,
             self.config.shard_bytes,
-            self.manifest.epochs.iter().map(|e| e.epoch).collect(),
+            self.manifest
+                .epochs
+                .iter()
+                .map(|e| (e.epoch, e.dups_hash.clone()))
+                .collect(),
         )?;
         graph.advance_all(base);
         // Retractions: negative changes to the index, at the epoch's first time.
@@ -399,7 +415,7 @@ impl Driver {
         let mut skipped = Vec::new();
         for (shard, file) in &numbered {
             let source = &self.config.sources[file.source];
-            let display = file.path.display().to_string();
+            let display = file.name.clone();
             let read = read_documents(file, source.format, &source.text_field);
             let (docs, rejects) = match read {
                 Ok(read) => read,
@@ -469,7 +485,7 @@ impl Driver {
         progress.finish();
         *index_docs = (*index_docs as i64 + writer.index_added()) as u64;
         writer.report.skipped = skipped.clone();
-        let report = writer.finish(start.elapsed().as_secs_f64(), *index_docs)?;
+        let (report, dups_hash) = writer.finish(start.elapsed().as_secs_f64(), *index_docs)?;
         crate::pipeline::fail_point::fail_point("before-commit");
         self.manifest.epochs.push(EpochSummary {
             epoch,
@@ -482,6 +498,7 @@ impl Driver {
             bytes_in: report.bytes_in,
             readmitted: report.readmitted,
             tombstoned: report.tombstoned,
+            dups_hash,
             sources: report.sources.clone(),
             index_docs: *index_docs,
             peak_rss: peak_rss(),

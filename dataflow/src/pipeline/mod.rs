@@ -11,6 +11,7 @@ pub mod epoch;
 mod fail_point;
 pub mod graph;
 pub mod job;
+pub mod lock;
 pub mod stages;
 pub mod state;
 pub mod status;

@@ -4,17 +4,22 @@
 //! text of documents dropped as duplicates (`dups.jsonl`, to re-admit them after a
 //! retraction without reading sources again).
 //!
+//! Every file is checked when read: the segments carry their own xxh3, `dups.jsonl`'s is in
+//! the manifest's epoch summary, and the manifest carries the xxh3 of its own bytes.
+//! `lock.rs` keeps a second writer out.
+//!
 //! Commit protocol: an epoch's files are written under `NNNNNN.tmp/` and renamed, then the
 //! manifest is written to `manifest.json.tmp`, synced and renamed over the old one. The
 //! manifest is the commit point: an epoch directory it does not list is a leftover of a
 //! killed run and is removed by the next one, which redoes that work.
 
 use crate::pipeline::graph::DocId;
+use crate::pipeline::lock::{LOCK, StateLock};
 use crate::pipeline::stages::Entry;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,22 +28,39 @@ pub const MANIFEST: &str = "manifest.json";
 /// A near-duplicate pair `(later, earlier)` and its change.
 pub type PairChange = ((DocId, DocId), isize);
 const FORMAT: &str = "steel-run-state";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Manifest {
+    /// xxh3-64 (hex) of the manifest file's bytes with these 16 digits written as zeros. It
+    /// must stay the first field: `manifest_bytes` and `check_manifest_bytes` find it there.
+    /// (`default` here and below: so an older manifest reads far enough to be named as one.)
+    #[serde(default)]
+    pub checksum: String,
     pub format: String,
     pub version: u32,
     /// `Stages::settings_id` of the recipe and dedup settings the state was built with.
     pub settings: String,
+    #[serde(default)]
+    pub pipeline: PipelineIdentity,
     pub files: Vec<FileEntry>,
     pub epochs: Vec<EpochSummary>,
+}
+
+/// Which pipeline a state belongs to: its state and output directories as the manifest names
+/// paths (relative to the pipeline file's directory when under it). A second pipeline file
+/// pointing at this state from elsewhere, or with another output, differs in one of them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PipelineIdentity {
+    pub state: String,
+    pub output: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FileEntry {
     pub shard: u32,
     pub source: String,
+    /// Relative to the pipeline file's directory when under it, else absolute.
     pub path: String,
     pub size: u64,
     /// xxh3-64 of the file's bytes, hex.
@@ -74,6 +96,9 @@ pub struct EpochSummary {
     pub bytes_in: u64,
     pub readmitted: u64,
     pub tombstoned: u64,
+    /// xxh3-64 (hex) of the epoch's `dups.jsonl`, checked whenever it is read.
+    #[serde(default)]
+    pub dups_hash: String,
     pub sources: BTreeMap<String, SourceCounts>,
     /// Documents in the index after this epoch.
     pub index_docs: u64,
@@ -108,19 +133,92 @@ impl Manifest {
         self.epochs.last().map_or(0, |e| e.epoch)
     }
 
-    pub fn file_of_shard(&self, shard: u32) -> Option<&FileEntry> {
-        self.files.iter().find(|f| f.shard == shard)
+    /// Refuse a pipeline other than the one the state was built by: another state or output
+    /// location, or sources missing that have files in the state (new sources are welcome).
+    fn check_pipeline(
+        &self,
+        pipeline: &PipelineIdentity,
+        sources: &[String],
+    ) -> Result<(), String> {
+        let missing: BTreeSet<&str> = self
+            .files
+            .iter()
+            .filter(|f| f.retracted_in.is_none() && !sources.contains(&f.source))
+            .map(|f| f.source.as_str())
+            .collect();
+        if self.pipeline == *pipeline && missing.is_empty() {
+            return Ok(());
+        }
+        let names: BTreeSet<&str> = self.files.iter().map(|f| f.source.as_str()).collect();
+        Err(format!(
+            "it belongs to another pipeline (state `{}`, output `{}`, sources {}); this one has state `{}`, output `{}`, sources {}{}; use a new state directory (or `steel retract` a source before removing it)",
+            self.pipeline.state,
+            self.pipeline.output,
+            names.into_iter().collect::<Vec<_>>().join(", "),
+            pipeline.state,
+            pipeline.output,
+            sources.join(", "),
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (missing {})",
+                    missing.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            }
+        ))
     }
 }
 
+/// The manifest as written: pretty JSON whose first field is the checksum of these bytes.
+fn manifest_bytes(manifest: &Manifest) -> Vec<u8> {
+    let mut unsummed = manifest.clone();
+    unsummed.checksum = NO_CHECKSUM.into();
+    let mut bytes = serde_json::to_vec_pretty(&unsummed).expect("a manifest always serialises");
+    assert!(bytes.starts_with(CHECKSUM_PREFIX.as_bytes()));
+    let sum = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+    bytes[CHECKSUM_PREFIX.len()..CHECKSUM_PREFIX.len() + 16].copy_from_slice(sum.as_bytes());
+    bytes
+}
+
+/// Check the checksum `manifest_bytes` wrote; `Err` says what is wrong.
+fn check_manifest_bytes(bytes: &[u8]) -> Result<(), String> {
+    let at = CHECKSUM_PREFIX.len();
+    if !bytes.starts_with(CHECKSUM_PREFIX.as_bytes()) || bytes.len() < at + 16 {
+        return Err("it does not start with its checksum".into());
+    }
+    let claimed = String::from_utf8_lossy(&bytes[at..at + 16]).into_owned();
+    let mut unsummed = bytes.to_vec();
+    unsummed[at..at + 16].copy_from_slice(NO_CHECKSUM.as_bytes());
+    let actual = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&unsummed));
+    if claimed != actual {
+        return Err(format!(
+            "checksum mismatch (the file says {claimed}, its bytes hash to {actual})"
+        ));
+    }
+    Ok(())
+}
+
+const CHECKSUM_PREFIX: &str = "{\n  \"checksum\": \"";
+const NO_CHECKSUM: &str = "0000000000000000";
+
 pub struct StateDir {
     pub dir: PathBuf,
+    /// Held by a writer for as long as it lives; `None` for a reader (`steel status`).
+    lock: Option<StateLock>,
 }
 
 impl StateDir {
-    /// Open `dir`, creating it when missing or empty. A directory with other files and no
-    /// manifest, or with a manifest we cannot read, is refused and left untouched.
-    pub fn open(dir: &Path, settings: &str) -> Result<(StateDir, Manifest), StateError> {
+    /// Open `dir` to write, creating it when missing or empty, and take its lock. A directory
+    /// with other files and no manifest, with a manifest we cannot read or check, built with
+    /// other settings or by another pipeline, or locked by another run, is refused and left
+    /// untouched.
+    pub fn open(
+        dir: &Path,
+        settings: &str,
+        pipeline: &PipelineIdentity,
+        sources: &[String],
+    ) -> Result<(StateDir, Manifest), StateError> {
         let invalid = |reason: String| StateError::Invalid {
             dir: dir.to_path_buf(),
             reason,
@@ -128,6 +226,7 @@ impl StateDir {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let state = StateDir {
             dir: dir.to_path_buf(),
+            lock: Some(StateLock::take(dir)?),
         };
         let path = dir.join(MANIFEST);
         if !path.exists() {
@@ -135,7 +234,7 @@ impl StateDir {
                 .map_err(io_error(dir))?
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|name| name != "epochs" && name != "manifest.json.tmp")
+                .filter(|name| !["epochs", "manifest.json.tmp", LOCK].contains(&name.as_str()))
                 .collect();
             if !foreign.is_empty() {
                 return Err(invalid(format!(
@@ -147,6 +246,7 @@ impl StateDir {
                 format: FORMAT.into(),
                 version: VERSION,
                 settings: settings.into(),
+                pipeline: pipeline.clone(),
                 ..Manifest::default()
             };
             return Ok((state, manifest));
@@ -158,7 +258,23 @@ impl StateDir {
                 manifest.settings, settings
             )));
         }
+        manifest
+            .check_pipeline(pipeline, sources)
+            .map_err(invalid)?;
         Ok((state, manifest))
+    }
+
+    /// Open `dir` to read only (no lock): `steel status`.
+    pub fn reader(dir: &Path) -> StateDir {
+        StateDir {
+            dir: dir.to_path_buf(),
+            lock: None,
+        }
+    }
+
+    /// The holder of a stale lock this run took over (a killed earlier run), for its report.
+    pub fn stale_lock(&self) -> Option<&str> {
+        self.lock.as_ref().and_then(|l| l.stale.as_deref())
     }
 
     /// Read and check the manifest and that every committed epoch's files are there.
@@ -173,10 +289,17 @@ impl StateDir {
             .map_err(|e| invalid(format!("{MANIFEST} is corrupt: {e}")))?;
         if manifest.format != FORMAT || manifest.version != VERSION {
             return Err(invalid(format!(
-                "{MANIFEST} is `{}` version {}, not {FORMAT} version {VERSION}",
-                manifest.format, manifest.version
+                "{MANIFEST} is `{}` version {}, not {FORMAT} version {VERSION}{}",
+                manifest.format,
+                manifest.version,
+                if manifest.format == FORMAT && manifest.version < VERSION {
+                    " (made by an older steel: run the job again into a new state directory)"
+                } else {
+                    ""
+                }
             )));
         }
+        check_manifest_bytes(&bytes).map_err(|e| invalid(format!("{MANIFEST} is corrupt: {e}")))?;
         for epoch in &manifest.epochs {
             let dir = self.epoch_dir(epoch.epoch);
             for name in ["index.bin", "pairs.bin", "dups.jsonl"] {
@@ -237,8 +360,7 @@ impl StateDir {
     pub fn commit(&self, manifest: &Manifest) -> Result<(), StateError> {
         let path = self.dir.join(MANIFEST);
         let tmp = self.dir.join("manifest.json.tmp");
-        let bytes = serde_json::to_vec_pretty(manifest).expect("a manifest always serialises");
-        write_synced(&tmp, &bytes)?;
+        write_synced(&tmp, &manifest_bytes(manifest))?;
         crate::pipeline::fail_point::fail_point("before-manifest-rename");
         std::fs::rename(&tmp, &path).map_err(io_error(&path))?;
         sync_dir(&self.dir)
@@ -353,6 +475,77 @@ impl SegmentWriter {
         })?;
         file.sync_all().map_err(io_error(&self.path))
     }
+}
+
+/// A line-oriented state file (`dups.jsonl`) whose xxh3-64 is computed as it is written; the
+/// manifest keeps the hash and `read_hashed_lines` checks it.
+pub struct HashedLines {
+    path: PathBuf,
+    out: BufWriter<File>,
+    hasher: xxhash_rust::xxh3::Xxh3,
+}
+
+impl HashedLines {
+    pub fn create(path: &Path) -> Result<Self, StateError> {
+        let file = File::create(path).map_err(io_error(path))?;
+        Ok(HashedLines {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+            hasher: xxhash_rust::xxh3::Xxh3::new(),
+        })
+    }
+
+    /// Write `line` and a newline.
+    pub fn line(&mut self, line: &str) -> Result<(), StateError> {
+        for bytes in [line.as_bytes(), b"\n"] {
+            self.hasher.update(bytes);
+            self.out.write_all(bytes).map_err(io_error(&self.path))?;
+        }
+        Ok(())
+    }
+
+    /// Flush and sync; the file's xxh3-64, hex.
+    pub fn finish(self) -> Result<String, StateError> {
+        let file = self.out.into_inner().map_err(|e| StateError::Io {
+            path: self.path.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(io_error(&self.path))?;
+        Ok(format!("{:016x}", self.hasher.digest()))
+    }
+}
+
+/// Call `each` on every line of `path`; fail if the whole file's xxh3-64 is not `hash` (the
+/// lines seen so far must then be thrown away: nothing is committed after an error).
+pub fn read_hashed_lines(
+    path: &Path,
+    hash: &str,
+    mut each: impl FnMut(&[u8]) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    let mut reader = BufReader::new(File::open(path).map_err(io_error(path))?);
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(io_error(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&line);
+        each(line.strip_suffix(b"\n").unwrap_or(&line))?;
+    }
+    let actual = format!("{:016x}", hasher.digest());
+    if actual != hash {
+        return Err(StateError::Invalid {
+            dir: path.to_path_buf(),
+            reason: format!(
+                "corrupt state file: its xxh3 is {actual}, the manifest says {hash}; documents it holds cannot be re-admitted"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The words of a segment after checking its magic and checksum.

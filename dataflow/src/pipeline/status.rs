@@ -40,9 +40,7 @@ pub fn status(dir: &Path) -> Result<Status, StateError> {
             reason: "no manifest.json: not a steel run state (has `steel run` run with it?)".into(),
         });
     }
-    let state = StateDir {
-        dir: dir.to_path_buf(),
-    };
+    let state = StateDir::reader(dir);
     let manifest = state.read_manifest()?;
     let mut sources: BTreeMap<String, SourceCounts> = BTreeMap::new();
     for epoch in &manifest.epochs {
