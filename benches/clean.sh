@@ -22,7 +22,8 @@ echo "== steel, whole recipe at ${copies} copies and each operator alone" >&2
 venv=target/bench-venv-dj
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet py-data-juicer==1.6.1 aiohttp ftfy opencc 'selectolax<1.0' simhash-pybind scipy >&2
+  # py-data-juicer 1.6.1 pins opencc 1.1.9: the version its chinese_convert_mapper is judged by.
+  "$venv/bin/pip" install --quiet py-data-juicer==1.6.1 aiohttp ftfy opencc==1.1.9 'selectolax<1.0' simhash-pybind scipy >&2
 fi
 input="$work/input-x2.jsonl"
 noppl="$work/steel_text_noppl.yaml"
