@@ -103,6 +103,56 @@ fn read_f32_tensors(path: &Path) -> std::collections::HashMap<String, Vec<f32>> 
         .collect()
 }
 
+/// `ours` and `theirs` must have the same length: `zip` alone would stop at the shorter, and a
+/// short reference would pass on the values both have.
+fn same_length(ours: &[f32], theirs: &[f32], what: &str) {
+    assert_eq!(
+        ours.len(),
+        theirs.len(),
+        "{what}: {} values, the reference {}",
+        ours.len(),
+        theirs.len()
+    );
+}
+
+/// The largest `|ours - theirs|`, element by element.
+fn worst_difference(ours: &[f32], theirs: &[f32], what: &str) -> f32 {
+    same_length(ours, theirs, what);
+    ours.iter()
+        .zip(theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max)
+}
+
+/// The L2 distance between `ours` and `theirs`.
+fn distance(ours: &[f32], theirs: &[f32], what: &str) -> f32 {
+    same_length(ours, theirs, what);
+    ours.iter()
+        .zip(theirs)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f32>()
+        .sqrt()
+}
+
+/// A reference shorter (or longer) than our values fails the comparison instead of passing on
+/// the values both have.
+#[test]
+fn a_reference_of_another_length_fails_the_comparison() {
+    let ours = [1.0, 2.0, 3.0];
+    for compare in [worst_difference, distance] {
+        let short = std::panic::catch_unwind(|| compare(&ours, &ours[..2], "short"));
+        let message = short.expect_err("a short reference must fail");
+        let message = message
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default();
+        assert!(message.contains("short: 3 values, the reference 2"), "{message}");
+        let long = std::panic::catch_unwind(|| compare(&ours[..1], &ours, "long"));
+        assert!(long.is_err(), "a longer reference must fail");
+        assert_eq!(compare(&ours, &[1.0, 2.0, 5.0], "same length"), 2.0);
+    }
+}
+
 #[test]
 fn matches_pytorch_logits_loss_and_gradients() {
     if std::env::var_os("STEEL_WRITE_PARITY_MODELS").is_some() {
@@ -124,11 +174,7 @@ fn matches_pytorch_logits_loss_and_gradients() {
         let expected: Vec<f32> = serde_json::from_value(reference["logits"].clone()).unwrap();
 
         let ours = logits(&config, &layout, &params, &ids);
-        let worst = ours
-            .iter()
-            .zip(&expected)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst = worst_difference(&ours, &expected, &format!("{name}: logits"));
         assert!(worst < 1e-4, "{name}: logits differ by up to {worst}");
 
         let mut grads = vec![0.0; layout.len];
@@ -144,12 +190,7 @@ fn matches_pytorch_logits_loss_and_gradients() {
             let theirs = &torch_grads[&view.name];
             let mine = &grads[view.range()];
             let norm = theirs.iter().map(|g| g * g).sum::<f32>().sqrt();
-            let diff = mine
-                .iter()
-                .zip(theirs)
-                .map(|(a, b)| (a - b) * (a - b))
-                .sum::<f32>()
-                .sqrt();
+            let diff = distance(mine, theirs, &format!("{name}: {}", view.name));
             assert!(
                 diff <= 1e-3 * norm.max(1e-6),
                 "{name} {}: gradient differs by {diff} (norm {norm})",
