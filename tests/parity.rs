@@ -7,6 +7,8 @@
 //!
 //! To regenerate: `STEEL_WRITE_PARITY_MODELS=1 cargo test --test parity` writes the weights,
 //! then `python tests/data/parity/make_reference.py` (torch + transformers) the references.
+//! The softmax-MoE loads through the shipped `trainer/hf/modeling_steel.py`, which
+//! `make_reference.py` puts next to a temporary copy of the fixture; the fixture keeps no copy.
 
 use std::path::{Path, PathBuf};
 use steel_trainer::checkpoint::{load_model, write_model};
@@ -146,11 +148,39 @@ fn a_reference_of_another_length_fails_the_comparison() {
             .downcast_ref::<String>()
             .cloned()
             .unwrap_or_default();
-        assert!(message.contains("short: 3 values, the reference 2"), "{message}");
+        assert!(
+            message.contains("short: 3 values, the reference 2"),
+            "{message}"
+        );
         let long = std::panic::catch_unwind(|| compare(&ours[..1], &ours, "long"));
         assert!(long.is_err(), "a longer reference must fail");
         assert_eq!(compare(&ours, &[1.0, 2.0, 5.0], "same length"), 2.0);
     }
+}
+
+/// The softmax-MoE references were computed through the `modeling_steel.py` Steel ships and
+/// exports: the fixture keeps no copy of its own that could drift from it, and
+/// `reference.json` records the CRC-32 of the file `make_reference.py` loaded, which must be
+/// the shipped file's (a changed `modeling_steel.py` needs new references).
+#[test]
+fn the_softmax_references_were_made_with_the_shipped_modeling_steel() {
+    let copy = dir("softmax").join("modeling_steel.py");
+    assert!(
+        !copy.exists(),
+        "{}: a copy that can drift from trainer/hf/modeling_steel.py",
+        copy.display()
+    );
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir("softmax").join("reference.json")).unwrap(),
+    )
+    .unwrap();
+    let mut crc = flate2::Crc::new();
+    crc.update(steel_trainer::checkpoint::MODELING_STEEL.as_bytes());
+    assert_eq!(
+        reference["modeling_steel_crc32"].as_u64(),
+        Some(u64::from(crc.sum())),
+        "the references were made with another modeling_steel.py: regenerate them"
+    );
 }
 
 #[test]
@@ -160,6 +190,11 @@ fn matches_pytorch_logits_loss_and_gradients() {
             let layout = Layout::new(&config);
             std::fs::create_dir_all(dir(name)).unwrap();
             write_model(&dir(name), &config, &layout, &weights(&layout)).unwrap();
+            // make_reference.py loads the shipped modeling_steel.py, never a copy here.
+            let copy = dir(name).join("modeling_steel.py");
+            if copy.exists() {
+                std::fs::remove_file(copy).unwrap();
+            }
         }
     }
     for (name, config) in models() {

@@ -2,6 +2,11 @@
 `transformers`, run a fixed sequence, and write its logits and loss (`reference.json`) and the
 gradient of every parameter (`grads.safetensors`).
 
+Steel's softmax-MoE is loaded through the modeling code Steel ships,
+`trainer/hf/modeling_steel.py` (the fixture keeps no copy of it, which could drift): the
+directory is copied with it into a temporary one, and `reference.json` records the file's
+CRC-32, which `tests/parity.rs` checks against the shipped file.
+
     python tests/data/parity/make_reference.py        (needs torch and transformers)
 
 Top-k models add the load-balancing loss as transformers does when `output_router_logits` is on:
@@ -10,6 +15,9 @@ Top-k models add the load-balancing loss as transformers does when `output_route
 
 import json
 import os
+import shutil
+import tempfile
+import zlib
 
 import torch
 import torch.nn.functional as F
@@ -17,15 +25,25 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+MODELING_STEEL = os.path.join(HERE, "..", "..", "..", "trainer", "hf", "modeling_steel.py")
 SEQUENCE = [3, 17, 42, 8, 8, 61, 5, 29, 33, 12, 50, 7, 1]
 
 
 def main():
     torch.manual_seed(0)
+    with open(MODELING_STEEL, "rb") as f:
+        modeling_steel = f.read()
+    scratch = tempfile.mkdtemp()
     for name in ["dense", "softmax", "topk"]:
         directory = os.path.join(HERE, name)
+        loaded = os.path.join(scratch, name)
+        shutil.copytree(directory, loaded)
+        with open(os.path.join(directory, "config.json")) as f:
+            remote = "auto_map" in json.load(f)
+        if remote:
+            shutil.copy(MODELING_STEEL, os.path.join(loaded, "modeling_steel.py"))
         model = AutoModelForCausalLM.from_pretrained(
-            directory, dtype=torch.float32, attn_implementation="eager", trust_remote_code=True
+            loaded, dtype=torch.float32, attn_implementation="eager", trust_remote_code=True
         )
         model.train(False)
         ids = torch.tensor([SEQUENCE[:-1]])
@@ -54,15 +72,19 @@ def main():
             else:
                 grads[n] = g.contiguous()
         save_file(grads, os.path.join(directory, "grads.safetensors"))
+        reference = {
+            "ids": SEQUENCE[:-1],
+            "targets": SEQUENCE[1:],
+            "logits": logits.detach().flatten().tolist(),
+            "loss": loss.item(),
+            "torch": torch.__version__,
+        }
+        if remote:
+            reference["modeling_steel_crc32"] = zlib.crc32(modeling_steel)
         with open(os.path.join(directory, "reference.json"), "w") as f:
-            json.dump({
-                "ids": SEQUENCE[:-1],
-                "targets": SEQUENCE[1:],
-                "logits": logits.detach().flatten().tolist(),
-                "loss": loss.item(),
-                "torch": torch.__version__,
-            }, f)
+            json.dump(reference, f)
         print(name, "loss", loss.item())
+    shutil.rmtree(scratch)
 
 
 if __name__ == "__main__":
