@@ -50,8 +50,9 @@ pub fn bench_pack(options: &PackBenchOptions) -> Result<Vec<BenchLine>> {
         );
         pack_options.chunk_blocks = 64;
         let start = Instant::now();
-        let summary = pool(threads)?.install(|| pack(&inputs, &pack_options))?;
+        let outcome = pool(threads)?.install(|| pack(&inputs, &pack_options))?;
         let seconds = start.elapsed().as_secs_f64();
+        let summary = outcome.epochs.first().context("nothing was packed")?;
         lines.push(
             BenchLine::new("pack", "steel", seconds)
                 .with("threads", threads)

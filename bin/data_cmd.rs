@@ -12,7 +12,7 @@ use steel_dataflow::convert::{ConvertOptions, convert};
 use steel_dataflow::demo_data::{DemoDataOptions, DemoDataSummary, generate};
 use steel_dataflow::output::OutputFormat;
 use steel_dataflow::pack::tokenizer::{read_texts, train};
-use steel_dataflow::pack::{PackOptions, PackSummary, pack};
+use steel_dataflow::pack::{PackOptions, PackOutcome, PackSummary, pack};
 use steel_dataflow::sources::FormatChoice;
 
 #[derive(Args)]
@@ -125,7 +125,8 @@ pub struct PackArgs {
     /// A tokenizer.json (e.g. Qwen1.5's), or one `steel tokenizer train` made.
     #[arg(long)]
     tokenizer: PathBuf,
-    /// Chunk directory. Packing into one that has a manifest adds a new epoch of chunks.
+    /// Chunk directory. Packing into one that has a manifest packs only inputs not packed
+    /// before, as new epochs of chunks.
     #[arg(long, short = 'o')]
     output: PathBuf,
     /// Tokens per training block (B); a chunk holds (B + 1) * K tokens.
@@ -140,13 +141,14 @@ pub struct PackArgs {
     /// Token that fills the tail of the last chunk.
     #[arg(long, default_value = "<|endoftext|>")]
     pad: String,
-    /// Epoch of the new chunks (default: one past the directory's last).
+    /// Epoch of the first new chunks (default: one past the directory's last).
     #[arg(long)]
     epoch: Option<u64>,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
-    /// Unified document files, directories or globs (the output of `steel convert`).
+    /// Unified document files, directories or globs (the output of `steel convert`), or a
+    /// `steel run` output directory (its new epochs are packed in order, tombstones applied).
     #[arg(required = true)]
     inputs: Vec<String>,
 }
@@ -266,18 +268,36 @@ pub fn run_pack(args: PackArgs) -> Result<()> {
     options.pad = args.pad;
     options.epoch = args.epoch;
     options.progress = true;
-    let summary = pack(&args.inputs, &options).context("steel pack failed")?;
-    print_pack_summary(&summary);
+    let outcome = pack(&args.inputs, &options).context("steel pack failed")?;
+    print_pack_outcome(&outcome);
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        println!("{}", serde_json::to_string(&outcome)?);
     }
     Ok(())
 }
 
-pub fn print_pack_summary(summary: &PackSummary) {
+pub fn print_pack_outcome(outcome: &PackOutcome) {
+    for summary in &outcome.epochs {
+        print_pack_summary(summary);
+    }
+    for changed in &outcome.changed {
+        eprintln!("not packed: {}: {}", changed.path, changed.reason);
+    }
+    if outcome.nothing_new {
+        eprintln!(
+            "nothing new: {} inputs were packed before",
+            outcome.known_inputs
+        );
+    }
+    eprintln!("manifest: {}", outcome.manifest);
+}
+
+fn print_pack_summary(summary: &PackSummary) {
     eprintln!(
-        "epoch {}: {} docs in, {} packed, {} rejected; {} tokens + {} padding in {} chunks, {:.2}s ({:.0} tokens/s)\nmanifest: {}; rejects: {}",
+        "epoch {} ({}): {} files, {} docs in, {} packed, {} rejected; {} tokens + {} padding in {} chunks, {:.2}s ({:.0} tokens/s); rejects: {}",
         summary.epoch,
+        summary.unit,
+        summary.files,
         summary.docs_in,
         summary.docs_packed,
         summary.rejected,
@@ -286,9 +306,19 @@ pub fn print_pack_summary(summary: &PackSummary) {
         summary.chunks.len(),
         summary.seconds,
         summary.tokens as f64 / summary.seconds.max(1e-9),
-        summary.manifest,
         summary.rejects_file
     );
+    let retraction = &summary.retraction;
+    if summary.tombstones > 0 {
+        eprintln!(
+            "  {} tombstones: {} documents taken out with {} chunks, {} tokens of their other documents packed again; {} not in these chunks",
+            summary.tombstones,
+            retraction.docs_removed,
+            retraction.chunks.len(),
+            retraction.tokens_repacked,
+            summary.tombstones_unmatched
+        );
+    }
 }
 
 pub fn run_tokenizer_train(args: TokenizerTrainArgs) -> Result<()> {

@@ -1,7 +1,7 @@
 //! `steel demo`: every stage that exists, end to end on a generated corpus, each step one
 //! library call whose result is printed.
 
-use crate::data_cmd::{print_demo_data_summary, print_pack_summary};
+use crate::data_cmd::{print_demo_data_summary, print_pack_outcome};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -113,7 +113,7 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
     pack_options.block_size = 256;
     pack_options.chunk_blocks = 64;
     let packed = pack(&cleaned, &pack_options).context("packing the demo corpus")?;
-    print_pack_summary(&packed);
+    print_pack_outcome(&packed);
 
     eprintln!("\n== 5. train tiny-dense on the chunks for 100 steps (steel train, CPU reference)");
     let run_dir = dir.join("run");

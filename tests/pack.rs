@@ -1,5 +1,6 @@
 //! Step 3: the Qwen tokenizer's test vectors, the chunk format byte for byte (read back by a
-//! reader written here from the spec), round trips, determinism, appends and damage detection.
+//! reader written here from the spec), round trips, determinism, incremental appends and
+//! damage detection.
 
 mod common;
 
@@ -96,7 +97,8 @@ fn qwen_chunks_are_litpkds_int32_and_round_trip_to_the_documents() {
     let mut options = PackOptions::new(qwen_tokenizer(), dir.path().join("chunks"));
     options.block_size = 512;
     options.chunk_blocks = 8;
-    let summary = pack(std::slice::from_ref(&input), &options).unwrap();
+    let outcome = pack(std::slice::from_ref(&input), &options).unwrap();
+    let summary = &outcome.epochs[0];
     assert_eq!(
         (summary.docs_in, summary.docs_packed, summary.rejected),
         (2250, 2250, 0)
@@ -200,31 +202,43 @@ fn one_and_two_threads_pack_identical_chunks() {
 }
 
 #[test]
-fn packing_again_adds_an_epoch_and_never_rewrites_a_chunk() {
+fn packing_again_packs_only_what_is_new_and_never_rewrites_a_chunk() {
     let dir = tempfile::tempdir().unwrap();
     let input = converted_samples(dir.path());
     let chunks = dir.path().join("chunks");
     let mut options = PackOptions::new(qwen_tokenizer(), &chunks);
     options.block_size = 512;
     options.chunk_blocks = 8;
-    pack(std::slice::from_ref(&input), &options).unwrap();
+    let first = pack(std::slice::from_ref(&input), &options).unwrap();
+    let shards = first.epochs[0].files;
     let before: Vec<(PathBuf, Vec<u8>)> = chunk_files(&chunks)
         .into_iter()
         .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
         .collect();
 
-    let second = pack(std::slice::from_ref(&input), &options).unwrap();
-    assert_eq!(second.epoch, 1);
+    // The same input again: nothing new, nothing written.
+    let again = pack(std::slice::from_ref(&input), &options).unwrap();
+    assert!(again.nothing_new && again.epochs.is_empty());
+    assert_eq!(again.known_inputs, shards);
+    assert_eq!(chunk_files(&chunks).len(), before.len());
+
+    // One more file: only it is packed, as epoch 1.
+    let more = dir.path().join("more");
+    std::fs::create_dir(&more).unwrap();
+    let first_shard = Path::new(&input).join("part-00000.jsonl");
+    let lines = std::fs::read_to_string(&first_shard).unwrap();
+    let extra: String = lines.lines().take(10).map(|l| format!("{l}\n")).collect();
+    std::fs::write(more.join("extra.jsonl"), &extra).unwrap();
+    let inputs = [input.clone(), more.display().to_string()];
+    let second = pack(&inputs, &options).unwrap();
+    assert_eq!(second.epochs.len(), 1);
+    let epoch = &second.epochs[0];
+    assert_eq!((epoch.epoch, epoch.files, epoch.docs_in), (1, 1, 10));
+    assert_eq!(second.known_inputs, shards);
     for (path, bytes) in &before {
-        assert_eq!(
-            &std::fs::read(path).unwrap(),
-            bytes,
-            "{} was rewritten",
-            path.display()
-        );
+        assert_eq!(&std::fs::read(path).unwrap(), bytes, "{} was rewritten", path.display());
     }
     let manifest = Manifest::load(&chunks).unwrap().unwrap();
-    assert_eq!(manifest.chunks.len(), 2 * before.len());
     assert!(
         manifest.chunks[before.len()..]
             .iter()
@@ -233,18 +247,28 @@ fn packing_again_adds_an_epoch_and_never_rewrites_a_chunk() {
     for entry in &manifest.chunks {
         let tokens = manifest.read_chunk(&chunks, entry).unwrap();
         assert_eq!(tokens.len() as u64, entry.tokens + entry.padding);
-        assert_eq!(
-            entry.sources.values().sum::<u64>(),
-            entry.tokens,
-            "{}",
-            entry.file
-        );
+        assert_eq!(entry.sources.values().sum::<u64>(), entry.tokens, "{}", entry.file);
     }
 
+    // A packed input whose content changed is reported, not packed again.
+    std::fs::write(more.join("extra.jsonl"), format!("{extra}{extra}")).unwrap();
+    let changed = pack(&inputs, &options).unwrap();
+    assert!(changed.nothing_new);
+    assert_eq!(changed.changed.len(), 1);
+    assert!(changed.changed[0].path.ends_with("extra.jsonl"));
+    assert!(
+        changed.changed[0]
+            .reason
+            .contains("changed since it was packed in epoch 1"),
+        "{}",
+        changed.changed[0].reason
+    );
+
     // A repeated epoch and different settings are refused.
+    std::fs::write(more.join("new.jsonl"), &extra).unwrap();
     options.epoch = Some(1);
     assert!(
-        pack(std::slice::from_ref(&input), &options)
+        pack(&inputs, &options)
             .unwrap_err()
             .to_string()
             .contains("never rewritten")

@@ -620,3 +620,95 @@ fn a_state_is_refused_to_another_pipeline_and_kept_by_a_moved_one() {
         )
     );
 }
+
+/// The documents a chunk directory serves: per (source, file name, row), the token pieces of
+/// its live chunks' segments; and the chunk files taken out.
+#[allow(clippy::type_complexity)]
+fn served(chunks: &Path) -> (BTreeMap<(String, String, u64), Vec<Vec<u32>>>, Vec<String>) {
+    use steel_dataflow::pack::{docs, manifest::Manifest};
+    let manifest = Manifest::load(chunks).unwrap().unwrap();
+    let mut served: BTreeMap<(String, String, u64), Vec<Vec<u32>>> = BTreeMap::new();
+    for entry in &manifest.chunks {
+        let tokens = manifest.read_chunk(chunks, entry).unwrap();
+        let list = chunks.join(format!("{}.docs", entry.file));
+        let segments = docs::decode(&std::fs::read(&list).unwrap(), &list).unwrap();
+        for (segment, range) in docs::ranges(&segments, entry.tokens) {
+            let file = &manifest.doc_files[segment.file as usize];
+            let name = Path::new(&file.file).file_name().unwrap().to_string_lossy();
+            let key = (file.source.clone(), name.into_owned(), segment.row);
+            served.entry(key).or_default().push(tokens[range].to_vec());
+        }
+    }
+    (served, manifest.retracted.iter().map(|c| c.file.clone()).collect())
+}
+
+/// `steel pack` of `job`'s output into `job/chunks` (Qwen tokenizer, 1,032-token chunks).
+fn pack_run(job: &Path) -> serde_json::Value {
+    let tokenizer = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/tokenizers/qwen1_5/tokenizer.json");
+    let args = ["pack", "--tokenizer", tokenizer, "-o", "chunks", "--block-size", "128", "--chunk-blocks", "8", "--json", "out"];
+    run_ok(job, &args)
+}
+
+#[test]
+fn pack_follows_appends_and_retractions_document_by_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let j = job(dir.path(), "job", 1, &[("web", &files[1..3]), ("old", &files[..1])]);
+    run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    let tokenizer = steel_dataflow::pack::tokenizer::load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/tokenizers/qwen1_5/tokenizer.json"
+    )))
+    .unwrap();
+    // Served documents are exactly the live ones, and each document's pieces tile its
+    // tokens (text + <|im_end|>) exactly once. After a retraction a piece may be served in
+    // another chunk than its neighbours, so the pieces are matched, not concatenated.
+    let check = |job: &Path| {
+        let live = live(job);
+        let (served, retracted) = served(&job.join("chunks"));
+        assert_eq!(served.keys().collect::<Vec<_>>(), live.keys().collect::<Vec<_>>());
+        for (key, pieces) in &served {
+            let mut expected = tokenizer.encode_fast(live[key].as_str(), false).unwrap().get_ids().to_vec();
+            expected.push(151645);
+            let mut left: Vec<&Vec<u32>> = pieces.iter().collect();
+            let mut at = 0;
+            while let Some(i) = left.iter().position(|p| expected[at..].starts_with(p)) {
+                at += left.swap_remove(i).len();
+            }
+            assert!(left.is_empty() && at == expected.len(), "{key:?}: pieces do not tile the document");
+        }
+        retracted
+    };
+    let first = pack_run(&j);
+    assert_eq!(first["epochs"].as_array().unwrap().len(), 1);
+    assert!(check(&j).is_empty());
+    let again = pack_run(&j);
+    assert_eq!(again["nothing_new"], true, "{again}");
+
+    add_files(&j, "web", &files[3..4]);
+    run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    let append = pack_run(&j);
+    let epochs = append["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 1, "{append}");
+    assert!(epochs[0]["unit"].as_str().unwrap().ends_with("epoch-000002"));
+    assert_eq!(epochs[0]["files"], 1);
+    assert!(check(&j).is_empty());
+
+    let retract = run_ok(&j, &["retract", "pipeline.toml", "--source", "web", "--json"]);
+    assert!(retract["epochs"][0]["readmitted"].as_u64().unwrap() > 0);
+    let after = pack_run(&j);
+    let epoch = &after["epochs"][0];
+    assert!(epoch["retraction"]["docs_removed"].as_u64().unwrap() > 0, "{after}");
+    assert_eq!(epoch["tombstones_unmatched"], 0, "{after}");
+    let retracted = check(&j);
+    assert_eq!(
+        retracted,
+        epoch["retraction"]["chunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    );
+    assert!(!retracted.is_empty());
+}

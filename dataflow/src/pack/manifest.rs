@@ -1,5 +1,7 @@
-//! `manifest.json` of a chunk directory: the packing settings and every chunk with its token
-//! count, xxh3 hash, source mix and the epoch it was added in. Written atomically.
+//! `manifest.json` of a chunk directory: the packing settings; every chunk with its token
+//! count, xxh3 hash, source mix, the epoch it was added in and which documents it holds
+//! (`docs.rs`); the chunks a later retraction took out; and every input packed, so packing
+//! again packs only what is new. Written atomically.
 
 use crate::pack::PackError;
 use crate::pack::litpkds::{TokenDtype, decode_chunk, parse_header};
@@ -46,12 +48,57 @@ pub struct ChunkEntry {
     pub epoch: u64,
     /// Tokens per source (`meta.source` of the documents).
     pub sources: BTreeMap<String, u64>,
+    /// xxh3-64 (hex) of the chunk's document list, `FILE.docs` (empty for a chunk packed
+    /// before Steel recorded documents: a retraction cannot find documents in it).
+    #[serde(default)]
+    pub docs_xxh3: String,
+    /// The `Manifest::doc_files` indices of the files its documents come from, ascending: a
+    /// retraction reads the document lists of only the chunks that can hold its documents.
+    #[serde(default)]
+    pub doc_files: Vec<u32>,
+    /// The pack epoch whose tombstones took this chunk out (only in `Manifest::retracted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retracted_in: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub settings: PackSettings,
+    /// The live chunks, the ones a loader serves.
     pub chunks: Vec<ChunkEntry>,
+    /// Chunks that held a document a later tombstone took back; their other documents were
+    /// packed again into later chunks. Kept (with their files) so a running trainer's state
+    /// stays explicable.
+    #[serde(default)]
+    pub retracted: Vec<ChunkEntry>,
+    /// Files the packed documents came from (`meta.file` and `meta.source`), indexed by the
+    /// document lists.
+    #[serde(default)]
+    pub doc_files: Vec<DocFile>,
+    /// Every input file packed (or whose tombstones were applied), in order.
+    #[serde(default)]
+    pub inputs: Vec<PackedInput>,
+}
+
+/// A file documents came from, as their `meta` names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DocFile {
+    pub file: String,
+    pub source: String,
+}
+
+/// An input already packed. A later pack skips it when its size and modification time (or,
+/// failing those, its content hash) are unchanged, and reports it when its content changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedInput {
+    /// Absolute path.
+    pub path: String,
+    pub bytes: u64,
+    /// Modification time, nanoseconds since the Unix epoch (0 where unknown).
+    pub modified_ns: u64,
+    pub xxh3: String,
+    /// The pack epoch that packed it.
+    pub epoch: u64,
 }
 
 impl Manifest {
@@ -128,8 +175,25 @@ impl Manifest {
         Ok(())
     }
 
+    /// One past the last epoch of any chunk or input.
     pub fn next_epoch(&self) -> u64 {
-        self.chunks.iter().map(|c| c.epoch + 1).max().unwrap_or(0)
+        let chunks = self.chunks.iter().chain(&self.retracted).map(|c| c.epoch);
+        chunks
+            .chain(self.inputs.iter().map(|i| i.epoch))
+            .map(|e| e + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// An empty manifest for `settings`.
+    pub fn new(settings: PackSettings) -> Manifest {
+        Manifest {
+            settings,
+            chunks: Vec::new(),
+            retracted: Vec::new(),
+            doc_files: Vec::new(),
+            inputs: Vec::new(),
+        }
     }
 }
 

@@ -2,14 +2,20 @@
 //!
 //! Chunks use TinyLlama/lit-gpt's `PackedDataset` layout (see [`litpkds`]), so Steel-LLM's
 //! own training code reads them; a [`manifest`] records every chunk's token count, xxh3 hash,
-//! source mix and the epoch it was added in.
+//! source mix, the epoch it was added in and the documents it holds ([`docs`]), and every
+//! input packed, so packing again packs only what is new ([`inputs`]) and a `steel run`
+//! retraction reaches the chunks ([`retract`]).
 
+pub mod chunk_writer;
+pub mod docs;
+pub mod inputs;
 pub mod litpkds;
 pub mod manifest;
 pub mod packer;
+pub mod retract;
 pub mod tokenizer;
 
-pub use packer::{PackOptions, PackSummary, pack};
+pub use packer::{PackOptions, PackOutcome, PackSummary, pack};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {

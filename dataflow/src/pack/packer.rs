@@ -3,24 +3,29 @@
 //! Each document's text plus the end token becomes tokens; tokens run on from one document
 //! to the next, filling chunks of `(B + 1) * K` tokens; the last chunk's tail is padding.
 //! Documents are tokenised in parallel batches and appended in input order, so the chunks are
-//! the same bytes for any thread count. Packing into a directory that already has a manifest
-//! adds a new epoch of chunks and never rewrites an existing one.
+//! the same bytes for any thread count. Packing is incremental: each unit of new input
+//! (`inputs.rs`) becomes one new epoch of chunks, inputs packed before are left out, a `steel
+//! run` output directory's tombstones take their documents out of the chunks (`retract.rs`),
+//! and an existing chunk is never rewritten.
 
-use crate::convert::{FilePlan, plan_files};
+use crate::convert::FilePlan;
 use crate::input::read::read_file;
 use crate::input::{BatchLimits, RawRecord};
 use crate::pack::PackError;
-use crate::pack::litpkds::{TokenDtype, encode_chunk};
-use crate::pack::manifest::{ChunkEntry, MANIFEST_FILE, Manifest, PackSettings, xxh3_hex};
+use crate::pack::chunk_writer::ChunkWriter;
+use crate::pack::docs::DocKey;
+use crate::pack::inputs::{ChangedInput, InputFile, Unit, plan};
+use crate::pack::litpkds::TokenDtype;
+use crate::pack::manifest::{DocFile, MANIFEST_FILE, Manifest, PackSettings, xxh3_hex};
+use crate::pack::retract::{Retraction, retract};
 use crate::pack::tokenizer::{load, token_id};
 use crate::progress::Progress;
 use crate::reject::{RecordError, RejectCode, RejectRecord};
 use crate::sources::fields::str_field;
-use crate::sources::{Format, FormatChoice};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::BTreeMap;
-use std::io::Write;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
@@ -36,7 +41,7 @@ pub struct PackOptions {
     pub eos: String,
     /// Fills the tail of the last chunk.
     pub pad: String,
-    /// The epoch the new chunks belong to; default: one past the directory's last.
+    /// The epoch the first new chunks belong to; default: one past the directory's last.
     pub epoch: Option<u64>,
     pub batch: BatchLimits,
     pub progress: bool,
@@ -58,9 +63,26 @@ impl PackOptions {
     }
 }
 
+/// What one `steel pack` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PackOutcome {
+    /// One per unit of new input, in order.
+    pub epochs: Vec<PackSummary>,
+    /// Inputs packed before and unchanged (left out).
+    pub known_inputs: usize,
+    /// Inputs packed before whose content changed (reported, not packed).
+    pub changed: Vec<ChangedInput>,
+    pub nothing_new: bool,
+    pub manifest: String,
+}
+
+/// One epoch of chunks.
 #[derive(Clone, Debug, Serialize)]
 pub struct PackSummary {
     pub epoch: u64,
+    /// The unit packed: `inputs` or a `steel run` output's epoch directory.
+    pub unit: String,
+    pub files: usize,
     pub docs_in: u64,
     pub docs_packed: u64,
     pub rejected: u64,
@@ -70,106 +92,213 @@ pub struct PackSummary {
     pub chunks: Vec<String>,
     pub bytes_in: u64,
     pub text_bytes: u64,
+    /// Tombstones read, and those of documents no chunk here holds (never packed here).
+    pub tombstones: u64,
+    pub tombstones_unmatched: u64,
+    pub retraction: Retraction,
     pub rejects_file: String,
-    pub manifest: String,
     pub seconds: f64,
 }
 
-/// Pack the documents of `inputs` (unified JSONL or parquet shards from `steel convert`).
-pub fn pack(inputs: &[String], options: &PackOptions) -> Result<PackSummary, PackError> {
-    let start = Instant::now();
+/// Pack what is new in `inputs` (unified JSONL or parquet shards from `steel convert`, or
+/// `steel run` output directories) into `options.output`.
+pub fn pack(inputs: &[String], options: &PackOptions) -> Result<PackOutcome, PackError> {
     let tokenizer = load(&options.tokenizer)?;
     let settings = settings_for(&tokenizer, options)?;
-    let (plans, _) = plan_files(inputs, FormatChoice::Fixed(Format::Text))?;
     std::fs::create_dir_all(&options.output).map_err(|e| PackError::io(&options.output, e))?;
     let mut manifest = open_manifest(&options.output, &settings)?;
-    let epoch = options.epoch.unwrap_or_else(|| manifest.next_epoch());
-    if manifest.chunks.iter().any(|c| c.epoch >= epoch) {
+    let plan = plan(inputs, &manifest)?;
+    let mut epoch = options.epoch.unwrap_or_else(|| manifest.next_epoch());
+    if epoch < manifest.next_epoch() {
         return Err(PackError::Settings(format!(
             "epoch {epoch} is not after the directory's last epoch {}; chunks are never rewritten",
-            manifest.next_epoch().saturating_sub(1)
+            manifest.next_epoch() - 1
         )));
     }
-
-    let rejects_path = options.output.join(format!("_rejects-e{epoch:04}.jsonl"));
-    let rejects_file =
-        std::fs::File::create(&rejects_path).map_err(|e| PackError::io(&rejects_path, e))?;
-    let mut chunks = ChunkWriter::new(&options.output, settings.clone(), epoch);
-    let mut rejects = std::io::BufWriter::new(rejects_file);
-    let mut summary = PackSummary {
-        epoch,
-        docs_in: 0,
-        docs_packed: 0,
-        rejected: 0,
-        tokens: 0,
-        padding: 0,
-        chunks: Vec::new(),
-        bytes_in: plans
-            .iter()
-            .map(|p| std::fs::metadata(&p.path).map_or(0, |m| m.len()))
-            .sum(),
-        text_bytes: 0,
-        rejects_file: rejects_path.display().to_string(),
+    let mut outcome = PackOutcome {
+        epochs: Vec::new(),
+        known_inputs: plan.known,
+        changed: plan.changed,
+        nothing_new: plan.units.is_empty(),
         manifest: options.output.join(MANIFEST_FILE).display().to_string(),
-        seconds: 0.0,
     };
-    let mut progress = Progress::new("pack", summary.bytes_in, options.progress);
-    let mut done_bytes = 0u64;
-    for plan in &plans {
-        std::thread::scope(|scope| -> Result<(), PackError> {
-            let (sender, batches) = sync_channel::<Vec<RawRecord>>(2);
-            let limits = options.batch;
-            let reader = scope.spawn(move || {
-                let mut send = |batch| sender.send(batch).is_ok();
-                read_file(&plan.path, plan.kind, limits, Default::default(), &mut send)
-            });
-            for batch in batches {
-                let encoded: Vec<Result<EncodedDoc, RejectRecord>> = batch
-                    .into_par_iter()
-                    .map(|record| encode_record(record, plan, &tokenizer, settings.eos_id))
-                    .collect();
-                for outcome in encoded {
-                    summary.docs_in += 1;
-                    match outcome {
-                        Ok((tokens, source, text_bytes)) => {
-                            summary.docs_packed += 1;
-                            summary.text_bytes += text_bytes;
-                            summary.tokens += tokens.len() as u64;
-                            chunks.append(&tokens, &source)?;
-                        }
-                        Err(reject) => {
-                            summary.rejected += 1;
-                            let mut line = serde_json::to_vec(&reject).expect("serialises");
-                            line.push(b'\n');
-                            rejects
-                                .write_all(&line)
-                                .map_err(|e| PackError::io(&rejects_path, e))?;
+    let mut doc_files: HashMap<DocFile, u32> = manifest
+        .doc_files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.clone(), i as u32))
+        .collect();
+    for unit in &plan.units {
+        let mut packing = Packing {
+            options,
+            tokenizer: &tokenizer,
+            manifest: &mut manifest,
+            doc_files: &mut doc_files,
+            epoch,
+        };
+        outcome.epochs.push(packing.unit(unit)?);
+        manifest.save(&options.output)?;
+        epoch += 1;
+    }
+    Ok(outcome)
+}
+
+/// One unit being packed as epoch `epoch`.
+struct Packing<'a> {
+    options: &'a PackOptions,
+    tokenizer: &'a Tokenizer,
+    manifest: &'a mut Manifest,
+    doc_files: &'a mut HashMap<DocFile, u32>,
+    epoch: u64,
+}
+
+impl Packing<'_> {
+    /// The `doc_files` index of `file`, adding it when new.
+    fn doc_file(&mut self, file: DocFile) -> u32 {
+        if let Some(&index) = self.doc_files.get(&file) {
+            return index;
+        }
+        let index = self.manifest.doc_files.len() as u32;
+        self.manifest.doc_files.push(file.clone());
+        self.doc_files.insert(file, index);
+        index
+    }
+
+    fn unit(&mut self, unit: &Unit) -> Result<PackSummary, PackError> {
+        let start = Instant::now();
+        let (options, epoch) = (self.options, self.epoch);
+        let settings = self.manifest.settings.clone();
+        let rejects_path = options.output.join(format!("_rejects-e{epoch:04}.jsonl"));
+        let rejects_file =
+            std::fs::File::create(&rejects_path).map_err(|e| PackError::io(&rejects_path, e))?;
+        let mut rejects = std::io::BufWriter::new(rejects_file);
+        let mut chunks = ChunkWriter::new(&options.output, settings.clone(), epoch);
+        let mut summary = PackSummary {
+            epoch,
+            unit: unit.name.clone(),
+            files: unit.shards.len(),
+            docs_in: 0,
+            docs_packed: 0,
+            rejected: 0,
+            tokens: 0,
+            padding: 0,
+            chunks: Vec::new(),
+            bytes_in: unit.shards.iter().map(|(_, f)| f.record.bytes).sum(),
+            text_bytes: 0,
+            tombstones: 0,
+            tombstones_unmatched: 0,
+            retraction: Retraction::default(),
+            rejects_file: rejects_path.display().to_string(),
+            seconds: 0.0,
+        };
+        if let Some(tombstones) = &unit.tombstones {
+            let gone = self.read_tombstones(tombstones, &mut summary)?;
+            summary.retraction =
+                retract(&options.output, self.manifest, &gone, epoch, &mut chunks)?;
+            summary.tombstones_unmatched = summary.tombstones - summary.retraction.docs_removed;
+        }
+        let mut progress = Progress::new("pack", summary.bytes_in, options.progress);
+        let mut done_bytes = 0u64;
+        for (plan, input) in &unit.shards {
+            std::thread::scope(|scope| -> Result<(), PackError> {
+                let (sender, batches) = sync_channel::<Vec<RawRecord>>(2);
+                let limits = options.batch;
+                let reader = scope.spawn(move || {
+                    let mut send = |batch| sender.send(batch).is_ok();
+                    read_file(&plan.path, plan.kind, limits, Default::default(), &mut send)
+                });
+                for batch in batches {
+                    let encoded: Vec<Result<EncodedDoc, RejectRecord>> = batch
+                        .into_par_iter()
+                        .map(|record| encode_record(record, plan, self.tokenizer, settings.eos_id))
+                        .collect();
+                    for outcome in encoded {
+                        summary.docs_in += 1;
+                        match outcome {
+                            Ok(doc) => {
+                                summary.docs_packed += 1;
+                                summary.text_bytes += doc.text_bytes;
+                                summary.tokens += doc.tokens.len() as u64;
+                                let key: DocKey = (self.doc_file(doc.file), doc.row);
+                                let source = &self.manifest.doc_files[key.0 as usize].source;
+                                chunks.append(&doc.tokens, source, key)?;
+                            }
+                            Err(reject) => {
+                                summary.rejected += 1;
+                                let mut line = serde_json::to_vec(&reject).expect("serialises");
+                                line.push(b'\n');
+                                rejects
+                                    .write_all(&line)
+                                    .map_err(|e| PackError::io(&rejects_path, e))?;
+                            }
                         }
                     }
+                    let docs = summary.docs_in;
+                    progress.update(done_bytes, || {
+                        format!("{docs} docs, {} chunks", chunks.written.len())
+                    });
                 }
-                let docs = summary.docs_in;
-                progress.update(done_bytes, || {
-                    format!("{docs} docs, {} chunks", chunks.written.len())
-                });
-            }
-            match reader.join() {
-                Ok(result) => result.map(|_| ()).map_err(PackError::from),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        })?;
-        done_bytes += std::fs::metadata(&plan.path).map_or(0, |m| m.len());
+                match reader.join() {
+                    Ok(result) => result.map(|_| ()).map_err(PackError::from),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            })?;
+            done_bytes += input.record.bytes;
+        }
+        progress.finish();
+        rejects
+            .flush()
+            .map_err(|e| PackError::io(&rejects_path, e))?;
+        let (written, padding) = chunks.finish()?;
+        summary.padding = padding;
+        summary.chunks = written.iter().map(|c| c.file.clone()).collect();
+        self.manifest.chunks.extend(written);
+        let recorded = unit.tombstones.iter().chain(unit.shards.iter().map(|(_, f)| f));
+        for input in recorded {
+            let mut record = input.record.clone();
+            record.epoch = epoch;
+            self.manifest.inputs.push(record);
+        }
+        summary.seconds = start.elapsed().as_secs_f64();
+        Ok(summary)
     }
-    progress.finish();
-    rejects
-        .flush()
-        .map_err(|e| PackError::io(&rejects_path, e))?;
-    let (written, padding) = chunks.finish()?;
-    summary.padding = padding;
-    summary.chunks = written.iter().map(|c| c.file.clone()).collect();
-    manifest.chunks.extend(written);
-    manifest.save(&options.output)?;
-    summary.seconds = start.elapsed().as_secs_f64();
-    Ok(summary)
+
+    /// The documents a `tombstones.jsonl` takes back, as keys of documents packed here.
+    fn read_tombstones(
+        &self,
+        input: &InputFile,
+        summary: &mut PackSummary,
+    ) -> Result<HashSet<DocKey>, PackError> {
+        let path = &input.path;
+        let file = std::fs::File::open(path).map_err(|e| PackError::io(path, e))?;
+        let mut gone = HashSet::new();
+        for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| PackError::io(path, e))?;
+            let bad = |why: &str| PackError::Chunk {
+                path: path.clone(),
+                reason: format!("line {}: not a tombstone: {why}", number + 1),
+            };
+            let value: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| bad(&e.to_string()))?;
+            let meta = &value["meta"];
+            let (Some(file), Some(source), Some(row)) = (
+                meta["file"].as_str(),
+                meta["source"].as_str(),
+                meta["row"].as_u64(),
+            ) else {
+                return Err(bad("no meta.file, meta.source and meta.row"));
+            };
+            summary.tombstones += 1;
+            let key = DocFile {
+                file: file.into(),
+                source: source.into(),
+            };
+            if let Some(&index) = self.doc_files.get(&key) {
+                gone.insert((index, row));
+            }
+        }
+        Ok(gone)
+    }
 }
 
 fn settings_for(tokenizer: &Tokenizer, options: &PackOptions) -> Result<PackSettings, PackError> {
@@ -212,18 +341,22 @@ fn open_manifest(dir: &Path, settings: &PackSettings) -> Result<Manifest, PackEr
                     dir.display()
                 )));
             }
-            Ok(Manifest {
-                settings: settings.clone(),
-                chunks: Vec::new(),
-            })
+            Ok(Manifest::new(settings.clone()))
         }
     }
 }
 
-/// A document's tokens (end token included), its source and its text size in bytes.
-type EncodedDoc = (Vec<u32>, String, u64);
+/// A document ready to append: its tokens (end token included), where it came from and its
+/// text size in bytes.
+struct EncodedDoc {
+    tokens: Vec<u32>,
+    file: DocFile,
+    row: u64,
+    text_bytes: u64,
+}
 
-/// One unified document to its tokens.
+/// One unified document to its tokens. Its identity is its `meta.file` and `meta.row` (what
+/// `steel run`'s tombstones name), or the input file and record row when it has no `meta`.
 fn encode_record(
     record: RawRecord,
     plan: &FilePlan,
@@ -245,9 +378,17 @@ fn encode_record(
             &head(),
         ));
     }
-    let source = match object.get("meta").and_then(|m| m.get("source")) {
+    let meta = object.get("meta");
+    let field = |name: &str| meta.and_then(|m| m.get(name));
+    let source = match field("source") {
         Some(serde_json::Value::String(source)) => source.clone(),
         _ => String::from("unknown"),
+    };
+    let (file, row) = match (field("file"), field("row")) {
+        (Some(serde_json::Value::String(file)), Some(row)) if row.is_u64() => {
+            (file.clone(), row.as_u64().expect("checked"))
+        }
+        _ => (plan.display.clone(), record.row),
     };
     let encoding = tokenizer.encode_fast(text, false).map_err(|e| {
         reject(
@@ -255,80 +396,12 @@ fn encode_record(
             &head(),
         )
     })?;
-    let mut ids = encoding.get_ids().to_vec();
-    ids.push(eos_id);
-    Ok((ids, source, text.len() as u64))
-}
-
-/// Fills chunks of `chunk_size` tokens and writes each when full.
-struct ChunkWriter {
-    dir: PathBuf,
-    settings: PackSettings,
-    epoch: u64,
-    tokens: Vec<u32>,
-    sources: BTreeMap<String, u64>,
-    written: Vec<ChunkEntry>,
-}
-
-impl ChunkWriter {
-    fn new(dir: &Path, settings: PackSettings, epoch: u64) -> Self {
-        let capacity = settings.chunk_size() as usize;
-        ChunkWriter {
-            dir: dir.to_path_buf(),
-            settings,
-            epoch,
-            tokens: Vec::with_capacity(capacity),
-            sources: BTreeMap::new(),
-            written: Vec::new(),
-        }
-    }
-
-    fn append(&mut self, mut tokens: &[u32], source: &str) -> Result<(), PackError> {
-        let chunk_size = self.settings.chunk_size() as usize;
-        while !tokens.is_empty() {
-            let room = chunk_size - self.tokens.len();
-            let take = room.min(tokens.len());
-            self.tokens.extend_from_slice(&tokens[..take]);
-            *self.sources.entry(source.to_string()).or_default() += take as u64;
-            tokens = &tokens[take..];
-            if self.tokens.len() == chunk_size {
-                self.write_chunk(0)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Write the current chunk, `padding` pad tokens at its end included.
-    fn write_chunk(&mut self, padding: usize) -> Result<(), PackError> {
-        let real = self.tokens.len() - padding;
-        let name = format!("chunk_e{:04}_{:010}.bin", self.epoch, self.written.len());
-        let path = self.dir.join(&name);
-        let bytes = encode_chunk(&self.tokens, self.settings.dtype);
-        let temporary = self.dir.join(format!("{name}.tmp"));
-        std::fs::write(&temporary, &bytes)
-            .and_then(|()| std::fs::rename(&temporary, &path))
-            .map_err(|e| PackError::io(&path, e))?;
-        self.written.push(ChunkEntry {
-            file: name,
-            tokens: real as u64,
-            padding: padding as u64,
-            xxh3: xxh3_hex(&bytes),
-            epoch: self.epoch,
-            sources: std::mem::take(&mut self.sources),
-        });
-        self.tokens.clear();
-        Ok(())
-    }
-
-    /// Pad and write the last, partial chunk; the chunks written and the padding used.
-    fn finish(mut self) -> Result<(Vec<ChunkEntry>, u64), PackError> {
-        let mut padding = 0;
-        if !self.tokens.is_empty() {
-            padding = self.settings.chunk_size() as usize - self.tokens.len();
-            self.tokens
-                .resize(self.settings.chunk_size() as usize, self.settings.pad_id);
-            self.write_chunk(padding)?;
-        }
-        Ok((self.written, padding as u64))
-    }
+    let mut tokens = encoding.get_ids().to_vec();
+    tokens.push(eos_id);
+    Ok(EncodedDoc {
+        tokens,
+        file: DocFile { file, source },
+        row,
+        text_bytes: text.len() as u64,
+    })
 }

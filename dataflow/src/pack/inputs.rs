@@ -1,0 +1,222 @@
+//! What a `steel pack` has to do: its inputs as units of work, each packed as one epoch of
+//! chunks, with the inputs already packed left out.
+//!
+//! Plain inputs (files, globs, directories of `steel convert` shards) form one unit. A `steel
+//! run` output directory (one holding `epoch-NNNNNN/` directories) gives one unit per
+//! committed run epoch, in order: its tombstones, then its shards. An input is known by its
+//! absolute path; it is packed again only if it is new. One whose content changed since it
+//! was packed is reported and not packed (and for a run directory, neither is anything after
+//! it: epochs apply in order).
+
+use crate::convert::{FilePlan, plan_files};
+use crate::pack::PackError;
+use crate::pack::manifest::{Manifest, PackedInput};
+use crate::pipeline::discover::hash_file;
+use crate::sources::{Format, FormatChoice};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// An input to pack, with what the manifest will record of it.
+pub struct InputFile {
+    pub path: PathBuf,
+    pub record: PackedInput,
+}
+
+/// One epoch's work.
+pub struct Unit {
+    /// For reports: `inputs` or `DIR/epoch-NNNNNN`.
+    pub name: String,
+    pub tombstones: Option<InputFile>,
+    /// The documents to pack, in order.
+    pub shards: Vec<(FilePlan, InputFile)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChangedInput {
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Default)]
+pub struct Plan {
+    pub units: Vec<Unit>,
+    /// Inputs packed before and unchanged.
+    pub known: usize,
+    pub changed: Vec<ChangedInput>,
+}
+
+/// What a `steel run` output directory's committed epochs are: `epoch-NNNNNN` directories
+/// holding a `report.json` (written last before the rename), in order.
+fn run_epochs(dir: &Path) -> Result<Vec<(u64, PathBuf)>, PackError> {
+    let mut epochs = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| PackError::io(dir, e))? {
+        let path = entry.map_err(|e| PackError::io(dir, e))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let number = name.as_deref().and_then(|n| n.strip_prefix("epoch-"));
+        if let Some(epoch) = number.and_then(|n| n.parse::<u64>().ok())
+            && path.join("report.json").is_file()
+        {
+            epochs.push((epoch, path));
+        }
+    }
+    epochs.sort();
+    Ok(epochs)
+}
+
+pub fn plan(inputs: &[String], manifest: &Manifest) -> Result<Plan, PackError> {
+    let known: HashMap<&str, &PackedInput> =
+        manifest.inputs.iter().map(|i| (i.path.as_str(), i)).collect();
+    let mut plan = Plan::default();
+    let mut plain = Vec::new();
+    for input in inputs {
+        let path = Path::new(input);
+        let epochs = if path.is_dir() { run_epochs(path)? } else { Vec::new() };
+        if epochs.is_empty() {
+            plain.push(input.clone());
+        } else {
+            plan_run_dir(path, &epochs, &known, &mut plan)?;
+        }
+    }
+    if !plain.is_empty() {
+        let (plans, _) = plan_files(&plain, FormatChoice::Fixed(Format::Text))?;
+        let mut shards = Vec::new();
+        for file_plan in plans {
+            match check(&file_plan.path, &known)? {
+                Status::Known => plan.known += 1,
+                Status::Changed(reason) => plan.changed.push(ChangedInput {
+                    path: file_plan.path.display().to_string(),
+                    reason,
+                }),
+                Status::New(file) => shards.push((file_plan, file)),
+            }
+        }
+        if !shards.is_empty() {
+            plan.units.push(Unit {
+                name: "inputs".into(),
+                tombstones: None,
+                shards,
+            });
+        }
+    }
+    Ok(plan)
+}
+
+/// The unpacked epochs of run output `dir`, in order, up to the first changed one.
+fn plan_run_dir(
+    dir: &Path,
+    epochs: &[(u64, PathBuf)],
+    known: &HashMap<&str, &PackedInput>,
+    plan: &mut Plan,
+) -> Result<(), PackError> {
+    for (_, epoch_dir) in epochs {
+        let mut parts: Vec<PathBuf> = std::fs::read_dir(epoch_dir)
+            .map_err(|e| PackError::io(epoch_dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                name.is_some_and(|n| n.starts_with("part-") && n.ends_with(".jsonl"))
+            })
+            .collect();
+        parts.sort();
+        let tombstones = epoch_dir.join("tombstones.jsonl");
+        let mut files = parts.clone();
+        if tombstones.is_file() {
+            files.insert(0, tombstones.clone());
+        }
+        let mut new = Vec::new();
+        let mut seen = 0;
+        for file in &files {
+            match check(file, known)? {
+                Status::Known => seen += 1,
+                Status::New(input) => new.push(input),
+                Status::Changed(reason) => {
+                    plan.changed.push(ChangedInput {
+                        path: file.display().to_string(),
+                        reason: format!("{reason}; later epochs of {} are not packed", dir.display()),
+                    });
+                    return Ok(());
+                }
+            }
+        }
+        plan.known += seen;
+        if new.is_empty() {
+            continue;
+        }
+        if seen > 0 {
+            plan.changed.push(ChangedInput {
+                path: epoch_dir.display().to_string(),
+                reason: format!(
+                    "partly packed before ({seen} of its files): its files changed; later epochs of {} are not packed",
+                    dir.display()
+                ),
+            });
+            return Ok(());
+        }
+        let mut new = new.into_iter();
+        let tombstones = if tombstones.is_file() { new.next() } else { None };
+        let part_names: Vec<String> = parts.iter().map(|p| p.display().to_string()).collect();
+        let mut by_path: HashMap<PathBuf, InputFile> =
+            new.map(|input| (input.path.clone(), input)).collect();
+        let shards = if part_names.is_empty() {
+            Vec::new()
+        } else {
+            plan_files(&part_names, FormatChoice::Fixed(Format::Text))?
+                .0
+                .into_iter()
+                .filter_map(|file_plan| {
+                    let input = by_path.remove(&file_plan.path)?;
+                    Some((file_plan, input))
+                })
+                .collect()
+        };
+        plan.units.push(Unit {
+            name: epoch_dir.display().to_string(),
+            tombstones,
+            shards,
+        });
+    }
+    Ok(())
+}
+
+enum Status {
+    Known,
+    Changed(String),
+    New(InputFile),
+}
+
+fn check(path: &Path, known: &HashMap<&str, &PackedInput>) -> Result<Status, PackError> {
+    let absolute = std::path::absolute(path).map_err(|e| PackError::io(path, e))?;
+    let key = absolute.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| PackError::io(path, e))?;
+    let modified_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    if let Some(before) = known.get(key.as_str())
+        && before.bytes == meta.len()
+        && before.modified_ns == modified_ns
+        && modified_ns != 0
+    {
+        return Ok(Status::Known);
+    }
+    let (xxh3, _) = hash_file(path).map_err(|e| PackError::io(path, e))?;
+    Ok(match known.get(key.as_str()) {
+        Some(before) if before.xxh3 == xxh3 => Status::Known,
+        Some(before) => Status::Changed(format!(
+            "changed since it was packed in epoch {} (xxh3 {} then, {xxh3} now); not packed again",
+            before.epoch, before.xxh3
+        )),
+        None => Status::New(InputFile {
+            path: path.to_path_buf(),
+            record: PackedInput {
+                path: key,
+                bytes: meta.len(),
+                modified_ns,
+                xxh3,
+                epoch: 0,
+            },
+        }),
+    })
+}
