@@ -1,5 +1,6 @@
-//! `steel bench pack`: tokenisation and packing throughput at each thread count, then the
-//! training loader serving every block of the packed chunks once.
+//! `steel bench pack`: tokenisation and packing throughput at each thread count, an appended
+//! 1% packed into the same directory next to the full pack, then the training loader serving
+//! every block of the packed chunks once.
 
 use crate::line::BenchLine;
 use crate::pool;
@@ -62,8 +63,40 @@ pub fn bench_pack(options: &PackBenchOptions) -> Result<Vec<BenchLine>> {
                 .with("tokens_per_s", summary.tokens as f64 / seconds)
                 .with("mb_per_s", summary.text_bytes as f64 / 1e6 / seconds),
         );
+        if threads == *options.threads.last().expect("at least one thread count") {
+            lines.push(bench_append(&input, &inputs, &pack_options, threads, seconds)?);
+        }
     }
     Ok(lines)
+}
+
+/// Add a file of 1% of the input's documents to `input` and pack `inputs` again into the
+/// same directory: only the new file is packed. Its time next to the full pack's.
+fn bench_append(
+    input: &Path,
+    inputs: &[String],
+    options: &PackOptions,
+    threads: usize,
+    full_seconds: f64,
+) -> Result<BenchLine> {
+    let first = input.join("copy-000.jsonl");
+    let text = std::fs::read_to_string(&first).with_context(|| format!("reading {}", first.display()))?;
+    let copies = std::fs::read_dir(input)?.count();
+    let lines: Vec<&str> = text.lines().collect();
+    let take = (lines.len() * copies).div_ceil(100);
+    let appended: String = lines.iter().cycle().take(take).map(|l| format!("{l}\n")).collect();
+    let target = input.join("append-1pct.jsonl");
+    std::fs::write(&target, appended).with_context(|| format!("writing {}", target.display()))?;
+    let start = Instant::now();
+    let outcome = pool(threads)?.install(|| pack(inputs, options))?;
+    let seconds = start.elapsed().as_secs_f64();
+    let summary = outcome.epochs.first().context("the append was not packed")?;
+    Ok(BenchLine::new("pack", "steel-append-1pct", seconds)
+        .with("threads", threads)
+        .with("docs", summary.docs_packed)
+        .with("files_packed", summary.files)
+        .with("inputs_known", outcome.known_inputs)
+        .with("vs_full_pack", seconds / full_seconds))
 }
 
 /// Serve one epoch of the chunk directory `dir` (opening and hash-checking every chunk on

@@ -132,5 +132,9 @@ fn print_outcome(outcome: &RunOutcome, json: bool) -> Result<()> {
     for report in &outcome.epochs {
         eprint!("{}", report.to_text());
     }
+    for pack in &outcome.packs {
+        eprintln!("[pack]");
+        crate::data_cmd::print_pack_outcome(pack);
+    }
     Ok(())
 }

@@ -712,3 +712,41 @@ fn pack_follows_appends_and_retractions_document_by_document() {
     );
     assert!(!retracted.is_empty());
 }
+
+#[test]
+fn run_with_a_pack_section_packs_each_append_like_one_run_over_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let section = format!(
+        "[pack]\ntokenizer = \"{}/../shared/data/tokenizers/qwen1_5/tokenizer.json\"\noutput = \"chunks\"\nblock_size = 128\nchunk_blocks = 8\n",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let with_pack = |job: &Path| {
+        let toml = std::fs::read_to_string(job.join("pipeline.toml")).unwrap();
+        std::fs::write(job.join("pipeline.toml"), format!("{toml}{section}")).unwrap();
+    };
+    let once = job(dir.path(), "once", 1, &[("web", &files)]);
+    with_pack(&once);
+    let report = run_ok(&once, &["run", "pipeline.toml", "--json"]);
+    assert_eq!(report["packs"][0]["epochs"].as_array().unwrap().len(), 1, "{report}");
+    let appended = job(dir.path(), "appended", 2, &[("web", &files[..2])]);
+    with_pack(&appended);
+    run_ok(&appended, &["run", "pipeline.toml", "--json"]);
+    for file in &files[2..] {
+        add_files(&appended, "web", std::slice::from_ref(file));
+        let report = run_ok(&appended, &["run", "pipeline.toml", "--json"]);
+        let packed = &report["packs"][0]["epochs"];
+        assert_eq!(packed.as_array().unwrap().len(), 1, "{report}");
+        assert_eq!(packed[0]["files"], 1);
+    }
+    let documents = |job: &Path| -> BTreeMap<(String, String, u64), Vec<u32>> {
+        let (served, retracted) = served(&job.join("chunks"));
+        assert!(retracted.is_empty());
+        served.into_iter().map(|(k, pieces)| (k, pieces.concat())).collect()
+    };
+    let expected = documents(&once);
+    assert_eq!(expected.len(), live(&once).len());
+    assert_eq!(documents(&appended), expected);
+    let report = run_ok(&appended, &["run", "pipeline.toml", "--json"]);
+    assert_eq!(report["packs"][0]["nothing_new"], true, "{report}");
+}

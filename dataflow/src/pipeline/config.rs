@@ -1,6 +1,8 @@
 //! `PIPELINE.toml`: the sources, the recipe, the dedup settings, the output and state
-//! directories and the worker count of a scheduled job. Paths are relative to the file.
+//! directories, the worker count of a scheduled job and, optionally, how to pack its output
+//! into training chunks. Paths are relative to the file.
 
+use crate::pack::PackOptions;
 use crate::sources::FormatChoice;
 use serde::Deserialize;
 use std::path::{Component, Path, PathBuf};
@@ -21,6 +23,8 @@ pub struct PipelineConfig {
     pub shard_bytes: u64,
     /// Documents fed to the dataflow per batch (one timestamp each).
     pub batch_docs: usize,
+    /// `[pack]`: also pack each new epoch of the output into training chunks.
+    pub pack: Option<PackOptions>,
 }
 
 #[derive(Clone, Debug)]
@@ -71,6 +75,19 @@ struct File {
     dedup: Option<DedupFile>,
     shard_mb: Option<u64>,
     batch_docs: Option<usize>,
+    pack: Option<PackFile>,
+}
+
+/// `[pack]`: `steel pack`'s settings, with its defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackFile {
+    tokenizer: PathBuf,
+    output: PathBuf,
+    block_size: Option<u64>,
+    chunk_blocks: Option<u64>,
+    eos: Option<String>,
+    pad: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -196,6 +213,14 @@ impl PipelineConfig {
             }),
             shard_bytes: file.shard_mb.unwrap_or(256) << 20,
             batch_docs: file.batch_docs.unwrap_or(2048).max(1),
+            pack: file.pack.map(|p| {
+                let mut options = PackOptions::new(resolve(&p.tokenizer), resolve(&p.output));
+                options.block_size = p.block_size.unwrap_or(options.block_size);
+                options.chunk_blocks = p.chunk_blocks.unwrap_or(options.chunk_blocks);
+                options.eos = p.eos.unwrap_or(options.eos);
+                options.pad = p.pad.unwrap_or(options.pad);
+                options
+            }),
         })
     }
 }
@@ -238,6 +263,11 @@ recipe = "recipe.yaml"
 
 [dedup]
 method = "simhash"
+
+[pack]
+tokenizer = "tokenizer.json"
+output = "chunks"
+block_size = 256
 "#;
         let config = PipelineConfig::parse(text, Path::new("/jobs/a/pipeline.toml")).unwrap();
         assert_eq!(config.state, Path::new("/jobs/a/state"));
@@ -246,6 +276,10 @@ method = "simhash"
         assert_eq!(config.sources[0].pattern, "/jobs/a/raw/web/*.jsonl");
         assert_eq!(config.recipe, Path::new("/jobs/a/recipe.yaml"));
         assert_eq!(config.dedup.as_ref().unwrap().method, Method::Simhash);
+        let pack = config.pack.as_ref().unwrap();
+        assert_eq!(pack.output, Path::new("/jobs/a/chunks"));
+        assert_eq!(pack.tokenizer, Path::new("/jobs/a/tokenizer.json"));
+        assert_eq!((pack.block_size, pack.chunk_blocks), (256, 1024));
         assert_eq!(config.manifest_name(&config.state), "state");
         assert_eq!(
             config.manifest_name(Path::new("/jobs/a/raw/./x/../web/1.jsonl")),

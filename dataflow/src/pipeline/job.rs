@@ -18,6 +18,7 @@ use crate::pipeline::stages::{Entry, Stages};
 use crate::pipeline::state::{
     EpochSummary, FileEntry, Manifest, PipelineIdentity, StateDir, StateError, remove_epochs_after,
 };
+use crate::pack::{PackError, PackOutcome, pack};
 use crate::progress::Progress;
 use crate::reject::RejectRecord;
 use serde::Serialize;
@@ -66,6 +67,9 @@ pub struct RunOutcome {
     pub skipped: Vec<Skipped>,
     /// Leftovers of a killed run, removed before starting.
     pub removed_leftovers: Vec<String>,
+    /// With `[pack]`: what packing the output did after each epoch (or, with nothing new to
+    /// clean, packing what an earlier run committed but did not pack).
+    pub packs: Vec<PackOutcome>,
     pub notes: Vec<String>,
     pub workers: usize,
     pub processes: usize,
@@ -81,6 +85,8 @@ pub enum RunError {
     Epoch(#[from] EpochError),
     #[error("dataflow: {0}")]
     Timely(String),
+    #[error("packing the output: {0}")]
+    Pack(#[from] PackError),
 }
 
 pub fn run(
@@ -181,6 +187,7 @@ pub fn run(
     if first.new.is_empty() && first.retract.is_empty() && options.watch.is_none() && processes == 1
     {
         outcome.nothing_new = true;
+        outcome.packs.extend(pack_output(config, options)?);
         return Ok(outcome);
     }
     let driver = Driver {
@@ -191,15 +198,34 @@ pub fn run(
         first: Some(first),
         ops: stages.ops.iter().map(|op| op.spec.name.clone()).collect(),
     };
-    let (epochs, skipped) =
-        execute(timely_config, stages, Some(driver))?.expect("process 0 drives");
-    outcome.nothing_new = epochs.is_empty();
-    outcome.epochs = epochs;
-    outcome.skipped.extend(skipped);
+    let driven = execute(timely_config, stages, Some(driver))?.expect("process 0 drives");
+    outcome.nothing_new = driven.epochs.is_empty();
+    outcome.epochs = driven.epochs;
+    outcome.skipped.extend(driven.skipped);
+    outcome.packs = driven.packs;
     Ok(outcome)
 }
 
-type Driven = (Vec<EpochReport>, Vec<Skipped>);
+/// With `[pack]`, pack what is new in the output (`None` without it).
+fn pack_output(
+    config: &PipelineConfig,
+    options: &RunOptions,
+) -> Result<Option<PackOutcome>, PackError> {
+    let Some(pack_options) = &config.pack else {
+        return Ok(None);
+    };
+    let mut pack_options = pack_options.clone();
+    pack_options.progress = options.progress;
+    pack(&[config.output.display().to_string()], &pack_options).map(Some)
+}
+
+/// What worker 0 did: the epochs committed, the files skipped, and the packs after them.
+#[derive(Default)]
+struct Driven {
+    epochs: Vec<EpochReport>,
+    skipped: Vec<Skipped>,
+    packs: Vec<PackOutcome>,
+}
 
 /// Run the dataflow on every worker of this process; worker 0 runs `driver` if given.
 fn execute(
@@ -268,8 +294,7 @@ impl Driver {
             graph.pairs.update(pair, diff);
         }
         let mut index = Some(index);
-        let mut reports = Vec::new();
-        let mut skipped = Vec::new();
+        let mut driven = Driven::default();
         let mut work = self.first.take().expect("first work");
         loop {
             if !work.new.is_empty() || !work.retract.is_empty() {
@@ -283,8 +308,11 @@ impl Driver {
                     retracting.as_deref(),
                     &mut index_docs,
                 )?;
-                skipped.extend(skip);
-                reports.push(report);
+                driven.skipped.extend(skip);
+                driven.epochs.push(report);
+                driven
+                    .packs
+                    .extend(pack_output(&self.config, &self.options)?);
             }
             index = None;
             let Some(watch) = self.options.watch.clone() else {
@@ -307,11 +335,11 @@ impl Driver {
                     .idle_exit
                     .is_some_and(|idle| idle_since.elapsed() >= idle)
                 {
-                    return Ok((reports, skipped));
+                    return Ok(driven);
                 }
             };
         }
-        Ok((reports, skipped))
+        Ok(driven)
     }
 
     fn shard_sources(&self, new: &[(u32, &NewFile)]) -> HashMap<u32, ShardSource> {
