@@ -3,9 +3,9 @@
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
-use steel_trainer::checkpoint::{export_hf, load_model};
+use steel_trainer::checkpoint::export_hf;
 use steel_trainer::data::{DataSource, Loader, LoaderState};
-use steel_trainer::eval::evaluate;
+use steel_trainer::eval::evaluate_checkpoint;
 use steel_trainer::settings::{TrainRun, TrainSettings};
 use steel_trainer::train::{StepMetrics, train};
 
@@ -32,6 +32,9 @@ pub struct EvalArgs {
     /// Print {"loss", "tokens", "blocks"} as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Score chunks packed with another tokenizer than the one the checkpoint records.
+    #[arg(long)]
+    allow_tokenizer_mismatch: bool,
 }
 
 #[derive(Subcommand)]
@@ -157,8 +160,12 @@ pub fn run_import_hf(args: ImportHfArgs) -> Result<()> {
 }
 
 pub fn run_eval(args: EvalArgs) -> Result<()> {
-    let (config, layout, params) = load_model(&args.checkpoint)?;
-    let result = evaluate(&config, &layout, &params, &args.data, args.max_blocks)?;
+    let result = evaluate_checkpoint(
+        &args.checkpoint,
+        &args.data,
+        args.max_blocks,
+        args.allow_tokenizer_mismatch,
+    )?;
     if args.json {
         println!("{}", serde_json::to_string(&result)?);
     } else {

@@ -346,3 +346,37 @@ fn mixtures_draw_sources_by_weight() {
         "share of source a: {share_a}"
     );
 }
+
+/// `path` spelled relative to the current directory (`../../tmp/...`).
+fn relative_to_current_dir(path: &Path) -> PathBuf {
+    let here = std::env::current_dir().unwrap().canonicalize().unwrap();
+    let mut relative = PathBuf::new();
+    for _ in here.components().skip(1) {
+        relative.push("..");
+    }
+    relative.join(path.canonicalize().unwrap().strip_prefix("/").unwrap())
+}
+
+/// A loader opened on a relative path records the directory absolute and canonical: the
+/// state means the same chunks from any working directory.
+#[test]
+fn the_state_records_each_directory_as_an_absolute_canonical_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = dir.path().join("chunks");
+    pack_docs(dir.path(), 2, &chunks);
+    let relative = relative_to_current_dir(&chunks);
+    assert!(relative.is_relative() && relative.join("manifest.json").exists());
+    let mut loader = Loader::open(&source(&relative), BLOCK, 3, 0, 1).unwrap();
+    take(&mut loader, 3);
+    let state = loader.state();
+    assert_eq!(
+        state.sources[0].dir,
+        chunks.canonicalize().unwrap().display().to_string()
+    );
+    // Resumed from the recorded path, it serves what the straight loader serves.
+    let recorded = source(Path::new(&state.sources[0].dir));
+    let mut resumed = Loader::resume(&recorded, &state, 0).unwrap();
+    let mut straight = Loader::open(&source(&chunks), BLOCK, 3, 0, 1).unwrap();
+    take(&mut straight, 3);
+    assert!(take(&mut resumed, 5) == take(&mut straight, 5));
+}

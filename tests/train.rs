@@ -7,7 +7,7 @@ use std::path::Path;
 use steel_dataflow::pack::manifest::Manifest;
 use steel_trainer::checkpoint::load_model;
 use steel_trainer::data::DataSource;
-use steel_trainer::eval::evaluate;
+use steel_trainer::eval::{evaluate, evaluate_checkpoint};
 use steel_trainer::model::config::ModelConfig;
 use steel_trainer::optim::adamw::AdamWConfig;
 use steel_trainer::optim::schedule::Schedule;
@@ -63,6 +63,8 @@ fn options(chunks: &Path, out: &Path, steps: u64) -> TrainOptions {
         device: steel_trainer::device::Device::Cpu,
         nproc: 1,
         nodes: None,
+        max_bad_steps: 0,
+        allow_tokenizer_mismatch: false,
     }
 }
 
@@ -334,4 +336,424 @@ fn two_processes_over_tcp_equal_two_in_process_ranks() {
     assert_eq!(losses, threads.losses);
     let weights = |d: &Path| std::fs::read(d.join("step-00000006/model.safetensors")).unwrap();
     assert!(weights(&out) == weights(&dir.path().join("threads")));
+}
+
+/// xxh3-64 of `bytes` as the 16 hex digits Steel writes everywhere.
+fn xxh3(bytes: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
+}
+
+/// A flipped byte in a checkpoint's files is caught wherever the checkpoint is loaded —
+/// resume, eval, export, `--init-from` — by an error naming the file and both hashes. (A
+/// flipped byte in `model.safetensors` used to resume to NaN losses, exit 0.)
+#[test]
+fn a_corrupt_checkpoint_is_refused_naming_the_file_and_both_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = demo_chunks(dir.path(), SEQ);
+    let out = dir.path().join("run");
+    let mut run = options(&chunks, &out, 3);
+    run.validation = None;
+    train(&run, false, &mut |_| {}).unwrap();
+    let checkpoint = out.join("step-00000003");
+    let mut longer = run.clone();
+    longer.steps = 5;
+    for name in ["model.safetensors", "optimizer.safetensors", "state.json"] {
+        let path = checkpoint.join(name);
+        let original = std::fs::read(&path).unwrap();
+        let mut damaged = original.clone();
+        if name == "state.json" {
+            // Still valid JSON that reads as a state: one more token than trained on.
+            let text = String::from_utf8(original.clone()).unwrap();
+            assert!(text.contains("\"tokens\": 96"), "{text}");
+            damaged = text
+                .replace("\"tokens\": 96", "\"tokens\": 97")
+                .into_bytes();
+        } else {
+            // A byte of the last value: the header still reads.
+            let at = damaged.len() - 2;
+            damaged[at] ^= 0x40;
+        }
+        std::fs::write(&path, &damaged).unwrap();
+        let (recorded, actual) = (xxh3(&original), xxh3(&damaged));
+        let names_both = |error: String| {
+            assert!(
+                error.contains(&path.display().to_string())
+                    && error.contains(&recorded)
+                    && error.contains(&actual),
+                "{name}: {error}"
+            );
+        };
+        names_both(train(&longer, true, &mut |_| {}).unwrap_err().to_string());
+        if name == "model.safetensors" {
+            names_both(load_model(&checkpoint).unwrap_err().to_string());
+            let hf = dir.path().join("hf");
+            let export = steel_trainer::checkpoint::export_hf(&checkpoint, &hf, None);
+            names_both(export.unwrap_err().to_string());
+            assert!(!hf.exists(), "nothing exported");
+            let init = steel_trainer::settings::TrainSettings {
+                init_from: Some(checkpoint.clone()),
+                data: vec![DataSource {
+                    dir: chunks.clone(),
+                    weight: 1.0,
+                }],
+                steps: Some(2),
+                out: Some(dir.path().join("init")),
+                ..Default::default()
+            };
+            names_both(init.resolve().unwrap_err().to_string());
+        }
+        std::fs::write(&path, &original).unwrap();
+    }
+    // Undamaged, the same checkpoint resumes.
+    assert_eq!(train(&longer, true, &mut |_| {}).unwrap().step, 5);
+}
+
+/// Starting weights whose embedding row of one token is NaN: exactly the steps whose input
+/// blocks hold that token have a non-finite loss, every other step is finite (the row is
+/// neither read nor, with a zero gradient, spread by AdamW). Returns the options and the
+/// non-finite steps among the first `steps` (at least three, the first after step 1, with
+/// finite steps between them).
+fn poisoned(chunks: &Path, out: &Path, steps: u64) -> (TrainOptions, Vec<u64>) {
+    use steel_trainer::data::Loader;
+    use steel_trainer::model::params::Layout;
+    let mut o = options(chunks, out, steps);
+    o.validation = None;
+    o.micro_batch = 1;
+    o.checkpoint_every = 1000;
+    let mut loader = Loader::open(&o.data, SEQ, o.seed, 0, 1).unwrap();
+    let inputs: Vec<Vec<u32>> = (0..steps)
+        .map(|_| loader.next_block().unwrap()[..SEQ as usize].to_vec())
+        .collect();
+    let bad_steps = |token: u32| -> Vec<u64> {
+        (1..=steps)
+            .filter(|s| inputs[*s as usize - 1].contains(&token))
+            .collect()
+    };
+    let (token, bad) = (0..o.config.vocab_size as u32)
+        .map(|t| (t, bad_steps(t)))
+        .find(|(_, bad)| bad.len() >= 3 && bad[0] > 1 && bad[1] > bad[0] + 1 && bad[2] > bad[1] + 1)
+        .expect("some token is in a few, spaced-out blocks");
+    let layout = Layout::new(&o.config);
+    let mut params = steel_trainer::train::init_params(&layout, o.seed);
+    let embed = layout
+        .views
+        .iter()
+        .find(|v| v.name == "model.embed_tokens.weight")
+        .unwrap();
+    let d = o.config.hidden_size;
+    let row = embed.offset + token as usize * d;
+    params[row..row + d].fill(f32::NAN);
+    o.init_params = Some(params);
+    (o, bad)
+}
+
+fn metrics_lines(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn checkpoints(out: &Path) -> Vec<String> {
+    steel_trainer::checkpoint::list(out)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// A non-finite loss (or gradient norm) stops training at that step with an error naming it,
+/// before the weights are updated and without a checkpoint. (It used to train on with NaN
+/// losses, write NaN checkpoints and exit 0.)
+#[test]
+fn a_non_finite_step_stops_training_naming_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = demo_chunks(dir.path(), SEQ);
+    let out = dir.path().join("run");
+    let (run, bad) = poisoned(&chunks, &out, 12);
+    let error = train(&run, false, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        error.contains(&format!("step {}:", bad[0])) && error.contains("not finite"),
+        "{error}"
+    );
+    let lines = metrics_lines(&out);
+    assert_eq!(
+        lines.len() as u64,
+        bad[0] - 1,
+        "the steps before it, logged"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["loss"].as_f64().unwrap().is_finite())
+    );
+    assert_eq!(checkpoints(&out), Vec::<String>::new());
+}
+
+/// The documents `demo_chunks` packed, packed again with another tokenizer (a BPE of 280
+/// tokens) into `dir/chunks-other`.
+fn other_tokenizer_chunks(dir: &Path) -> std::path::PathBuf {
+    use steel_dataflow::pack::tokenizer::{read_texts, train as train_tokenizer};
+    use steel_dataflow::pack::{PackOptions, pack};
+    let inputs = [dir.join("converted").display().to_string()];
+    let tokenizer = dir.join("tokenizer-other.json");
+    train_tokenizer(read_texts(&inputs).unwrap(), 280, &tokenizer).unwrap();
+    let mut options = PackOptions::new(&tokenizer, dir.join("chunks-other"));
+    options.block_size = SEQ;
+    options.chunk_blocks = 8;
+    pack(&inputs, &options).unwrap();
+    dir.join("chunks-other")
+}
+
+fn tokenizer_of(chunks: &Path) -> String {
+    Manifest::load(chunks)
+        .unwrap()
+        .unwrap()
+        .settings
+        .tokenizer_xxh3
+}
+
+/// A checkpoint records the tokenizer of the chunks it was trained on; eval, resume and
+/// `--init-from` refuse chunks packed with another tokenizer, naming both hashes and both
+/// directories. (Such an eval used to print a loss.)
+#[test]
+fn chunks_of_another_tokenizer_are_refused_naming_both_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = demo_chunks(dir.path(), SEQ);
+    let other = other_tokenizer_chunks(dir.path());
+    let (ours, theirs) = (tokenizer_of(&chunks), tokenizer_of(&other));
+    assert_ne!(ours, theirs);
+    let out = dir.path().join("run");
+    let mut run = options(&chunks, &out, 3);
+    run.validation = None;
+    train(&run, false, &mut |_| {}).unwrap();
+    let checkpoint = out.join("step-00000003");
+    let names_both = |error: String, model_dir: &Path| {
+        assert!(
+            error.contains("tokenizer")
+                && error.contains(&ours)
+                && error.contains(&theirs)
+                && error.contains(&model_dir.display().to_string())
+                && error.contains(&other.display().to_string()),
+            "{error}"
+        );
+    };
+    // eval, in the library and on the command line
+    let eval = |allow| evaluate_checkpoint(&checkpoint, &other, Some(2), allow);
+    names_both(eval(false).unwrap_err().to_string(), &checkpoint);
+    assert_eq!(eval(true).unwrap().blocks, 2, "scored when told to");
+    let steel_eval = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_steel"))
+            .args(["eval", "--checkpoint", checkpoint.to_str().unwrap()])
+            .args(["--data", other.to_str().unwrap(), "--max-blocks", "2"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = steel_eval(&[]);
+    assert!(!refused.status.success());
+    names_both(
+        String::from_utf8_lossy(&refused.stderr).into_owned(),
+        &checkpoint,
+    );
+    assert!(steel_eval(&["--allow-tokenizer-mismatch"]).status.success());
+    // resume
+    let mut resumed = options(&other, &out, 5);
+    resumed.validation = None;
+    names_both(
+        train(&resumed, true, &mut |_| {}).unwrap_err().to_string(),
+        &checkpoint,
+    );
+    resumed.allow_tokenizer_mismatch = true;
+    assert_eq!(train(&resumed, true, &mut |_| {}).unwrap().step, 5);
+    // --init-from
+    let init = |data: &Path| steel_trainer::settings::TrainSettings {
+        init_from: Some(checkpoint.clone()),
+        data: vec![DataSource {
+            dir: data.to_path_buf(),
+            weight: 1.0,
+        }],
+        steps: Some(2),
+        out: Some(dir.path().join("init")),
+        ..Default::default()
+    };
+    names_both(init(&other).resolve().unwrap_err().to_string(), &checkpoint);
+    assert!(
+        init(&chunks).resolve().is_ok(),
+        "the same tokenizer is fine"
+    );
+    let allowed = steel_trainer::settings::TrainSettings {
+        allow_tokenizer_mismatch: true,
+        ..init(&other)
+    };
+    assert!(allowed.resolve().is_ok(), "allowed deliberately");
+    // A HuggingFace directory records no tokenizer: nothing to compare, nothing refused.
+    let hf = dir.path().join("hf");
+    steel_trainer::checkpoint::export_hf(&checkpoint, &hf, None).unwrap();
+    let from_hf = steel_trainer::settings::TrainSettings {
+        init_from: Some(hf),
+        ..init(&other)
+    };
+    assert!(from_hf.resolve().is_ok());
+    // A fresh run mixing chunks of two tokenizers is refused too.
+    let mut mixed = options(&chunks, &dir.path().join("mixed"), 2);
+    mixed.validation = None;
+    mixed.data.push(DataSource {
+        dir: other.clone(),
+        weight: 1.0,
+    });
+    let error = train(&mixed, false, &mut |_| {}).unwrap_err().to_string();
+    names_both(error, &chunks);
+}
+
+/// With `max_bad_steps` N, the first N non-finite steps are skipped — no update, a
+/// `"skipped": true` line in `metrics.jsonl` — and the next one stops the run. The steps
+/// between stay finite, so no skipped step reached the weights.
+#[test]
+fn max_bad_steps_skips_that_many_non_finite_steps_then_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = demo_chunks(dir.path(), SEQ);
+    let out = dir.path().join("run");
+    let (mut run, bad) = poisoned(&chunks, &out, 12);
+    run.max_bad_steps = 2;
+    let error = train(&run, false, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        error.contains(&format!("step {}:", bad[2])) && error.contains("2 such steps were skipped"),
+        "{error}"
+    );
+    let lines = metrics_lines(&out);
+    assert_eq!(lines.len() as u64, bad[2] - 1);
+    for line in &lines {
+        let step = line["step"].as_u64().unwrap();
+        if bad[..2].contains(&step) {
+            assert_eq!(line["skipped"], true, "{line}");
+            assert!(line["loss"].is_null(), "{line}");
+        } else {
+            assert!(line.get("skipped").is_none(), "{line}");
+            assert!(line["loss"].as_f64().unwrap().is_finite(), "{line}");
+        }
+    }
+    assert_eq!(checkpoints(&out), Vec::<String>::new());
+}
+
+/// Weights that are not finite are never written as a checkpoint: a run whose starting
+/// weights hold a NaN its steps never read stops at its first checkpoint instead.
+#[test]
+fn a_checkpoint_of_non_finite_weights_is_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = demo_chunks(dir.path(), SEQ);
+    let out = dir.path().join("run");
+    let (mut run, bad) = poisoned(&chunks, &out, 12);
+    let first_checkpoint = bad[0] - 1;
+    run.steps = first_checkpoint;
+    let error = train(&run, false, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        error.contains(&format!("step {first_checkpoint}:"))
+            && error.contains("model.embed_tokens.weight")
+            && error.contains("not finite"),
+        "{error}"
+    );
+    assert_eq!(checkpoints(&out), Vec::<String>::new());
+}
+
+/// The loader state in a checkpoint records each chunk directory as an absolute, canonical
+/// path, so `steel train --resume RUN` started from another working directory, without
+/// `--data`, reads the chunks the run read. (A run started with a relative `--data` recorded
+/// that relative path.)
+#[test]
+fn a_resume_from_another_working_directory_reads_the_recorded_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    demo_chunks(dir.path(), SEQ);
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let steel = |cwd: &Path, args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_steel"))
+            .args(args)
+            .args(["--micro-batch", "2", "--checkpoint-every", "3", "-t", "1"])
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "steel {args:?} in {}: {}",
+            cwd.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    // Started in `dir` with relative paths.
+    steel(
+        dir.path(),
+        &["train", "--data", "chunks", "--out", "run", "--steps", "3"],
+    );
+    let run = dir.path().join("run");
+    let recorded = |step: &str| -> serde_json::Value {
+        let state = std::fs::read(run.join(step).join("state.json")).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&state).unwrap()
+    };
+    let canonical = dir.path().join("chunks").canonicalize().unwrap();
+    assert_eq!(
+        recorded("step-00000003")["loader"]["sources"][0]["dir"],
+        canonical.display().to_string()
+    );
+    // Resumed from elsewhere, where `chunks` names nothing, without --data.
+    let run_dir = run.display().to_string();
+    steel(&elsewhere, &["train", "--resume", &run_dir, "--steps", "6"]);
+    let state = recorded("step-00000006");
+    assert_eq!(state["step"], 6);
+    assert_eq!(state["tokens"], 6 * 2 * SEQ);
+    assert_eq!(
+        state["loader"]["sources"][0]["dir"],
+        canonical.display().to_string()
+    );
+    let steps: Vec<u64> = metrics_lines(&run)
+        .iter()
+        .map(|l| l["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=6).collect::<Vec<u64>>());
+}
+
+/// `steel train --max-bad-steps N` (here from poisoned `--init-from` weights): N non-finite
+/// steps are skipped, the next stops the run with a failing exit and the error.
+#[test]
+fn the_max_bad_steps_flag_reaches_the_training_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = demo_chunks(dir.path(), SEQ);
+    let out = dir.path().join("run");
+    let (run, bad) = poisoned(&chunks, &out, 12);
+    let hf = dir.path().join("poisoned");
+    std::fs::create_dir(&hf).unwrap();
+    let layout = steel_trainer::model::params::Layout::new(&run.config);
+    let params = run.init_params.as_ref().unwrap();
+    steel_trainer::checkpoint::write_model(&hf, &run.config, &layout, params).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_steel"))
+        .args(["train", "--init-from", hf.to_str().unwrap()])
+        .args([
+            "--data",
+            chunks.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--steps", "12", "--micro-batch", "1", "--seed", "11"])
+        .args([
+            "--checkpoint-every",
+            "1000",
+            "--max-bad-steps",
+            "1",
+            "-t",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("step {}:", bad[1])) && stderr.contains("1 such steps"),
+        "{stderr}"
+    );
+    let skipped: Vec<u64> = metrics_lines(&out)
+        .iter()
+        .filter(|l| l["skipped"] == true)
+        .map(|l| l["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(skipped, [bad[0]]);
 }

@@ -214,6 +214,8 @@ fn run_options(chunks: &Path, out: &Path, steps: u64, device: Device) -> TrainOp
         device,
         nproc: 1,
         nodes: None,
+        max_bad_steps: 0,
+        allow_tokenizer_mismatch: false,
     }
 }
 

@@ -1,15 +1,21 @@
 //! Checkpoints: `config.json` (HuggingFace style), `model.safetensors` (parameters under their
 //! HuggingFace names, so a dense or top-k checkpoint is a `transformers` model directory),
 //! `optimizer.safetensors` (AdamW's `m` and `v`), `state.json` (step, tokens, loader state,
-//! optimizer step, config fingerprint). Written into a temporary directory and renamed, so a
-//! checkpoint is complete or absent.
+//! optimizer step, config fingerprint, the chunks' tokenizer) and `checksums.json` (the xxh3-64
+//! of each of the others, checked whenever a file is read back). Written into a temporary
+//! directory and renamed, so a checkpoint is complete or absent.
 
 use crate::data::LoaderState;
 use crate::error::TrainError;
 use crate::model::config::{Ffn, ModelConfig};
 use crate::model::params::Layout;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use steel_dataflow::pack::manifest::xxh3_hex;
+
+/// The file of a checkpoint that lists the xxh3-64 of every other file in it.
+pub const CHECKSUMS: &str = "checksums.json";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
@@ -19,11 +25,33 @@ pub struct TrainState {
     pub loader: LoaderState,
     /// `xxh3` of the model configuration; a checkpoint only resumes the same model.
     pub config_fingerprint: String,
-    /// Training losses so far, one per step.
+    /// Training losses so far, one per step (NaN for a skipped non-finite step; JSON has no
+    /// NaN, so it is written as `null`).
+    #[serde(deserialize_with = "losses_with_gaps")]
     pub losses: Vec<f32>,
     /// `(step, validation loss)` so far.
     #[serde(default)]
     pub validation: Vec<(u64, f32)>,
+    /// Steps whose loss or gradient norm was not finite and that were skipped (no update), as
+    /// `max_bad_steps` allows; counted over the whole run, across resumes.
+    #[serde(default)]
+    pub skipped_steps: Vec<u64>,
+    /// xxh3-64 of the tokenizer file the training chunks were packed with (from their
+    /// manifest), so eval, resume and `--init-from` can refuse chunks of another tokenizer.
+    #[serde(default)]
+    pub tokenizer_xxh3: Option<String>,
+}
+
+/// `losses` as written: a `null` (a non-finite loss) reads back as NaN.
+fn losses_with_gaps<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<f32>, D::Error> {
+    let losses = Vec::<Option<f32>>::deserialize(deserializer)?;
+    Ok(losses.into_iter().map(|l| l.unwrap_or(f32::NAN)).collect())
+}
+
+/// `checksums.json`: file name to the xxh3-64 of its bytes.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Checksums {
+    xxh3_64: BTreeMap<String, String>,
 }
 
 /// A stable fingerprint of a configuration.
@@ -64,24 +92,24 @@ fn safetensors_bytes(tensors: &[(&str, Vec<usize>, &[f32])]) -> Vec<u8> {
 /// Steel's softmax-MoE for `transformers` (`trust_remote_code=True`).
 pub const MODELING_STEEL: &str = include_str!("../hf/modeling_steel.py");
 
-/// `config.json` and `model.safetensors` in `dir` (plus `modeling_steel.py` for softmax-MoE):
-/// a directory `transformers` loads.
-pub fn write_model(
-    dir: &Path,
+/// The files of a model directory `transformers` loads: `config.json` and `model.safetensors`
+/// (plus `modeling_steel.py` for softmax-MoE), as `(name, bytes)`.
+fn model_files(
     config: &ModelConfig,
     layout: &Layout,
     params: &[f32],
-) -> std::io::Result<()> {
+) -> Vec<(&'static str, Vec<u8>)> {
+    let mut files = Vec::new();
     let mut json = config.to_hf_json();
     if matches!(config.ffn, Ffn::SoftmaxMoe { .. }) {
         // transformers has no class for Steel's softmax-MoE: ship ours and point to it.
         json["architectures"] = serde_json::json!(["SteelForCausalLM"]);
         json["auto_map"] =
             serde_json::json!({"AutoModelForCausalLM": "modeling_steel.SteelForCausalLM"});
-        std::fs::write(dir.join("modeling_steel.py"), MODELING_STEEL)?;
+        files.push(("modeling_steel.py", MODELING_STEEL.as_bytes().to_vec()));
     }
     let config_json = serde_json::to_vec_pretty(&json).expect("a config serialises");
-    std::fs::write(dir.join("config.json"), config_json)?;
+    files.push(("config.json", config_json));
     let model: Vec<(&str, Vec<usize>, &[f32])> = layout
         .views
         .iter()
@@ -93,7 +121,22 @@ pub fn write_model(
             )
         })
         .collect();
-    std::fs::write(dir.join("model.safetensors"), safetensors_bytes(&model))
+    files.push(("model.safetensors", safetensors_bytes(&model)));
+    files
+}
+
+/// `config.json` and `model.safetensors` in `dir` (plus `modeling_steel.py` for softmax-MoE):
+/// a directory `transformers` loads.
+pub fn write_model(
+    dir: &Path,
+    config: &ModelConfig,
+    layout: &Layout,
+    params: &[f32],
+) -> std::io::Result<()> {
+    for (name, bytes) in model_files(config, layout, params) {
+        std::fs::write(dir.join(name), bytes)?;
+    }
+    Ok(())
 }
 
 /// A checkpoint's model as a HuggingFace directory `output` (must be empty or absent), with
@@ -145,17 +188,125 @@ pub fn save(
         std::fs::remove_dir_all(&tmp)?;
     }
     std::fs::create_dir_all(&tmp)?;
-    write_model(&tmp, config, layout, params)?;
+    let mut files = model_files(config, layout, params);
     let moments = [("m", vec![m.len()], m), ("v", vec![v.len()], v)];
-    std::fs::write(
-        tmp.join("optimizer.safetensors"),
-        safetensors_bytes(&moments),
-    )?;
-    std::fs::write(
-        tmp.join("state.json"),
+    files.push(("optimizer.safetensors", safetensors_bytes(&moments)));
+    files.push((
+        "state.json",
         serde_json::to_vec_pretty(state).expect("state serialises"),
+    ));
+    let mut checksums = Checksums::default();
+    for (name, bytes) in &files {
+        std::fs::write(tmp.join(name), bytes)?;
+        checksums.xxh3_64.insert(name.to_string(), xxh3_hex(bytes));
+    }
+    std::fs::write(
+        tmp.join(CHECKSUMS),
+        serde_json::to_vec_pretty(&checksums).expect("checksums serialise"),
     )?;
     std::fs::rename(&tmp, dir)
+}
+
+/// A model directory opened for reading: a Steel checkpoint, whose `checksums.json` every file
+/// read from it is checked against, or a HuggingFace directory (no checksums to check).
+pub struct ModelDir {
+    pub dir: PathBuf,
+    /// `None`: not a Steel checkpoint.
+    checksums: Option<Checksums>,
+}
+
+impl ModelDir {
+    pub fn open(dir: &Path) -> Result<ModelDir, TrainError> {
+        let path = dir.join(CHECKSUMS);
+        let checksums = match std::fs::read(&path) {
+            Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
+                TrainError::Checkpoint(format!("`{}` is damaged: {e}", path.display()))
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if dir.join("state.json").exists() {
+                    return Err(TrainError::Checkpoint(format!(
+                        "checkpoint `{}` has no {CHECKSUMS}, so its files cannot be verified \
+                         (it was written by an older Steel, or damaged)",
+                        dir.display()
+                    )));
+                }
+                None
+            }
+            Err(e) => {
+                return Err(TrainError::Checkpoint(format!(
+                    "cannot read `{}`: {e}",
+                    path.display()
+                )));
+            }
+        };
+        Ok(ModelDir {
+            dir: dir.to_path_buf(),
+            checksums,
+        })
+    }
+
+    /// Whether this is a Steel checkpoint (with `state.json` and checksums).
+    pub fn is_checkpoint(&self) -> bool {
+        self.checksums.is_some()
+    }
+
+    /// The bytes of file `name`; in a checkpoint, checked against its recorded xxh3-64.
+    pub fn read(&self, name: &str) -> Result<Vec<u8>, TrainError> {
+        let path = self.dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            TrainError::Checkpoint(format!("cannot read `{}`: {e}", path.display()))
+        })?;
+        if let Some(checksums) = &self.checksums {
+            let recorded = checksums.xxh3_64.get(name).ok_or_else(|| {
+                TrainError::Checkpoint(format!(
+                    "`{}`: {CHECKSUMS} has no checksum for {name}",
+                    self.dir.display()
+                ))
+            })?;
+            let actual = xxh3_hex(&bytes);
+            if actual != *recorded {
+                return Err(TrainError::Corrupt {
+                    path,
+                    recorded: recorded.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// The training state of a checkpoint (`None` for a HuggingFace directory).
+    pub fn state(&self) -> Result<Option<TrainState>, TrainError> {
+        if !self.is_checkpoint() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&self.read("state.json")?)
+            .map(Some)
+            .map_err(|e| {
+                TrainError::Checkpoint(format!(
+                    "checkpoint `{}`: bad state.json: {e}",
+                    self.dir.display()
+                ))
+            })
+    }
+
+    /// The model configuration (`config.json`).
+    pub fn config(&self) -> Result<ModelConfig, TrainError> {
+        let path = self.dir.join("config.json");
+        let json: serde_json::Value = serde_json::from_slice(&self.read("config.json")?)
+            .map_err(|e| TrainError::Config(format!("`{}` is not JSON: {e}", path.display())))?;
+        ModelConfig::from_hf_json(&json)
+            .map_err(|e| TrainError::Config(format!("`{}`: {e}", path.display())))
+    }
+
+    /// The weights (`model.safetensors`) laid out by `layout`.
+    pub fn params(&self, layout: &Layout) -> Result<Vec<f32>, TrainError> {
+        let mut params = vec![0.0; layout.len];
+        layout
+            .load_safetensors(&self.read("model.safetensors")?, &mut params)
+            .map_err(|e| TrainError::Checkpoint(format!("`{}`: {e}", self.dir.display())))?;
+        Ok(params)
+    }
 }
 
 /// What a checkpoint holds.
@@ -166,19 +317,13 @@ pub struct Loaded {
     pub state: TrainState,
 }
 
-/// Read a checkpoint for `config`; a different configuration is refused.
+/// Read a checkpoint for `config`; a different configuration is refused, and so is a file
+/// whose bytes do not match `checksums.json`.
 pub fn load(dir: &Path, config: &ModelConfig, layout: &Layout) -> Result<Loaded, TrainError> {
-    let read = |name: &str| -> Result<Vec<u8>, TrainError> {
-        std::fs::read(dir.join(name)).map_err(|e| {
-            TrainError::Checkpoint(format!(
-                "checkpoint `{}`: cannot read {name}: {e}",
-                dir.display()
-            ))
-        })
-    };
-    let state: TrainState = serde_json::from_slice(&read("state.json")?).map_err(|e| {
+    let files = ModelDir::open(dir)?;
+    let state = files.state()?.ok_or_else(|| {
         TrainError::Checkpoint(format!(
-            "checkpoint `{}`: bad state.json: {e}",
+            "`{}` is not a Steel checkpoint (no {CHECKSUMS} and state.json)",
             dir.display()
         ))
     })?;
@@ -190,11 +335,8 @@ pub fn load(dir: &Path, config: &ModelConfig, layout: &Layout) -> Result<Loaded,
             fingerprint(config)
         )));
     }
-    let mut params = vec![0.0; layout.len];
-    layout
-        .load_safetensors(&read("model.safetensors")?, &mut params)
-        .map_err(TrainError::Checkpoint)?;
-    let moments = read("optimizer.safetensors")?;
+    let params = files.params(layout)?;
+    let moments = files.read("optimizer.safetensors")?;
     let tensors = safetensors::SafeTensors::deserialize(&moments)
         .map_err(|e| TrainError::Checkpoint(format!("optimizer state: {e}")))?;
     let vector = |name: &str| -> Result<Vec<f32>, TrainError> {
@@ -215,22 +357,37 @@ pub fn load(dir: &Path, config: &ModelConfig, layout: &Layout) -> Result<Loaded,
     })
 }
 
-/// The model configuration and weights of a checkpoint (or of any HuggingFace directory with
-/// `config.json` and `model.safetensors`).
-pub fn load_model(dir: &Path) -> Result<(ModelConfig, Layout, Vec<f32>), TrainError> {
-    let config = ModelConfig::from_hf_file(&dir.join("config.json"))?;
+/// A model read from a checkpoint or a HuggingFace directory.
+pub struct Model {
+    pub config: ModelConfig,
+    pub layout: Layout,
+    pub params: Vec<f32>,
+    /// xxh3-64 of the tokenizer the model was trained with, as its checkpoint records it.
+    /// `None` for a HuggingFace directory (an import, or an export): nothing to compare.
+    pub tokenizer_xxh3: Option<String>,
+}
+
+/// The model of a checkpoint (its files checked against `checksums.json`) or of any
+/// HuggingFace directory with `config.json` and `model.safetensors`.
+pub fn open_model(dir: &Path) -> Result<Model, TrainError> {
+    let files = ModelDir::open(dir)?;
+    let tokenizer_xxh3 = files.state()?.and_then(|s| s.tokenizer_xxh3);
+    let config = files.config()?;
     let layout = Layout::new(&config);
-    let bytes = std::fs::read(dir.join("model.safetensors")).map_err(|e| {
-        TrainError::Checkpoint(format!(
-            "cannot read `{}`: {e}",
-            dir.join("model.safetensors").display()
-        ))
-    })?;
-    let mut params = vec![0.0; layout.len];
-    layout
-        .load_safetensors(&bytes, &mut params)
-        .map_err(|e| TrainError::Checkpoint(format!("`{}`: {e}", dir.display())))?;
-    Ok((config, layout, params))
+    let params = files.params(&layout)?;
+    Ok(Model {
+        config,
+        layout,
+        params,
+        tokenizer_xxh3,
+    })
+}
+
+/// The model configuration and weights of a checkpoint (or of any HuggingFace directory with
+/// `config.json` and `model.safetensors`): [`open_model`] without the tokenizer.
+pub fn load_model(dir: &Path) -> Result<(ModelConfig, Layout, Vec<f32>), TrainError> {
+    let model = open_model(dir)?;
+    Ok((model.config, model.layout, model.params))
 }
 
 /// `step-` and eight digits: a finished checkpoint (a save that was killed leaves `….tmp`).

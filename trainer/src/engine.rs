@@ -43,6 +43,14 @@ pub enum Engine {
 pub struct StepResult {
     pub loss: f32,
     pub grad_norm: f32,
+    /// Whether the weights were updated: not when the loss or the gradient norm is not finite
+    /// (an update would carry the NaN into every weight).
+    pub updated: bool,
+}
+
+/// A step may update the weights only when its loss and gradient norm are finite.
+fn finite(loss: f32, grad_norm: f32) -> bool {
+    loss.is_finite() && grad_norm.is_finite()
 }
 
 impl Engine {
@@ -96,7 +104,10 @@ impl Engine {
 
     /// Gradients of the mean loss over `blocks` (each `T + 1` tokens: inputs and shifted
     /// targets) — averaged over every rank's blocks when `parallel` is given — clipped to
-    /// `clip`, and one AdamW update at `lr`.
+    /// `clip`, and one AdamW update at `lr`, unless the loss or the gradient norm is not finite:
+    /// then the weights and moments stay as they were. The optimizer's step count (its bias
+    /// correction) advances either way, so it stays the training step and a resumed run
+    /// continues exactly.
     pub fn step(
         &mut self,
         blocks: &[Vec<u32>],
@@ -131,8 +142,17 @@ impl Engine {
                     loss = total[0] * share;
                 }
                 let grad_norm = clip_global_norm(grads, clip);
-                optimizer.update(params, grads, lr);
-                Ok(StepResult { loss, grad_norm })
+                let updated = finite(loss, grad_norm);
+                if updated {
+                    optimizer.update(params, grads, lr);
+                } else {
+                    optimizer.step += 1;
+                }
+                Ok(StepResult {
+                    loss,
+                    grad_norm,
+                    updated,
+                })
             }
             #[cfg(feature = "cuda")]
             Engine::Cuda { model, adamw, step } => {
@@ -150,8 +170,16 @@ impl Engine {
                 let gpu_step = |model: &mut crate::gpu::GpuModel| {
                     model.zero_grads()?;
                     let loss = model.loss_and_grad(&ids, &targets, blocks.len())?;
-                    let grad_norm = model.step(adamw, lr, clip, *step + 1, 1.0)?;
-                    Ok::<_, steel_kernels::cuda::GpuError>(StepResult { loss, grad_norm })
+                    let grad_norm = model.grad_norm(1.0)?;
+                    let updated = finite(loss, grad_norm);
+                    if updated {
+                        model.update(adamw, lr, clip, *step + 1, 1.0)?;
+                    }
+                    Ok::<_, steel_kernels::cuda::GpuError>(StepResult {
+                        loss,
+                        grad_norm,
+                        updated,
+                    })
                 };
                 let result = gpu_step(model)?;
                 *step += 1;

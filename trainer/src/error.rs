@@ -2,6 +2,7 @@
 //! expected, what was found and where (the file or directory, the field, the rank).
 
 use crate::data::LoaderError;
+use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -11,6 +12,30 @@ pub enum TrainError {
     /// A checkpoint or HuggingFace model directory that cannot be read or written.
     #[error("{0}")]
     Checkpoint(String),
+    /// A checkpoint file whose bytes are not the ones written (`checksums.json`).
+    #[error(
+        "`{}` is corrupt: its xxh3-64 is {actual}, but the checkpoint's checksums.json records \
+         {recorded}",
+        path.display()
+    )]
+    Corrupt {
+        path: PathBuf,
+        recorded: String,
+        actual: String,
+    },
+    /// A step whose loss or gradient norm is not finite, past `max_bad_steps` such steps.
+    #[error(
+        "step {step}: the loss ({loss}) or the gradient norm ({grad_norm}) is not finite; \
+         training stopped before updating the weights, with no checkpoint of this step \
+         ({skipped} such steps were skipped before it; --max-bad-steps {max} allows that many)"
+    )]
+    NonFinite {
+        step: u64,
+        loss: f32,
+        grad_norm: f32,
+        skipped: usize,
+        max: u64,
+    },
     /// Training settings (flags, TOML) that are missing or inconsistent.
     #[error("{0}")]
     Settings(String),

@@ -2,7 +2,8 @@
 //! directory's blocks (padding included), blocks taken from the chunk files in lexicographic
 //! path order, the first `max_blocks` if given.
 
-use crate::data::chunks::{ChunkDir, check_vocabulary};
+use crate::checkpoint::open_model;
+use crate::data::chunks::{ChunkDir, check_tokenizer, check_vocabulary};
 use crate::error::TrainError;
 use crate::model::config::ModelConfig;
 use crate::model::params::Layout;
@@ -17,6 +18,36 @@ pub struct EvalResult {
     /// Predicted positions scored.
     pub tokens: u64,
     pub blocks: u64,
+}
+
+/// `steel eval`: the loss of the model in `checkpoint` — a Steel checkpoint (its files checked
+/// against their checksums) or a HuggingFace directory — over the chunks in `dir`. A
+/// checkpoint records the tokenizer its training chunks were packed with, and chunks packed
+/// with another one are refused unless `allow_tokenizer_mismatch`. A HuggingFace directory
+/// (imported, or exported) records no tokenizer, so nothing can be compared or refused.
+pub fn evaluate_checkpoint(
+    checkpoint: &Path,
+    dir: &Path,
+    max_blocks: Option<u64>,
+    allow_tokenizer_mismatch: bool,
+) -> Result<EvalResult, TrainError> {
+    let model = open_model(checkpoint)?;
+    if let Some(expected) = &model.tokenizer_xxh3
+        && !allow_tokenizer_mismatch
+    {
+        let manifest = load_manifest(dir)?;
+        check_tokenizer(dir, &manifest, checkpoint, expected)?;
+    }
+    evaluate(&model.config, &model.layout, &model.params, dir, max_blocks)
+}
+
+fn load_manifest(dir: &Path) -> Result<steel_dataflow::pack::manifest::Manifest, TrainError> {
+    steel_dataflow::pack::manifest::Manifest::load(dir)?.ok_or_else(|| {
+        TrainError::Data(format!(
+            "`{}` is not a chunk directory (no manifest.json)",
+            dir.display()
+        ))
+    })
 }
 
 pub fn evaluate(
@@ -41,12 +72,7 @@ pub fn evaluate_with(
     max_blocks: Option<u64>,
     score: &mut dyn FnMut(&[u32]) -> Result<f64, TrainError>,
 ) -> Result<EvalResult, TrainError> {
-    let manifest = steel_dataflow::pack::manifest::Manifest::load(dir)?.ok_or_else(|| {
-        TrainError::Data(format!(
-            "`{}` is not a chunk directory (no manifest.json)",
-            dir.display()
-        ))
-    })?;
+    let manifest = load_manifest(dir)?;
     let block_size = manifest.settings.block_size;
     check_vocabulary(dir, &manifest, vocab_size)?;
     let mut chunks = ChunkDir::open(dir, block_size)?;

@@ -4,8 +4,9 @@
 //! is `None`; [`TrainSettings::or`] lets the flags win over the file and
 //! [`TrainSettings::resolve`] fills the defaults, checks everything and builds the model.
 
-use crate::checkpoint::load_model;
+use crate::checkpoint::{self, ModelDir, open_model};
 use crate::data::DataSource;
+use crate::data::chunks::check_tokenizer;
 use crate::device::Device;
 use crate::error::TrainError;
 use crate::model::config::ModelConfig;
@@ -33,6 +34,7 @@ pub struct TrainSettings {
     #[cfg_attr(feature = "cli", arg(long))]
     pub init_from: Option<PathBuf>,
     /// A chunk directory, optionally with a mixture weight: DIR or DIR:WEIGHT. Repeatable.
+    /// With --resume it may be left out: the run's checkpoint records its directories.
     #[cfg_attr(feature = "cli", arg(long))]
     #[serde(default)]
     pub data: Vec<DataSource>,
@@ -67,6 +69,16 @@ pub struct TrainSettings {
     /// Clip gradients to this global norm [default: 1.0].
     #[cfg_attr(feature = "cli", arg(long))]
     pub clip: Option<f32>,
+    /// Steps with a non-finite loss or gradient norm to skip (no update, logged in
+    /// metrics.jsonl) before training stops with an error; 0: the first one stops it
+    /// [default: 0].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub max_bad_steps: Option<u64>,
+    /// Use chunks packed with another tokenizer than the one the --init-from or resumed
+    /// checkpoint records (or than the first --data directory's), deliberately.
+    #[cfg_attr(feature = "cli", arg(long))]
+    #[serde(default)]
+    pub allow_tokenizer_mismatch: bool,
     /// Run directory: metrics.jsonl, loss.svg, step-NNNNNNNN/ checkpoints.
     #[cfg_attr(feature = "cli", arg(long))]
     pub out: Option<PathBuf>,
@@ -188,6 +200,9 @@ impl TrainSettings {
             decay_steps: self.decay_steps.or(other.decay_steps),
             weight_decay: self.weight_decay.or(other.weight_decay),
             clip: self.clip.or(other.clip),
+            max_bad_steps: self.max_bad_steps.or(other.max_bad_steps),
+            allow_tokenizer_mismatch: self.allow_tokenizer_mismatch
+                || other.allow_tokenizer_mismatch,
             out: self.out.or(other.out),
             resume: self.resume.or(other.resume),
             checkpoint_every: self.checkpoint_every.or(other.checkpoint_every),
@@ -207,13 +222,41 @@ impl TrainSettings {
 
     /// The run these settings describe: defaults filled in, every setting checked, the model
     /// configuration (and any imported weights) loaded.
-    pub fn resolve(self) -> Result<TrainRun, TrainError> {
+    pub fn resolve(mut self) -> Result<TrainRun, TrainError> {
+        let resume = self.resume.is_some();
+        let out = self
+            .resume
+            .clone()
+            .flatten()
+            .or(self.out.clone())
+            .ok_or_else(|| settings_error("--out (or --resume DIR) is required"));
+        // A resumed run without --data reads what its newest checkpoint read (the loader
+        // state records each directory as an absolute path, so this works from any
+        // directory).
+        let mut seq = self.seq;
+        if self.data.is_empty()
+            && resume
+            && let Ok(out) = &out
+            && let Some(newest) = checkpoint::list(out).last()
+            && let Some(state) = ModelDir::open(newest)?.state()?
+        {
+            self.data = state
+                .loader
+                .sources
+                .iter()
+                .map(|source| DataSource {
+                    dir: PathBuf::from(&source.dir),
+                    weight: source.weight,
+                })
+                .collect();
+            seq = seq.or(Some(state.loader.block_size));
+        }
         let Some(first) = self.data.first() else {
             return Err(settings_error(
                 "no training data: give --data DIR (or `data = [...]` in the config)",
             ));
         };
-        let seq = match self.seq {
+        let seq = match seq {
             Some(seq) => seq,
             None => {
                 steel_dataflow::pack::manifest::Manifest::load(&first.dir)?
@@ -230,12 +273,7 @@ impl TrainSettings {
         let steps = self
             .steps
             .ok_or_else(|| settings_error("--steps is required"))?;
-        let resume = self.resume.is_some();
-        let out = self
-            .resume
-            .flatten()
-            .or(self.out)
-            .ok_or_else(|| settings_error("--out (or --resume DIR) is required"))?;
+        let out = out?;
         let micro_batch = self.micro_batch.unwrap_or(4);
         let checkpoint_every = self.checkpoint_every.unwrap_or(100);
         let nproc = self.nproc.unwrap_or(1);
@@ -272,8 +310,22 @@ impl TrainSettings {
         // imported HuggingFace directory's configuration and weights.
         let (mut config, init_params) = match &self.init_from {
             Some(dir) => {
-                let (config, _, params) = load_model(dir)?;
-                (config, Some(params))
+                let model = open_model(dir)?;
+                // A Steel checkpoint records its chunks' tokenizer; a HuggingFace directory
+                // (imported or exported) records none, and then nothing can be compared.
+                if let Some(expected) = &model.tokenizer_xxh3
+                    && !self.allow_tokenizer_mismatch
+                {
+                    let dirs = self.data.iter().map(|source| &source.dir);
+                    for chunks in dirs.chain(&self.val_data) {
+                        let manifest = steel_dataflow::pack::manifest::Manifest::load(chunks)?
+                            .ok_or_else(|| {
+                                crate::data::LoaderError::NotAChunkDir(chunks.clone())
+                            })?;
+                        check_tokenizer(chunks, &manifest, dir, expected)?;
+                    }
+                }
+                (model.config, Some(model.params))
             }
             None => (
                 ModelConfig::preset(self.preset.as_deref().unwrap_or("tiny-dense"))?,
@@ -312,6 +364,8 @@ impl TrainSettings {
             init_params,
             device: self.device.unwrap_or(Device::Cpu),
             nproc,
+            max_bad_steps: self.max_bad_steps.unwrap_or(0),
+            allow_tokenizer_mismatch: self.allow_tokenizer_mismatch,
             nodes: nodes(
                 self.nnodes.unwrap_or(1),
                 self.node_rank.unwrap_or(0),
@@ -366,6 +420,7 @@ mod tests {
         assert_eq!(o.adamw.weight_decay, 0.1);
         assert_eq!(o.device, Device::Cpu);
         assert!(o.nodes.is_none() && o.validation.is_none() && o.init_params.is_none());
+        assert_eq!((o.max_bad_steps, o.allow_tokenizer_mismatch), (0, false));
         assert_eq!(
             o.config.vocab_size,
             ModelConfig::preset("tiny-dense").unwrap().vocab_size
@@ -425,6 +480,26 @@ mod tests {
             error.contains("not a valid training config") && error.contains("stepz"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn max_bad_steps_and_the_tokenizer_override_come_from_the_file_or_the_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        std::fs::write(
+            &path,
+            "max_bad_steps = 3\nallow_tokenizer_mismatch = true\n",
+        )
+        .unwrap();
+        let file = TrainSettings::load(&path).unwrap();
+        let o = with_data("c").or(file).resolve().unwrap().options;
+        assert_eq!((o.max_bad_steps, o.allow_tokenizer_mismatch), (3, true));
+        let flags = TrainSettings {
+            max_bad_steps: Some(1),
+            ..with_data("c")
+        };
+        let file = TrainSettings::load(&path).unwrap();
+        assert_eq!(flags.or(file).resolve().unwrap().options.max_bad_steps, 1);
     }
 
     #[test]

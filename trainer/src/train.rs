@@ -1,7 +1,8 @@
 //! The training loop, on the CPU reference or the GPU (`engine`): blocks from the loader, micro-batches accumulated,
 //! clipped, AdamW with a schedule, metrics as JSON lines and a `loss.svg` curve, validation on
 //! held-out chunks (the best checkpoint kept in `best/`), checkpoints every N steps (the last
-//! `keep` kept), exact resume.
+//! `keep` kept), exact resume. A step whose loss or gradient norm is not finite makes no
+//! update; it stops the run, or is skipped and logged while `max_bad_steps` allow.
 
 use crate::checkpoint::{self, TrainState, fingerprint};
 use crate::data::chunks;
@@ -19,7 +20,8 @@ use crate::parallel::tcp::Tcp;
 use crate::plot::loss_svg;
 use serde::Serialize;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use steel_dataflow::pack::manifest::Manifest;
 
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
@@ -47,6 +49,12 @@ pub struct TrainOptions {
     pub nproc: usize,
     /// Several processes or nodes, `nproc` ranks each (`None`: this process only).
     pub nodes: Option<Nodes>,
+    /// Steps whose loss or gradient norm is not finite that may be skipped (no update, logged
+    /// in `metrics.jsonl`) before the run stops; 0: the first one stops it.
+    pub max_bad_steps: u64,
+    /// Go on with chunks packed with another tokenizer than the checkpoint resumed from (or
+    /// than the first data directory).
+    pub allow_tokenizer_mismatch: bool,
 }
 
 /// A run over several processes or nodes, the way `torchrun` is told: node `node_rank` of
@@ -69,10 +77,15 @@ pub struct Validation {
 #[derive(Debug, Serialize)]
 pub struct StepMetrics {
     pub step: u64,
+    /// `null` in the file when not finite.
     pub loss: f32,
     pub lr: f32,
     pub grad_norm: f32,
     pub tokens: u64,
+    /// The loss or gradient norm was not finite and the step made no update (written only
+    /// when true).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
 }
 
 /// Seeded initialisation: normal(0, 0.02) by Box-Muller over xoshiro, norms at 1, biases at 0.
@@ -97,7 +110,7 @@ pub fn init_params(layout: &Layout, seed: u64) -> Vec<f32> {
 }
 
 fn save(
-    dir: &std::path::Path,
+    dir: &Path,
     options: &TrainOptions,
     layout: &Layout,
     engine: &Engine,
@@ -105,6 +118,26 @@ fn save(
 ) -> Result<(), TrainError> {
     let snapshot = engine.snapshot()?;
     let (params, m, v) = (&snapshot.params, &snapshot.m, &snapshot.v);
+    // Non-finite steps make no update, so this only catches weights that came in non-finite
+    // (`--init-from`); a checkpoint of them would resume to NaN.
+    for (what, values) in [
+        ("weights", params),
+        ("AdamW moments", m),
+        ("AdamW moments", v),
+    ] {
+        if let Some(i) = values.iter().position(|x| !x.is_finite()) {
+            let tensor = layout
+                .views
+                .iter()
+                .find(|view| view.range().contains(&i))
+                .map_or("?", |view| view.name.as_str());
+            return Err(TrainError::Run(format!(
+                "step {}: the {what} of `{tensor}` are not finite; refusing to write checkpoint `{}`",
+                state.step,
+                dir.display()
+            )));
+        }
+    }
     checkpoint::save(dir, &options.config, layout, params, m, v, state)
         .map_err(|e| TrainError::Run(format!("cannot write checkpoint `{}`: {e}", dir.display())))
 }
@@ -120,7 +153,7 @@ pub fn train(
     resume: bool,
     report: &mut dyn FnMut(&StepMetrics),
 ) -> Result<TrainState, TrainError> {
-    check_vocabularies(options)?;
+    let tokenizer = check_data(options)?;
     let local = options.nproc.max(1);
     let (nnodes, node_rank) = options
         .nodes
@@ -128,7 +161,7 @@ pub fn train(
         .map_or((1, 0), |n| (n.nnodes, n.node_rank));
     let world = local * nnodes;
     if world == 1 {
-        return train_rank(options, resume, report, None);
+        return train_rank(options, resume, &tokenizer, report, None);
     }
     if options.device != Device::Cpu {
         return Err(TrainError::Device(
@@ -152,7 +185,7 @@ pub fn train(
     };
     let run = |member: Member, report: &mut dyn FnMut(&StepMetrics)| {
         let collective = member.connect(world)?;
-        let result = train_rank(options, resume, report, Some(&*collective));
+        let result = train_rank(options, resume, &tokenizer, report, Some(&*collective));
         if let Err(e) = &result {
             collective.abort(&format!("rank {}: {e}", collective.rank()));
         }
@@ -175,13 +208,50 @@ pub fn train(
     })
 }
 
-/// Every chunk directory's tokenizer must fit the model's vocabulary: a token id beyond the
-/// embedding table cannot be trained on (on either device).
-fn check_vocabularies(options: &TrainOptions) -> Result<(), TrainError> {
-    for source in &options.data {
-        let manifest = steel_dataflow::pack::manifest::Manifest::load(&source.dir)?
-            .ok_or_else(|| LoaderError::NotAChunkDir(source.dir.clone()))?;
-        chunks::check_vocabulary(&source.dir, &manifest, options.config.vocab_size)?;
+fn manifest(dir: &Path) -> Result<Manifest, TrainError> {
+    Ok(Manifest::load(dir)?.ok_or_else(|| LoaderError::NotAChunkDir(dir.to_path_buf()))?)
+}
+
+/// The chunk directories a run reads: its data and validation directories.
+fn chunk_dirs(options: &TrainOptions) -> impl Iterator<Item = &Path> {
+    let data = options.data.iter().map(|source| source.dir.as_path());
+    data.chain(options.validation.as_ref().map(|v| v.dir.as_path()))
+}
+
+/// Every chunk directory's tokenizer must fit the model's vocabulary (a token id beyond the
+/// embedding table cannot be trained on, on either device), and all must be packed with one
+/// tokenizer (unless `allow_tokenizer_mismatch`). Returns that tokenizer's xxh3 (the first
+/// data directory's), which checkpoints record.
+fn check_data(options: &TrainOptions) -> Result<String, TrainError> {
+    let Some(DataSource { dir: first, .. }) = options.data.first() else {
+        return Err(TrainError::Settings("no training data".to_string()));
+    };
+    let tokenizer = manifest(first)?.settings.tokenizer_xxh3;
+    for dir in chunk_dirs(options) {
+        let manifest = manifest(dir)?;
+        chunks::check_vocabulary(dir, &manifest, options.config.vocab_size)?;
+        if !options.allow_tokenizer_mismatch {
+            chunks::check_tokenizer(dir, &manifest, first, &tokenizer)?;
+        }
+    }
+    Ok(tokenizer)
+}
+
+/// A run resumed from `checkpoint` must read chunks of the tokenizer it records (unless
+/// `allow_tokenizer_mismatch`). A checkpoint that records none cannot be compared.
+fn check_resumed_tokenizer(
+    options: &TrainOptions,
+    checkpoint: &Path,
+    state: &TrainState,
+) -> Result<(), TrainError> {
+    let Some(expected) = &state.tokenizer_xxh3 else {
+        return Ok(());
+    };
+    if options.allow_tokenizer_mismatch {
+        return Ok(());
+    }
+    for dir in chunk_dirs(options) {
+        chunks::check_tokenizer(dir, &manifest(dir)?, checkpoint, expected)?;
     }
     Ok(())
 }
@@ -236,10 +306,12 @@ impl Member {
 /// Gradient buckets of the data-parallel all-reduce: 25 M values (100 MB of fp32).
 const BUCKET_ELEMS: usize = 25 << 20;
 
-/// One rank's training loop (`collective` None: the only rank).
+/// One rank's training loop (`collective` None: the only rank); `tokenizer` is the xxh3 of
+/// the chunks' tokenizer, which checkpoints record.
 fn train_rank(
     options: &TrainOptions,
     resume: bool,
+    tokenizer: &str,
     report: &mut dyn FnMut(&StepMetrics),
     collective: Option<&dyn Collective>,
 ) -> Result<TrainState, TrainError> {
@@ -252,7 +324,11 @@ fn train_rank(
     let (params, moments, mut loader, mut state) =
         match checkpoint::list(&options.out).last().filter(|_| resume) {
             Some(dir) => {
-                let loaded = checkpoint::load(dir, &options.config, &layout)?;
+                let mut loaded = checkpoint::load(dir, &options.config, &layout)?;
+                check_resumed_tokenizer(options, dir, &loaded.state)?;
+                // From here on the run trains on these chunks (which differ from the recorded
+                // tokenizer's only with allow_tokenizer_mismatch).
+                loaded.state.tokenizer_xxh3 = Some(tokenizer.to_string());
                 // The blocks served so far are counted globally, so the run can go on with
                 // another number of ranks.
                 let mut loader_state = loaded.state.loader.clone();
@@ -280,6 +356,8 @@ fn train_rank(
                     config_fingerprint: fingerprint(&options.config),
                     losses: Vec::new(),
                     validation: Vec::new(),
+                    skipped_steps: Vec::new(),
+                    tokenizer_xxh3: Some(tokenizer.to_string()),
                 };
                 let params = match &options.init_params {
                     Some(params) if params.len() == layout.len => params.clone(),
@@ -330,6 +408,21 @@ fn train_rank(
         let result = engine.step(&blocks, lr, options.clip, parallel)?;
         let (loss, grad_norm) = (result.loss, result.grad_norm);
         state.step += 1;
+        // A non-finite step made no update (the engine saw to that; loss and gradient norm
+        // are the same on every rank, so every rank stops or skips alike). Past
+        // `max_bad_steps` of them the run stops, before this step reaches a checkpoint.
+        if !result.updated {
+            if state.skipped_steps.len() as u64 >= options.max_bad_steps {
+                return Err(TrainError::NonFinite {
+                    step: state.step,
+                    loss,
+                    grad_norm,
+                    skipped: state.skipped_steps.len(),
+                    max: options.max_bad_steps,
+                });
+            }
+            state.skipped_steps.push(state.step);
+        }
         state.losses.push(loss);
         // Only rank 0 writes metrics, validates and checkpoints.
         let Some(metrics) = metrics.as_mut() else {
@@ -341,6 +434,7 @@ fn train_rank(
             lr,
             grad_norm,
             tokens: state.tokens,
+            skipped: !result.updated,
         };
         writeln!(
             metrics,
@@ -378,6 +472,7 @@ fn train_rank(
                 .iter()
                 .enumerate()
                 .map(|(i, l)| (i as u64 + 1, *l))
+                .filter(|(_, l)| l.is_finite())
                 .collect();
             let svg = options.out.join("loss.svg");
             std::fs::write(&svg, loss_svg(&curve, &state.validation))

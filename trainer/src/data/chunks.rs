@@ -25,6 +25,26 @@ pub fn check_vocabulary(
     Ok(())
 }
 
+/// The chunks of `dir` (its `manifest`) must have been packed with the tokenizer whose xxh3 is
+/// `expected`, as `reference` (a checkpoint, or another chunk directory) records it: token ids
+/// of another tokenizer mean other text, and a loss over them means nothing.
+pub fn check_tokenizer(
+    dir: &Path,
+    manifest: &Manifest,
+    reference: &Path,
+    expected: &str,
+) -> Result<(), LoaderError> {
+    if manifest.settings.tokenizer_xxh3 != expected {
+        return Err(LoaderError::Tokenizer {
+            dir: dir.to_path_buf(),
+            found: manifest.settings.tokenizer_xxh3.clone(),
+            reference: reference.to_path_buf(),
+            expected: expected.to_string(),
+        });
+    }
+    Ok(())
+}
+
 pub struct ChunkDir {
     pub dir: PathBuf,
     pub manifest: Manifest,

@@ -62,6 +62,20 @@ pub enum LoaderError {
         tokens: usize,
         model: usize,
     },
+    #[error(
+        "tokenizer mismatch: `{}` was packed with tokenizer xxh3 {found}, but `{}` used \
+         tokenizer xxh3 {expected}; pass --allow-tokenizer-mismatch to go on anyway",
+        dir.display(),
+        reference.display()
+    )]
+    Tokenizer {
+        /// The chunk directory checked.
+        dir: PathBuf,
+        found: String,
+        /// The checkpoint (or the first chunk directory) it is checked against.
+        reference: PathBuf,
+        expected: String,
+    },
 }
 
 /// A chunk directory and its share of the mixture.
@@ -119,6 +133,9 @@ pub struct LoaderState {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SourceState {
+    /// The chunk directory, absolute and canonical (symbolic links resolved), so that the
+    /// state names the same directory from any working directory (`steel train --resume`
+    /// without `--data` reads it).
     pub dir: String,
     pub weight: f64,
     /// Chunks never to serve again.
@@ -128,6 +145,8 @@ pub struct SourceState {
 
 struct Source {
     chunks: ChunkDir,
+    /// `chunks.dir` as the state records it (see [`SourceState::dir`]).
+    recorded_dir: String,
     weight: f64,
     excluded: Vec<String>,
     order: Order,
@@ -162,7 +181,7 @@ impl Loader {
                 .map(|(index, source)| -> Result<SourceState, LoaderError> {
                     let dir = ChunkDir::open(&source.dir, block_size)?;
                     Ok(SourceState {
-                        dir: source.dir.display().to_string(),
+                        dir: recorded_dir(&source.dir)?,
                         weight: source.weight,
                         excluded: Vec::new(),
                         order: OrderState {
@@ -209,6 +228,7 @@ impl Loader {
                 });
             }
             opened.push(Source {
+                recorded_dir: recorded_dir(&source.dir)?,
                 chunks,
                 weight: source.weight,
                 excluded: saved.excluded.clone(),
@@ -235,7 +255,7 @@ impl Loader {
                 .sources
                 .iter()
                 .map(|s| SourceState {
-                    dir: s.chunks.dir.display().to_string(),
+                    dir: s.recorded_dir.clone(),
                     weight: s.weight,
                     excluded: s.excluded.clone(),
                     order: s.order.state.clone(),
@@ -364,6 +384,16 @@ impl Source {
         }
         Ok(())
     }
+}
+
+/// A chunk directory as loader states record it: absolute and canonical.
+fn recorded_dir(dir: &Path) -> Result<String, LoaderError> {
+    std::fs::canonicalize(dir)
+        .map(|path| path.display().to_string())
+        .map_err(|e| LoaderError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })
 }
 
 fn source_seed(seed: u64, index: usize) -> u64 {

@@ -612,14 +612,36 @@ impl GpuModel {
         step: u64,
         grad_scale: f32,
     ) -> GpuResult<f32> {
-        let gpu = &self.gpu;
+        let norm = self.grad_norm(grad_scale)?;
+        self.update(adamw_config, lr, max_norm, step, grad_scale)?;
+        Ok(norm)
+    }
+
+    /// The global norm of the accumulated gradients times `grad_scale` (kept on the device for
+    /// [`GpuModel::update`]'s clipping, and returned), so the caller can look at it — a
+    /// non-finite one must not reach the weights — before updating.
+    pub fn grad_norm(&mut self, grad_scale: f32) -> GpuResult<f32> {
         reduce::norm(
-            gpu,
+            &self.gpu,
             self.grads.addr(),
             self.grads.len,
             grad_scale,
             self.norm.addr(),
         )?;
+        Ok(self.norm.to_f32(&self.gpu)?[0])
+    }
+
+    /// The AdamW update of [`GpuModel::step`], clipping by the norm the last
+    /// [`GpuModel::grad_norm`] computed for the same gradients and `grad_scale`.
+    pub fn update(
+        &mut self,
+        adamw_config: &AdamWConfig,
+        lr: f32,
+        max_norm: f32,
+        step: u64,
+        grad_scale: f32,
+    ) -> GpuResult<()> {
+        let gpu = &self.gpu;
         adamw::step(
             gpu,
             &adamw::State {
@@ -641,7 +663,6 @@ impl GpuModel {
                 grad_scale,
                 max_norm,
             },
-        )?;
-        Ok(self.norm.to_f32(gpu)?[0])
+        )
     }
 }
