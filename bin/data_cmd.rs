@@ -181,6 +181,9 @@ pub fn run_convert(args: ConvertArgs) -> Result<()> {
     options.progress = true;
     let summary = convert(&args.inputs, &options).context("steel convert failed")?;
     eprintln!("{summary}");
+    for empty in &summary.empty_files {
+        eprintln!("skipped (empty: nothing to convert): {empty}");
+    }
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     }
@@ -251,10 +254,10 @@ pub fn run_lm_train(args: LmTrainArgs) -> Result<()> {
     std::fs::write(&args.output, arpa)
         .with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!(
-        "wrote {} ({}-gram {:?} model from {} documents)",
+        "wrote {} ({}-gram {} model from {} documents)",
         args.output.display(),
         args.order,
-        unit,
+        args.unit,
         documents
     );
     Ok(())

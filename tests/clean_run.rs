@@ -336,3 +336,55 @@ fn dedup_finds_the_planted_duplicates() {
         assert!(lost.is_empty(), "{name} dropped originals: {lost:?}");
     }
 }
+
+/// `steel ARGS` with every file it writes capped at `blocks` × 512 bytes (`ulimit -f`), as on
+/// a disk that fills up: a write past the cap fails with "File too large" (SIGXFSZ ignored).
+fn steel_with_file_cap(blocks: u32, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_steel"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_failed_clean_leaves_no_file_named_like_a_finished_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let text: String = (0..3000)
+        .map(|i| {
+            format!(
+                "{{\"text\": \"document {i} with words {}\"}}\n",
+                i * 7919 % 10007
+            )
+        })
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let recipe = dir.path().join("r.yaml");
+    std::fs::write(&recipe, "process:\n  - whitespace_normalization_mapper:\n").unwrap();
+    let out = dir.path().join("out");
+    let (recipe, out_arg, input) = (
+        recipe.display().to_string(),
+        out.display().to_string(),
+        input.display().to_string(),
+    );
+    let output = steel_with_file_cap(64, &["clean", "--recipe", &recipe, "-o", &out_arg, &input]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    assert!(
+        stderr.contains("left unfinished: `_rejects.jsonl`, `part-00000.jsonl.tmp`"),
+        "{stderr}"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    // No `part-*.jsonl` (which `steel pack` would read), and no report.
+    assert_eq!(names, ["_rejects.jsonl", "part-00000.jsonl.tmp"]);
+}

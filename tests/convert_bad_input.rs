@@ -5,9 +5,15 @@ mod common;
 
 use common::{read_docs, read_rejects, run};
 use std::io::Write;
-use std::path::Path;
-use steel_dataflow::convert::{ConvertError, ConvertOptions, convert};
-use steel_dataflow::sources::FormatChoice;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use steel_dataflow::convert::{ConvertError, ConvertOptions, convert, plan_files};
+use steel_dataflow::input::BatchLimits;
+use steel_dataflow::output::OutputFormat;
+use steel_dataflow::sources::{Format, FormatChoice};
+
+const STEEL: &str = env!("CARGO_BIN_EXE_steel");
 
 fn write(path: &Path, bytes: &[u8]) -> String {
     std::fs::write(path, bytes).unwrap();
@@ -259,7 +265,7 @@ fn max_rejects_stops_the_run_with_a_clear_error() {
     options.max_rejects = Some(3);
     let error = convert(&[input], &options).unwrap_err();
     assert!(matches!(
-        error,
+        error.reason(),
         ConvertError::TooManyRejects {
             limit: 3,
             rejected: 4,
@@ -346,4 +352,234 @@ fn directories_and_globs_expand_in_sorted_order_and_skipped_files_are_listed() {
         .map(|d| d.text)
         .collect();
     assert_eq!(texts, ["a", "b"]);
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Files in `dir` named like a finished shard (`part-NNNNN.jsonl` or `.parquet`), which a
+/// later stage (`steel pack`, `steel clean`, `steel run`) would read.
+fn finished_shards(dir: &Path) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| n.starts_with("part-") && (n.ends_with(".jsonl") || n.ends_with(".parquet")))
+        .collect()
+}
+
+fn unfinished_shards(dir: &Path) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| n.starts_with("part-") && n.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn a_failed_convert_leaves_no_file_named_like_a_finished_shard() {
+    for output_format in [OutputFormat::Jsonl, OutputFormat::Parquet] {
+        let dir = tempfile::tempdir().unwrap();
+        let good = write(&dir.path().join("a-good.jsonl"), &many_lines(400));
+        let bad = write(&dir.path().join("b-bad.jsonl"), b"{}\n{}\n");
+        let out = dir.path().join("out");
+        let mut options = ConvertOptions::new("text".parse().unwrap(), &out);
+        options.output_format = output_format;
+        options.shard_bytes = 4096;
+        options.batch = BatchLimits {
+            bytes: 1 << 20,
+            records: 64,
+        };
+        options.max_rejects = Some(1);
+
+        let error = convert(&[good.clone(), bad], &options).unwrap_err();
+        assert!(
+            matches!(
+                error.reason(),
+                ConvertError::TooManyRejects {
+                    limit: 1,
+                    rejected: 2,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        // Several shards were closed before the failure, none under a finished name.
+        assert_eq!(finished_shards(&out), Vec::<String>::new());
+        let unfinished = unfinished_shards(&out);
+        assert!(unfinished.len() >= 3, "{output_format:?}: {unfinished:?}");
+        let extension = match output_format {
+            OutputFormat::Jsonl => "jsonl",
+            OutputFormat::Parquet => "parquet",
+        };
+        assert_eq!(unfinished[0], format!("part-00000.{extension}.tmp"));
+        assert!(!out.join("_summary.json").exists());
+        let message = error.to_string();
+        assert!(
+            message.starts_with("stopped: 2 records rejected, more than --max-rejects 1"),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!(
+                "is left unfinished: `_rejects.jsonl`, `{}`",
+                unfinished[0]
+            )),
+            "{message}"
+        );
+        assert!(message.contains("no _summary.json"), "{message}");
+
+        // What a later stage sees there: nothing to read (pack, clean and run plan their
+        // inputs this way).
+        let later = plan_files(
+            &[out.display().to_string()],
+            FormatChoice::Fixed(Format::Text),
+        );
+        assert!(
+            matches!(later, Err(ConvertError::NoInputs(_))),
+            "{:?}",
+            later.map(|(plans, _)| plans.len())
+        );
+
+        // The same run without the bad file finishes: every shard renamed, nothing `.tmp`.
+        let done = dir.path().join("done");
+        options.output = done.clone();
+        let summary = convert(&[good], &options).unwrap();
+        assert_eq!(unfinished_shards(&done), Vec::<String>::new());
+        let listed: Vec<String> = summary.shards.iter().map(|s| s.file.clone()).collect();
+        assert!(listed.len() >= 3);
+        assert_eq!(finished_shards(&done), listed);
+        assert_eq!(summary.docs_out, 400);
+    }
+}
+
+/// `steel ARGS` with every file it writes capped at `blocks` × 512 bytes (`ulimit -f`), as on
+/// a disk that fills up. With `ignore_signal` a write past the cap fails with "File too
+/// large" (an I/O error the run reports); without it the kernel kills the process (SIGXFSZ),
+/// as a crash would.
+fn steel_with_file_cap(blocks: u32, ignore_signal: bool, args: &[&str]) -> Output {
+    let trap = if ignore_signal { "trap '' XFSZ; " } else { "" };
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("{trap}ulimit -f {blocks}; exec \"$0\" \"$@\""))
+        .arg(STEEL)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn qwen_tokenizer() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tokenizers/qwen1_5/tokenizer.json")
+}
+
+#[test]
+fn a_convert_stopped_by_a_full_disk_leaves_nothing_pack_takes_for_finished_output() {
+    for ignore_signal in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = write(&dir.path().join("big.jsonl"), &many_lines(3000));
+        let out = dir.path().join("out");
+        let out_arg = out.display().to_string();
+        let output = steel_with_file_cap(
+            64,
+            ignore_signal,
+            &["convert", "-f", "text", "-o", &out_arg, &input],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        if ignore_signal {
+            assert!(stderr.contains("File too large"), "{stderr}");
+            assert!(
+                stderr.contains("left unfinished: `_rejects.jsonl`, `part-00000.jsonl.tmp`"),
+                "{stderr}"
+            );
+        } else {
+            assert_eq!(
+                output.status.signal(),
+                Some(25),
+                "killed by SIGXFSZ: {stderr}"
+            );
+        }
+        // The shard cut off at the cap exists only under its temporary name.
+        assert_eq!(finished_shards(&out), Vec::<String>::new());
+        assert_eq!(unfinished_shards(&out), ["part-00000.jsonl.tmp"]);
+        let cut = std::fs::read(out.join("part-00000.jsonl.tmp")).unwrap();
+        assert!(
+            cut.len() <= 64 * 512 && !cut.ends_with(b"\n"),
+            "{}",
+            cut.len()
+        );
+        assert!(!out.join("_summary.json").exists());
+
+        // `steel pack` finds nothing to pack there, instead of packing the cut shard.
+        let chunks = dir.path().join("chunks").display().to_string();
+        let tokenizer = qwen_tokenizer().display().to_string();
+        let pack = Command::new(STEEL)
+            .args(["pack", "--tokenizer", &tokenizer, "-o", &chunks, &out_arg])
+            .output()
+            .unwrap();
+        let pack_err = String::from_utf8_lossy(&pack.stderr);
+        assert!(!pack.status.success(), "{pack_err}");
+        assert!(pack_err.contains("nothing readable"), "{pack_err}");
+    }
+}
+
+#[test]
+fn empty_files_are_skipped_with_auto_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write(&data.join("a.jsonl"), b"{\"text\": \"one\"}\n");
+    write(&data.join("b-empty.jsonl"), b"");
+    write(&data.join("c-blank.jsonl"), b"\n  \n\n");
+    write(&data.join("d-empty.json"), b"[]");
+    write(&data.join("e-empty.parquet"), b"");
+    write(&data.join("f-empty.jsonl.gz"), &gzip(b""));
+    write(&data.join("g.jsonl"), b"{\"text\": \"two\"}\n");
+    let summary = run(dir.path(), "auto", &[data.display().to_string()], "auto");
+    let texts: Vec<String> = read_docs(&dir.path().join("auto"))
+        .into_iter()
+        .map(|d| d.text)
+        .collect();
+    assert_eq!(texts, ["one", "two"]);
+    let file_name = |p: &String| {
+        Path::new(p)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let empty: Vec<String> = summary.empty_files.iter().map(file_name).collect();
+    assert_eq!(
+        empty,
+        [
+            "b-empty.jsonl",
+            "c-blank.jsonl",
+            "d-empty.json",
+            "e-empty.parquet",
+            "f-empty.jsonl.gz"
+        ]
+    );
+    let read: Vec<String> = summary.files.iter().map(|f| file_name(&f.file)).collect();
+    assert_eq!(read, ["a.jsonl", "g.jsonl"]);
+    assert_eq!((summary.docs_in, summary.docs_out), (2, 2));
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("auto/_summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(written["empty_files"].as_array().unwrap().len(), 5);
+
+    // A zero-byte file named on its own is skipped too, with auto or as parquet; a JSONL one
+    // with a fixed format reads as zero documents.
+    let zero = data.join("b-empty.jsonl").display().to_string();
+    let summary = run(dir.path(), "one", std::slice::from_ref(&zero), "auto");
+    assert_eq!((summary.files.len(), summary.empty_files.len()), (0, 1));
+    assert!(summary.shards.is_empty());
+    let parquet = data.join("e-empty.parquet").display().to_string();
+    let summary = run(dir.path(), "zhihu", std::slice::from_ref(&parquet), "zhihu");
+    assert_eq!(summary.empty_files, [parquet]);
+    let summary = run(dir.path(), "fixed", &[zero], "text");
+    assert_eq!((summary.files.len(), summary.docs_in), (1, 0));
+    assert!(summary.empty_files.is_empty());
 }

@@ -12,7 +12,8 @@ use crate::input::{
     BatchLimits, Container, FileKind, InputError, RawBody, RawRecord, expand_inputs,
 };
 use crate::output::{
-    OutputError, OutputFormat, Prepared, ShardInfo, ShardWriter, create_empty_dir,
+    OutputError, OutputFormat, Prepared, ShardInfo, ShardWriter, TMP_SUFFIX, create_empty_dir,
+    describe_left, left_in, tmp_path,
 };
 use crate::progress::Progress;
 use crate::reject::{RecordError, RejectCode, RejectRecord};
@@ -88,6 +89,30 @@ pub enum ConvertError {
         rejected: u64,
         rejects: PathBuf,
     },
+    /// The run stopped after it had begun writing `output`: `error` says why, `left` what is
+    /// there. Shards keep their `.tmp` names and there is no `_summary.json`, so nothing in
+    /// the directory is taken for finished output.
+    #[error(
+        "{error}; `{}` is left unfinished: {} (no {SUMMARY_FILE}; shards keep their \
+         {TMP_SUFFIX} names, which no later stage reads); remove it before converting again",
+        output.display(),
+        describe_left(left)
+    )]
+    Unfinished {
+        output: PathBuf,
+        left: Vec<String>,
+        error: Box<ConvertError>,
+    },
+}
+
+impl ConvertError {
+    /// The error that stopped the run (for [`ConvertError::Unfinished`], the one it wraps).
+    pub fn reason(&self) -> &ConvertError {
+        match self {
+            ConvertError::Unfinished { error, .. } => error.reason(),
+            other => other,
+        }
+    }
 }
 
 /// One input file and how it will be read.
@@ -119,6 +144,13 @@ pub struct FileSummary {
     pub bytes_out: u64,
     /// Blank lines of line-oriented files (not records, so not counted in `docs_in`).
     pub blank_lines: u64,
+    /// Parquet row groups that could not be read; their rows are rejected as `read_error`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unreadable_row_groups: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -133,6 +165,8 @@ pub struct ConvertSummary {
     pub files: Vec<FileSummary>,
     /// Files inside input directories or globs that are not of a type we read.
     pub skipped_files: Vec<String>,
+    /// Files with nothing to convert, skipped (see [`SkippedFiles::empty`]).
+    pub empty_files: Vec<String>,
     pub output: String,
     pub output_format: OutputFormat,
     pub shards: Vec<ShardInfo>,
@@ -141,12 +175,24 @@ pub struct ConvertSummary {
     pub seconds: f64,
 }
 
+/// Files a run passes over instead of reading.
+#[derive(Clone, Debug, Default)]
+pub struct SkippedFiles {
+    /// Found inside directories or globs, of a type we do not read.
+    pub unsupported: Vec<PathBuf>,
+    /// Nothing to convert: a zero-byte file with `auto` or of parquet (a zero-byte JSON or
+    /// JSONL file with a fixed format reads as zero documents), or with `auto` a file with
+    /// no record at all (only blank lines, an empty JSON array, an empty compressed stream).
+    pub empty: Vec<PathBuf>,
+}
+
 /// Expand `inputs` and decide how to read each file. Every file-level problem (missing,
-/// unsupported type, undecidable format) is found here, before anything is written.
+/// unsupported type, undecidable format) is found here, before anything is written; files
+/// with nothing in them are not problems, they are skipped (see [`SkippedFiles`]).
 pub fn plan_files(
     inputs: &[String],
     choice: FormatChoice,
-) -> Result<(Vec<FilePlan>, Vec<PathBuf>), ConvertError> {
+) -> Result<(Vec<FilePlan>, SkippedFiles), ConvertError> {
     let expanded = expand_inputs(inputs)?;
     if expanded.files.is_empty() {
         return Err(ConvertError::NoInputs(if inputs.is_empty() {
@@ -155,16 +201,34 @@ pub fn plan_files(
             format!("nothing readable in {}", inputs.join(" "))
         }));
     }
+    let mut skipped = SkippedFiles {
+        unsupported: expanded.skipped,
+        empty: Vec::new(),
+    };
     let mut plans = Vec::with_capacity(expanded.files.len());
     for path in expanded.files {
         let kind = FileKind::of(&path).ok_or_else(|| InputError::UnsupportedType(path.clone()))?;
+        // A zero-byte file holds nothing to lose; with `auto` it (or a file of only blank
+        // lines) has no record to decide a format from. Skipped, never an error. A zero-byte
+        // JSON or JSONL file with a fixed format reads as zero documents, as it always has.
+        let zero_bytes = std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == 0);
+        if zero_bytes && (choice == FormatChoice::Auto || kind.container == Container::Parquet) {
+            skipped.empty.push(path);
+            continue;
+        }
         let (format, detected_from) = match choice {
             FormatChoice::Fixed(format) => {
                 check_readable(&path, kind)?;
                 (format, None)
             }
             FormatChoice::Auto => {
-                let fields = first_fields(&path, kind)?;
+                let fields = match first_fields(&path, kind) {
+                    Err(InputError::NoRecordToDetect { scanned: 0, .. }) => {
+                        skipped.empty.push(path);
+                        continue;
+                    }
+                    other => other?,
+                };
                 let format =
                     Format::detect(|k| fields.iter().any(|f| f == k)).ok_or_else(|| {
                         InputError::UnknownFormat {
@@ -189,10 +253,14 @@ pub fn plan_files(
             detected_from,
         });
     }
-    Ok((plans, expanded.skipped))
+    Ok((plans, skipped))
 }
 
 /// Convert `inputs` into shards under `options.output`.
+///
+/// Shards are written under `.tmp` names and renamed only once every file is converted and
+/// the summary is written, so a run that fails part-way (an I/O error, `--max-rejects`) or is
+/// killed leaves no file named like a finished shard; its error says what it left.
 pub fn convert(
     inputs: &[String],
     options: &ConvertOptions,
@@ -200,7 +268,20 @@ pub fn convert(
     let start = Instant::now();
     let (plans, skipped) = plan_files(inputs, options.format)?;
     prepare_output_dir(&options.output)?;
+    convert_planned(&plans, &skipped, options, start).map_err(|error| ConvertError::Unfinished {
+        output: options.output.clone(),
+        left: left_in(&options.output),
+        error: Box::new(error),
+    })
+}
 
+/// `convert` once the files are planned and the (empty) output directory exists.
+fn convert_planned(
+    plans: &[FilePlan],
+    skipped: &SkippedFiles,
+    options: &ConvertOptions,
+    start: Instant,
+) -> Result<ConvertSummary, ConvertError> {
     let rejects_path = options.output.join(REJECTS_FILE);
     let rejects_file =
         File::create(&rejects_path).map_err(|e| OutputError::io(&rejects_path, e))?;
@@ -229,7 +310,8 @@ pub fn convert(
         .flush()
         .map_err(|e| OutputError::io(&rejects_path, e))?;
     let reject_reasons = std::mem::take(&mut run.reasons);
-    let shards = run.writer.finish()?;
+    let closed = run.writer.close()?;
+    let names = |paths: &[PathBuf]| paths.iter().map(|p| p.display().to_string()).collect();
     let summary = ConvertSummary {
         docs_in: files.iter().map(|f| f.docs_in).sum(),
         docs_out: files.iter().map(|f| f.docs_out).sum(),
@@ -238,17 +320,23 @@ pub fn convert(
         bytes_out: files.iter().map(|f| f.bytes_out).sum(),
         reject_reasons,
         files,
-        skipped_files: skipped.iter().map(|p| p.display().to_string()).collect(),
+        skipped_files: names(&skipped.unsupported),
+        empty_files: names(&skipped.empty),
         output: options.output.display().to_string(),
         output_format: options.output_format,
-        shards,
+        shards: closed.shards().to_vec(),
         rejects_file: rejects_path.display().to_string(),
         threads: rayon::current_num_threads(),
         seconds: start.elapsed().as_secs_f64(),
     };
+    // The summary is written first under a temporary name: if that fails (a full disk), no
+    // shard has its final name yet. Then the shards are renamed, then the summary.
     let summary_path = options.output.join(SUMMARY_FILE);
+    let summary_tmp = tmp_path(&summary_path);
     let json = serde_json::to_vec_pretty(&summary).expect("a summary always serialises");
-    std::fs::write(&summary_path, json).map_err(|e| OutputError::io(&summary_path, e))?;
+    std::fs::write(&summary_tmp, json).map_err(|e| OutputError::io(&summary_tmp, e))?;
+    closed.commit()?;
+    std::fs::rename(&summary_tmp, &summary_path).map_err(|e| OutputError::io(&summary_path, e))?;
     Ok(summary)
 }
 
@@ -332,6 +420,7 @@ impl Run<'_> {
                 Err(panic) => std::panic::resume_unwind(panic),
             };
             summary.blank_lines = stats.blank_lines;
+            summary.unreadable_row_groups = stats.unreadable_row_groups;
             Ok(summary)
         })
     }

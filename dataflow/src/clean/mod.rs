@@ -21,3 +21,17 @@ pub mod sketch;
 pub mod word_lists;
 pub mod words;
 pub mod yaml;
+
+/// The names of an operator table (`(name, constructor)` pairs), in order, so that the names
+/// a recipe may use and the operators that can be built come from one list.
+pub(crate) const fn table_names<T, const N: usize>(
+    table: &[(&'static str, T); N],
+) -> [&'static str; N] {
+    let mut names = [""; N];
+    let mut i = 0;
+    while i < N {
+        names[i] = table[i].0;
+        i += 1;
+    }
+    names
+}

@@ -63,7 +63,7 @@ impl Params {
 
     fn wrong(&self, name: &str, expected: &str, got: &Node) -> String {
         format!(
-            "{}: parameter `{name}` must be {expected}, found {} ({got:?})",
+            "{}: parameter `{name}` must be {expected}, found {} {got}",
             self.op,
             got.kind()
         )
@@ -214,6 +214,35 @@ mod tests {
         assert_eq!(
             error,
             "x_filter: unknown parameter `bogus`; it takes: max_ratio, min_ratio"
+        );
+    }
+
+    #[test]
+    fn wrong_values_are_shown_as_the_recipe_writes_them() {
+        let recipe = crate::clean::recipe::Recipe::parse(
+            "process:\n  - words_num_filter:\n      min_num: twenty\n  \
+             - text_length_filter:\n      max_len: [1, 2.0, \"x\", {a: true}]\n  \
+             - character_repetition_filter:\n      rep_len: 2.5\n",
+        )
+        .unwrap();
+        let resources = crate::clean::filters::Resources::default();
+        let error = recipe.build_ops(&resources).err().unwrap();
+        assert_eq!(
+            error,
+            "process entry 1 (`words_num_filter`): words_num_filter: parameter `min_num` must \
+             be a number, found a string \"twenty\""
+        );
+        let mut params = Params::new("text_length_filter", recipe.ops[1].params.clone());
+        assert_eq!(
+            params.opt_f64("max_len").unwrap_err(),
+            "text_length_filter: parameter `max_len` must be a number, found a list \
+             [1, 2.0, \"x\", {a: true}]"
+        );
+        let mut params = Params::new("character_repetition_filter", recipe.ops[2].params.clone());
+        assert_eq!(
+            params.positive("rep_len", 10).unwrap_err(),
+            "character_repetition_filter: parameter `rep_len` must be a non-negative integer, \
+             found a number 2.5"
         );
     }
 

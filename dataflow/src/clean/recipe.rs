@@ -224,6 +224,86 @@ mod tests {
     }
 
     #[test]
+    fn every_supported_operator_builds_with_its_default_parameters() {
+        let arpa = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data/clean/kenlm_ref.arpa");
+        let resources = Resources {
+            lm_model: Some(arpa),
+            hf_tokenizer: None,
+        };
+        let names = supported();
+        assert_eq!(names.len(), 27);
+        let mut kinds = Vec::new();
+        for name in &names {
+            let recipe = Recipe::parse(&format!("process:\n  - {name}:\n")).unwrap();
+            let ops = recipe
+                .build_ops(&resources)
+                .unwrap_or_else(|e| panic!("`{name}` does not build: {e}"));
+            assert_eq!(ops[0].spec.name, *name);
+            kinds.push(ops[0].op.kind());
+        }
+        let count = |kind| kinds.iter().filter(|k| **k == kind).count();
+        assert_eq!(
+            (count("mapper"), count("filter"), count("deduplicator")),
+            (12, 12, 3)
+        );
+    }
+
+    #[test]
+    fn lang_that_a_filter_cannot_honour_is_refused() {
+        let build = |entry: &str| {
+            let recipe = Recipe::parse(&format!("process:\n  - {entry}\n")).unwrap();
+            recipe.build_ops(&Resources::default()).map(|ops| ops.len())
+        };
+        for op in ["words_num_filter", "word_repetition_filter"] {
+            // Without tokenization words are split on whitespace in every language, as in
+            // data-juicer; with it we segment with jieba, which is Chinese.
+            assert_eq!(build(&format!("{op}:\n      lang: en")), Ok(1));
+            assert_eq!(build(&format!("{op}:\n      lang: zh")), Ok(1));
+            assert_eq!(
+                build(&format!("{op}:\n      lang: zh\n      tokenization: true")),
+                Ok(1)
+            );
+            assert_eq!(
+                build(&format!("{op}:\n      lang: en\n      tokenization: true")),
+                Err(format!(
+                    "process entry 1 (`{op}`): {op}: parameter `lang` is `en` with \
+                     `tokenization: true`, which is not supported: data-juicer would tokenise \
+                     with its downloaded `en` sentencepiece model; Steel tokenises with jieba, \
+                     which segments Chinese only. Supported: `lang: zh` with \
+                     `tokenization: true`, or any language with `tokenization: false` (words \
+                     split on whitespace)"
+                ))
+            );
+            // The default language is data-juicer's, `en`.
+            let error = build(&format!("{op}:\n      tokenization: true")).unwrap_err();
+            assert!(
+                error.contains("`lang` is `en` with `tokenization: true`"),
+                "{error}"
+            );
+        }
+        for op in [
+            "words_num_filter",
+            "word_repetition_filter",
+            "perplexity_filter",
+        ] {
+            assert_eq!(
+                build(&format!("{op}:\n      lang: Chinese")),
+                Err(format!(
+                    "process entry 1 (`{op}`): {op}: parameter `lang` is `Chinese`, which is \
+                     not a language code; supported: two or three lower-case letters such as \
+                     `zh` or `en`"
+                ))
+            );
+        }
+        let error = build("perplexity_filter:\n      lang: zh").unwrap_err();
+        assert!(
+            error.contains("no language model (`lang: zh`)") && error.contains("zh.arpa"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn unknown_operator_and_parameter_are_named() {
         let recipe = Recipe::parse("process:\n  - frobnicate_mapper:\n").unwrap();
         let error = recipe.build_ops(&Resources::default()).err().unwrap();

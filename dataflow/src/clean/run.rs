@@ -16,7 +16,7 @@ use crate::convert::{ConvertError, plan_files};
 use crate::input::read::read_file;
 use crate::input::{BatchLimits, FileKind, InputError, RawRecord};
 use crate::output::jsonl::JsonlShards;
-use crate::output::{OutputError, create_empty_dir};
+use crate::output::{OutputError, TMP_SUFFIX, create_empty_dir, describe_left, left_in};
 use crate::progress::Progress;
 use crate::reject::{RecordError, RejectRecord};
 use crate::sources::fields::{Record, str_field};
@@ -75,6 +75,20 @@ pub enum CleanError {
     Plan(#[from] ConvertError),
     #[error("output directory `{}` is not empty; choose a new one", .0.display())]
     OutputNotEmpty(PathBuf),
+    /// The run stopped after it had begun writing `output`: `error` says why, `left` what is
+    /// there. Shards keep their `.tmp` names and there is no report, so nothing in the
+    /// directory is taken for finished output.
+    #[error(
+        "{error}; `{}` is left unfinished: {} (no {REPORT_JSON}; shards keep their \
+         {TMP_SUFFIX} names, which no later stage reads); remove it before cleaning again",
+        output.display(),
+        describe_left(left)
+    )]
+    Unfinished {
+        output: PathBuf,
+        left: Vec<String>,
+        error: Box<CleanError>,
+    },
 }
 
 /// One document on its way through the operators.
@@ -100,6 +114,10 @@ enum Event {
 }
 
 /// Clean `inputs` into `options.output`.
+///
+/// Shards are written under `.tmp` names and renamed only once every file is cleaned and the
+/// report is written, so a run that fails part-way or is killed leaves no file named like a
+/// finished shard; its error says what it left.
 pub fn clean(
     inputs: &[String],
     recipe: &Recipe,
@@ -109,10 +127,25 @@ pub fn clean(
     let ops = recipe
         .build_ops(&options.resources)
         .map_err(CleanError::Recipe)?;
-    // One index per operator (only deduplicators use theirs).
-    let mut seen: Vec<SeenIndex> = ops.iter().map(|_| SeenIndex::default()).collect();
     let files = plan(inputs)?;
     prepare_output_dir(&options.output)?;
+    clean_planned(&files, &ops, recipe, options, start).map_err(|error| CleanError::Unfinished {
+        output: options.output.clone(),
+        left: left_in(&options.output),
+        error: Box::new(error),
+    })
+}
+
+/// `clean` once the operators are built, the files planned and the output directory made.
+fn clean_planned(
+    files: &[(PathBuf, FileKind)],
+    ops: &[BuiltOp],
+    recipe: &Recipe,
+    options: &CleanOptions,
+    start: Instant,
+) -> Result<CleanReport, CleanError> {
+    // One index per operator (only deduplicators use theirs).
+    let mut seen: Vec<SeenIndex> = ops.iter().map(|_| SeenIndex::default()).collect();
     let mut reports: Vec<OpReport> = ops
         .iter()
         .map(|b| {
@@ -154,7 +187,7 @@ pub fn clean(
                     &rejects_path,
                     &mut totals,
                 )?;
-                let kept = run_ops(docs, &ops, &mut seen, &mut reports, options.trace);
+                let kept = run_ops(docs, ops, &mut seen, &mut reports, options.trace);
                 for doc in kept {
                     shards.write(&to_line(doc, &recipe.text_key))?;
                     totals.docs_out += 1;
@@ -178,6 +211,7 @@ pub fn clean(
     for report in &mut reports {
         report.finish();
     }
+    let closed = shards.close()?;
     let report = CleanReport {
         recipe: options.recipe.display().to_string(),
         text_key: recipe.text_key.clone(),
@@ -191,11 +225,14 @@ pub fn clean(
         ignored_keys: recipe.ignored_keys.clone(),
         notes: recipe.notes.clone(),
         output: options.output.display().to_string(),
-        shards: shards.finish()?,
+        shards: closed.shards().to_vec(),
         threads: rayon::current_num_threads(),
         seconds: start.elapsed().as_secs_f64(),
     };
+    // Reports first: until the shards are renamed nothing here is taken for finished output
+    // (directory inputs pass over report files).
     write_report(&report, &options.output)?;
+    closed.commit()?;
     Ok(report)
 }
 

@@ -34,6 +34,45 @@ impl Node {
     }
 }
 
+/// A value as a recipe would write it (YAML flow style), for error messages: `"twenty"`,
+/// `20`, `0.5`, `true`, `null`, `[2, 3]`, `{a: 1}`.
+impl std::fmt::Display for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Node::Null => f.write_str("null"),
+            Node::Bool(b) => write!(f, "{b}"),
+            Node::Int(i) => write!(f, "{i}"),
+            Node::Float(x) if x.is_nan() => f.write_str(".nan"),
+            Node::Float(x) if x.is_infinite() => {
+                f.write_str(if *x > 0.0 { ".inf" } else { "-.inf" })
+            }
+            // `{:?}` of an f64 is its shortest round-trip form with a decimal point (`1.0`).
+            Node::Float(x) => write!(f, "{x:?}"),
+            Node::Str(s) => write!(f, "{}", serde_json::Value::from(s.as_str())),
+            Node::Seq(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+            Node::Map(entries) => {
+                f.write_str("{")?;
+                for (i, (key, value)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{key}: {value}")?;
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
 /// Parse the first document of `source`.
 pub fn parse(source: &str) -> Result<Node, String> {
     let mut builder = Builder::default();

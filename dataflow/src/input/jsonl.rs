@@ -8,6 +8,8 @@ use std::io::{self, BufRead};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReadStats {
     pub blank_lines: u64,
+    /// Parquet row groups that could not be read (their rows went on as broken records).
+    pub unreadable_row_groups: u64,
 }
 
 /// Read `stream` line by line into `batcher`. A read error (a truncated or corrupt compressed

@@ -1,7 +1,12 @@
 //! Parquet files, read one row group at a time (polars), each row becoming a JSON object.
+//!
+//! A row group that cannot be decoded (a corrupt page, a decompression error) does not stop
+//! the file: each of its rows goes on as a broken record with reason `read_error`, naming the
+//! row group and its rows, and reading continues with the next row group.
 
 use crate::input::jsonl::ReadStats;
 use crate::input::{Batcher, InputError, RawBody, RawRecord};
+use crate::reject::{RecordError, RejectCode};
 use crate::sources::fields::Record;
 use polars::prelude::*;
 use serde_json::Value;
@@ -51,7 +56,8 @@ impl ParquetRow {
 }
 
 /// Stream every row of `path` into `batcher`. Memory holds about one row group at a time
-/// (the batches in flight share it).
+/// (the batches in flight share it). A row group that cannot be read becomes one broken
+/// record per row (see the module comment) and is counted in the stats.
 pub fn read_rows(
     path: &Path,
     batcher: &mut Batcher<'_>,
@@ -62,38 +68,103 @@ pub fn read_rows(
         .get_metadata()
         .map_err(|e| parquet_error(path, e))?
         .clone();
+    let mut stats = ReadStats::default();
+    let groups = metadata.row_groups.len();
     let mut offset = 0usize;
-    for group in &metadata.row_groups {
+    for (group_index, group) in metadata.row_groups.iter().enumerate() {
         let rows = group.num_rows();
-        let mut reader = ParquetReader::new(open(path)?);
-        reader.set_metadata(metadata.clone());
-        let mut frame = reader
-            .with_slice(Some((offset, rows)))
-            .finish()
-            .map_err(|e| parquet_error(path, e))?;
-        // One chunk per column makes each row lookup a direct index.
-        frame.rechunk_mut();
-        let row_bytes = frame.estimated_size() / frame.height().max(1);
-        let frame = Arc::new(frame);
-        for index in 0..frame.height() {
-            let row = ParquetRow {
-                frame: frame.clone(),
-                index,
-            };
-            let raw = RawRecord {
-                line: None,
-                row: (offset + index) as u64,
-                body: RawBody::Row(row),
-            };
-            if !batcher.push(raw, row_bytes) {
-                return Ok(ReadStats::default());
+        let read = read_row_group(path, &metadata, offset, rows);
+        let more = match read {
+            Ok(frame) => push_rows(frame, offset, batcher),
+            Err(reason) => {
+                stats.unreadable_row_groups += 1;
+                let error = RecordError::new(
+                    RejectCode::ReadError,
+                    format!(
+                        "row group {group_index} of {groups} (rows {offset} to {}) cannot be \
+                         read: {reason}",
+                        (offset + rows).saturating_sub(1)
+                    ),
+                );
+                push_lost_rows(&error, offset, rows, batcher)
             }
+        };
+        if !more {
+            return Ok(stats);
         }
         offset += rows;
         on_row_group(group.compressed_size() as u64);
     }
     batcher.flush();
-    Ok(ReadStats::default())
+    Ok(stats)
+}
+
+/// The `rows` rows from `offset` (one row group) as one frame, or why they cannot be read.
+/// A decoder that panics on corrupt data counts as an error too.
+fn read_row_group(
+    path: &Path,
+    metadata: &FileMetadataRef,
+    offset: usize,
+    rows: usize,
+) -> Result<DataFrame, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut reader = ParquetReader::new(file);
+        reader.set_metadata(metadata.clone());
+        reader.with_slice(Some((offset, rows))).finish()
+    }));
+    match read {
+        Ok(Ok(frame)) => Ok(frame),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the parquet decoder failed".into())),
+    }
+}
+
+/// Hand the rows of one decoded row group to `batcher`; `false` if the consumer stopped.
+fn push_rows(mut frame: DataFrame, offset: usize, batcher: &mut Batcher<'_>) -> bool {
+    // One chunk per column makes each row lookup a direct index.
+    frame.rechunk_mut();
+    let row_bytes = frame.estimated_size() / frame.height().max(1);
+    let frame = Arc::new(frame);
+    for index in 0..frame.height() {
+        let row = ParquetRow {
+            frame: frame.clone(),
+            index,
+        };
+        let raw = RawRecord {
+            line: None,
+            row: (offset + index) as u64,
+            body: RawBody::Row(row),
+        };
+        if !batcher.push(raw, row_bytes) {
+            return false;
+        }
+    }
+    true
+}
+
+/// One broken record for each of the `rows` rows from `offset` of an unreadable row group.
+fn push_lost_rows(
+    error: &RecordError,
+    offset: usize,
+    rows: usize,
+    batcher: &mut Batcher<'_>,
+) -> bool {
+    for row in offset..offset + rows {
+        let raw = RawRecord {
+            line: None,
+            row: row as u64,
+            body: RawBody::Broken(error.clone(), Vec::new()),
+        };
+        if !batcher.push(raw, error.detail.len()) {
+            return false;
+        }
+    }
+    true
 }
 
 fn open(path: &Path) -> Result<File, InputError> {

@@ -1,7 +1,7 @@
-//! JSONL shards.
+//! JSONL shards, written under temporary names until the run commits (see the module above).
 
 use crate::doc::UnifiedDoc;
-use crate::output::{OutputError, ShardInfo, shard_name};
+use crate::output::{Closed, OutputError, ShardInfo, shard_name, tmp_path};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ pub struct JsonlShards {
 }
 
 struct Open {
+    /// The shard's final name (it is written under `tmp_path(path)`).
     path: PathBuf,
     writer: BufWriter<File>,
     docs: u64,
@@ -44,11 +45,12 @@ impl JsonlShards {
             .as_ref()
             .is_some_and(|open| open.bytes > 0 && open.bytes + line.len() as u64 > self.max_bytes);
         if full {
-            self.close()?;
+            self.close_current()?;
         }
         if self.current.is_none() {
             let path = self.dir.join(shard_name(self.done.len(), "jsonl"));
-            let file = File::create(&path).map_err(|e| OutputError::io(&path, e))?;
+            let tmp = tmp_path(&path);
+            let file = File::create(&tmp).map_err(|e| OutputError::io(&tmp, e))?;
             let writer = BufWriter::with_capacity(1 << 20, file);
             self.current = Some(Open {
                 path,
@@ -60,25 +62,31 @@ impl JsonlShards {
         let open = self.current.as_mut().expect("a shard is open");
         open.writer
             .write_all(line)
-            .map_err(|e| OutputError::io(&open.path, e))?;
+            .map_err(|e| OutputError::io(&tmp_path(&open.path), e))?;
         open.docs += 1;
         open.bytes += line.len() as u64;
         Ok(())
     }
 
-    fn close(&mut self) -> Result<(), OutputError> {
+    fn close_current(&mut self) -> Result<(), OutputError> {
         if let Some(mut open) = self.current.take() {
             open.writer
                 .flush()
-                .map_err(|e| OutputError::io(&open.path, e))?;
+                .map_err(|e| OutputError::io(&tmp_path(&open.path), e))?;
             self.done
                 .push(ShardInfo::new(&open.path, open.docs, open.bytes));
         }
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<Vec<ShardInfo>, OutputError> {
-        self.close()?;
-        Ok(self.done)
+    /// Close the last shard; every shard keeps its temporary name until `commit`.
+    pub fn close(mut self) -> Result<Closed, OutputError> {
+        self.close_current()?;
+        Ok(Closed::new(&self.dir, self.done))
+    }
+
+    /// Close the last shard, give every shard its final name and list them all.
+    pub fn finish(self) -> Result<Vec<ShardInfo>, OutputError> {
+        self.close()?.commit()
     }
 }

@@ -1,5 +1,9 @@
 //! Output shards: documents written in order, a new shard whenever one reaches its size bound.
 //! Shard names are deterministic: `part-00000.jsonl`, `part-00001.jsonl`, ...
+//!
+//! Shards are written under temporary names (`part-00000.jsonl.tmp`) and get their final
+//! names only when the whole run's output is closed and committed: a run that fails or is
+//! killed part-way leaves no file named like a finished shard for a later stage to take.
 
 pub mod jsonl;
 pub mod parquet;
@@ -48,6 +52,79 @@ pub enum OutputError {
     },
     #[error("cannot write parquet shard `{}`: {reason}", path.display())]
     Parquet { path: PathBuf, reason: String },
+}
+
+/// What a shard is called until its run commits: `part-00000.jsonl.tmp`.
+pub const TMP_SUFFIX: &str = ".tmp";
+
+/// Shards that are written and closed under their temporary names, not yet renamed.
+#[must_use = "closed shards keep their temporary names until committed"]
+pub struct Closed {
+    dir: PathBuf,
+    shards: Vec<ShardInfo>,
+}
+
+impl Closed {
+    fn new(dir: &Path, shards: Vec<ShardInfo>) -> Self {
+        Closed {
+            dir: dir.to_path_buf(),
+            shards,
+        }
+    }
+
+    /// The shards, with the names they will have once committed.
+    pub fn shards(&self) -> &[ShardInfo] {
+        &self.shards
+    }
+
+    /// Rename every shard to its final name, in order.
+    pub fn commit(self) -> Result<Vec<ShardInfo>, OutputError> {
+        for shard in &self.shards {
+            let done = self.dir.join(&shard.file);
+            let tmp = tmp_path(&done);
+            std::fs::rename(&tmp, &done).map_err(|e| OutputError::io(&done, e))?;
+        }
+        Ok(self.shards)
+    }
+}
+
+/// `part-00000.jsonl` -> `part-00000.jsonl.tmp`
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(TMP_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// What a run that stopped part-way left in `dir`, by name, in sorted order (for its error).
+pub fn left_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// `left` as a short list for an error message: the first few names, then how many more.
+pub fn describe_left(left: &[String]) -> String {
+    const SHOWN: usize = 6;
+    if left.is_empty() {
+        return "nothing".into();
+    }
+    let mut text = left
+        .iter()
+        .take(SHOWN)
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if left.len() > SHOWN {
+        text.push_str(&format!(" and {} more", left.len() - SHOWN));
+    }
+    text
 }
 
 /// Create `dir` if needed; whether it is empty (a run writes only into an empty directory).
@@ -104,12 +181,17 @@ impl ShardWriter {
         }
     }
 
-    /// Close the last shard and list them all.
-    pub fn finish(self) -> Result<Vec<ShardInfo>, OutputError> {
+    /// Close the last shard; every shard keeps its temporary name until `commit`.
+    pub fn close(self) -> Result<Closed, OutputError> {
         match self {
-            ShardWriter::Jsonl(w) => w.finish(),
-            ShardWriter::Parquet(w) => w.finish(),
+            ShardWriter::Jsonl(w) => w.close(),
+            ShardWriter::Parquet(w) => w.close(),
         }
+    }
+
+    /// Close the last shard, give every shard its final name and list them all.
+    pub fn finish(self) -> Result<Vec<ShardInfo>, OutputError> {
+        self.close()?.commit()
     }
 }
 

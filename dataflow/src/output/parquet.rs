@@ -1,8 +1,9 @@
 //! Parquet shards: columns `text` (string) and `meta` (struct of `source`, `file`, `row`), the
-//! same shape as a JSONL line. Documents are buffered until a shard's size bound, then written.
+//! same shape as a JSONL line. Documents are buffered until a shard's size bound, then written
+//! under a temporary name until the run commits (see the module above).
 
 use crate::doc::UnifiedDoc;
-use crate::output::{OutputError, ShardInfo, shard_name};
+use crate::output::{Closed, OutputError, ShardInfo, shard_name, tmp_path};
 use polars::prelude::*;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -43,21 +44,28 @@ impl ParquetShards {
         let docs = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
         let path = self.dir.join(shard_name(self.done.len(), "parquet"));
+        let tmp = tmp_path(&path);
         let fail = |e: PolarsError| OutputError::Parquet {
-            path: path.clone(),
+            path: tmp.clone(),
             reason: e.to_string(),
         };
         let mut frame = to_frame(&docs).map_err(fail)?;
-        let file = File::create(&path).map_err(|e| OutputError::io(&path, e))?;
+        let file = File::create(&tmp).map_err(|e| OutputError::io(&tmp, e))?;
         let bytes = ParquetWriter::new(file).finish(&mut frame).map_err(fail)?;
         self.done
             .push(ShardInfo::new(&path, docs.len() as u64, bytes));
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<Vec<ShardInfo>, OutputError> {
+    /// Write the last shard; every shard keeps its temporary name until `commit`.
+    pub fn close(mut self) -> Result<Closed, OutputError> {
         self.flush()?;
-        Ok(self.done)
+        Ok(Closed::new(&self.dir, self.done))
+    }
+
+    /// Write the last shard, give every shard its final name and list them all.
+    pub fn finish(self) -> Result<Vec<ShardInfo>, OutputError> {
+        self.close()?.commit()
     }
 }
 

@@ -89,11 +89,6 @@ impl Format {
         }
     }
 
-    /// Code is kept byte for byte; everything else is NFKC-normalised without `\r`.
-    pub fn is_code(self) -> bool {
-        self == Format::Starcoder
-    }
-
     /// Turn one record into document text. `text_field` is the field the `text` format reads.
     pub fn render(self, record: &Record, text_field: &str) -> Result<String, RecordError> {
         match self {

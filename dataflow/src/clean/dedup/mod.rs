@@ -9,25 +9,38 @@ pub mod tokens;
 
 use crate::clean::op::Deduplicator;
 use crate::clean::params::{ParamResult, Params};
+use crate::clean::table_names;
 use std::collections::HashMap;
 
-pub const NAMES: &[&str] = &[
-    "document_deduplicator",
-    "document_minhash_deduplicator",
-    "document_simhash_deduplicator",
+/// How one deduplicator is built from its recipe parameters.
+type Build = fn(&mut Params) -> ParamResult<Box<dyn Deduplicator>>;
+
+fn boxed<D: Deduplicator + 'static>(d: ParamResult<D>) -> ParamResult<Box<dyn Deduplicator>> {
+    d.map(|d| Box::new(d) as Box<dyn Deduplicator>)
+}
+
+/// Every deduplicator, by name: the one list both `build` and `NAMES` come from.
+const DEDUPLICATORS: [(&str, Build); 3] = [
+    ("document_deduplicator", |p| {
+        boxed(exact::ExactDedup::from_params(p))
+    }),
+    ("document_minhash_deduplicator", |p| {
+        boxed(minhash::MinhashDedup::from_params(p))
+    }),
+    ("document_simhash_deduplicator", |p| {
+        boxed(simhash::SimhashDedup::from_params(p))
+    }),
 ];
+
+/// The names of every deduplicator, in `DEDUPLICATORS` order.
+pub const NAMES: &[&str] = &table_names(&DEDUPLICATORS);
 
 /// The deduplicator called `name`, or `None` when no deduplicator has that name.
 pub fn build(name: &str, params: &mut Params) -> Option<ParamResult<Box<dyn Deduplicator>>> {
-    fn boxed<D: Deduplicator + 'static>(d: ParamResult<D>) -> ParamResult<Box<dyn Deduplicator>> {
-        d.map(|d| Box::new(d) as Box<dyn Deduplicator>)
-    }
-    Some(match name {
-        "document_deduplicator" => boxed(exact::ExactDedup::from_params(params)),
-        "document_minhash_deduplicator" => boxed(minhash::MinhashDedup::from_params(params)),
-        "document_simhash_deduplicator" => boxed(simhash::SimhashDedup::from_params(params)),
-        _ => return None,
-    })
+    DEDUPLICATORS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, build)| build(params))
 }
 
 /// The keys a batch deduplicator has seen, filed by bucket.

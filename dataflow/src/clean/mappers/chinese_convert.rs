@@ -48,7 +48,8 @@ mod tests {
 
     #[test]
     fn data_juicer_examples() {
-        // Expected values are data-juicer 1.6.1's outputs (OpenCC 1.4.2) for the same inputs.
+        // Expected values are data-juicer 1.6.1's outputs for the same inputs, with the OpenCC
+        // it pins (`opencc==1.1.9`, its `nlp` and `all` extras).
         assert_eq!(
             convert("s2t", "这是几个简体字，会被转换为繁体字"),
             "這是幾個簡體字，會被轉換爲繁體字"
@@ -57,12 +58,15 @@ mod tests {
             convert("t2s", "這是幾個繁體字，會被轉換爲簡體字"),
             "这是几个繁体字，会被转换为简体字"
         );
-        // OpenCC 1.4.2 has the phrase 少长咸集 (咸 kept); ferrous-opencc's older phrase
-        // table converts the character alone (咸 -> 鹹). A documented difference.
+        // OpenCC 1.1.9 converts 咸 alone here (咸 -> 鹹), and so does ferrous-opencc. (Later
+        // OpenCC releases, 1.4.x, have the phrase 少长咸集 and keep 咸: an unpinned `pip
+        // install opencc` differs from data-juicer 1.6.1's pin on this text.)
         assert_eq!(convert("s2tw", "群贤毕至，少长咸集"), "群賢畢至，少長鹹集");
         assert_eq!(convert("tw2s", "群賢畢至，少長鹹集"), "群贤毕至，少长咸集");
         assert_eq!(convert("s2hk", "虽然三个都是繁体字"), "雖然三個都是繁體字");
         assert_eq!(convert("hk2s", "雖然三個都是繁體字"), "虽然三个都是繁体字");
+        // 拚 stays 拚 with OpenCC 1.1.9, as here (later releases map it to 拼).
+        assert_eq!(convert("t2s", "拚命"), "拚命");
         assert_eq!(
             convert("t2s", "English 123 and 中文"),
             "English 123 and 中文"
