@@ -279,7 +279,7 @@ fn packing_again_packs_only_what_is_new_and_never_rewrites_a_chunk() {
         pack(&[input], &options)
             .unwrap_err()
             .to_string()
-            .contains("other settings")
+            .contains("other settings (block size 512); these are block size 256")
     );
 }
 

@@ -360,6 +360,14 @@ fn bad_state_and_changed_files_are_reported_not_overwritten() {
             .unwrap()
             .contains("changed since")
     );
+    // An empty file is ingested as no documents, once.
+    std::fs::write(j.join("raw/web/empty.jsonl"), "").unwrap();
+    let report = run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    let ingested = &report["epochs"][0]["files"];
+    assert_eq!(ingested.as_array().unwrap().len(), 1, "{report}");
+    assert_eq!((ingested[0]["path"].as_str(), ingested[0]["docs"].as_u64()), (Some("raw/web/empty.jsonl"), Some(0)));
+    let report = run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    assert_eq!(report["nothing_new"], true, "{report}");
     // A corrupt manifest.
     std::fs::write(j.join("state/manifest.json"), "{ not json").unwrap();
     let out = steel(&j, &["run", "pipeline.toml"], None);

@@ -67,7 +67,7 @@ impl fmt::Display for ConvertSummary {
         let shard_bytes: u64 = self.shards.iter().map(|s| s.bytes).sum();
         write!(
             f,
-            "output: {} ({} {:?} shards, {:.2} MB); rejects: {}",
+            "output: {} ({} {} shards, {:.2} MB); rejects: {}",
             self.output,
             self.shards.len(),
             self.output_format,

@@ -20,6 +20,15 @@ pub enum OutputFormat {
     Parquet,
 }
 
+impl std::fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutputFormat::Jsonl => "jsonl",
+            OutputFormat::Parquet => "parquet",
+        })
+    }
+}
+
 impl FromStr for OutputFormat {
     type Err = String;
 

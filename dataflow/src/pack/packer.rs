@@ -108,7 +108,7 @@ pub fn pack(inputs: &[String], options: &PackOptions) -> Result<PackOutcome, Pac
     std::fs::create_dir_all(&options.output).map_err(|e| PackError::io(&options.output, e))?;
     let mut manifest = open_manifest(&options.output, &settings)?;
     let plan = plan(inputs, &manifest)?;
-    let mut epoch = options.epoch.unwrap_or_else(|| manifest.next_epoch());
+    let epoch = options.epoch.unwrap_or_else(|| manifest.next_epoch());
     if epoch < manifest.next_epoch() {
         return Err(PackError::Settings(format!(
             "epoch {epoch} is not after the directory's last epoch {}; chunks are never rewritten",
@@ -128,7 +128,7 @@ pub fn pack(inputs: &[String], options: &PackOptions) -> Result<PackOutcome, Pac
         .enumerate()
         .map(|(i, f)| (f.clone(), i as u32))
         .collect();
-    for unit in &plan.units {
+    for (unit, epoch) in plan.units.iter().zip(epoch..) {
         let mut packing = Packing {
             options,
             tokenizer: &tokenizer,
@@ -138,7 +138,6 @@ pub fn pack(inputs: &[String], options: &PackOptions) -> Result<PackOutcome, Pac
         };
         outcome.epochs.push(packing.unit(unit)?);
         manifest.save(&options.output)?;
-        epoch += 1;
     }
     Ok(outcome)
 }
@@ -329,8 +328,9 @@ fn open_manifest(dir: &Path, settings: &PackSettings) -> Result<Manifest, PackEr
         Some(manifest) => Err(PackError::Manifest {
             path: dir.join(MANIFEST_FILE),
             reason: format!(
-                "the directory was packed with other settings ({:?}); these are {:?}",
-                manifest.settings, settings
+                "the directory was packed with other settings ({}); these are {}",
+                manifest.settings.differences(settings).join(", "),
+                settings.differences(&manifest.settings).join(", ")
             ),
         }),
         None => {

@@ -7,7 +7,7 @@
 //! and commits. The other workers, in this process or others (`-n/-p/-h`), clean and
 //! deduplicate their share of the documents.
 
-use crate::convert::{FilePlan, convert_record, plan_files};
+use crate::convert::{convert_record, plan_files};
 use crate::input::BatchLimits;
 use crate::input::read::read_file;
 use crate::pipeline::config::PipelineConfig;
@@ -548,9 +548,16 @@ fn read_documents(
     text_field: &str,
 ) -> Result<(Vec<(u64, String)>, Vec<RejectRecord>), String> {
     let pattern = file.path.display().to_string();
-    let (plans, _) = plan_files(std::slice::from_ref(&pattern), format)
+    let (plans, skipped) = plan_files(std::slice::from_ref(&pattern), format)
         .map_err(|e| format!("vanished or unreadable before it was read: {e}"))?;
-    let plan: &FilePlan = plans.first().ok_or("vanished before it was read")?;
+    let Some(plan) = plans.first() else {
+        // A file with no record at all (`plan_files` skips it) is ingested as no documents,
+        // so it is known from now on, unless it changed meanwhile.
+        return match skipped.empty.is_empty() {
+            true => Err("vanished before it was read".into()),
+            false => unchanged(file).map(|()| (Vec::new(), Vec::new())),
+        };
+    };
     let mut docs = Vec::new();
     let mut rejects = Vec::new();
     let mut send = |batch: Vec<crate::input::RawRecord>| {
@@ -571,8 +578,13 @@ fn read_documents(
         &mut send,
     )
     .map_err(|e| format!("unreadable: {e}"))?;
+    unchanged(file).map(|()| (docs, rejects))
+}
+
+/// `Err` when `file` changed or vanished since it was discovered.
+fn unchanged(file: &NewFile) -> Result<(), String> {
     match hash_file(&file.path) {
-        Ok((hash, size)) if hash == file.hash && size == file.size => Ok((docs, rejects)),
+        Ok((hash, size)) if hash == file.hash && size == file.size => Ok(()),
         Ok(_) => {
             Err("changed while it was being read; not ingested (the next run will take it)".into())
         }

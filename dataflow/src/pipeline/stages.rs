@@ -225,6 +225,11 @@ fn toml_to_node(value: &toml::Value) -> Result<Node, String> {
         toml::Value::Array(items) => {
             Node::Seq(items.iter().map(toml_to_node).collect::<Result<_, _>>()?)
         }
-        other => return Err(format!("unsupported value {other:?} (a table or a date)")),
+        other => {
+            return Err(format!(
+                "unsupported value: a {} (strings, numbers, booleans and lists are)",
+                other.type_str()
+            ));
+        }
     })
 }

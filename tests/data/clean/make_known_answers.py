@@ -1,7 +1,8 @@
 """Write `known_answers.jsonl`: data-juicer 1.6.1's own outputs for every operator we can run
 offline, on hand-made edge cases and on documents from ../shared/data/steel-samples.
 
-Run with a Python that has `py-data-juicer==1.6.1` (and ftfy, opencc, selectolax, simhash-pybind):
+Run with a Python that has `py-data-juicer==1.6.1` (and ftfy, opencc==1.1.9 — the version
+py-data-juicer 1.6.1 pins —, selectolax, simhash-pybind):
     python tests/data/clean/make_known_answers.py ../shared/data/steel-samples > tests/data/clean/known_answers.jsonl
 The first line is {"texts": [...]}; each further line is {"op", "params", "out": [...]} with one
 output per text: the mapped text (null when unchanged), the statistic, or the hash.
