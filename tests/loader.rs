@@ -380,3 +380,30 @@ fn the_state_records_each_directory_as_an_absolute_canonical_path() {
     take(&mut straight, 3);
     assert!(take(&mut resumed, 5) == take(&mut straight, 5));
 }
+
+/// Chunk names repeat across directories: resuming with the directories swapped (or another
+/// one) would serve other data at the saved positions, so it is refused, naming both.
+#[test]
+fn a_resume_with_other_or_reordered_directories_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    pack_docs(dir.path(), 2, &a);
+    pack_docs(dir.path(), 5, &b);
+    let both = |first: &Path, second: &Path| {
+        vec![
+            DataSource { dir: first.to_path_buf(), weight: 1.0 },
+            DataSource { dir: second.to_path_buf(), weight: 1.0 },
+        ]
+    };
+    let mut loader = Loader::open(&both(&a, &b), BLOCK, 3, 0, 1).unwrap();
+    take(&mut loader, 4);
+    let state = loader.state();
+    assert!(Loader::resume(&both(&a, &b), &state, 0).is_ok());
+    let err = Loader::resume(&both(&b, &a), &state, 0).err().unwrap().to_string();
+    let a_name = a.canonicalize().unwrap().display().to_string();
+    let b_name = b.canonicalize().unwrap().display().to_string();
+    assert!(
+        err.contains(&format!("data source 1 is `{b_name}`, but the state was saved reading `{a_name}`")),
+        "{err}"
+    );
+}

@@ -218,7 +218,17 @@ impl Loader {
             )));
         }
         let mut opened = Vec::with_capacity(sources.len());
-        for (source, saved) in sources.iter().zip(&state.sources) {
+        for (index, (source, saved)) in sources.iter().zip(&state.sources).enumerate() {
+            // Chunk names repeat across directories, so another directory (or the same ones
+            // in another order) would silently serve other data at the saved positions.
+            let dir = recorded_dir(&source.dir)?;
+            if dir != saved.dir {
+                return Err(LoaderError::StateMismatch(format!(
+                    "data source {} is `{dir}`, but the state was saved reading `{}`; give the directories in the order the run started with",
+                    index + 1,
+                    saved.dir
+                )));
+            }
             let chunks = ChunkDir::open(&source.dir, state.block_size)?;
             let order = Order::build(saved.order.clone(), chunks.blocks_per_chunk);
             if order.blocks.len() < state.world {
@@ -228,7 +238,7 @@ impl Loader {
                 });
             }
             opened.push(Source {
-                recorded_dir: recorded_dir(&source.dir)?,
+                recorded_dir: dir,
                 chunks,
                 weight: source.weight,
                 excluded: saved.excluded.clone(),
