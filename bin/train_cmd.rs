@@ -91,9 +91,10 @@ pub struct BlocksArgs {
     /// Continue from a state file written by --save.
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// Pick up chunks added to the directories since the state was saved.
+    /// Follow the directories: chunks added since the state was saved join the unseen
+    /// remainder, chunks retracted since are no longer served.
     #[arg(long)]
-    add_new_chunks: bool,
+    follow: bool,
     /// How many blocks to serve.
     #[arg(long)]
     take: u64,
@@ -200,8 +201,16 @@ pub fn run_blocks(args: BlocksArgs) -> Result<()> {
             args.world,
         )?,
     };
-    if args.add_new_chunks {
-        eprintln!("{} new chunks joined", loader.add_new_chunks()?);
+    if args.follow {
+        let epochs = loader.data_epochs()?;
+        for change in loader.follow(&epochs)? {
+            eprintln!(
+                "{}: {} chunks joined, {} excluded",
+                change.dir,
+                change.added.len(),
+                change.excluded.len()
+            );
+        }
     }
     for _ in 0..args.take {
         let block = loader.next_block()?;

@@ -229,10 +229,14 @@ fn appended_chunks_join_only_the_unseen_remainder() {
 
     pack_docs(dir.path(), 5, &chunks); // a new epoch of chunks lands mid-run
     let everything = all_blocks(&chunks);
-    assert_eq!(
-        loader.add_new_chunks().unwrap(),
-        Manifest::load(&chunks).unwrap().unwrap().chunks.len() - old.len() / 4
-    );
+    let epochs = loader.data_epochs().unwrap();
+    assert_eq!(epochs, [2]);
+    assert!(loader.follow(&[1]).unwrap().is_empty(), "nothing as of epoch 1");
+    let changes = loader.follow(&epochs).unwrap();
+    let manifest = Manifest::load(&chunks).unwrap().unwrap();
+    let new: Vec<String> = manifest.chunks[old.len() / 4..].iter().map(|c| c.file.clone()).collect();
+    assert_eq!(changes.len(), 1);
+    assert_eq!((&changes[0].added, changes[0].excluded.len()), (&new, 0));
     let rest = take(&mut loader, everything.len() - seen.len());
 
     let mut served = seen.clone();
@@ -406,4 +410,82 @@ fn a_resume_with_other_or_reordered_directories_is_refused() {
         err.contains(&format!("data source 1 is `{b_name}`, but the state was saved reading `{a_name}`")),
         "{err}"
     );
+}
+
+/// A `steel run` output epoch (`epoch-NNNNNN/` with shards and a report) of documents
+/// `rows` of file `raw/a.jsonl`, and `tombstones` of earlier ones.
+fn run_epoch(out: &Path, epoch: u64, rows: std::ops::Range<u64>, tombstones: &[u64]) {
+    let dir = out.join(format!("epoch-{epoch:06}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let meta = |row: u64| serde_json::json!({"source": "web", "file": "raw/a.jsonl", "row": row});
+    let docs: String = rows
+        .map(|row| {
+            let text = format!("document {row}: ") + &"一段中文文本 and some words ".repeat(3 + row as usize % 5);
+            format!("{}\n", serde_json::json!({"text": text, "meta": meta(row)}))
+        })
+        .collect();
+    if !docs.is_empty() {
+        std::fs::write(dir.join("part-00000.jsonl"), docs).unwrap();
+    }
+    let lines: String = tombstones
+        .iter()
+        .map(|&row| format!("{}\n", serde_json::json!({"meta": meta(row), "epoch": epoch})))
+        .collect();
+    if !lines.is_empty() {
+        std::fs::write(dir.join("tombstones.jsonl"), lines).unwrap();
+    }
+    std::fs::write(dir.join("report.json"), "{}").unwrap();
+}
+
+#[test]
+fn a_following_loader_stops_serving_retracted_chunks_and_serves_their_repacked_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, chunks) = (dir.path().join("out"), dir.path().join("chunks"));
+    run_epoch(&out, 1, 0..60, &[]);
+    let mut options = PackOptions::new(qwen(), &chunks);
+    options.block_size = BLOCK;
+    options.chunk_blocks = 4;
+    pack(&[out.display().to_string()], &options).unwrap();
+    let mut loader = Loader::open(&source(&chunks), BLOCK, 5, 0, 1).unwrap();
+    let before = all_blocks(&chunks);
+    let seen = take(&mut loader, before.len() / 3);
+
+    run_epoch(&out, 2, 0..0, &[7, 30]);
+    let outcome = pack(&[out.display().to_string()], &options).unwrap();
+    let retraction = &outcome.epochs[0].retraction;
+    assert_eq!(retraction.docs_removed, 2);
+    let manifest = Manifest::load(&chunks).unwrap().unwrap();
+    let new: Vec<String> = manifest.chunks.iter().filter(|c| c.epoch == 1).map(|c| c.file.clone()).collect();
+    assert!(!new.is_empty());
+
+    // As of epoch 1 nothing changed; as of now, the retracted chunks leave, the new join.
+    assert!(loader.follow(&[1]).unwrap().is_empty());
+    let epochs = loader.data_epochs().unwrap();
+    let changes = loader.follow(&epochs).unwrap();
+    let mut expected_out = retraction.chunks.clone();
+    expected_out.sort();
+    assert_eq!((&changes[0].excluded, &changes[0].added), (&expected_out, &new));
+    let gone: Vec<Vec<u32>> = manifest
+        .retracted
+        .iter()
+        .flat_map(|c| {
+            let tokens = manifest.read_chunk(&chunks, c).unwrap();
+            tokens.chunks((BLOCK + 1) as usize).map(<[u32]>::to_vec).collect::<Vec<_>>()
+        })
+        .collect();
+    let live = all_blocks(&chunks);
+    // The rest of the epoch: every live block not served yet, once, and no retracted block
+    // (unless it is also a live one, as padding-only blocks can be).
+    let rest = take(&mut loader, live.len() - seen.iter().filter(|b| live.contains(b)).count());
+    for block in &rest {
+        assert!(live.contains(block), "a block of no live chunk was served");
+    }
+    for block in gone.iter().filter(|b| !live.contains(b)) {
+        assert!(!rest.contains(block));
+    }
+    let mut served: Vec<Vec<u32>> = seen.iter().filter(|b| live.contains(b)).cloned().collect();
+    served.extend(rest);
+    for block in &live {
+        assert!(served.contains(block), "a live block was never served");
+    }
 }

@@ -64,6 +64,7 @@ fn options(chunks: &Path, out: &Path, steps: u64) -> TrainOptions {
         nproc: 1,
         nodes: None,
         max_bad_steps: 0,
+        follow_every: 0,
         allow_tokenizer_mismatch: false,
     }
 }
@@ -756,4 +757,71 @@ fn the_max_bad_steps_flag_reaches_the_training_loop() {
         .map(|l| l["step"].as_u64().unwrap())
         .collect();
     assert_eq!(skipped, [bad[0]]);
+}
+
+/// Pack 30 more documents (the first of the converted corpus, under a new name) into the
+/// chunk directory `demo_chunks` made under `dir`: a new pack epoch.
+fn append_chunks(dir: &Path) {
+    use steel_dataflow::pack::{PackOptions, pack};
+    let converted = dir.join("converted");
+    let text = std::fs::read_to_string(converted.join("part-00000.jsonl")).unwrap();
+    let more = dir.join("more");
+    std::fs::create_dir_all(&more).unwrap();
+    let lines: String = text.lines().take(30).map(|l| format!("{l}\n")).collect();
+    std::fs::write(more.join("extra.jsonl"), lines).unwrap();
+    let mut options = PackOptions::new(dir.join("tokenizer.json"), dir.join("chunks"));
+    options.block_size = SEQ;
+    options.chunk_blocks = 8;
+    let inputs = [converted.display().to_string(), more.display().to_string()];
+    let outcome = pack(&inputs, &options).unwrap();
+    assert_eq!(outcome.epochs.len(), 1);
+}
+
+/// Chunks packed while a run trains join at its next checkpoint, into the unseen remainder
+/// only (the loader's Add event sits at the blocks served by then), logged in
+/// metrics.jsonl; a run killed after the append and resumed from the checkpoint before it
+/// takes them in at the same step and gives the same losses, bit for bit.
+#[test]
+fn a_run_follows_chunks_packed_while_it_trains_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let (chunks_a, chunks_b) = (demo_chunks(&a, SEQ), demo_chunks(&b, SEQ));
+    let run = |chunks: &Path, out: &Path, steps: u64, append: Option<&Path>, resume: bool| {
+        let mut options = options(chunks, out, steps);
+        options.validation = None;
+        options.keep = 10;
+        let mut report = |m: &steel_trainer::train::StepMetrics| {
+            if m.step == 4
+                && let Some(dir) = append
+            {
+                append_chunks(dir);
+            }
+        };
+        train(&options, resume, &mut report).unwrap()
+    };
+    // Uninterrupted: the append lands after step 4, the checkpoint at step 6 takes it in.
+    let straight = run(&chunks_a, &a.join("run"), 12, Some(&a), false);
+    let data_lines: Vec<serde_json::Value> = metrics_lines(&a.join("run"))
+        .into_iter()
+        .filter(|l| l.get("data").is_some())
+        .collect();
+    assert_eq!(data_lines.len(), 1, "{data_lines:?}");
+    assert_eq!(data_lines[0]["step"], 6);
+    let manifest = Manifest::load(&chunks_a).unwrap().unwrap();
+    let new: Vec<String> = manifest.chunks.iter().filter(|c| c.epoch == 1).map(|c| c.file.clone()).collect();
+    assert!(!new.is_empty());
+    assert_eq!(data_lines[0]["data"]["added"], serde_json::json!(new));
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("run/step-00000006/state.json")).unwrap()).unwrap();
+    let events = &state["loader"]["sources"][0]["order"]["events"];
+    assert_eq!(events[0]["Add"]["consumed"], 12, "6 steps of 2 blocks served first: {events}");
+
+    // Killed at step 5, after the append and before checkpoint 6; resumed from checkpoint 3.
+    let out = b.join("run");
+    run(&chunks_b, &out, 5, Some(&b), false);
+    std::fs::remove_dir_all(out.join("step-00000005")).unwrap();
+    let resumed = run(&chunks_b, &out, 12, None, true);
+    assert_eq!(resumed.losses, straight.losses);
+    let weights = |d: &Path| std::fs::read(d.join("run/step-00000012/model.safetensors")).unwrap();
+    assert!(weights(&a) == weights(&b));
 }

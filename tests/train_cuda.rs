@@ -215,6 +215,7 @@ fn run_options(chunks: &Path, out: &Path, steps: u64, device: Device) -> TrainOp
         nproc: 1,
         nodes: None,
         max_bad_steps: 0,
+        follow_every: 0,
         allow_tokenizer_mismatch: false,
     }
 }

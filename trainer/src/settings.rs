@@ -74,6 +74,12 @@ pub struct TrainSettings {
     /// [default: 0].
     #[cfg_attr(feature = "cli", arg(long))]
     pub max_bad_steps: Option<u64>,
+    /// Re-read the chunk manifests every N steps (and at every checkpoint): chunks `steel
+    /// pack` added join the unseen remainder of the epoch, retracted ones leave; 0: only at
+    /// checkpoints. Steps, not seconds, so a resumed run changes its data where an
+    /// uninterrupted one would [default: 0].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub follow_every: Option<u64>,
     /// Use chunks packed with another tokenizer than the one the --init-from or resumed
     /// checkpoint records (or than the first --data directory's), deliberately.
     #[cfg_attr(feature = "cli", arg(long))]
@@ -201,6 +207,7 @@ impl TrainSettings {
             weight_decay: self.weight_decay.or(other.weight_decay),
             clip: self.clip.or(other.clip),
             max_bad_steps: self.max_bad_steps.or(other.max_bad_steps),
+            follow_every: self.follow_every.or(other.follow_every),
             allow_tokenizer_mismatch: self.allow_tokenizer_mismatch
                 || other.allow_tokenizer_mismatch,
             out: self.out.or(other.out),
@@ -365,6 +372,7 @@ impl TrainSettings {
             device: self.device.unwrap_or(Device::Cpu),
             nproc,
             max_bad_steps: self.max_bad_steps.unwrap_or(0),
+            follow_every: self.follow_every.unwrap_or(0),
             allow_tokenizer_mismatch: self.allow_tokenizer_mismatch,
             nodes: nodes(
                 self.nnodes.unwrap_or(1),

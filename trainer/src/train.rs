@@ -2,10 +2,15 @@
 //! clipped, AdamW with a schedule, metrics as JSON lines and a `loss.svg` curve, validation on
 //! held-out chunks (the best checkpoint kept in `best/`), checkpoints every N steps (the last
 //! `keep` kept), exact resume. A step whose loss or gradient norm is not finite makes no
-//! update; it stops the run, or is skipped and logged while `max_bad_steps` allow.
+//! update; it stops the run, or is skipped and logged while `max_bad_steps` allow. At every
+//! checkpoint (and every `follow_every` steps) the run follows its chunk directories: chunks
+//! `steel pack` added since join the unseen remainder of the epoch, retracted ones leave,
+//! each change logged in `metrics.jsonl`. Following at fixed steps keeps resume exact: a
+//! resumed run takes in a change at the step an uninterrupted run would.
 
 use crate::checkpoint::{self, TrainState, fingerprint};
 use crate::data::chunks;
+use crate::data::follow::DataChange;
 use crate::data::{DataSource, Loader, LoaderError};
 use crate::device::Device;
 use crate::engine::Engine;
@@ -52,6 +57,9 @@ pub struct TrainOptions {
     /// Steps whose loss or gradient norm is not finite that may be skipped (no update, logged
     /// in `metrics.jsonl`) before the run stops; 0: the first one stops it.
     pub max_bad_steps: u64,
+    /// Follow the chunk directories every so many steps, besides every checkpoint (0: only
+    /// at checkpoints); see `data::follow`.
+    pub follow_every: u64,
     /// Go on with chunks packed with another tokenizer than the checkpoint resumed from (or
     /// than the first data directory).
     pub allow_tokenizer_mismatch: bool,
@@ -303,6 +311,29 @@ impl Member {
     }
 }
 
+/// Follow the chunk directories (`data::follow`) as of the pack epochs rank 0 reads now,
+/// which every rank then applies alike. `sources`: the number of chunk directories.
+fn follow_data(
+    loader: &mut Loader,
+    collective: Option<&dyn Collective>,
+    sources: usize,
+) -> Result<Vec<DataChange>, TrainError> {
+    let Some(collective) = collective else {
+        let epochs = loader.data_epochs()?;
+        return Ok(loader.follow(&epochs)?);
+    };
+    // Rank 0's epochs, summed with zeros from the others: exact in f32 below 2^24.
+    let mut values = vec![0f32; sources];
+    if collective.rank() == 0 {
+        for (value, epoch) in values.iter_mut().zip(loader.data_epochs()?) {
+            *value = epoch.min(1 << 24) as f32;
+        }
+    }
+    collective.all_reduce_sum(&mut values)?;
+    let epochs: Vec<u64> = values.iter().map(|&v| v as u64).collect();
+    Ok(loader.follow(&epochs)?)
+}
+
 /// Gradient buckets of the data-parallel all-reduce: 25 M values (100 MB of fp32).
 const BUCKET_ELEMS: usize = 25 << 20;
 
@@ -424,6 +455,15 @@ fn train_rank(
             state.skipped_steps.push(state.step);
         }
         state.losses.push(loss);
+        // Every rank follows the data at the same steps, before a checkpoint records it.
+        let at_checkpoint =
+            state.step.is_multiple_of(options.checkpoint_every) || state.step == options.steps;
+        let follow_now = at_checkpoint
+            || (options.follow_every > 0 && state.step.is_multiple_of(options.follow_every));
+        let changes = match follow_now {
+            true => follow_data(&mut loader, collective, options.data.len())?,
+            false => Vec::new(),
+        };
         // Only rank 0 writes metrics, validates and checkpoints.
         let Some(metrics) = metrics.as_mut() else {
             continue;
@@ -442,6 +482,12 @@ fn train_rank(
             serde_json::to_string(&line).expect("metrics serialise")
         )
         .map_err(|e| TrainError::Run(format!("cannot write `{}`: {e}", metrics_path.display())))?;
+        for change in &changes {
+            let line = serde_json::json!({"step": state.step, "data": change});
+            writeln!(metrics, "{line}").map_err(|e| {
+                TrainError::Run(format!("cannot write `{}`: {e}", metrics_path.display()))
+            })?;
+        }
         report(&line);
         if let Some(validation) = &options.validation
             && (state.step.is_multiple_of(validation.every) || state.step == options.steps)
@@ -466,7 +512,7 @@ fn train_rank(
                 save(&dir, options, &layout, &engine, &state)?;
             }
         }
-        if state.step.is_multiple_of(options.checkpoint_every) || state.step == options.steps {
+        if at_checkpoint {
             let curve: Vec<(u64, f32)> = state
                 .losses
                 .iter()

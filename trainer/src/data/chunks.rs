@@ -6,7 +6,7 @@ use memmap2::Mmap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use steel_dataflow::pack::litpkds::{HEADER_BYTES, TokenDtype};
-use steel_dataflow::pack::manifest::{ChunkEntry, Manifest};
+use steel_dataflow::pack::manifest::Manifest;
 
 /// The chunks of `dir` (its `manifest`) must fit a model of `vocab_size` tokens: an id beyond
 /// the embedding table can be neither trained on nor scored.
@@ -76,8 +76,8 @@ impl ChunkDir {
         })
     }
 
-    /// Reload the manifest (after `steel pack` added an epoch); the chunks it lists now.
-    pub fn reload(&mut self) -> Result<&[ChunkEntry], LoaderError> {
+    /// Reload the manifest (after `steel pack` added an epoch).
+    pub fn reload(&mut self) -> Result<&Manifest, LoaderError> {
         let fresh = Manifest::load(&self.dir)?
             .ok_or_else(|| LoaderError::NotAChunkDir(self.dir.clone()))?;
         if fresh.settings != self.manifest.settings {
@@ -87,7 +87,7 @@ impl ChunkDir {
             )));
         }
         self.manifest = fresh;
-        Ok(&self.manifest.chunks)
+        Ok(&self.manifest)
     }
 
     /// Tokens `[block * (B + 1), (block + 1) * (B + 1))` of chunk `file`.
@@ -119,10 +119,13 @@ impl ChunkDir {
     }
 
     fn map_checked(&self, file: &str) -> Result<Mmap, LoaderError> {
+        // A retracted chunk may still be served by a rank following the data as of an
+        // earlier pack epoch (see `follow.rs`); its file stays.
         let entry = self
             .manifest
             .chunks
             .iter()
+            .chain(&self.manifest.retracted)
             .find(|c| c.file == file)
             .ok_or_else(|| {
                 LoaderError::Changed(format!("chunk `{file}` is not in the manifest"))

@@ -9,12 +9,13 @@
 //! - [`Loader::state`] is a small serialisable record (seed, step, per directory: epoch,
 //!   chunk list, add/exclude events, blocks consumed); [`Loader::resume`] rebuilds exactly
 //!   the same future batches from it.
-//! - [`Loader::add_new_chunks`] picks up chunks `steel pack` added to a directory and shuffles
-//!   their blocks into the unseen remainder of the epoch only; [`Loader::exclude_chunks`]
-//!   drops chunks (e.g. holding retracted documents) from the remainder.
+//! - [`Loader::follow`] ([`follow`]) picks up chunks `steel pack` added to a directory and
+//!   shuffles their blocks into the unseen remainder of the epoch only, and drops chunks a
+//!   retraction took out; [`Loader::exclude_chunks`] drops chunks by name.
 //! - Every chunk's xxh3 is checked against the manifest when it is first opened.
 
 pub mod chunks;
+pub mod follow;
 pub mod order;
 
 use chunks::ChunkDir;
@@ -313,32 +314,6 @@ impl Loader {
         self.sources.len() - 1
     }
 
-    /// Pick up chunks added to the directories since they were opened; their blocks join
-    /// the unseen remainder of the current epoch. Returns how many chunks joined.
-    pub fn add_new_chunks(&mut self) -> Result<usize, LoaderError> {
-        let mut added = 0;
-        for source in &mut self.sources {
-            let known = source.known_chunks();
-            let fresh: Vec<String> = source
-                .chunks
-                .reload()?
-                .iter()
-                .map(|c| c.file.clone())
-                .filter(|f| !known.contains(f) && !source.excluded.contains(f))
-                .collect();
-            if !fresh.is_empty() {
-                added += fresh.len();
-                let consumed = source.order.state.consumed;
-                source.order.state.events.push(Event::Add {
-                    consumed,
-                    chunks: fresh,
-                });
-                source.rebuild();
-            }
-        }
-        Ok(added)
-    }
-
     /// Never serve these chunks of source `index` again (from now on; blocks already served
     /// stay served).
     pub fn exclude_chunks(&mut self, index: usize, files: &[String]) {
@@ -370,13 +345,11 @@ impl Source {
     }
 
     fn start_next_epoch(&mut self, world: usize) -> Result<(), LoaderError> {
+        // From the state alone (not the manifest, which ranks may read at different times).
         let chunks: Vec<String> = self
-            .chunks
-            .manifest
-            .chunks
-            .iter()
-            .map(|c| c.file.clone())
-            .filter(|f| self.known_chunks().contains(f) && !self.excluded.contains(f))
+            .known_chunks()
+            .into_iter()
+            .filter(|f| !self.excluded.contains(f))
             .collect();
         let state = OrderState {
             seed: self.order.state.seed,
