@@ -14,7 +14,8 @@ use steel_dataflow::demo_data::{DemoDataOptions, generate};
 use steel_dataflow::demo_score::score;
 use steel_dataflow::pack::tokenizer::{read_texts, train};
 use steel_dataflow::pack::{PackOptions, pack};
-use steel_dataflow::pipeline::demo::demo_pipeline;
+use steel_dataflow::pipeline::demo::{DemoEpoch, DemoJob};
+use steel_dataflow::pipeline::job::RunOutcome;
 use steel_dataflow::sources::FormatChoice;
 use steel_trainer::checkpoint::export_hf;
 use steel_trainer::settings::TrainSettings;
@@ -86,24 +87,6 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
         score(&data_dir, &cleaned_dir).context("scoring against the demo truth")?
     );
 
-    eprintln!("\n== 3b. the incremental pipeline (steel run): 3 files, then 1 appended");
-    let pipeline = demo_pipeline(&dir.join("pipeline"), &data_dir.join("corpus"))?;
-    for (run, epoch) in pipeline.epochs.iter().enumerate() {
-        eprintln!(
-            "run {}: {} new files, {} documents through the operators, kept {:+}, index {} documents, {:.2} s",
-            run + 1,
-            epoch.new_files,
-            epoch.touched,
-            epoch.kept,
-            epoch.index_docs,
-            epoch.seconds
-        );
-    }
-    eprintln!(
-        "run 3: nothing new ({} known files), nothing changed: {}",
-        pipeline.known_files, pipeline.nothing_new
-    );
-
     eprintln!("\n== 4. train a small byte-level BPE (steel tokenizer train) and pack (steel pack)");
     let cleaned = vec![cleaned_dir.display().to_string()];
     let tokenizer = dir.join("tokenizer.json");
@@ -115,29 +98,61 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
     let packed = pack(&cleaned, &pack_options).context("packing the demo corpus")?;
     print_pack_outcome(&packed);
 
-    eprintln!("\n== 5. train tiny-dense on the chunks for 100 steps (steel train, CPU reference)");
+    eprintln!(
+        "\n== 5. the incremental chain: steel run (clean, dedup and [pack] only what is new) -> steel train following the chunks"
+    );
+    let job = DemoJob::create(
+        &dir.join("pipeline"),
+        &data_dir.join("corpus"),
+        &tokenizer,
+        256,
+        16,
+    )?;
+    let (first, last) = job.files.split_at(job.files.len() - 1);
+    print_run("run 1", &job.ingest(first)?);
     let run_dir = dir.join("run");
-    let run = TrainSettings {
+    let mut settings = TrainSettings {
         preset: Some("tiny-dense".into()),
-        data: vec![dir.join("chunks").display().to_string().parse()?],
+        data: vec![job.chunks().display().to_string().parse()?],
         seq: Some(256),
         micro_batch: Some(2),
-        steps: Some(100),
+        steps: Some(70),
         lr: Some(3e-3),
         min_lr: Some(3e-4),
         warmup: Some(10),
         out: Some(run_dir.clone()),
-        checkpoint_every: Some(50),
+        checkpoint_every: Some(20),
         keep: Some(2),
         ..TrainSettings::default()
-    }
-    .resolve()?;
+    };
+    eprintln!("training tiny-dense (CPU reference) on {}", job.chunks().display());
+    let mut appended = Ok(());
     let mut report = |m: &StepMetrics| {
         if m.step == 1 || m.step.is_multiple_of(20) {
             eprintln!("step {:>3}  loss {:.3}", m.step, m.loss);
         }
+        if m.step == 25 {
+            eprintln!("-- while it trains, the last file arrives:");
+            appended = job.ingest(last).map(|outcome| print_run("run 2", &outcome));
+        }
     };
+    let run = settings.clone().resolve()?;
     train_model(&run.options, run.resume, &mut report)?;
+    appended?;
+    print_data_changes(&run_dir, 0)?;
+    let again = job.ingest(&[])?;
+    eprintln!(
+        "run 3: nothing new ({} known files), nothing changed: {}",
+        again.known_files, again.nothing_new
+    );
+    eprintln!("-- the second file is taken back (steel retract --file), and training goes on:");
+    print_run("retract", &job.retract(&job.files[1])?);
+    settings.steps = Some(100);
+    settings.resume = Some(None);
+    settings.follow_every = Some(5);
+    let run = settings.resolve()?;
+    train_model(&run.options, run.resume, &mut report_every_20)?;
+    print_data_changes(&run_dir, 70)?;
     eprintln!(
         "checkpoints, metrics.jsonl and loss.svg in {}",
         run_dir.display()
@@ -150,5 +165,64 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
         "\n== done. On a GPU: build with `--features cuda` and train with `steel train --device cuda`."
     );
     eprintln!("everything is in {}", dir.display());
+    Ok(())
+}
+
+fn report_every_20(m: &StepMetrics) {
+    if m.step.is_multiple_of(20) {
+        eprintln!("step {:>3}  loss {:.3}", m.step, m.loss);
+    }
+}
+
+/// One line per epoch of a demo job run, and what its `[pack]` did.
+fn print_run(name: &str, outcome: &RunOutcome) {
+    for report in &outcome.epochs {
+        let epoch = DemoEpoch::of(report);
+        eprintln!(
+            "{name}: {} new files, {} documents through the operators, kept {:+}, tombstoned {}, index {} documents, {:.2} s",
+            epoch.new_files, epoch.touched, epoch.kept, epoch.tombstoned, epoch.index_docs, epoch.seconds
+        );
+    }
+    for pack in outcome.packs.iter().flat_map(|p| &p.epochs) {
+        let retraction = &pack.retraction;
+        eprintln!(
+            "  packed epoch {}: {} documents into {} chunks; {} chunks taken out for {} retracted documents, {} tokens of their other documents packed again",
+            pack.epoch,
+            pack.docs_packed,
+            pack.chunks.len(),
+            retraction.chunks.len(),
+            retraction.docs_removed,
+            retraction.tokens_repacked
+        );
+    }
+}
+
+/// The data changes `steel train` logged in `metrics.jsonl` after step `after`.
+fn print_data_changes(run: &std::path::Path, after: u64) -> Result<()> {
+    let path = run.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    for line in text.lines() {
+        let value: serde_json::Value = serde_json::from_str(line)?;
+        let (Some(step), Some(data)) = (value["step"].as_u64(), value.get("data")) else {
+            continue;
+        };
+        if step > after {
+            let count = |key: &str| data[key].as_array().map_or(0, Vec::len);
+            let mut what = Vec::new();
+            if count("added") > 0 {
+                what.push(format!("took in {} new chunks", count("added")));
+            }
+            if count("excluded") > 0 {
+                what.push(format!(
+                    "stopped serving {} chunks holding retracted documents",
+                    count("excluded")
+                ));
+            }
+            eprintln!(
+                "step {step} (metrics.jsonl): the trainer {}; only the unserved rest of the epoch changed",
+                what.join(" and ")
+            );
+        }
+    }
     Ok(())
 }

@@ -137,6 +137,16 @@ fn demo_runs_end_to_end_and_says_what_it_did() {
         stderr.contains("run 3: nothing new (4 known files)"),
         "{stderr}"
     );
+    // The appended file reached the running trainer at its next checkpoint (step 40), and
+    // the retraction left its training data at the next follow point (step 75).
+    assert!(
+        stderr.contains("step 40 (metrics.jsonl): the trainer took in 4 new chunks;"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("step 75 (metrics.jsonl): the trainer took in 2 new chunks and stopped serving 3 chunks holding retracted documents"),
+        "{stderr}"
+    );
 
     // steel train from a TOML file (paths relative to it), then resumed further by flags.
     let config = work.join("train.toml");

@@ -1,17 +1,16 @@
-//! `steel demo`'s pipeline step: a job over the first files of the demo corpus, then the last
-//! file appended, then a run with nothing new — showing that the second run puts only the new
-//! file's documents through the operators and the third changes nothing.
+//! `steel demo`'s pipeline job: the demo corpus' files dropped into a job's raw directory a
+//! few at a time, each drop a `steel run` that cleans, deduplicates and (`[pack]`) packs
+//! only what is new, and a retraction of one file.
 
 use crate::pipeline::config::{PipelineConfig, PipelineConfigError};
-use crate::pipeline::job::{RunError, RunOptions, Work, run};
+use crate::pipeline::epoch::EpochReport;
+use crate::pipeline::job::{RunError, RunOptions, RunOutcome, Work, run};
 use std::path::{Path, PathBuf};
 
 /// The recipe the demo job cleans with (shipped in `recipes/`).
 const DEMO_RUN_RECIPE: &str = include_str!("../../../recipes/demo_run.yaml");
 
-const DEMO_PIPELINE: &str = "state = \"state\"\noutput = \"out\"\nworkers = 2\n\n[[source]]\nname = \"demo\"\nformat = \"auto\"\npath = \"raw/*.jsonl\"\n\n[clean]\nrecipe = \"recipe.yaml\"\n";
-
-/// One epoch of the demo job.
+/// One epoch of the demo job, in numbers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DemoEpoch {
     pub new_files: usize,
@@ -19,17 +18,22 @@ pub struct DemoEpoch {
     pub touched: u64,
     /// Change in kept documents.
     pub kept: i64,
+    pub tombstoned: u64,
     pub index_docs: u64,
     pub seconds: f64,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct PipelineDemo {
-    /// The epochs of the first run (all files but the last) and of the append.
-    pub epochs: Vec<DemoEpoch>,
-    /// The third run: files it knew, and whether it found nothing new.
-    pub known_files: usize,
-    pub nothing_new: bool,
+impl DemoEpoch {
+    pub fn of(report: &EpochReport) -> DemoEpoch {
+        DemoEpoch {
+            new_files: report.files.len(),
+            touched: report.ops.first().map_or(0, |op| op.docs_in),
+            kept: report.sources.values().map(|c| c.kept).sum(),
+            tombstoned: report.tombstoned,
+            index_docs: report.index_docs,
+            seconds: report.seconds,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,55 +51,87 @@ pub enum DemoError {
     Run(#[from] RunError),
 }
 
-/// Make the job in `job` over the `.jsonl` files of `corpus` and run it three times.
-pub fn demo_pipeline(job: &Path, corpus: &Path) -> Result<PipelineDemo, DemoError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DemoError::Io { path, source }
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus)
-        .map_err(io(corpus))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(io(corpus))?
-        .into_iter()
-        .filter(|path| path.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(DemoError::EmptyCorpus(corpus.to_path_buf()));
-    }
-    let raw = job.join("raw");
-    std::fs::create_dir_all(&raw).map_err(io(&raw))?;
-    std::fs::write(job.join("recipe.yaml"), DEMO_RUN_RECIPE).map_err(io(job))?;
-    std::fs::write(job.join("pipeline.toml"), DEMO_PIPELINE).map_err(io(job))?;
-    let config = PipelineConfig::load(&job.join("pipeline.toml"))?;
-    let options = RunOptions {
-        workers: 2,
-        ..RunOptions::default()
-    };
-    let mut epochs = Vec::new();
-    let split = files.len().saturating_sub(1);
-    for batch in [&files[..split], &files[split..]] {
-        for file in batch {
-            let name = file.file_name().expect("a listed file has a name");
-            std::fs::copy(file, raw.join(name)).map_err(io(file))?;
+/// A pipeline job over the demo corpus, packing into `JOB/chunks`.
+pub struct DemoJob {
+    config: PipelineConfig,
+    raw: PathBuf,
+    /// The corpus' `.jsonl` files, in name order.
+    pub files: Vec<PathBuf>,
+}
+
+impl DemoJob {
+    /// Make the job in `job` over the `.jsonl` files of `corpus` (none copied yet), packing
+    /// with `tokenizer` into blocks of `block_size`, `chunk_blocks` per chunk.
+    pub fn create(
+        job: &Path,
+        corpus: &Path,
+        tokenizer: &Path,
+        block_size: u64,
+        chunk_blocks: u64,
+    ) -> Result<DemoJob, DemoError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DemoError::Io { path, source }
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(corpus)
+            .map_err(io(corpus))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(io(corpus))?
+            .into_iter()
+            .filter(|path| path.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(DemoError::EmptyCorpus(corpus.to_path_buf()));
         }
-        let outcome = run(&config, &options, Work::Ingest)?;
-        epochs.extend(outcome.epochs.iter().map(|report| DemoEpoch {
-            new_files: report.files.len(),
-            touched: report.ops.first().map_or(0, |op| op.docs_in),
-            kept: report.sources.values().map(|c| c.kept).sum(),
-            index_docs: report.index_docs,
-            seconds: report.seconds,
-        }));
+        let raw = job.join("raw");
+        std::fs::create_dir_all(&raw).map_err(io(&raw))?;
+        std::fs::write(job.join("recipe.yaml"), DEMO_RUN_RECIPE).map_err(io(job))?;
+        let tokenizer = std::path::absolute(tokenizer).map_err(io(tokenizer))?;
+        let pipeline = format!(
+            "state = \"state\"\noutput = \"out\"\nworkers = 2\n\n[[source]]\nname = \"demo\"\nformat = \"auto\"\npath = \"raw/*.jsonl\"\n\n[clean]\nrecipe = \"recipe.yaml\"\n\n[pack]\ntokenizer = {:?}\noutput = \"chunks\"\nblock_size = {block_size}\nchunk_blocks = {chunk_blocks}\n",
+            tokenizer.display().to_string()
+        );
+        std::fs::write(job.join("pipeline.toml"), pipeline).map_err(io(job))?;
+        let config = PipelineConfig::load(&job.join("pipeline.toml"))?;
+        Ok(DemoJob { config, raw, files })
     }
-    let again = run(&config, &options, Work::Ingest)?;
-    Ok(PipelineDemo {
-        epochs,
-        known_files: again.known_files,
-        nothing_new: again.nothing_new,
-    })
+
+    /// Where the job packs its chunks.
+    pub fn chunks(&self) -> PathBuf {
+        self.config.pack.as_ref().expect("the demo job packs").output.clone()
+    }
+
+    /// Copy `files` into the job's raw directory and run the job.
+    pub fn ingest(&self, files: &[PathBuf]) -> Result<RunOutcome, DemoError> {
+        for file in files {
+            let name = file.file_name().expect("a listed file has a name");
+            let target = self.raw.join(name);
+            std::fs::copy(file, &target).map_err(|source| DemoError::Io {
+                path: target.clone(),
+                source,
+            })?;
+        }
+        Ok(run(&self.config, &Self::options(), Work::Ingest)?)
+    }
+
+    /// Take corpus file `file` back out (`steel retract --file`).
+    pub fn retract(&self, file: &Path) -> Result<RunOutcome, DemoError> {
+        let name = file.file_name().expect("a listed file has a name");
+        let work = Work::Retract {
+            source: "demo".into(),
+            file: Some(self.config.manifest_name(&self.raw.join(name))),
+        };
+        Ok(run(&self.config, &Self::options(), work)?)
+    }
+
+    fn options() -> RunOptions {
+        RunOptions {
+            workers: 2,
+            ..RunOptions::default()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -108,14 +144,9 @@ mod tests {
         let corpus = dir.path().join("corpus");
         std::fs::create_dir(&corpus).unwrap();
         std::fs::write(corpus.join("notes.txt"), "not a corpus file").unwrap();
-        let err = demo_pipeline(&dir.path().join("job"), &corpus).unwrap_err();
-        assert!(
-            matches!(&err, DemoError::EmptyCorpus(path) if *path == corpus),
-            "{err}"
-        );
-        assert!(
-            !dir.path().join("job").exists(),
-            "nothing is written for a refused corpus"
-        );
+        let job = dir.path().join("job");
+        let err = DemoJob::create(&job, &corpus, Path::new("t.json"), 8, 2).err().unwrap();
+        assert!(matches!(&err, DemoError::EmptyCorpus(path) if *path == corpus), "{err}");
+        assert!(!job.exists(), "nothing is written for a refused corpus");
     }
 }
