@@ -345,3 +345,76 @@ fn lm_train_writes_a_model_the_filter_reads() {
         "{arpa}"
     );
 }
+
+mod common;
+
+/// `steel train --device cuda` for one step on demo chunks under `dir`: its output, and the
+/// checkpoints it left in its run directory.
+fn train_one_step_on_cuda(dir: &std::path::Path) -> (std::process::Output, Vec<String>) {
+    let chunks = common::demo_chunks(dir, 16);
+    let run = dir.join("run");
+    let out = steel(&[
+        "train",
+        "--data",
+        chunks.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--micro-batch",
+        "1",
+        "--device",
+        "cuda",
+    ]);
+    let checkpoints = std::fs::read_dir(&run)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with("step-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    (out, checkpoints)
+}
+
+/// A binary built without the `cuda` feature refuses `--device cuda`, saying to rebuild with
+/// `--features cuda`, and trains nothing. (Only a build without the feature can check this;
+/// CI builds with it, and runs the test below instead.)
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_device_without_the_cuda_feature_says_to_rebuild_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, checkpoints) = train_one_step_on_cuda(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "this binary was built without the `cuda` feature: rebuild with \
+             `cargo build --release --features cuda`"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(checkpoints, Vec::<String>::new());
+}
+
+/// A binary built with the `cuda` feature, on a machine without a CUDA driver, refuses
+/// `--device cuda` with "no CUDA driver found" and trains nothing.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_device_without_a_driver_says_no_cuda_driver_found() {
+    match steel_kernels::cuda::Gpu::open(0) {
+        Err(error) if error.0.contains("no CUDA driver found") => {}
+        // A machine with a driver: the GPU path is tested in tests/train_cuda.rs.
+        _ => return,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (out, checkpoints) = train_one_step_on_cuda(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no CUDA driver found (libcuda.so): this machine cannot run the CUDA path"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("without the `cuda` feature"), "{stderr}");
+    assert_eq!(checkpoints, Vec::<String>::new());
+}

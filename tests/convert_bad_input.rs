@@ -583,3 +583,150 @@ fn empty_files_are_skipped_with_auto_not_fatal() {
     assert_eq!((summary.files.len(), summary.docs_in), (1, 0));
     assert!(summary.empty_files.is_empty());
 }
+
+/// `first` and `second` gzipped as two members, then damaged as `damage` says.
+fn corrupt_gzip(first: &[u8], second: &[u8], damage: &str) -> Vec<u8> {
+    let (mut one, mut two) = (gzip(first), gzip(second));
+    // flate2 writes a 10-byte header with no optional fields: the deflate data follows it.
+    assert_eq!((one[3], two[3]), (0, 0), "no gzip header flags");
+    match damage {
+        // The first deflate block of the second member claims the reserved block type 3.
+        "block type" => two[10] |= 0b110,
+        // The CRC-32 in the first member's trailer no longer matches its data.
+        "checksum" => {
+            let at = one.len() - 8;
+            one[at] ^= 0xff;
+        }
+        other => panic!("unknown damage {other}"),
+    }
+    one.extend_from_slice(&two);
+    one
+}
+
+/// `first` and `second` as two zstd frames, the second's first block claiming the reserved
+/// block type 3.
+fn corrupt_zstd(first: &[u8], second: &[u8]) -> Vec<u8> {
+    let mut one = zstd::encode_all(first, 3).unwrap();
+    let mut two = zstd::encode_all(second, 3).unwrap();
+    assert_eq!(&two[..4], &[0x28, 0xb5, 0x2f, 0xfd], "zstd magic");
+    // The frame header: descriptor, window descriptor (unless single segment), dictionary
+    // id and content size; the first block header (3 bytes, type in bits 1-2) follows.
+    let descriptor = two[4];
+    let single_segment = descriptor & 0x20 != 0;
+    let dictionary = [0, 1, 2, 4][usize::from(descriptor & 3)];
+    let content_size = match descriptor >> 6 {
+        0 => usize::from(single_segment),
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    let block = 5 + usize::from(!single_segment) + dictionary + content_size;
+    two[block] |= 0b110;
+    one.extend_from_slice(&two);
+    one
+}
+
+/// Corrupt (not cut short) gzip and zstd data: everything decoded before the damage
+/// converts, the damage is one `read_error` reject at the line where reading failed, counted
+/// in the summary, and the run goes on with the next file.
+#[test]
+fn corrupt_compressed_data_is_one_read_error_and_the_run_goes_on() {
+    let first = many_lines(1000);
+    let second: Vec<u8> = (1000..2000)
+        .flat_map(|i| format!("{{\"text\": \"lost {i}\"}}\n").into_bytes())
+        .collect();
+    let cases = [
+        ("a.jsonl.gz", corrupt_gzip(&first, &second, "block type")),
+        ("a.jsonl.gz", corrupt_gzip(&first, &second, "checksum")),
+        ("a.jsonl.zst", corrupt_zstd(&first, &second)),
+    ];
+    for (case, (name, bytes)) in cases.into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let corrupt = write(&dir.path().join(name), &bytes);
+        let after = write(
+            &dir.path().join("b.jsonl"),
+            b"{\"text\": \"after one\"}\n{\"text\": \"after two\"}\n",
+        );
+        let summary = run(dir.path(), "out", &[corrupt.clone(), after], "text");
+        assert_eq!(
+            (summary.docs_in, summary.docs_out, summary.rejected),
+            (1003, 1002, 1),
+            "case {case}"
+        );
+        assert_eq!(
+            serde_json::to_value(&summary.reject_reasons).unwrap(),
+            serde_json::json!({"read_error": 1}),
+            "case {case}"
+        );
+        let per_file: Vec<(u64, u64, u64)> = summary
+            .files
+            .iter()
+            .map(|f| (f.docs_in, f.docs_out, f.rejected))
+            .collect();
+        assert_eq!(per_file, [(1001, 1000, 1), (2, 2, 0)], "case {case}");
+
+        let rejects = read_rejects(&dir.path().join("out"));
+        assert_eq!(rejects.len(), 1, "case {case}: {rejects:?}");
+        let reject = &rejects[0];
+        assert_eq!(reject["reason"], "read_error", "case {case}: {reject}");
+        assert_eq!(reject["file"], corrupt.as_str(), "case {case}");
+        assert_eq!(
+            (reject["line"].as_u64(), reject["row"].as_u64()),
+            (Some(1001), Some(1000))
+        );
+        let detail = reject["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("reading stopped in line 1001: ")
+                && detail.ends_with("; the rest of the file is lost"),
+            "case {case}: {detail}"
+        );
+
+        // The lines before the damage are intact and in order, then the next file's.
+        let texts: Vec<String> = read_docs(&dir.path().join("out"))
+            .into_iter()
+            .map(|d| d.text)
+            .collect();
+        assert_eq!(texts.len(), 1002, "case {case}");
+        for (i, text) in texts[..1000].iter().enumerate() {
+            assert!(
+                text.starts_with(&format!("第{i}行 ")),
+                "case {case}, row {i}: {text}"
+            );
+        }
+        assert_eq!(texts[1000..], ["after one", "after two"], "case {case}");
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("out/_summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            written["reject_reasons"],
+            serde_json::json!({"read_error": 1})
+        );
+    }
+}
+
+/// A UTF-8 byte order mark at the start of a JSONL file is skipped: the first record is read,
+/// by a named format and by `auto`, and its text does not start with the mark.
+#[test]
+fn jsonl_after_a_byte_order_mark_reads_its_first_record() {
+    for format in ["text", "auto"] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = write(
+            &dir.path().join("bom.jsonl"),
+            "\u{feff}{\"text\": \"第一行\"}\n{\"text\": \"second\"}\n".as_bytes(),
+        );
+        let summary = run(dir.path(), "out", &[input], format);
+        assert_eq!(
+            (summary.docs_in, summary.docs_out, summary.rejected),
+            (2, 2, 0),
+            "{format}"
+        );
+        let docs = read_docs(&dir.path().join("out"));
+        let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
+        assert_eq!(texts, ["第一行", "second"], "{format}");
+        assert_eq!((docs[0].meta.row, docs[1].meta.row), (0, 1), "{format}");
+        assert!(
+            !dir.path().join("out/_rejects.jsonl").exists()
+                || read_rejects(&dir.path().join("out")).is_empty()
+        );
+    }
+}

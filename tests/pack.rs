@@ -343,3 +343,209 @@ fn damaged_chunks_and_bad_settings_are_errors_naming_what_and_where() {
             .contains("<|nope|>")
     );
 }
+/// Documents `steel pack` cannot pack (bad JSON, not an object, no text, a text that is not
+/// a string, an empty text) go to the epoch's `_rejects-eNNNN.jsonl` with their line and
+/// reason and are counted as `rejected`; the others are packed. A later epoch's rejects go to
+/// its own file.
+#[test]
+fn documents_pack_cannot_pack_are_rejected_to_the_epochs_file_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = dir.path().join("chunks");
+    let input = dir.path().join("docs.jsonl");
+    let (good, second) = ("第一篇文档，写得很好。", "A second good document.");
+    std::fs::write(
+        &input,
+        format!(
+            "{{\"text\": \"{good}\"}}\n\
+             {{\"text\": \"cut short\n\
+             [1, 2]\n\
+             {{\"meta\": {{\"source\": \"web\"}}}}\n\
+             {{\"text\": 5}}\n\
+             {{\"text\": \"\"}}\n\
+             {{\"text\": \"{second}\"}}\n"
+        ),
+    )
+    .unwrap();
+    let mut options = PackOptions::new(qwen_tokenizer(), &chunks);
+    options.block_size = 64;
+    options.chunk_blocks = 2;
+    let outcome = pack(&[input.display().to_string()], &options).unwrap();
+    let summary = &outcome.epochs[0];
+    assert_eq!(
+        (summary.docs_in, summary.docs_packed, summary.rejected),
+        (7, 2, 5)
+    );
+    let tokenizer = load(&qwen_tokenizer()).unwrap();
+    let tokens = |text: &str| tokenizer.encode_fast(text, false).unwrap().get_ids().len() as u64;
+    assert_eq!(
+        summary.tokens,
+        tokens(good) + tokens(second) + 2,
+        "with two end tokens"
+    );
+    let rejects_path = chunks.join("_rejects-e0000.jsonl");
+    assert_eq!(summary.rejects_file, rejects_path.display().to_string());
+    let reasons = |path: &Path| -> Vec<(u64, String)> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let reject: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert!(
+                    reject["file"].as_str().unwrap().ends_with(".jsonl"),
+                    "{reject}"
+                );
+                (
+                    reject["line"].as_u64().unwrap(),
+                    reject["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let expected = [
+        (2, "malformed_json"),
+        (3, "not_an_object"),
+        (4, "missing_field"),
+        (5, "wrong_type"),
+        (6, "empty_text"),
+    ]
+    .map(|(line, reason)| (line, reason.to_string()));
+    assert_eq!(reasons(&rejects_path), expected);
+
+    // The next epoch: its reject (a null text reads as empty) goes to its own file.
+    let more = dir.path().join("more.jsonl");
+    std::fs::write(&more, "{\"text\": null}\n{\"text\": \"one more\"}\n").unwrap();
+    let outcome = pack(&[more.display().to_string()], &options).unwrap();
+    let summary = &outcome.epochs[0];
+    assert_eq!(
+        (
+            summary.epoch,
+            summary.docs_in,
+            summary.docs_packed,
+            summary.rejected
+        ),
+        (1, 2, 1, 1)
+    );
+    assert_eq!(
+        reasons(&chunks.join("_rejects-e0001.jsonl")),
+        [(1, "empty_text".to_string())]
+    );
+    assert_eq!(reasons(&rejects_path), expected, "epoch 0's file is kept");
+}
+
+/// A `steel run` output epoch (`epoch-NNNNNN/` with shards and a report) of documents
+/// `rows` of file `raw/a.jsonl`, and `tombstones` of earlier ones (as in tests/loader.rs).
+fn run_epoch(out: &Path, epoch: u64, rows: std::ops::Range<u64>, tombstones: &[u64]) {
+    let dir = out.join(format!("epoch-{epoch:06}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let meta = |row: u64| serde_json::json!({"source": "web", "file": "raw/a.jsonl", "row": row});
+    let docs: String = rows
+        .map(|row| {
+            let text = format!("document {row}: ")
+                + &"一段中文文本 and some words ".repeat(3 + row as usize % 5);
+            format!("{}\n", serde_json::json!({"text": text, "meta": meta(row)}))
+        })
+        .collect();
+    if !docs.is_empty() {
+        std::fs::write(dir.join("part-00000.jsonl"), docs).unwrap();
+    }
+    let lines: String = tombstones
+        .iter()
+        .map(|&row| {
+            format!(
+                "{}\n",
+                serde_json::json!({"meta": meta(row), "epoch": epoch})
+            )
+        })
+        .collect();
+    if !lines.is_empty() {
+        std::fs::write(dir.join("tombstones.jsonl"), lines).unwrap();
+    }
+    std::fs::write(dir.join("report.json"), "{}").unwrap();
+}
+
+/// Every file in `dir` with its bytes, by name.
+fn files_in(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+/// A chunk's document list (`CHUNK.bin.docs`) changed on disk, still a well-formed list, is
+/// refused when a later pack of a `steel run` output applies tombstones to it: the error
+/// names the list and says it changed, and no chunk or manifest is written. Put back, the
+/// same pack retracts the document.
+#[test]
+fn a_changed_document_list_is_refused_before_a_retraction_uses_it() {
+    use steel_dataflow::pack::docs;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, chunks) = (dir.path().join("out"), dir.path().join("chunks"));
+    run_epoch(&out, 1, 0..60, &[]);
+    let mut options = PackOptions::new(qwen_tokenizer(), &chunks);
+    options.block_size = 32;
+    options.chunk_blocks = 4;
+    pack(&[out.display().to_string()], &options).unwrap();
+
+    // The first list holding row 7, with that segment now saying row 8.
+    let manifest = Manifest::load(&chunks).unwrap().unwrap();
+    let (list, original, mut segments) = manifest
+        .chunks
+        .iter()
+        .find_map(|entry| {
+            let list = chunks.join(format!("{}.docs", entry.file));
+            let bytes = std::fs::read(&list).unwrap();
+            let segments = docs::decode(&bytes, &list).unwrap();
+            segments
+                .iter()
+                .any(|s| s.row == 7)
+                .then_some((list, bytes, segments))
+        })
+        .expect("a chunk holds row 7");
+    for segment in segments.iter_mut().filter(|s| s.row == 7) {
+        segment.row = 8;
+    }
+    let changed = docs::encode(&segments);
+    assert_ne!(changed, original);
+    std::fs::write(&list, &changed).unwrap();
+    let before = files_in(&chunks);
+
+    run_epoch(&out, 2, 0..0, &[7]);
+    let error = pack(&[out.display().to_string()], &options)
+        .err()
+        .expect("the changed list is refused")
+        .to_string();
+    let hex = steel_dataflow::pack::manifest::xxh3_hex;
+    assert_eq!(
+        error,
+        format!(
+            "`{}`: xxh3 {} differs from the manifest's {}: the document list changed",
+            list.display(),
+            hex(&changed),
+            hex(&original)
+        )
+    );
+    let after = files_in(&chunks);
+    let mut written: Vec<&String> = after
+        .iter()
+        .filter(|(name, bytes)| before.get(*name) != Some(*bytes))
+        .map(|(name, _)| name)
+        .collect();
+    written.retain(|name| !name.starts_with("_rejects-"));
+    assert_eq!(
+        written,
+        Vec::<&String>::new(),
+        "no chunk or manifest written"
+    );
+
+    std::fs::write(&list, &original).unwrap();
+    let outcome = pack(&[out.display().to_string()], &options).unwrap();
+    let epoch = &outcome.epochs[0];
+    assert_eq!(
+        (epoch.retraction.docs_removed, epoch.tombstones_unmatched),
+        (1, 0)
+    );
+}

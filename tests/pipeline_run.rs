@@ -758,3 +758,201 @@ fn run_with_a_pack_section_packs_each_append_like_one_run_over_everything() {
     let report = run_ok(&appended, &["run", "pipeline.toml", "--json"]);
     assert_eq!(report["packs"][0]["nothing_new"], true, "{report}");
 }
+/// Every file under `dir` (recursively) with its bytes, by path relative to `dir`.
+fn tree_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, files);
+            } else {
+                let name = path.strip_prefix(root).unwrap().display().to_string();
+                files.insert(name, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut files = BTreeMap::new();
+    walk(dir, dir, &mut files);
+    files
+}
+
+/// A state built with one recipe is refused to a run with other recipe settings (a filter
+/// parameter) or other dedup settings (a `[dedup]` section), naming both fingerprints, and
+/// nothing in the state or the output changes; with its own settings it runs on.
+#[test]
+fn a_state_built_with_other_settings_is_refused_and_left_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let j = job(dir.path(), "job", 1, &[("web", &files[..1])]);
+    run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    add_files(&j, "web", &files[1..2]);
+    let state = tree_bytes(&j.join("state"));
+    let out = tree_bytes(&j.join("out"));
+    let manifest: serde_json::Value = serde_json::from_slice(&state["manifest.json"]).unwrap();
+    let built_with = manifest["settings"].as_str().unwrap().to_string();
+    assert_eq!(built_with.len(), 16, "{built_with}");
+
+    let recipe = std::fs::read_to_string(j.join("recipe.yaml")).unwrap();
+    let pipeline = std::fs::read_to_string(j.join("pipeline.toml")).unwrap();
+    let other_recipe = recipe.replace("min_len: 20\n", "min_len: 21\n");
+    assert_ne!(other_recipe, recipe);
+    let other_dedup = format!("{pipeline}[dedup]\nmethod = \"simhash\"\n");
+    for (what, recipe_text, pipeline_text) in [
+        ("recipe", other_recipe.as_str(), pipeline.as_str()),
+        ("dedup", recipe.as_str(), other_dedup.as_str()),
+    ] {
+        std::fs::write(j.join("recipe.yaml"), recipe_text).unwrap();
+        std::fs::write(j.join("pipeline.toml"), pipeline_text).unwrap();
+        let output = steel(&j, &["run", "pipeline.toml"], None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{what}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "it was built with other recipe or dedup settings ({built_with} here, "
+            )) && stderr.contains(" now); use a new state directory"),
+            "{what}: {stderr}"
+        );
+        assert!(
+            tree_bytes(&j.join("state")) == state,
+            "{what}: the state changed"
+        );
+        assert!(
+            tree_bytes(&j.join("out")) == out,
+            "{what}: the output changed"
+        );
+    }
+
+    // Its own settings again: the new file is taken in as the next epoch.
+    std::fs::write(j.join("recipe.yaml"), &recipe).unwrap();
+    std::fs::write(j.join("pipeline.toml"), &pipeline).unwrap();
+    let report = run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    assert_eq!(report["epochs"][0]["epoch"], 2, "{report}");
+}
+
+/// A state whose manifest says version 1 (written by an older steel) is refused, named as
+/// made by an older steel, and left as it was.
+#[test]
+fn a_state_made_by_an_older_steel_is_refused_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let j = job(dir.path(), "job", 1, &[("web", &files[..1])]);
+    run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    add_files(&j, "web", &files[1..2]);
+    let manifest = j.join("state/manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let older = text.replacen("\"version\": 2,", "\"version\": 1,", 1);
+    assert_ne!(older, text);
+    std::fs::write(&manifest, &older).unwrap();
+    let state = tree_bytes(&j.join("state"));
+    let out = tree_bytes(&j.join("out"));
+    for command in ["run", "retract"] {
+        let args: &[&str] = if command == "run" {
+            &["run", "pipeline.toml"]
+        } else {
+            &["retract", "pipeline.toml", "--source", "web"]
+        };
+        let output = steel(&j, args, None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{command}: {stderr}");
+        assert!(
+            stderr.contains(
+                "manifest.json is `steel-run-state` version 1, not steel-run-state version 2 \
+                 (made by an older steel: run the job again into a new state directory)"
+            ),
+            "{command}: {stderr}"
+        );
+        assert!(
+            tree_bytes(&j.join("state")) == state,
+            "{command}: the state changed"
+        );
+        assert!(
+            tree_bytes(&j.join("out")) == out,
+            "{command}: the output changed"
+        );
+    }
+}
+
+/// Records `steel run` cannot read (bad JSON, not an object, no text, a text of the wrong
+/// type) go to the epoch's `_rejects.jsonl` with their reason and line, and are counted per
+/// source in the epoch's report and in `steel status`; the good records of the same file and
+/// the other source's are kept.
+#[test]
+fn records_steel_run_rejects_are_written_and_counted_per_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"text\": \"a good document of the crawl source, long enough to pass the length filter\"}\n\
+         {\"text\": \"cut short\n\
+         [1, 2]\n\
+         {\"body\": \"no text field here\"}\n\
+         {\"text\": 5}\n\
+         {\"text\": \"another good document of the crawl source, also long enough to be kept\"}\n",
+    )
+    .unwrap();
+    let j = job(
+        dir.path(),
+        "job",
+        1,
+        &[("web", &files[..1]), ("crawl", std::slice::from_ref(&bad))],
+    );
+    let report = run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    let sources = &report["epochs"][0]["sources"];
+    assert_eq!(sources["crawl"]["rejected"], 4, "{report}");
+    assert_eq!(sources["crawl"]["docs_in"], 6, "{report}");
+    assert_eq!(sources["crawl"]["kept"], 2, "{report}");
+    assert_eq!(sources["web"]["rejected"], 0, "{report}");
+
+    let rejects: Vec<serde_json::Value> =
+        std::fs::read_to_string(j.join("out/epoch-000001/_rejects.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    // The file as the job names it (today written absolute: the job directory, then this).
+    let prefix = format!("{}/", j.display());
+    let got: Vec<(&str, u64, &str)> = rejects
+        .iter()
+        .map(|r| {
+            (
+                r["file"].as_str().unwrap().trim_start_matches(&prefix),
+                r["line"].as_u64().unwrap(),
+                r["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("raw/crawl/bad.jsonl", 2, "malformed_json"),
+            ("raw/crawl/bad.jsonl", 3, "not_an_object"),
+            ("raw/crawl/bad.jsonl", 4, "missing_field"),
+            ("raw/crawl/bad.jsonl", 5, "wrong_type"),
+        ]
+    );
+    let crawl: Vec<(u64, String)> = live(&j)
+        .into_iter()
+        .filter(|((source, _, _), _)| source == "crawl")
+        .map(|((_, _, row), text)| (row, text))
+        .collect();
+    assert_eq!(
+        crawl,
+        [
+            (
+                0,
+                "a good document of the crawl source, long enough to pass the length filter"
+                    .to_string()
+            ),
+            (
+                5,
+                "another good document of the crawl source, also long enough to be kept"
+                    .to_string()
+            ),
+        ]
+    );
+
+    let status = run_ok(&j, &["status", "--state", "state", "--json"]);
+    assert_eq!(status["sources"]["crawl"]["rejected"], 4, "{status}");
+    assert_eq!(status["sources"]["web"]["rejected"], 0, "{status}");
+}

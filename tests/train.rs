@@ -825,3 +825,47 @@ fn a_run_follows_chunks_packed_while_it_trains_and_resumes_exactly() {
     let weights = |d: &Path| std::fs::read(d.join("run/step-00000012/model.safetensors")).unwrap();
     assert!(weights(&a) == weights(&b));
 }
+/// A checkpoint with `state.json` but no `checksums.json` (an older Steel's, or damaged)
+/// cannot be verified, so resume and eval refuse it, naming the checkpoint; nothing is
+/// trained from it. With its checksums back it resumes.
+#[test]
+fn a_checkpoint_without_checksums_is_refused_by_resume_and_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = demo_chunks(dir.path(), SEQ);
+    let out = dir.path().join("run");
+    let mut run = options(&chunks, &out, 3);
+    run.validation = None;
+    train(&run, false, &mut |_| {}).unwrap();
+    let checkpoint = out.join("step-00000003");
+    assert!(checkpoint.join("state.json").is_file());
+    let checksums = checkpoint.join("checksums.json");
+    let kept = std::fs::read(&checksums).unwrap();
+    std::fs::remove_file(&checksums).unwrap();
+    let metrics = std::fs::read(out.join("metrics.jsonl")).unwrap();
+    let expected = format!(
+        "checkpoint `{}` has no checksums.json, so its files cannot be verified (it was \
+         written by an older Steel, or damaged)",
+        checkpoint.display()
+    );
+
+    let mut longer = run.clone();
+    longer.steps = 5;
+    let error = train(&longer, true, &mut |_| {}).unwrap_err().to_string();
+    assert_eq!(error, expected);
+    assert!(!out.join("step-00000005").exists(), "nothing was trained");
+    assert_eq!(std::fs::read(out.join("metrics.jsonl")).unwrap(), metrics);
+    let error = evaluate_checkpoint(&checkpoint, &chunks, Some(2), false)
+        .err()
+        .expect("eval refuses it")
+        .to_string();
+    assert_eq!(error, expected);
+
+    std::fs::write(&checksums, kept).unwrap();
+    assert_eq!(
+        evaluate_checkpoint(&checkpoint, &chunks, Some(2), false)
+            .unwrap()
+            .blocks,
+        2
+    );
+    assert_eq!(train(&longer, true, &mut |_| {}).unwrap().step, 5);
+}
