@@ -461,7 +461,13 @@ impl Driver {
                 )));
             }
             for reject in &rejects {
-                writer.reject(&source.name, reject)?;
+                // Named as the manifest and `meta.file` name it, so a moved job's rejects
+                // still point at the file.
+                let reject = RejectRecord {
+                    file: display.clone(),
+                    ..reject.clone()
+                };
+                writer.reject(&source.name, &reject)?;
             }
             let records = docs.len() as u64 + rejects.len() as u64;
             for chunk in docs.chunks(self.config.batch_docs) {

@@ -602,21 +602,6 @@ impl GpuModel {
         embedding::backward(gpu, &grouping, dx.addr(), self.g(model.embed), d)
     }
 
-    /// One AdamW step on the accumulated gradients times `grad_scale`, clipped to a global
-    /// norm of `max_norm`; `step` is the 1-based step number. Returns the norm before clipping.
-    pub fn step(
-        &mut self,
-        adamw_config: &AdamWConfig,
-        lr: f32,
-        max_norm: f32,
-        step: u64,
-        grad_scale: f32,
-    ) -> GpuResult<f32> {
-        let norm = self.grad_norm(grad_scale)?;
-        self.update(adamw_config, lr, max_norm, step, grad_scale)?;
-        Ok(norm)
-    }
-
     /// The global norm of the accumulated gradients times `grad_scale` (kept on the device for
     /// [`GpuModel::update`]'s clipping, and returned), so the caller can look at it — a
     /// non-finite one must not reach the weights — before updating.
@@ -631,7 +616,8 @@ impl GpuModel {
         Ok(self.norm.to_f32(&self.gpu)?[0])
     }
 
-    /// The AdamW update of [`GpuModel::step`], clipping by the norm the last
+    /// One AdamW step on the accumulated gradients times `grad_scale` (`step` is the 1-based
+    /// step number), clipped to a global norm of `max_norm` by the norm the last
     /// [`GpuModel::grad_norm`] computed for the same gradients and `grad_scale`.
     pub fn update(
         &mut self,
