@@ -64,7 +64,13 @@ pub fn bench_pack(options: &PackBenchOptions) -> Result<Vec<BenchLine>> {
                 .with("mb_per_s", summary.text_bytes as f64 / 1e6 / seconds),
         );
         if threads == *options.threads.last().expect("at least one thread count") {
-            lines.push(bench_append(&input, &inputs, &pack_options, threads, seconds)?);
+            lines.push(bench_append(
+                &input,
+                &inputs,
+                &pack_options,
+                threads,
+                seconds,
+            )?);
         }
     }
     Ok(lines)
@@ -80,17 +86,26 @@ fn bench_append(
     full_seconds: f64,
 ) -> Result<BenchLine> {
     let first = input.join("copy-000.jsonl");
-    let text = std::fs::read_to_string(&first).with_context(|| format!("reading {}", first.display()))?;
+    let text =
+        std::fs::read_to_string(&first).with_context(|| format!("reading {}", first.display()))?;
     let copies = std::fs::read_dir(input)?.count();
     let lines: Vec<&str> = text.lines().collect();
     let take = (lines.len() * copies).div_ceil(100);
-    let appended: String = lines.iter().cycle().take(take).map(|l| format!("{l}\n")).collect();
+    let appended: String = lines
+        .iter()
+        .cycle()
+        .take(take)
+        .map(|l| format!("{l}\n"))
+        .collect();
     let target = input.join("append-1pct.jsonl");
     std::fs::write(&target, appended).with_context(|| format!("writing {}", target.display()))?;
     let start = Instant::now();
     let outcome = pool(threads)?.install(|| pack(inputs, options))?;
     let seconds = start.elapsed().as_secs_f64();
-    let summary = outcome.epochs.first().context("the append was not packed")?;
+    let summary = outcome
+        .epochs
+        .first()
+        .context("the append was not packed")?;
     Ok(BenchLine::new("pack", "steel-append-1pct", seconds)
         .with("threads", threads)
         .with("docs", summary.docs_packed)

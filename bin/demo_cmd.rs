@@ -125,7 +125,10 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
         keep: Some(2),
         ..TrainSettings::default()
     };
-    eprintln!("training tiny-dense (CPU reference) on {}", job.chunks().display());
+    eprintln!(
+        "training tiny-dense (CPU reference) on {}",
+        job.chunks().display()
+    );
     let mut appended = Ok(());
     let mut report = |m: &StepMetrics| {
         if m.step == 1 || m.step.is_multiple_of(20) {
@@ -180,7 +183,12 @@ fn print_run(name: &str, outcome: &RunOutcome) {
         let epoch = DemoEpoch::of(report);
         eprintln!(
             "{name}: {} new files, {} documents through the operators, kept {:+}, tombstoned {}, index {} documents, {:.2} s",
-            epoch.new_files, epoch.touched, epoch.kept, epoch.tombstoned, epoch.index_docs, epoch.seconds
+            epoch.new_files,
+            epoch.touched,
+            epoch.kept,
+            epoch.tombstoned,
+            epoch.index_docs,
+            epoch.seconds
         );
     }
     for pack in outcome.packs.iter().flat_map(|p| &p.epochs) {
@@ -200,7 +208,8 @@ fn print_run(name: &str, outcome: &RunOutcome) {
 /// The data changes `steel train` logged in `metrics.jsonl` after step `after`.
 fn print_data_changes(run: &std::path::Path, after: u64) -> Result<()> {
     let path = run.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     for line in text.lines() {
         let value: serde_json::Value = serde_json::from_str(line)?;
         let (Some(step), Some(data)) = (value["step"].as_u64(), value.get("data")) else {

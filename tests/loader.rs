@@ -231,10 +231,16 @@ fn appended_chunks_join_only_the_unseen_remainder() {
     let everything = all_blocks(&chunks);
     let epochs = loader.data_epochs().unwrap();
     assert_eq!(epochs, [2]);
-    assert!(loader.follow(&[1]).unwrap().is_empty(), "nothing as of epoch 1");
+    assert!(
+        loader.follow(&[1]).unwrap().is_empty(),
+        "nothing as of epoch 1"
+    );
     let changes = loader.follow(&epochs).unwrap();
     let manifest = Manifest::load(&chunks).unwrap().unwrap();
-    let new: Vec<String> = manifest.chunks[old.len() / 4..].iter().map(|c| c.file.clone()).collect();
+    let new: Vec<String> = manifest.chunks[old.len() / 4..]
+        .iter()
+        .map(|c| c.file.clone())
+        .collect();
     assert_eq!(changes.len(), 1);
     assert_eq!((&changes[0].added, changes[0].excluded.len()), (&new, 0));
     let rest = take(&mut loader, everything.len() - seen.len());
@@ -395,19 +401,30 @@ fn a_resume_with_other_or_reordered_directories_is_refused() {
     pack_docs(dir.path(), 5, &b);
     let both = |first: &Path, second: &Path| {
         vec![
-            DataSource { dir: first.to_path_buf(), weight: 1.0 },
-            DataSource { dir: second.to_path_buf(), weight: 1.0 },
+            DataSource {
+                dir: first.to_path_buf(),
+                weight: 1.0,
+            },
+            DataSource {
+                dir: second.to_path_buf(),
+                weight: 1.0,
+            },
         ]
     };
     let mut loader = Loader::open(&both(&a, &b), BLOCK, 3, 0, 1).unwrap();
     take(&mut loader, 4);
     let state = loader.state();
     assert!(Loader::resume(&both(&a, &b), &state, 0).is_ok());
-    let err = Loader::resume(&both(&b, &a), &state, 0).err().unwrap().to_string();
+    let err = Loader::resume(&both(&b, &a), &state, 0)
+        .err()
+        .unwrap()
+        .to_string();
     let a_name = a.canonicalize().unwrap().display().to_string();
     let b_name = b.canonicalize().unwrap().display().to_string();
     assert!(
-        err.contains(&format!("data source 1 is `{b_name}`, but the state was saved reading `{a_name}`")),
+        err.contains(&format!(
+            "data source 1 is `{b_name}`, but the state was saved reading `{a_name}`"
+        )),
         "{err}"
     );
 }
@@ -420,7 +437,8 @@ fn run_epoch(out: &Path, epoch: u64, rows: std::ops::Range<u64>, tombstones: &[u
     let meta = |row: u64| serde_json::json!({"source": "web", "file": "raw/a.jsonl", "row": row});
     let docs: String = rows
         .map(|row| {
-            let text = format!("document {row}: ") + &"一段中文文本 and some words ".repeat(3 + row as usize % 5);
+            let text = format!("document {row}: ")
+                + &"一段中文文本 and some words ".repeat(3 + row as usize % 5);
             format!("{}\n", serde_json::json!({"text": text, "meta": meta(row)}))
         })
         .collect();
@@ -429,7 +447,12 @@ fn run_epoch(out: &Path, epoch: u64, rows: std::ops::Range<u64>, tombstones: &[u
     }
     let lines: String = tombstones
         .iter()
-        .map(|&row| format!("{}\n", serde_json::json!({"meta": meta(row), "epoch": epoch})))
+        .map(|&row| {
+            format!(
+                "{}\n",
+                serde_json::json!({"meta": meta(row), "epoch": epoch})
+            )
+        })
         .collect();
     if !lines.is_empty() {
         std::fs::write(dir.join("tombstones.jsonl"), lines).unwrap();
@@ -455,7 +478,12 @@ fn a_following_loader_stops_serving_retracted_chunks_and_serves_their_repacked_r
     let retraction = &outcome.epochs[0].retraction;
     assert_eq!(retraction.docs_removed, 2);
     let manifest = Manifest::load(&chunks).unwrap().unwrap();
-    let new: Vec<String> = manifest.chunks.iter().filter(|c| c.epoch == 1).map(|c| c.file.clone()).collect();
+    let new: Vec<String> = manifest
+        .chunks
+        .iter()
+        .filter(|c| c.epoch == 1)
+        .map(|c| c.file.clone())
+        .collect();
     assert!(!new.is_empty());
 
     // As of epoch 1 nothing changed; as of now, the retracted chunks leave, the new join.
@@ -464,19 +492,28 @@ fn a_following_loader_stops_serving_retracted_chunks_and_serves_their_repacked_r
     let changes = loader.follow(&epochs).unwrap();
     let mut expected_out = retraction.chunks.clone();
     expected_out.sort();
-    assert_eq!((&changes[0].excluded, &changes[0].added), (&expected_out, &new));
+    assert_eq!(
+        (&changes[0].excluded, &changes[0].added),
+        (&expected_out, &new)
+    );
     let gone: Vec<Vec<u32>> = manifest
         .retracted
         .iter()
         .flat_map(|c| {
             let tokens = manifest.read_chunk(&chunks, c).unwrap();
-            tokens.chunks((BLOCK + 1) as usize).map(<[u32]>::to_vec).collect::<Vec<_>>()
+            tokens
+                .chunks((BLOCK + 1) as usize)
+                .map(<[u32]>::to_vec)
+                .collect::<Vec<_>>()
         })
         .collect();
     let live = all_blocks(&chunks);
     // The rest of the epoch: every live block not served yet, once, and no retracted block
     // (unless it is also a live one, as padding-only blocks can be).
-    let rest = take(&mut loader, live.len() - seen.iter().filter(|b| live.contains(b)).count());
+    let rest = take(
+        &mut loader,
+        live.len() - seen.iter().filter(|b| live.contains(b)).count(),
+    );
     for block in &rest {
         assert!(live.contains(block), "a block of no live chunk was served");
     }

@@ -236,7 +236,12 @@ fn packing_again_packs_only_what_is_new_and_never_rewrites_a_chunk() {
     assert_eq!((epoch.epoch, epoch.files, epoch.docs_in), (1, 1, 10));
     assert_eq!(second.known_inputs, shards);
     for (path, bytes) in &before {
-        assert_eq!(&std::fs::read(path).unwrap(), bytes, "{} was rewritten", path.display());
+        assert_eq!(
+            &std::fs::read(path).unwrap(),
+            bytes,
+            "{} was rewritten",
+            path.display()
+        );
     }
     let manifest = Manifest::load(&chunks).unwrap().unwrap();
     assert!(
@@ -247,7 +252,12 @@ fn packing_again_packs_only_what_is_new_and_never_rewrites_a_chunk() {
     for entry in &manifest.chunks {
         let tokens = manifest.read_chunk(&chunks, entry).unwrap();
         assert_eq!(tokens.len() as u64, entry.tokens + entry.padding);
-        assert_eq!(entry.sources.values().sum::<u64>(), entry.tokens, "{}", entry.file);
+        assert_eq!(
+            entry.sources.values().sum::<u64>(),
+            entry.tokens,
+            "{}",
+            entry.file
+        );
     }
 
     // A packed input whose content changed is reported, not packed again.

@@ -365,7 +365,10 @@ fn bad_state_and_changed_files_are_reported_not_overwritten() {
     let report = run_ok(&j, &["run", "pipeline.toml", "--json"]);
     let ingested = &report["epochs"][0]["files"];
     assert_eq!(ingested.as_array().unwrap().len(), 1, "{report}");
-    assert_eq!((ingested[0]["path"].as_str(), ingested[0]["docs"].as_u64()), (Some("raw/web/empty.jsonl"), Some(0)));
+    assert_eq!(
+        (ingested[0]["path"].as_str(), ingested[0]["docs"].as_u64()),
+        (Some("raw/web/empty.jsonl"), Some(0))
+    );
     let report = run_ok(&j, &["run", "pipeline.toml", "--json"]);
     assert_eq!(report["nothing_new"], true, "{report}");
     // A corrupt manifest.
@@ -647,13 +650,31 @@ fn served(chunks: &Path) -> (BTreeMap<(String, String, u64), Vec<Vec<u32>>>, Vec
             served.entry(key).or_default().push(tokens[range].to_vec());
         }
     }
-    (served, manifest.retracted.iter().map(|c| c.file.clone()).collect())
+    (
+        served,
+        manifest.retracted.iter().map(|c| c.file.clone()).collect(),
+    )
 }
 
 /// `steel pack` of `job`'s output into `job/chunks` (Qwen tokenizer, 1,032-token chunks).
 fn pack_run(job: &Path) -> serde_json::Value {
-    let tokenizer = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/tokenizers/qwen1_5/tokenizer.json");
-    let args = ["pack", "--tokenizer", tokenizer, "-o", "chunks", "--block-size", "128", "--chunk-blocks", "8", "--json", "out"];
+    let tokenizer = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/tokenizers/qwen1_5/tokenizer.json"
+    );
+    let args = [
+        "pack",
+        "--tokenizer",
+        tokenizer,
+        "-o",
+        "chunks",
+        "--block-size",
+        "128",
+        "--chunk-blocks",
+        "8",
+        "--json",
+        "out",
+    ];
     run_ok(job, &args)
 }
 
@@ -661,7 +682,12 @@ fn pack_run(job: &Path) -> serde_json::Value {
 fn pack_follows_appends_and_retractions_document_by_document() {
     let dir = tempfile::tempdir().unwrap();
     let files = corpus(dir.path());
-    let j = job(dir.path(), "job", 1, &[("web", &files[1..3]), ("old", &files[..1])]);
+    let j = job(
+        dir.path(),
+        "job",
+        1,
+        &[("web", &files[1..3]), ("old", &files[..1])],
+    );
     run_ok(&j, &["run", "pipeline.toml", "--json"]);
     let tokenizer = steel_dataflow::pack::tokenizer::load(Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -674,16 +700,26 @@ fn pack_follows_appends_and_retractions_document_by_document() {
     let check = |job: &Path| {
         let live = live(job);
         let (served, retracted) = served(&job.join("chunks"));
-        assert_eq!(served.keys().collect::<Vec<_>>(), live.keys().collect::<Vec<_>>());
+        assert_eq!(
+            served.keys().collect::<Vec<_>>(),
+            live.keys().collect::<Vec<_>>()
+        );
         for (key, pieces) in &served {
-            let mut expected = tokenizer.encode_fast(live[key].as_str(), false).unwrap().get_ids().to_vec();
+            let mut expected = tokenizer
+                .encode_fast(live[key].as_str(), false)
+                .unwrap()
+                .get_ids()
+                .to_vec();
             expected.push(151645);
             let mut left: Vec<&Vec<u32>> = pieces.iter().collect();
             let mut at = 0;
             while let Some(i) = left.iter().position(|p| expected[at..].starts_with(p)) {
                 at += left.swap_remove(i).len();
             }
-            assert!(left.is_empty() && at == expected.len(), "{key:?}: pieces do not tile the document");
+            assert!(
+                left.is_empty() && at == expected.len(),
+                "{key:?}: pieces do not tile the document"
+            );
         }
         retracted
     };
@@ -698,15 +734,26 @@ fn pack_follows_appends_and_retractions_document_by_document() {
     let append = pack_run(&j);
     let epochs = append["epochs"].as_array().unwrap();
     assert_eq!(epochs.len(), 1, "{append}");
-    assert!(epochs[0]["unit"].as_str().unwrap().ends_with("epoch-000002"));
+    assert!(
+        epochs[0]["unit"]
+            .as_str()
+            .unwrap()
+            .ends_with("epoch-000002")
+    );
     assert_eq!(epochs[0]["files"], 1);
     assert!(check(&j).is_empty());
 
-    let retract = run_ok(&j, &["retract", "pipeline.toml", "--source", "web", "--json"]);
+    let retract = run_ok(
+        &j,
+        &["retract", "pipeline.toml", "--source", "web", "--json"],
+    );
     assert!(retract["epochs"][0]["readmitted"].as_u64().unwrap() > 0);
     let after = pack_run(&j);
     let epoch = &after["epochs"][0];
-    assert!(epoch["retraction"]["docs_removed"].as_u64().unwrap() > 0, "{after}");
+    assert!(
+        epoch["retraction"]["docs_removed"].as_u64().unwrap() > 0,
+        "{after}"
+    );
     assert_eq!(epoch["tombstones_unmatched"], 0, "{after}");
     let retracted = check(&j);
     assert_eq!(
@@ -736,7 +783,11 @@ fn run_with_a_pack_section_packs_each_append_like_one_run_over_everything() {
     let once = job(dir.path(), "once", 1, &[("web", &files)]);
     with_pack(&once);
     let report = run_ok(&once, &["run", "pipeline.toml", "--json"]);
-    assert_eq!(report["packs"][0]["epochs"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(
+        report["packs"][0]["epochs"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
     let appended = job(dir.path(), "appended", 2, &[("web", &files[..2])]);
     with_pack(&appended);
     run_ok(&appended, &["run", "pipeline.toml", "--json"]);
@@ -750,7 +801,10 @@ fn run_with_a_pack_section_packs_each_append_like_one_run_over_everything() {
     let documents = |job: &Path| -> BTreeMap<(String, String, u64), Vec<u32>> {
         let (served, retracted) = served(&job.join("chunks"));
         assert!(retracted.is_empty());
-        served.into_iter().map(|(k, pieces)| (k, pieces.concat())).collect()
+        served
+            .into_iter()
+            .map(|(k, pieces)| (k, pieces.concat()))
+            .collect()
     };
     let expected = documents(&once);
     assert_eq!(expected.len(), live(&once).len());

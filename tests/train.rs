@@ -808,13 +808,22 @@ fn a_run_follows_chunks_packed_while_it_trains_and_resumes_exactly() {
     assert_eq!(data_lines.len(), 1, "{data_lines:?}");
     assert_eq!(data_lines[0]["step"], 6);
     let manifest = Manifest::load(&chunks_a).unwrap().unwrap();
-    let new: Vec<String> = manifest.chunks.iter().filter(|c| c.epoch == 1).map(|c| c.file.clone()).collect();
+    let new: Vec<String> = manifest
+        .chunks
+        .iter()
+        .filter(|c| c.epoch == 1)
+        .map(|c| c.file.clone())
+        .collect();
     assert!(!new.is_empty());
     assert_eq!(data_lines[0]["data"]["added"], serde_json::json!(new));
     let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(a.join("run/step-00000006/state.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(a.join("run/step-00000006/state.json")).unwrap())
+            .unwrap();
     let events = &state["loader"]["sources"][0]["order"]["events"];
-    assert_eq!(events[0]["Add"]["consumed"], 12, "6 steps of 2 blocks served first: {events}");
+    assert_eq!(
+        events[0]["Add"]["consumed"], 12,
+        "6 steps of 2 blocks served first: {events}"
+    );
 
     // Killed at step 5, after the append and before checkpoint 6; resumed from checkpoint 3.
     let out = b.join("run");

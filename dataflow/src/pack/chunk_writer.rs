@@ -34,7 +34,12 @@ impl ChunkWriter {
     }
 
     /// Append `tokens` of document `doc` (from `source`), running on into the next chunks.
-    pub fn append(&mut self, mut tokens: &[u32], source: &str, doc: DocKey) -> Result<(), PackError> {
+    pub fn append(
+        &mut self,
+        mut tokens: &[u32],
+        source: &str,
+        doc: DocKey,
+    ) -> Result<(), PackError> {
         let chunk_size = self.settings.chunk_size() as usize;
         while !tokens.is_empty() {
             if self.segments.last().is_none_or(|s| s.key() != doc) {

@@ -64,7 +64,9 @@ pub fn ranges(segments: &[Segment], tokens: u64) -> Vec<(Segment, std::ops::Rang
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let end = segments.get(i + 1).map_or(tokens as usize, |n| n.start as usize);
+            let end = segments
+                .get(i + 1)
+                .map_or(tokens as usize, |n| n.start as usize);
             (*s, s.start as usize..end)
         })
         .collect()
@@ -77,9 +79,21 @@ mod tests {
     #[test]
     fn document_lists_round_trip_and_give_segment_ranges() {
         let segments = vec![
-            Segment { file: 0, start: 0, row: 7 },
-            Segment { file: 2, start: 5, row: u64::MAX },
-            Segment { file: 2, start: 9, row: 0 },
+            Segment {
+                file: 0,
+                start: 0,
+                row: 7,
+            },
+            Segment {
+                file: 2,
+                start: 5,
+                row: u64::MAX,
+            },
+            Segment {
+                file: 2,
+                start: 9,
+                row: 0,
+            },
         ];
         let bytes = encode(&segments);
         assert_eq!(bytes.len(), 8 + 3 * 16);

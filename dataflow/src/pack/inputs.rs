@@ -65,13 +65,20 @@ fn run_epochs(dir: &Path) -> Result<Vec<(u64, PathBuf)>, PackError> {
 }
 
 pub fn plan(inputs: &[String], manifest: &Manifest) -> Result<Plan, PackError> {
-    let known: HashMap<&str, &PackedInput> =
-        manifest.inputs.iter().map(|i| (i.path.as_str(), i)).collect();
+    let known: HashMap<&str, &PackedInput> = manifest
+        .inputs
+        .iter()
+        .map(|i| (i.path.as_str(), i))
+        .collect();
     let mut plan = Plan::default();
     let mut plain = Vec::new();
     for input in inputs {
         let path = Path::new(input);
-        let epochs = if path.is_dir() { run_epochs(path)? } else { Vec::new() };
+        let epochs = if path.is_dir() {
+            run_epochs(path)?
+        } else {
+            Vec::new()
+        };
         if epochs.is_empty() {
             plain.push(input.clone());
         } else {
@@ -133,7 +140,10 @@ fn plan_run_dir(
                 Status::Changed(reason) => {
                     plan.changed.push(ChangedInput {
                         path: file.display().to_string(),
-                        reason: format!("{reason}; later epochs of {} are not packed", dir.display()),
+                        reason: format!(
+                            "{reason}; later epochs of {} are not packed",
+                            dir.display()
+                        ),
                     });
                     return Ok(());
                 }
@@ -154,7 +164,11 @@ fn plan_run_dir(
             return Ok(());
         }
         let mut new = new.into_iter();
-        let tombstones = if tombstones.is_file() { new.next() } else { None };
+        let tombstones = if tombstones.is_file() {
+            new.next()
+        } else {
+            None
+        };
         let part_names: Vec<String> = parts.iter().map(|p| p.display().to_string()).collect();
         let mut by_path: HashMap<PathBuf, InputFile> =
             new.map(|input| (input.path.clone(), input)).collect();

@@ -43,13 +43,41 @@ impl PackSettings {
                 out.push(format!("{name} {mine}"));
             }
         };
-        check("block size", self.block_size.to_string(), other.block_size.to_string());
-        check("chunk blocks", self.chunk_blocks.to_string(), other.chunk_blocks.to_string());
-        check("dtype", format!("{:?}", self.dtype).to_lowercase(), format!("{:?}", other.dtype).to_lowercase());
-        check("vocabulary", self.vocab_size.to_string(), other.vocab_size.to_string());
-        check("tokenizer xxh3", self.tokenizer_xxh3.clone(), other.tokenizer_xxh3.clone());
-        check("end token id", self.eos_id.to_string(), other.eos_id.to_string());
-        check("pad token id", self.pad_id.to_string(), other.pad_id.to_string());
+        check(
+            "block size",
+            self.block_size.to_string(),
+            other.block_size.to_string(),
+        );
+        check(
+            "chunk blocks",
+            self.chunk_blocks.to_string(),
+            other.chunk_blocks.to_string(),
+        );
+        check(
+            "dtype",
+            format!("{:?}", self.dtype).to_lowercase(),
+            format!("{:?}", other.dtype).to_lowercase(),
+        );
+        check(
+            "vocabulary",
+            self.vocab_size.to_string(),
+            other.vocab_size.to_string(),
+        );
+        check(
+            "tokenizer xxh3",
+            self.tokenizer_xxh3.clone(),
+            other.tokenizer_xxh3.clone(),
+        );
+        check(
+            "end token id",
+            self.eos_id.to_string(),
+            other.eos_id.to_string(),
+        );
+        check(
+            "pad token id",
+            self.pad_id.to_string(),
+            other.pad_id.to_string(),
+        );
         out
     }
 }

@@ -252,7 +252,10 @@ impl Packing<'_> {
         summary.padding = padding;
         summary.chunks = written.iter().map(|c| c.file.clone()).collect();
         self.manifest.chunks.extend(written);
-        let recorded = unit.tombstones.iter().chain(unit.shards.iter().map(|(_, f)| f));
+        let recorded = unit
+            .tombstones
+            .iter()
+            .chain(unit.shards.iter().map(|(_, f)| f));
         for input in recorded {
             let mut record = input.record.clone();
             record.epoch = epoch;

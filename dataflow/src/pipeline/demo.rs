@@ -100,7 +100,12 @@ impl DemoJob {
 
     /// Where the job packs its chunks.
     pub fn chunks(&self) -> PathBuf {
-        self.config.pack.as_ref().expect("the demo job packs").output.clone()
+        self.config
+            .pack
+            .as_ref()
+            .expect("the demo job packs")
+            .output
+            .clone()
     }
 
     /// Copy `files` into the job's raw directory and run the job.
@@ -145,8 +150,13 @@ mod tests {
         std::fs::create_dir(&corpus).unwrap();
         std::fs::write(corpus.join("notes.txt"), "not a corpus file").unwrap();
         let job = dir.path().join("job");
-        let err = DemoJob::create(&job, &corpus, Path::new("t.json"), 8, 2).err().unwrap();
-        assert!(matches!(&err, DemoError::EmptyCorpus(path) if *path == corpus), "{err}");
+        let err = DemoJob::create(&job, &corpus, Path::new("t.json"), 8, 2)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, DemoError::EmptyCorpus(path) if *path == corpus),
+            "{err}"
+        );
         assert!(!job.exists(), "nothing is written for a refused corpus");
     }
 }

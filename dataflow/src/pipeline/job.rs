@@ -10,6 +10,7 @@
 use crate::convert::{convert_record, plan_files};
 use crate::input::BatchLimits;
 use crate::input::read::read_file;
+use crate::pack::{PackError, PackOutcome, pack};
 use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::discover::{Discovery, NewFile, Skipped, discover, hash_file};
 use crate::pipeline::epoch::{EpochError, EpochReport, EpochWriter, IngestedFile, ShardSource};
@@ -18,7 +19,6 @@ use crate::pipeline::stages::{Entry, Stages};
 use crate::pipeline::state::{
     EpochSummary, FileEntry, Manifest, PipelineIdentity, StateDir, StateError, remove_epochs_after,
 };
-use crate::pack::{PackError, PackOutcome, pack};
 use crate::progress::Progress;
 use crate::reject::RejectRecord;
 use serde::Serialize;
