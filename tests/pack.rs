@@ -525,8 +525,7 @@ fn a_changed_document_list_is_refused_before_a_retraction_uses_it() {
 
     run_epoch(&out, 2, 0..0, &[7]);
     let error = pack(&[out.display().to_string()], &options)
-        .err()
-        .expect("the changed list is refused")
+        .expect_err("the changed list is refused")
         .to_string();
     let hex = steel_dataflow::pack::manifest::xxh3_hex;
     assert_eq!(

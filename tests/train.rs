@@ -864,8 +864,7 @@ fn a_checkpoint_without_checksums_is_refused_by_resume_and_eval() {
     assert!(!out.join("step-00000005").exists(), "nothing was trained");
     assert_eq!(std::fs::read(out.join("metrics.jsonl")).unwrap(), metrics);
     let error = evaluate_checkpoint(&checkpoint, &chunks, Some(2), false)
-        .err()
-        .expect("eval refuses it")
+        .expect_err("eval refuses it")
         .to_string();
     assert_eq!(error, expected);
 
