@@ -472,14 +472,44 @@ mod tests {
         );
     }
 
-    #[test]
-    fn reads_both_config_styles() {
-        let new_style = serde_json::json!({
+    /// A small new-style (transformers 5) Qwen2 `config.json`.
+    fn qwen2_json() -> Value {
+        serde_json::json!({
             "hidden_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2,
             "num_hidden_layers": 2, "intermediate_size": 64, "vocab_size": 100,
             "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"},
             "rms_norm_eps": 1e-6, "tie_word_embeddings": true, "dtype": "float32"
-        });
+        })
+    }
+
+    /// Read as Qwen2, another family's weights would train as something they are not.
+    #[test]
+    fn a_config_of_another_model_family_is_refused_naming_the_supported_ones() {
+        for (key, value, refused) in [
+            ("model_type", "llama", "model_type `llama` is not supported"),
+            ("model_type", "mamba", "model_type `mamba` is not supported"),
+        ] {
+            let mut other = qwen2_json();
+            other[key] = serde_json::json!(value);
+            let error = ModelConfig::from_hf_json(&other).unwrap_err().to_string();
+            assert!(
+                error.contains(refused) && error.contains("qwen2, qwen2_moe"),
+                "{error}"
+            );
+        }
+        let mut llama = qwen2_json();
+        llama["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
+        let error = ModelConfig::from_hf_json(&llama).unwrap_err().to_string();
+        assert!(
+            error.contains("`LlamaForCausalLM` is not supported"),
+            "{error}"
+        );
+        assert!(ModelConfig::from_hf_json(&qwen2_json()).is_ok());
+    }
+
+    #[test]
+    fn reads_both_config_styles() {
+        let new_style = qwen2_json();
         let config = ModelConfig::from_hf_json(&new_style).unwrap();
         assert_eq!(
             (config.head_dim, config.rope_theta, config.tie_embeddings),
@@ -492,25 +522,6 @@ mod tests {
         assert_eq!(
             ModelConfig::from_hf_json(&old_style).unwrap().rope_theta,
             10000.0
-        );
-        for (key, value, refused) in [
-            ("model_type", "llama", "model_type `llama` is not supported"),
-            ("model_type", "mamba", "model_type `mamba` is not supported"),
-        ] {
-            let mut other = new_style.clone();
-            other[key] = serde_json::json!(value);
-            let error = ModelConfig::from_hf_json(&other).unwrap_err().to_string();
-            assert!(
-                error.contains(refused) && error.contains("qwen2, qwen2_moe"),
-                "{error}"
-            );
-        }
-        let mut llama = new_style.clone();
-        llama["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
-        let error = ModelConfig::from_hf_json(&llama).unwrap_err().to_string();
-        assert!(
-            error.contains("`LlamaForCausalLM` is not supported"),
-            "{error}"
         );
         let mut bad = new_style;
         bad["num_key_value_heads"] = serde_json::json!(3);
