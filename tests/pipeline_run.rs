@@ -1009,3 +1009,64 @@ fn records_steel_run_rejects_are_written_and_counted_per_source() {
     assert_eq!(status["sources"]["crawl"]["rejected"], 4, "{status}");
     assert_eq!(status["sources"]["web"]["rejected"], 0, "{status}");
 }
+
+#[test]
+fn watch_with_a_pack_section_packs_each_epoch_as_files_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let watched = job(dir.path(), "watched", 1, &[("web", &files[..1])]);
+    let toml = std::fs::read_to_string(watched.join("pipeline.toml")).unwrap();
+    let section = format!(
+        "[pack]\ntokenizer = \"{}/../shared/data/tokenizers/qwen1_5/tokenizer.json\"\noutput = \"chunks\"\nblock_size = 128\nchunk_blocks = 8\n",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::write(watched.join("pipeline.toml"), format!("{toml}{section}")).unwrap();
+    let child = Command::new(STEEL)
+        .current_dir(&watched)
+        .args([
+            "run",
+            "pipeline.toml",
+            "--json",
+            "--watch",
+            "--interval",
+            "0.2",
+            "--idle-exit",
+            "3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let manifest = watched.join("chunks/manifest.json");
+    let start = std::time::Instant::now();
+    while !manifest.exists() {
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "the first epoch was never packed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    add_files(&watched, "web", &files[1..2]);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packs = outcome["packs"].as_array().unwrap();
+    assert_eq!(packs.len(), 2, "{outcome}");
+    assert!(
+        packs[1]["epochs"][0]["unit"]
+            .as_str()
+            .unwrap()
+            .ends_with("epoch-000002")
+    );
+    // What the chunks serve is exactly what the watched job kept.
+    let (served, retracted) = served(&watched.join("chunks"));
+    assert!(retracted.is_empty());
+    assert_eq!(
+        served.keys().collect::<Vec<_>>(),
+        live(&watched).keys().collect::<Vec<_>>()
+    );
+}
