@@ -107,7 +107,10 @@ fn bench_append(
         Ok((start.elapsed().as_secs_f64(), outcome))
     };
     let (seconds, outcome) = timed()?;
-    let summary = outcome.epochs.first().context("the append was not packed")?;
+    let summary = outcome
+        .epochs
+        .first()
+        .context("the append was not packed")?;
     let (idle_seconds, idle) = timed()?;
     anyhow::ensure!(idle.nothing_new, "a second pack found something new");
     Ok(vec![
