@@ -1,8 +1,10 @@
 """transformers references for Steel's generation and multiple-choice scoring
 (`tests/generate_reference.rs`): greedy `generate` token ids for a plain and a chat prompt on
 the shared tiny Qwen2 (`../shared/data/hf/tiny-qwen2`, Qwen1.5 tokenizer) and for an id prompt
-on each parity model (`tests/data/parity/{dense,softmax,topk}`), and the next-token logits of
-`A`, `B`, `C`, `D` after a C-Eval and a CMMLU prompt built from the dev sets.
+on each parity model (`tests/data/parity/{dense,softmax,topk}`); the next-token logits of
+`A`, `B`, `C`, `D` after a C-Eval and a CMMLU prompt built from the dev sets; and the
+distributions transformers' logits processors leave from fixed logits (`warpers`:
+repetition penalty, temperature, top-k, top-p, min-p, in the order `generate` applies them).
 
     python tests/data/generate/make_reference.py > tests/data/generate/reference.json
 
@@ -20,6 +22,14 @@ import tempfile
 import torch
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    MinPLogitsWarper,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..", "..")
@@ -73,6 +83,36 @@ def greedy(model, ids):
     return {"prompt_ids": ids, "tokens": tokens, "top2_gaps": gaps}
 
 
+LOGITS = [2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, 3.0, -2.0, 0.25]
+HISTORY = [0, 7, 7, 3]
+SETTINGS = [
+    {"temperature": 0.7},
+    {"top_k": 3},
+    {"top_p": 0.9},
+    {"min_p": 0.1},
+    {"repetition_penalty": 1.3},
+    {"repetition_penalty": 1.2, "temperature": 0.8, "top_k": 5, "top_p": 0.8, "min_p": 0.05},
+]
+
+
+def warped(settings):
+    """The probabilities `generate` samples from after its processors, for LOGITS after
+    HISTORY (as `_get_logits_processor` orders them)."""
+    processors = LogitsProcessorList()
+    if "repetition_penalty" in settings:
+        processors.append(RepetitionPenaltyLogitsProcessor(settings["repetition_penalty"]))
+    if "temperature" in settings:
+        processors.append(TemperatureLogitsWarper(settings["temperature"]))
+    if "top_k" in settings:
+        processors.append(TopKLogitsWarper(settings["top_k"]))
+    if "top_p" in settings:
+        processors.append(TopPLogitsWarper(settings["top_p"]))
+    if "min_p" in settings:
+        processors.append(MinPLogitsWarper(settings["min_p"]))
+    scores = processors(torch.tensor([HISTORY]), torch.tensor([LOGITS]))
+    return {"settings": settings, "probs": torch.softmax(scores[0], -1).tolist()}
+
+
 def rows(path):
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.reader(f))
@@ -111,6 +151,7 @@ def main():
         },
         "parity": {},
         "letters": [],
+        "warpers": {"logits": LOGITS, "history": HISTORY, "cases": [warped(s) for s in SETTINGS]},
     }
     for name in ["dense", "softmax", "topk"]:
         model = load(os.path.join(ROOT, "tests", "data", "parity", name))
