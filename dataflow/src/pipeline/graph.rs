@@ -16,7 +16,7 @@
 //! 5. **Outputs**, gathered on worker 0: the cleaned new documents, and the changes to the
 //!    near-stage membership, to the kept set and to the pairs, which worker 0 writes.
 //!
-//! Times are `epoch << 24 | batch`: time 0 is the loaded state, each epoch's documents come
+//! Times are `epoch << 32 | batch` (`BATCH_BITS`): time 0 is the loaded state, each epoch's documents come
 //! in batches at increasing times, so the output can be written while the epoch runs. A
 //! decision never depends on a later document, so a batch's decisions are final once the
 //! dataflow has passed its time.
@@ -48,9 +48,27 @@ pub fn row_of(doc: DocId) -> u32 {
     doc as u32
 }
 
+/// Bits of a time that number an epoch's batches: at most 2^32 batches per epoch, and
+/// 2^32 epochs, fit a `u64` time (`steel run` refuses more rather than let an epoch's times
+/// run into the next one's).
+pub const BATCH_BITS: u32 = 32;
+
 /// The first time of `epoch`'s batches.
 pub fn epoch_time(epoch: u64) -> Time {
-    epoch << 24
+    epoch << BATCH_BITS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_batch_of_an_epoch_stays_below_the_next_epochs_first_time() {
+        let last_batch = (1u64 << BATCH_BITS) - 1;
+        assert!(epoch_time(5) + last_batch < epoch_time(6));
+        let last_epoch = (1u64 << (64 - BATCH_BITS)) - 1;
+        assert_eq!(epoch_time(last_epoch) + last_batch, u64::MAX);
+    }
 }
 
 /// One record of an output with its time and change.

@@ -299,6 +299,12 @@ impl Driver {
         loop {
             if !work.new.is_empty() || !work.retract.is_empty() {
                 let epoch = self.manifest.last_epoch() + 1;
+                if epoch + 1 >= 1 << (64 - graph::BATCH_BITS) {
+                    return Err(RunError::Config(format!(
+                        "the state has {} epochs, the most a dataflow time can number",
+                        epoch - 1
+                    )));
+                }
                 let retracting = index.take().filter(|_| !work.retract.is_empty());
                 let (report, skip) = self.run_epoch(
                     worker,
@@ -471,6 +477,12 @@ impl Driver {
             }
             let records = docs.len() as u64 + rejects.len() as u64;
             for chunk in docs.chunks(self.config.batch_docs) {
+                if batch >= 1 << graph::BATCH_BITS {
+                    return Err(RunError::Config(format!(
+                        "epoch {epoch} has more than 2^{} batches of documents; raise `batch_docs` or ingest the files in several runs",
+                        graph::BATCH_BITS
+                    )));
+                }
                 graph.raw.advance_to(base + batch);
                 for (row, text) in chunk {
                     graph
