@@ -3,6 +3,7 @@
 
 pub mod clean;
 pub mod convert;
+pub mod generate;
 pub mod incremental;
 pub mod line;
 pub mod pack;

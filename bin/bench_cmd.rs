@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use steel_bench::BenchLine;
 use steel_bench::clean::{CleanBenchOptions, bench_clean};
 use steel_bench::convert::{ConvertBenchOptions, bench_convert};
+use steel_bench::generate::{GenerateBenchOptions, bench_generate};
 use steel_bench::incremental::{IncrementalBenchOptions, bench_incremental};
 use steel_bench::pack::{PackBenchOptions, bench_loader, bench_pack};
 use steel_bench::train::{BenchTrainOptions, bench_train};
@@ -24,6 +25,25 @@ pub enum BenchCommand {
     Incremental(BenchIncrementalArgs),
     /// Training throughput of a preset on random tokens: tokens/s, MFU, peak GPU memory.
     Train(BenchTrainArgs),
+    /// CPU generation throughput of a preset on random prompts: prefill and decode tokens/s
+    /// at each batch size.
+    Generate(BenchGenerateArgs),
+}
+
+#[derive(Args)]
+pub struct BenchGenerateArgs {
+    /// Model preset (see `steel train --preset`), seeded random weights.
+    #[arg(long, default_value = "tiny-dense")]
+    preset: String,
+    /// Batch sizes to measure, comma separated.
+    #[arg(long, default_value = "1,8", value_delimiter = ',')]
+    batches: Vec<usize>,
+    /// Prompt tokens per sequence.
+    #[arg(long, default_value_t = 32)]
+    prompt_tokens: usize,
+    /// Tokens generated per sequence (greedy, no stop token).
+    #[arg(long, default_value_t = 64)]
+    new_tokens: usize,
 }
 
 #[derive(Args)]
@@ -206,6 +226,18 @@ pub fn run(command: BenchCommand) -> Result<()> {
                 warmup: args.warmup,
             };
             print(&bench_train(&options).context("steel bench train failed")?);
+        }
+        BenchCommand::Generate(args) => {
+            let options = GenerateBenchOptions {
+                preset: args.preset,
+                batches: args.batches,
+                prompt_tokens: args.prompt_tokens,
+                new_tokens: args.new_tokens,
+            };
+            bench_generate(&options)
+                .context("steel bench generate failed")?
+                .iter()
+                .for_each(print);
         }
     }
     Ok(())

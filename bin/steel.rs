@@ -4,6 +4,7 @@
 mod bench_cmd;
 mod data_cmd;
 mod demo_cmd;
+mod generate_cmd;
 mod run_cmd;
 mod train_cmd;
 
@@ -57,6 +58,10 @@ enum Command {
     /// Start training from a HuggingFace model directory.
     #[command(subcommand)]
     Import(train_cmd::ImportCommand),
+    /// Generate text from a checkpoint on the CPU (KV cache, batched prompts, streaming).
+    Generate(Box<generate_cmd::GenerateArgs>),
+    /// Chat with a checkpoint in the terminal through the Qwen chat template.
+    Chat(Box<generate_cmd::ChatArgs>),
     /// Show the blocks the training loader serves (one xxh3 per block), saving or resuming
     /// its state: for checking resume, appends and rank sharding from the shell.
     Blocks(train_cmd::BlocksArgs),
@@ -91,6 +96,8 @@ fn main() -> Result<()> {
         Command::Eval(args) => train_cmd::run_eval(args),
         Command::Export(train_cmd::ExportCommand::Hf(args)) => train_cmd::run_export_hf(args),
         Command::Import(train_cmd::ImportCommand::Hf(args)) => train_cmd::run_import_hf(*args),
+        Command::Generate(args) => generate_cmd::run_generate(*args),
+        Command::Chat(args) => generate_cmd::run_chat(*args),
         Command::Blocks(args) => train_cmd::run_blocks(args),
         Command::Demo(args) => demo_cmd::run_demo(args),
         Command::Bench(command) => bench_cmd::run(command),

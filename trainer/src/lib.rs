@@ -1,7 +1,7 @@
 //! steel-trainer: the Steel model family, forward/backward, optimizer, data loader and
 //! checkpoints: the loader ([`data`]), model configs, parameter layout and the model's
 //! forward/backward ([`model`]), AdamW and schedules ([`optim`]), checkpoints and the CPU
-//! training loop ([`checkpoint`], [`train`]).
+//! training loop ([`checkpoint`], [`train`]), generation on the CPU ([`infer`]).
 
 pub mod checkpoint;
 pub mod data;
@@ -11,6 +11,7 @@ pub mod error;
 pub mod eval;
 #[cfg(feature = "cuda")]
 pub mod gpu;
+pub mod infer;
 pub mod model;
 pub mod optim;
 pub mod parallel;
