@@ -1,11 +1,16 @@
-//! The training commands: `train`, `import hf`, `eval`, `export hf`, `blocks`.
+//! The training commands: `train`, `import hf`, `eval` (and `eval ceval`, `eval cmmlu`),
+//! `export hf`, `blocks`.
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use steel_trainer::checkpoint::export_hf;
 use steel_trainer::data::{DataSource, Loader, LoaderState};
+use steel_trainer::device::Device;
 use steel_trainer::eval::evaluate_checkpoint;
+use steel_trainer::mcq::{
+    Benchmark, McqOptions, Mode, evaluate_checkpoint as evaluate_mcq, write_outputs,
+};
 use steel_trainer::settings::{TrainRun, TrainSettings};
 use steel_trainer::train::{StepMetrics, train};
 
@@ -18,14 +23,19 @@ pub struct TrainArgs {
     settings: TrainSettings,
 }
 
+/// `steel eval --checkpoint C --data D`: the mean loss over chunks; `steel eval ceval|cmmlu`:
+/// a multiple-choice benchmark.
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct EvalArgs {
+    #[command(subcommand)]
+    benchmark: Option<EvalCommand>,
     /// A checkpoint (step-NNNNNNNN/) or any directory with config.json and model.safetensors.
-    #[arg(long)]
-    checkpoint: PathBuf,
+    #[arg(long, required = true)]
+    checkpoint: Option<PathBuf>,
     /// The chunk directory to score.
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required = true)]
+    data: Option<PathBuf>,
     /// Score only the first N blocks (chunk files in lexicographic order).
     #[arg(long)]
     max_blocks: Option<u64>,
@@ -33,6 +43,56 @@ pub struct EvalArgs {
     #[arg(long)]
     json: bool,
     /// Score chunks packed with another tokenizer than the one the checkpoint records.
+    #[arg(long)]
+    allow_tokenizer_mismatch: bool,
+}
+
+#[derive(Subcommand)]
+pub enum EvalCommand {
+    /// C-Eval: {subject}_dev.csv (shots) and {subject}_val.csv / _test.csv (questions), scored
+    /// by the letters' logits after the official prompt.
+    Ceval(McqArgs),
+    /// CMMLU: dev/{subject}.csv (shots) and test/{subject}.csv (questions), scored by the
+    /// letters' logits after the official prompt.
+    Cmmlu(McqArgs),
+}
+
+#[derive(Args)]
+pub struct McqArgs {
+    /// A checkpoint (step-NNNNNNNN/) or any directory with config.json and model.safetensors
+    /// (dense, softmax-MoE or top-k MoE).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The tokenizer.json (default: the one in --checkpoint).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// The dev CSVs: the shots, and the questions unless --test is given.
+    #[arg(long)]
+    dev: PathBuf,
+    /// The questions' CSVs (default: the dev set itself, each question left out of its own
+    /// shots).
+    #[arg(long)]
+    test: Option<PathBuf>,
+    /// Comma-separated subjects (default: every subject with a file among the questions).
+    #[arg(long, value_delimiter = ',')]
+    subjects: Option<Vec<String>>,
+    /// Worked examples before each question: the first K dev rows.
+    #[arg(long, default_value_t = 5)]
+    shots: usize,
+    /// letter: argmax of the logits of A, B, C, D after the prompt (the official scripts);
+    /// loglik: the most likely continuation of " A" … " D" (lm-evaluation-harness).
+    #[arg(long, default_value = "letter")]
+    mode: Mode,
+    /// Write predictions.jsonl (one line per question) and results.json here.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Print the accuracies (per subject, per category, macro and micro) as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Only cpu for now: the GPU model has no logits path yet.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+    /// Score with a tokenizer other than the one the checkpoint records.
     #[arg(long)]
     allow_tokenizer_mismatch: bool,
 }
@@ -161,9 +221,17 @@ pub fn run_import_hf(args: ImportHfArgs) -> Result<()> {
 }
 
 pub fn run_eval(args: EvalArgs) -> Result<()> {
+    match args.benchmark {
+        Some(EvalCommand::Ceval(mcq)) => return run_mcq(Benchmark::Ceval, mcq),
+        Some(EvalCommand::Cmmlu(mcq)) => return run_mcq(Benchmark::Cmmlu, mcq),
+        None => {}
+    }
+    let (Some(checkpoint), Some(data)) = (args.checkpoint, args.data) else {
+        anyhow::bail!("steel eval needs --checkpoint and --data (or a benchmark: ceval, cmmlu)");
+    };
     let result = evaluate_checkpoint(
-        &args.checkpoint,
-        &args.data,
+        &checkpoint,
+        &data,
         args.max_blocks,
         args.allow_tokenizer_mismatch,
     )?;
@@ -176,6 +244,72 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn run_mcq(benchmark: Benchmark, args: McqArgs) -> Result<()> {
+    if let Device::Cuda(_) = args.device {
+        anyhow::bail!(
+            "steel eval {}: --device cuda is not supported yet: the GPU model has no logits \
+             path (only its fused training loss); use --device cpu",
+            benchmark_command(benchmark)
+        );
+    }
+    let options = McqOptions {
+        benchmark,
+        dev: args.dev,
+        test: args.test,
+        subjects: args.subjects,
+        shots: args.shots,
+        mode: args.mode,
+    };
+    let bar = indicatif::ProgressBar::hidden();
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} questions {per_sec} ETA {eta}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(benchmark.name());
+    }
+    // Called with 0 before the first question, then once per question (in any order).
+    let progress = |done: u64, total: u64| match done {
+        0 => bar.set_length(total),
+        _ => bar.inc(1),
+    };
+    let start = std::time::Instant::now();
+    let evaluation = evaluate_mcq(
+        &options,
+        &args.checkpoint,
+        args.tokenizer.as_deref(),
+        args.allow_tokenizer_mismatch,
+        &progress,
+    )?;
+    bar.finish_and_clear();
+    eprint!("{}", evaluation.report);
+    eprintln!(
+        "{} questions ({} prompt tokens) in {:.1}s, model loading included",
+        evaluation.predictions.len(),
+        evaluation.report.prompt_tokens,
+        start.elapsed().as_secs_f64()
+    );
+    if let Some(dir) = &args.output {
+        write_outputs(dir, &evaluation)?;
+        eprintln!("wrote {}", dir.join("predictions.jsonl").display());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&evaluation.report)?);
+    }
+    Ok(())
+}
+
+fn benchmark_command(benchmark: Benchmark) -> &'static str {
+    match benchmark {
+        Benchmark::Ceval => "ceval",
+        Benchmark::Cmmlu => "cmmlu",
+    }
 }
 
 pub fn run_export_hf(args: ExportHfArgs) -> Result<()> {

@@ -1,7 +1,8 @@
 //! steel-trainer: the Steel model family, forward/backward, optimizer, data loader and
 //! checkpoints: the loader ([`data`]), model configs, parameter layout and the model's
 //! forward/backward ([`model`]), AdamW and schedules ([`optim`]), checkpoints and the CPU
-//! training loop ([`checkpoint`], [`train`]), generation on the CPU ([`infer`]).
+//! training loop ([`checkpoint`], [`train`]), generation on the CPU ([`infer`]), and
+//! multiple-choice benchmarks ([`mcq`]).
 
 pub mod checkpoint;
 pub mod data;
@@ -12,6 +13,7 @@ pub mod eval;
 #[cfg(feature = "cuda")]
 pub mod gpu;
 pub mod infer;
+pub mod mcq;
 pub mod model;
 pub mod optim;
 pub mod parallel;

@@ -75,6 +75,25 @@ pub struct ForwardPass {
 
 /// Token ids to logits, keeping the activations.
 pub fn forward(config: &ModelConfig, layout: &Layout, params: &[f32], ids: &[u32]) -> ForwardPass {
+    let (x, layers) = residual_stream(config, layout, params, ids, true);
+    let (normed, logits) = head(config, layout, params, &x, 0);
+    ForwardPass {
+        layers,
+        x,
+        normed,
+        logits,
+    }
+}
+
+/// The residual stream after the last layer `[t, d]`, with every layer's activations if
+/// `keep` (otherwise each layer's are dropped as soon as the next starts).
+fn residual_stream(
+    config: &ModelConfig,
+    layout: &Layout,
+    params: &[f32],
+    ids: &[u32],
+    keep: bool,
+) -> (Vec<f32>, Vec<LayerActivations>) {
     let (n, positions, shape) = dims(config, ids.len());
     let (t, d) = (n.t, n.d);
     let model = &layout.tensors;
@@ -82,7 +101,7 @@ pub fn forward(config: &ModelConfig, layout: &Layout, params: &[f32], ids: &[u32
     let eps = config.rms_norm_eps;
     let mut x = vec![0.0; t * d];
     embedding::forward(ids, p(model.embed), d, &mut x);
-    let mut layers = Vec::with_capacity(config.num_layers);
+    let mut layers = Vec::with_capacity(if keep { config.num_layers } else { 0 });
     for layer in &model.layers {
         let attn = layer.attn;
         let x_in = x.clone();
@@ -110,30 +129,62 @@ pub fn forward(config: &ModelConfig, layout: &Layout, params: &[f32], ids: &[u32
         rmsnorm::forward(&x_mid, p(ln2), d, eps, &mut normed2);
         let ffn_acts = ffn::forward(config, &layer.ffn, params, &normed2);
         add(&mut x, ffn_acts.out());
-        layers.push(LayerActivations {
-            x_in,
-            normed1,
-            q,
-            k,
-            v,
-            probs,
-            attended,
-            x_mid,
-            normed2,
-            ffn: ffn_acts,
-        });
+        if keep {
+            layers.push(LayerActivations {
+                x_in,
+                normed1,
+                q,
+                k,
+                v,
+                probs,
+                attended,
+                x_mid,
+                normed2,
+                ffn: ffn_acts,
+            });
+        }
     }
+    (x, layers)
+}
+
+/// The final normalisation of rows `from..` of the residual stream `x` and their logits
+/// `[t - from, vocab]`.
+fn head(
+    config: &ModelConfig,
+    layout: &Layout,
+    params: &[f32],
+    x: &[f32],
+    from: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let (d, vocab) = (config.hidden_size, config.vocab_size);
+    let model = &layout.tensors;
+    let p = |slot: Slot| &params[slot.range()];
+    let rows = &x[from * d..];
+    let t = rows.len() / d;
     let mut normed = vec![0.0; t * d];
-    rmsnorm::forward(&x, p(model.norm), d, eps, &mut normed);
-    let vocab = config.vocab_size;
+    rmsnorm::forward(rows, p(model.norm), d, config.rms_norm_eps, &mut normed);
     let mut logits = vec![0.0; t * vocab];
     linear::forward(&normed, p(model.head), None, t, d, vocab, &mut logits);
-    ForwardPass {
-        layers,
-        x,
-        normed,
-        logits,
-    }
+    (normed, logits)
+}
+
+/// Logits of positions `from..` only (`[t - from, vocab]`) for `ids`, keeping no activations:
+/// what scoring needs of a long prompt (the last position's, or a continuation's), at the
+/// memory of one layer and without the head over every position.
+pub fn logits_from(
+    config: &ModelConfig,
+    layout: &Layout,
+    params: &[f32],
+    ids: &[u32],
+    from: usize,
+) -> Vec<f32> {
+    assert!(
+        from <= ids.len(),
+        "position {from} past {} tokens",
+        ids.len()
+    );
+    let (x, _) = residual_stream(config, layout, params, ids, false);
+    head(config, layout, params, &x, from).1
 }
 
 /// Logits `[t, vocab]` for `ids` (evaluation; the activations are dropped).

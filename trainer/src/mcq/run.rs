@@ -1,0 +1,344 @@
+//! A whole evaluation: the subjects' files read, each question's prompt built from its
+//! subject's dev rows and fitted to the context, every prompt scored (in parallel, rayon), and
+//! the accuracies reported.
+//!
+//! Shots are the first K dev rows, as both official scripts take them; when the questions are
+//! the dev rows themselves (no `--test`), a question is left out of its own shots (as
+//! lm-evaluation-harness does when it draws shots from the split it evaluates), so each dev
+//! question gets the first K of the other dev rows.
+
+use crate::checkpoint::open_model;
+use crate::mcq::error::McqError;
+use crate::mcq::files::{Role, subject_files};
+use crate::mcq::prompt::{self, Prompt};
+use crate::mcq::questions::{Question, read_questions};
+use crate::mcq::report::{self, Prediction, Report};
+use crate::mcq::score::{LogitsFn, Mode, Targets, score};
+use crate::mcq::subjects::{Benchmark, Subject};
+use crate::model::pass::logits_from;
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokenizers::Tokenizer;
+
+#[derive(Clone, Debug)]
+pub struct McqOptions {
+    pub benchmark: Benchmark,
+    /// The shots' directory (C-Eval `{subject}_dev.csv`, CMMLU `dev/{subject}.csv`).
+    pub dev: PathBuf,
+    /// The questions' directory; `None`: the dev rows themselves.
+    pub test: Option<PathBuf>,
+    /// `None`: every subject with a file among the questions.
+    pub subjects: Option<Vec<String>>,
+    pub shots: usize,
+    pub mode: Mode,
+}
+
+/// A subject's shots and questions.
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub subject: &'static Subject,
+    /// The dev rows (the shots come from these), read from `dev_file`.
+    pub dev: Vec<Question>,
+    pub dev_file: PathBuf,
+    pub questions: Vec<Question>,
+}
+
+/// The subjects `options` asks for, each with its dev rows and questions read.
+pub fn load_tasks(options: &McqOptions) -> Result<Vec<Task>, McqError> {
+    let benchmark = options.benchmark;
+    let dev_files = subject_files(benchmark, Role::Shots, &options.dev)?;
+    let (test_dir, test_files) = match &options.test {
+        Some(dir) => (dir, subject_files(benchmark, Role::Questions, dir)?),
+        None => (&options.dev, dev_files.clone()),
+    };
+    let names: Vec<String> = match &options.subjects {
+        Some(names) => names.iter().map(|n| n.trim().to_string()).collect(),
+        None => test_files.keys().cloned().collect(),
+    };
+    if names.is_empty() {
+        return Err(McqError::File {
+            path: test_dir.clone(),
+            reason: format!("no {} subject files here", benchmark.name()),
+        });
+    }
+    let mut tasks = Vec::with_capacity(names.len());
+    for name in names {
+        let subject = benchmark.subject(&name).ok_or_else(|| {
+            McqError::Setup(format!(
+                "`{name}` is not a {} subject (the subjects are the file names' stems)",
+                benchmark.name()
+            ))
+        })?;
+        let missing = |dir: &Path| McqError::File {
+            path: dir.to_path_buf(),
+            reason: format!("no file for subject {name}"),
+        };
+        let questions = read_questions(
+            benchmark,
+            test_files.get(&name).ok_or_else(|| missing(test_dir))?,
+        )?;
+        let (dev, dev_file) = match dev_files.get(&name) {
+            Some(file) => (read_questions(benchmark, file)?, file.clone()),
+            None if options.shots == 0 => (Vec::new(), PathBuf::new()),
+            None => return Err(missing(&options.dev)),
+        };
+        tasks.push(Task {
+            subject,
+            dev,
+            dev_file,
+            questions,
+        });
+    }
+    Ok(tasks)
+}
+
+/// The shots of `question`: the first `k` dev rows other than the question itself.
+fn shots_for(
+    benchmark: Benchmark,
+    task: &Task,
+    question: &Question,
+    k: usize,
+) -> Result<Vec<String>, McqError> {
+    task.dev
+        .iter()
+        .filter(|d| !(d.question == question.question && d.choices == question.choices))
+        .take(k)
+        .map(|d| {
+            prompt::shot(benchmark, d).ok_or_else(|| McqError::Csv {
+                path: task.dev_file.clone(),
+                line: d.line,
+                reason: "a dev row used as a shot has no answer".into(),
+            })
+        })
+        .collect()
+}
+
+/// One question ready to score.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub task: usize,
+    pub question: usize,
+    pub prompt: Prompt,
+}
+
+/// Every question's prompt, tokenized and fitted into `budget` tokens.
+pub fn prepare(
+    benchmark: Benchmark,
+    tasks: &[Task],
+    shots: usize,
+    encode: &(dyn Fn(&str) -> Vec<u32> + Sync),
+    budget: usize,
+) -> Result<Vec<Item>, McqError> {
+    let slots: Vec<(usize, usize)> = tasks
+        .iter()
+        .enumerate()
+        .flat_map(|(t, task)| (0..task.questions.len()).map(move |q| (t, q)))
+        .collect();
+    slots
+        .into_par_iter()
+        .map(|(t, q)| {
+            let task = &tasks[t];
+            let question = &task.questions[q];
+            let header = prompt::header(benchmark, &task.subject.zh);
+            let shots = shots_for(benchmark, task, question, shots)?;
+            let text = prompt::question(benchmark, question);
+            Ok(Item {
+                task: t,
+                question: q,
+                prompt: prompt::fit(&header, &shots, &text, encode, budget),
+            })
+        })
+        .collect()
+}
+
+/// What an evaluation produced.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub report: Report,
+    /// One per question, in subject then file order.
+    pub predictions: Vec<Prediction>,
+}
+
+/// A model as an evaluation needs it.
+pub struct Scorer<'a> {
+    pub encode: &'a (dyn Fn(&str) -> Vec<u32> + Sync),
+    /// The model's context (`max_position_embeddings`).
+    pub max_positions: usize,
+    pub vocab: usize,
+    pub logits: &'a LogitsFn<'a>,
+}
+
+/// Evaluate `options` with `scorer`; `progress(done, total)` is called once before the first
+/// question is scored and after each one.
+pub fn evaluate(
+    options: &McqOptions,
+    scorer: &Scorer,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Evaluation, McqError> {
+    let tasks = load_tasks(options)?;
+    let targets = Targets::new(options.mode, scorer.encode)?;
+    let budget = scorer
+        .max_positions
+        .checked_sub(targets.extra_positions())
+        .filter(|&b| b > 0)
+        .ok_or_else(|| McqError::Setup("the model's context holds no prompt".into()))?;
+    let items = prepare(
+        options.benchmark,
+        &tasks,
+        options.shots,
+        scorer.encode,
+        budget,
+    )?;
+    let total = items.len() as u64;
+    progress(0, total);
+    let done = AtomicU64::new(0);
+    let scored: Vec<_> = items
+        .par_iter()
+        .with_max_len(1)
+        .map(|item| {
+            let scored = score(&item.prompt.ids, &targets, scorer.vocab, scorer.logits);
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+            scored
+        })
+        .collect();
+    let predictions: Vec<Prediction> = items
+        .iter()
+        .zip(&scored)
+        .map(|(item, scored)| {
+            let task = &tasks[item.task];
+            let question = &task.questions[item.question];
+            Prediction {
+                subject: task.subject.name.clone(),
+                id: question.id.clone(),
+                answer: question.answer,
+                prediction: scored.prediction,
+                letter_logits: scored.scores,
+                shots: item.prompt.shots,
+            }
+        })
+        .collect();
+    let subjects: Vec<&Subject> = tasks.iter().map(|t| t.subject).collect();
+    let (overall, subjects, categories) = report::scores(&subjects, &predictions);
+    let report = Report {
+        benchmark: options.benchmark,
+        mode: options.mode,
+        shots: options.shots,
+        dropped_shots: items.iter().map(|i| i.prompt.dropped as u64).sum(),
+        truncated: items.iter().filter(|i| i.prompt.truncated).count() as u64,
+        unanswered: predictions.iter().filter(|p| p.answer.is_none()).count() as u64,
+        prompt_tokens: items.iter().map(|i| i.prompt.ids.len() as u64).sum(),
+        overall,
+        subjects,
+        categories,
+    };
+    Ok(Evaluation {
+        report,
+        predictions,
+    })
+}
+
+/// Evaluate the model of `checkpoint` (a Steel checkpoint or a HuggingFace directory) on the
+/// CPU, tokenizing with `tokenizer` (default: the `tokenizer.json` in `checkpoint`). A
+/// checkpoint records the tokenizer it was trained with: another one is refused unless
+/// `allow_tokenizer_mismatch`.
+pub fn evaluate_checkpoint(
+    options: &McqOptions,
+    checkpoint: &Path,
+    tokenizer: Option<&Path>,
+    allow_tokenizer_mismatch: bool,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Evaluation, McqError> {
+    let model = open_model(checkpoint)?;
+    let tokenizer_path = match tokenizer {
+        Some(path) => path.to_path_buf(),
+        None if checkpoint.join("tokenizer.json").exists() => checkpoint.join("tokenizer.json"),
+        None => {
+            return Err(McqError::Setup(format!(
+                "`{}` has no tokenizer.json: give --tokenizer",
+                checkpoint.display()
+            )));
+        }
+    };
+    if let Some(expected) = &model.tokenizer_xxh3
+        && !allow_tokenizer_mismatch
+    {
+        let bytes = std::fs::read(&tokenizer_path).map_err(|e| McqError::File {
+            path: tokenizer_path.clone(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let found = steel_dataflow::pack::manifest::xxh3_hex(&bytes);
+        if found != *expected {
+            return Err(McqError::Setup(format!(
+                "`{}` (xxh3 {found}) is not the tokenizer checkpoint `{}` was trained with \
+                 (xxh3 {expected}); --allow-tokenizer-mismatch scores with it anyway",
+                tokenizer_path.display(),
+                checkpoint.display()
+            )));
+        }
+    }
+    let tokenizer = load_tokenizer(&tokenizer_path)?;
+    let vocab = model.config.vocab_size;
+    let tokens = tokenizer.get_vocab_size(true);
+    if tokens > vocab {
+        return Err(McqError::Setup(format!(
+            "`{}` has {tokens} tokens, more than the model's vocabulary of {vocab}",
+            tokenizer_path.display()
+        )));
+    }
+    let encoder = |text: &str| encode(&tokenizer, text);
+    let logits = |ids: &[u32], from: usize| {
+        logits_from(&model.config, &model.layout, &model.params, ids, from)
+    };
+    let scorer = Scorer {
+        encode: &encoder,
+        max_positions: model.config.max_positions,
+        vocab,
+        logits: &logits,
+    };
+    evaluate(options, &scorer, progress)
+}
+
+/// A `tokenizer.json`, with any truncation or padding it configures turned off: prompts are
+/// fitted to the context by dropping shots, never cut by the tokenizer.
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, McqError> {
+    let mut tokenizer = steel_dataflow::pack::tokenizer::load(path)?;
+    tokenizer
+        .with_truncation(None)
+        .map_err(|e| McqError::Setup(format!("`{}`: {e}", path.display())))?;
+    tokenizer.with_padding(None);
+    Ok(tokenizer)
+}
+
+/// `text`'s token ids, no special tokens added.
+pub fn encode(tokenizer: &Tokenizer, text: &str) -> Vec<u32> {
+    tokenizer
+        .encode(text, false)
+        .expect("a string always tokenizes")
+        .get_ids()
+        .to_vec()
+}
+
+/// `dir/predictions.jsonl` (one line per question) and `dir/results.json` (the report), each
+/// written whole under a temporary name and renamed.
+pub fn write_outputs(dir: &Path, evaluation: &Evaluation) -> Result<(), McqError> {
+    let fail = |path: &Path, e: std::io::Error| McqError::File {
+        path: path.to_path_buf(),
+        reason: format!("cannot write: {e}"),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    let mut lines = String::new();
+    for prediction in &evaluation.predictions {
+        lines.push_str(&serde_json::to_string(prediction).expect("a prediction serialises"));
+        lines.push('\n');
+    }
+    let report =
+        serde_json::to_string_pretty(&evaluation.report).expect("a report serialises") + "\n";
+    for (name, text) in [("predictions.jsonl", lines), ("results.json", report)] {
+        let path = dir.join(name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, text).map_err(|e| fail(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| fail(&path, e))?;
+    }
+    Ok(())
+}
