@@ -80,9 +80,16 @@ pub struct McqArgs {
     #[arg(long, default_value_t = 5)]
     shots: usize,
     /// letter: argmax of the logits of A, B, C, D after the prompt (the official scripts);
-    /// loglik: the most likely continuation of " A" … " D" (lm-evaluation-harness).
+    /// loglik: the most likely continuation of " A" … " D" (lm-evaluation-harness); gen: the
+    /// first option letter in the model's greedy answer (as Steel-LLM scored its chat models).
     #[arg(long, default_value = "letter")]
     mode: Mode,
+    /// With --mode gen: ask through the chat template (the prompt as the user's message).
+    #[arg(long)]
+    chat: bool,
+    /// With --mode gen: the longest answer, in tokens.
+    #[arg(long, default_value_t = 32)]
+    max_new_tokens: usize,
     /// Write predictions.jsonl (one line per question) and results.json here.
     #[arg(long)]
     output: Option<PathBuf>,
@@ -261,6 +268,8 @@ fn run_mcq(benchmark: Benchmark, args: McqArgs) -> Result<()> {
         subjects: args.subjects,
         shots: args.shots,
         mode: args.mode,
+        chat: args.chat,
+        max_new_tokens: args.max_new_tokens,
     };
     let bar = indicatif::ProgressBar::hidden();
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {

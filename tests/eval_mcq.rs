@@ -44,6 +44,8 @@ fn options(benchmark: Benchmark, dev: &Path, shots: usize) -> McqOptions {
         subjects: None,
         shots,
         mode: Mode::Letter,
+        chat: false,
+        max_new_tokens: 32,
     }
 }
 
@@ -71,6 +73,7 @@ fn run(
         max_positions,
         vocab,
         logits: model,
+        generate: None,
     };
     evaluate(options, &scorer, &|_, _| {}).unwrap()
 }
@@ -114,7 +117,7 @@ fn a_model_that_always_answers_a_scores_exactly_the_share_of_a_answers() {
         evaluation
             .predictions
             .iter()
-            .all(|p| p.prediction == Letter::A)
+            .all(|p| p.prediction == Some(Letter::A))
     );
 
     // The shipped dev sets through the Qwen tokenizer: A is the answer of 51 of C-Eval's 260
@@ -580,7 +583,32 @@ fn steel_eval_cmmlu_reads_its_layout_and_refuses_what_it_cannot_do() {
         &["--subjects", "cooking"],
         "`cooking` is not a CMMLU subject",
     );
-    refused(&["--mode", "gen"], "unknown mode `gen`");
+    refused(&["--mode", "guess"], "unknown mode `guess`");
+    // --mode gen: each prediction is the option its greedy answer names (if any).
+    let answers = dir.path().join("gen");
+    let gen_args = [
+        "--mode",
+        "gen",
+        "--max-new-tokens",
+        "4",
+        "--output",
+        answers.to_str().unwrap(),
+    ];
+    let out = steel(&[&base[..], &gen_args[..]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["mode"], "gen");
+    let predictions = lines(&answers.join("predictions.jsonl"));
+    assert_eq!(predictions.len(), 5);
+    for p in &predictions {
+        let generated = p["generated"].as_str().unwrap();
+        let named = steel_trainer::mcq::score::extract_answer(generated).map(|l| l.as_str());
+        assert_eq!(p["prediction"].as_str(), named, "{p}");
+    }
     // A malformed CSV among the questions: its file and line.
     let test = dir.path().join("test");
     std::fs::create_dir_all(&test).unwrap();
@@ -722,4 +750,76 @@ fn letter_logits_match_transformers_on_the_shared_tiny_qwen2() {
             assert!((o - t).abs() < 1e-4, "{name}: ours {o}, transformers {t}");
         }
     }
+}
+
+/// `gen`: the prediction is read from the generated answer. A model that always answers
+/// "答案是：C" scores the share of C answers; one that names no option scores nothing; and
+/// through the chat template, the prompt it is asked is the template around the question.
+#[test]
+fn generated_answers_are_scored_by_the_option_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    ceval_set(dir.path(), &[("logic", "ABCCD"), ("law", "CB")]);
+    let asked = std::sync::Mutex::new(Vec::new());
+    let answer = |text: &'static str| {
+        let asked = &asked;
+        move |prompts: &[Vec<u32>], max_new_tokens: usize| {
+            assert_eq!(max_new_tokens, 8);
+            asked.lock().unwrap().extend(prompts.iter().cloned());
+            Ok(vec![text.to_string(); prompts.len()])
+        }
+    };
+    let model = always(u32::from('A'), 0x10000);
+    let score = |text: &'static str, chat: bool| {
+        let generate = answer(text);
+        let scorer = Scorer {
+            encode: &chars,
+            max_positions: 4096,
+            vocab: 0x10000,
+            logits: &model,
+            generate: Some(&generate),
+        };
+        let options = McqOptions {
+            mode: Mode::Gen,
+            chat,
+            max_new_tokens: 8,
+            ..options(Benchmark::Ceval, dir.path(), 5)
+        };
+        evaluate(&options, &scorer, &|_, _| {}).unwrap()
+    };
+    let evaluation = score("答案是：C。", false);
+    assert_eq!(
+        (
+            evaluation.report.overall.correct,
+            evaluation.report.overall.questions
+        ),
+        (3, 7)
+    );
+    assert!(
+        evaluation
+            .predictions
+            .iter()
+            .all(|p| p.prediction == Some(Letter::C))
+    );
+    assert_eq!(
+        evaluation.predictions[0].generated.as_deref(),
+        Some("答案是：C。")
+    );
+    // The letter logits are still recorded: the made-up model favours A.
+    assert!(
+        evaluation.predictions[0].letter_logits[0] > evaluation.predictions[0].letter_logits[2]
+    );
+    let silent = score("我不知道", false);
+    assert_eq!(silent.report.overall.correct, 0);
+    assert!(silent.predictions.iter().all(|p| p.prediction.is_none()));
+    asked.lock().unwrap().clear();
+    score("C", true);
+    let first: String = asked.lock().unwrap()[0]
+        .iter()
+        .map(|&c| char::from_u32(c).unwrap())
+        .collect();
+    assert!(first.starts_with("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n以下是中国关于"), "{first}");
+    assert!(
+        first.ends_with("答案：<|im_end|>\n<|im_start|>assistant\n"),
+        "{first}"
+    );
 }

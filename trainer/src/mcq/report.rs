@@ -16,12 +16,16 @@ pub struct Prediction {
     pub id: String,
     /// `null` for a question shipped with no answer (C-Eval's test split).
     pub answer: Option<Letter>,
-    pub prediction: Letter,
-    /// The scores the prediction is the argmax of: the logits of `A`…`D` (`letter`), or the
-    /// log-likelihoods of ` A`…` D` (`loglik`).
+    /// `null` when a generated answer (`gen`) names no option; scored as wrong.
+    pub prediction: Option<Letter>,
+    /// The scores the prediction is the argmax of: the logits of `A`…`D` (`letter`, and
+    /// recorded in `gen`), or the log-likelihoods of ` A`…` D` (`loglik`).
     pub letter_logits: [f32; 4],
     /// Shots in this question's prompt.
     pub shots: usize,
+    /// `gen`: the model's answer, the text the prediction was read from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generated: Option<String>,
 }
 
 /// A subject's score.
@@ -121,7 +125,7 @@ pub fn scores(
             .expect("a prediction of an evaluated subject");
         if let Some(answer) = p.answer {
             score.questions += 1;
-            score.correct += u64::from(answer == p.prediction);
+            score.correct += u64::from(Some(answer) == p.prediction);
         }
     }
     for score in by_subject.values_mut() {
@@ -199,6 +203,7 @@ impl fmt::Display for Report {
             match self.mode {
                 Mode::Letter => "letter-logit",
                 Mode::Loglik => "log-likelihood",
+                Mode::Gen => "generated-answer",
             },
             self.dropped_shots,
             self.truncated

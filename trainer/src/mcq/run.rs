@@ -8,12 +8,17 @@
 //! question gets the first K of the other dev rows.
 
 use crate::checkpoint::open_model;
+use crate::infer;
+use crate::infer::chat::{self, DEFAULT_SYSTEM};
+use crate::infer::generate::GenerateOptions;
+use crate::infer::sampling::SamplingParams;
+use crate::infer::tokenizer::stop_tokens;
 use crate::mcq::error::McqError;
 use crate::mcq::files::{Role, subject_files};
 use crate::mcq::prompt::{self, Prompt};
 use crate::mcq::questions::{Question, read_questions};
 use crate::mcq::report::{self, Prediction, Report};
-use crate::mcq::score::{LogitsFn, Mode, Targets, score};
+use crate::mcq::score::{LogitsFn, Mode, Targets, extract_answer, score};
 use crate::mcq::subjects::{Benchmark, Subject};
 use crate::model::pass::logits_from;
 use rayon::prelude::*;
@@ -32,6 +37,10 @@ pub struct McqOptions {
     pub subjects: Option<Vec<String>>,
     pub shots: usize,
     pub mode: Mode,
+    /// `gen`: wrap each prompt in the chat template (as a user message) before it is answered.
+    pub chat: bool,
+    /// `gen`: the longest answer generated, in tokens.
+    pub max_new_tokens: usize,
 }
 
 /// A subject's shots and questions.
@@ -160,6 +169,9 @@ pub struct Evaluation {
     pub predictions: Vec<Prediction>,
 }
 
+/// Greedy answers to a batch of prompts (token ids), at most `max_new_tokens` each.
+pub type GenerateFn<'a> = dyn Fn(&[Vec<u32>], usize) -> Result<Vec<String>, McqError> + Sync + 'a;
+
 /// A model as an evaluation needs it.
 pub struct Scorer<'a> {
     pub encode: &'a (dyn Fn(&str) -> Vec<u32> + Sync),
@@ -167,7 +179,12 @@ pub struct Scorer<'a> {
     pub max_positions: usize,
     pub vocab: usize,
     pub logits: &'a LogitsFn<'a>,
+    /// For `gen`.
+    pub generate: Option<&'a GenerateFn<'a>>,
 }
+
+/// Prompts answered together in `gen`.
+const GEN_BATCH: usize = 8;
 
 /// Evaluate `options` with `scorer`; `progress(done, total)` is called once before the first
 /// question is scored and after each one.
@@ -178,18 +195,23 @@ pub fn evaluate(
 ) -> Result<Evaluation, McqError> {
     let tasks = load_tasks(options)?;
     let targets = Targets::new(options.mode, scorer.encode)?;
+    let answer_room = match options.mode {
+        Mode::Gen => options.max_new_tokens,
+        _ => 0,
+    };
     let budget = scorer
         .max_positions
-        .checked_sub(targets.extra_positions())
+        .checked_sub(targets.extra_positions() + answer_room)
         .filter(|&b| b > 0)
         .ok_or_else(|| McqError::Setup("the model's context holds no prompt".into()))?;
-    let items = prepare(
-        options.benchmark,
-        &tasks,
-        options.shots,
-        scorer.encode,
-        budget,
-    )?;
+    // Through the chat template, the prompt is the user's message (and is fitted as such).
+    let chat_encode = |text: &str| (scorer.encode)(&chat::template(DEFAULT_SYSTEM, &[], text));
+    let encode: &(dyn Fn(&str) -> Vec<u32> + Sync) = match options.mode == Mode::Gen && options.chat
+    {
+        true => &chat_encode,
+        false => scorer.encode,
+    };
+    let items = prepare(options.benchmark, &tasks, options.shots, encode, budget)?;
     let total = items.len() as u64;
     progress(0, total);
     let done = AtomicU64::new(0);
@@ -202,19 +224,29 @@ pub fn evaluate(
             scored
         })
         .collect();
+    let generated = match options.mode {
+        Mode::Gen => Some(answer_all(&items, options.max_new_tokens, scorer)?),
+        _ => None,
+    };
     let predictions: Vec<Prediction> = items
         .iter()
         .zip(&scored)
-        .map(|(item, scored)| {
+        .enumerate()
+        .map(|(i, (item, scored))| {
             let task = &tasks[item.task];
             let question = &task.questions[item.question];
+            let generated = generated.as_ref().map(|texts| texts[i].clone());
             Prediction {
                 subject: task.subject.name.clone(),
                 id: question.id.clone(),
                 answer: question.answer,
-                prediction: scored.prediction,
+                prediction: match &generated {
+                    Some(text) => extract_answer(text),
+                    None => Some(scored.prediction),
+                },
                 letter_logits: scored.scores,
                 shots: item.prompt.shots,
+                generated,
             }
         })
         .collect();
@@ -236,6 +268,23 @@ pub fn evaluate(
         report,
         predictions,
     })
+}
+
+/// Every item's generated answer, in item order (batches of [`GEN_BATCH`] prompts).
+fn answer_all(
+    items: &[Item],
+    max_new_tokens: usize,
+    scorer: &Scorer,
+) -> Result<Vec<String>, McqError> {
+    let generate = scorer
+        .generate
+        .ok_or_else(|| McqError::Setup("--mode gen needs a model that generates".into()))?;
+    let mut texts = Vec::with_capacity(items.len());
+    for batch in items.chunks(GEN_BATCH) {
+        let prompts: Vec<Vec<u32>> = batch.iter().map(|i| i.prompt.ids.clone()).collect();
+        texts.extend(generate(&prompts, max_new_tokens)?);
+    }
+    Ok(texts)
 }
 
 /// Evaluate the model of `checkpoint` (a Steel checkpoint or a HuggingFace directory) on the
@@ -290,11 +339,25 @@ pub fn evaluate_checkpoint(
     let logits = |ids: &[u32], from: usize| {
         logits_from(&model.config, &model.layout, &model.params, ids, from)
     };
+    let codec = infer::tokenizer::Tokenizer::load(&tokenizer_path)?;
+    let generate = |prompts: &[Vec<u32>], max_new_tokens: usize| {
+        let generate_options = GenerateOptions {
+            max_new_tokens,
+            sampling: SamplingParams::GREEDY,
+            seed: 0,
+            stop_tokens: stop_tokens(&codec),
+            stop_strings: Vec::new(),
+        };
+        let (generations, _) =
+            infer::generate::generate(&model, &codec, prompts, &generate_options, &mut |_, _| {})?;
+        Ok(generations.into_iter().map(|g| g.text).collect())
+    };
     let scorer = Scorer {
         encode: &encoder,
         max_positions: model.config.max_positions,
         vocab,
         logits: &logits,
+        generate: Some(&generate),
     };
     evaluate(options, &scorer, progress)
 }

@@ -5,6 +5,9 @@
 //! - `loglik` (lm-evaluation-harness' multiple choice): the log-likelihood of each
 //!   continuation ` A` … ` D` after the prompt, the sum of its tokens' log-probabilities; the
 //!   prediction is the most likely.
+//! - `gen` (how Steel-LLM scored its chat models): the model answers in greedy generated text,
+//!   optionally through the chat template, and the prediction is the first option letter in
+//!   it ([`extract_answer`]); the letter logits are still recorded.
 //!
 //! The model is any function from token ids and a first position to the logits of positions
 //! `from..` (`[len - from, vocab]`), so a test can score with a model it makes up.
@@ -20,6 +23,7 @@ pub type LogitsFn<'a> = dyn Fn(&[u32], usize) -> Vec<f32> + Sync + 'a;
 pub enum Mode {
     Letter,
     Loglik,
+    Gen,
 }
 
 impl std::str::FromStr for Mode {
@@ -29,7 +33,10 @@ impl std::str::FromStr for Mode {
         match s {
             "letter" => Ok(Mode::Letter),
             "loglik" => Ok(Mode::Loglik),
-            other => Err(format!("unknown mode `{other}`; expected letter or loglik")),
+            "gen" => Ok(Mode::Gen),
+            other => Err(format!(
+                "unknown mode `{other}`; expected letter, loglik or gen"
+            )),
         }
     }
 }
@@ -46,7 +53,7 @@ impl Targets {
     /// The targets of `mode`, tokenized by `encode` (no special tokens).
     pub fn new(mode: Mode, encode: &dyn Fn(&str) -> Vec<u32>) -> Result<Targets, McqError> {
         match mode {
-            Mode::Letter => {
+            Mode::Letter | Mode::Gen => {
                 let mut ids = [0; 4];
                 for letter in Letter::ALL {
                     ids[letter.index()] = match encode(letter.as_str())[..] {
@@ -100,6 +107,23 @@ fn argmax(scores: &[f32; 4]) -> Letter {
         }
     }
     Letter::ALL[best]
+}
+
+/// The option a generated answer names: the first `A`–`D` (ASCII or full-width) that is not
+/// part of a Latin word, so `答案是：B`, `(C)`, `D. 计算机` and `The answer is A` all count,
+/// and `CPU` or `DNA` do not. `None`: the text names no option (scored as wrong).
+pub fn extract_answer(text: &str) -> Option<Letter> {
+    let chars: Vec<char> = text.chars().collect();
+    let latin = |c: Option<&char>| c.is_some_and(|c| c.is_ascii_alphabetic());
+    chars.iter().enumerate().find_map(|(i, &c)| {
+        let index = match c {
+            'A'..='D' => c as usize - 'A' as usize,
+            'Ａ'..='Ｄ' => c as usize - 'Ａ' as usize,
+            _ => return None,
+        };
+        let before = i.checked_sub(1).and_then(|j| chars.get(j));
+        (!latin(before) && !latin(chars.get(i + 1))).then_some(Letter::ALL[index])
+    })
 }
 
 /// `log softmax(row)[token]`, in f64.
@@ -156,6 +180,22 @@ mod tests {
         let scored = score(&[0, 5], &Targets::Letters([1, 2, 3, 4]), 6, &model);
         assert_eq!(scored.scores, [0.5, 2.0, -1.0, 3.0]);
         assert_eq!(scored.prediction, Letter::D, "token 0's 9.0 is no option");
+    }
+
+    #[test]
+    fn a_generated_answer_names_the_first_standalone_option_letter() {
+        for (text, expected) in [
+            ("答案是：B", Some(Letter::B)),
+            ("(C) 因为……", Some(Letter::C)),
+            ("D. 计算机网络", Some(Letter::D)),
+            ("The answer is A.", Some(Letter::A)),
+            ("答案：Ｂ", Some(Letter::B)),
+            ("CPU 和 DNA 都不是，选 C", Some(Letter::C)),
+            ("我不知道", None),
+            ("ABCD", None),
+        ] {
+            assert_eq!(extract_answer(text), expected, "{text}");
+        }
     }
 
     #[test]
