@@ -6,6 +6,7 @@ mod data_cmd;
 mod demo_cmd;
 mod generate_cmd;
 mod run_cmd;
+mod serve;
 mod train_cmd;
 
 use anyhow::{Context, Result};
@@ -62,6 +63,9 @@ enum Command {
     Generate(Box<generate_cmd::GenerateArgs>),
     /// Chat with a checkpoint in the terminal through the Qwen chat template.
     Chat(Box<generate_cmd::ChatArgs>),
+    /// An OpenAI-compatible HTTP server over one checkpoint (chat and text completions,
+    /// streamed as server-sent events; requests queued and batched).
+    Serve(Box<serve::ServeArgs>),
     /// Show the blocks the training loader serves (one xxh3 per block), saving or resuming
     /// its state: for checking resume, appends and rank sharding from the shell.
     Blocks(train_cmd::BlocksArgs),
@@ -98,6 +102,7 @@ fn main() -> Result<()> {
         Command::Import(train_cmd::ImportCommand::Hf(args)) => train_cmd::run_import_hf(*args),
         Command::Generate(args) => generate_cmd::run_generate(*args),
         Command::Chat(args) => generate_cmd::run_chat(*args),
+        Command::Serve(args) => serve::run_serve(*args),
         Command::Blocks(args) => train_cmd::run_blocks(args),
         Command::Demo(args) => demo_cmd::run_demo(args),
         Command::Bench(command) => bench_cmd::run(command),

@@ -44,6 +44,33 @@ pub fn template(system: &str, turns: &[Turn], message: &str) -> String {
     text
 }
 
+/// A message of a conversation given whole (an OpenAI-style `messages` list): `role` is
+/// `system`, `user` or `assistant`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+/// Qwen's template over `messages` as its `chat_template` renders them: each message as
+/// `<|im_start|>{role}\n{content}<|im_end|>\n`, the default system prompt first when the first
+/// message is not a system one, and the start of the assistant's reply at the end. For a
+/// system prompt, alternating turns and a last user message it is [`template`].
+pub fn render(messages: &[Message]) -> String {
+    let mut text = String::new();
+    if messages.first().is_none_or(|m| m.role != "system") {
+        text.push_str(&format!("<|im_start|>system\n{DEFAULT_SYSTEM}<|im_end|>\n"));
+    }
+    for message in messages {
+        text.push_str(&format!(
+            "<|im_start|>{}\n{}<|im_end|>\n",
+            message.role, message.content
+        ));
+    }
+    text.push_str("<|im_start|>assistant\n");
+    text
+}
+
 /// A line typed into `steel chat`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -215,6 +242,32 @@ mod tests {
             "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n\
              <|im_start|>user\n你好<|im_end|>\n<|im_start|>assistant\n你好！<|im_end|>\n\
              <|im_start|>user\n再见<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn rendered_messages_are_the_template() {
+        let message = |role: &str, content: &str| Message {
+            role: role.into(),
+            content: content.into(),
+        };
+        let turns = [Turn {
+            user: "你好".into(),
+            assistant: "你好！".into(),
+        }];
+        assert_eq!(
+            render(&[
+                message("system", "S"),
+                message("user", "你好"),
+                message("assistant", "你好！"),
+                message("user", "再见"),
+            ]),
+            template("S", &turns, "再见")
+        );
+        // No system message: the default one.
+        assert_eq!(
+            render(&[message("user", "再见")]),
+            template(DEFAULT_SYSTEM, &[], "再见")
         );
     }
 

@@ -87,8 +87,8 @@ impl BatchStats {
 }
 
 /// A sequence being generated.
-struct Sequence<'p> {
-    prompt: &'p [u32],
+pub(crate) struct Sequence {
+    prompt_len: usize,
     sampler: Sampler,
     /// Prompt and generated ids: the repetition penalty's context.
     context: Vec<u32>,
@@ -99,13 +99,50 @@ struct Sequence<'p> {
     seconds: f64,
 }
 
-impl Sequence<'_> {
+impl Sequence {
+    /// A sequence after `prompt`, sampling with `params` seeded with `seed`, stopping at
+    /// `stop_strings`; already stopped if `max_new_tokens` is 0.
+    pub(crate) fn new(prompt: &[u32], options: &GenerateOptions, seed: u64) -> Sequence {
+        Sequence {
+            prompt_len: prompt.len(),
+            sampler: Sampler::new(options.sampling, seed),
+            context: prompt.to_vec(),
+            decoder: IncrementalDecoder::new(),
+            stops: StopStrings::new(&options.stop_strings),
+            text: String::new(),
+            stopped: (options.max_new_tokens == 0).then_some(StopReason::Length),
+            seconds: 0.0,
+        }
+    }
+
     fn generated(&self) -> &[u32] {
-        &self.context[self.prompt.len()..]
+        &self.context[self.prompt_len..]
+    }
+
+    /// Why it stopped, once it has.
+    pub(crate) fn stopped(&self) -> Option<StopReason> {
+        self.stopped
+    }
+
+    /// The last token of the sequence (prompt or generated).
+    pub(crate) fn last_token(&self) -> u32 {
+        *self.context.last().expect("a sequence is never empty")
+    }
+
+    /// Its result, once stopped; `seconds` since its start.
+    pub(crate) fn finish(self, seconds: f64) -> Generation {
+        let tokens = self.generated().to_vec();
+        Generation {
+            tokens_per_second: tokens.len() as f64 / seconds.max(1e-9),
+            tokens,
+            text: self.text,
+            stop_reason: self.stopped.expect("the sequence stopped"),
+            prompt_tokens: self.prompt_len,
+        }
     }
 
     /// Sample from `logits` and take the token in; `cached` positions are in the cache.
-    fn advance(
+    pub(crate) fn advance(
         &mut self,
         logits: &[f32],
         cached: usize,
@@ -199,16 +236,7 @@ pub fn generate_cached(
     let mut sequences: Vec<Sequence> = prompts
         .iter()
         .enumerate()
-        .map(|(i, &prompt)| Sequence {
-            prompt,
-            sampler: Sampler::new(options.sampling, options.seed.wrapping_add(i as u64)),
-            context: prompt.to_vec(),
-            decoder: IncrementalDecoder::new(),
-            stops: StopStrings::new(&options.stop_strings),
-            text: String::new(),
-            stopped: (options.max_new_tokens == 0).then_some(StopReason::Length),
-            seconds: 0.0,
-        })
+        .map(|(i, &prompt)| Sequence::new(prompt, options, options.seed.wrapping_add(i as u64)))
         .collect();
 
     // Prefill: each prompt past what its cache already holds.
@@ -253,14 +281,8 @@ pub fn generate_cached(
     let generations = sequences
         .into_iter()
         .map(|s| {
-            let tokens = s.generated().to_vec();
-            Generation {
-                tokens_per_second: tokens.len() as f64 / s.seconds.max(1e-9),
-                tokens,
-                text: s.text,
-                stop_reason: s.stopped.expect("every sequence stopped"),
-                prompt_tokens: s.prompt.len(),
-            }
+            let seconds = s.seconds;
+            s.finish(seconds)
         })
         .collect();
     Ok((generations, stats))

@@ -12,9 +12,12 @@
 //! - [`stream`]: token ids to text only once its bytes form whole characters.
 //! - [`stop`]: stop strings, holding back text that may be the start of one.
 //! - [`generate`]: the generation loop for a batch of prompts.
+//! - [`batch`]: continuous batching: sequences with their own options join and leave a
+//!   running batch between steps (`steel serve`).
 //! - [`chat`]: the Qwen chat template, a conversation kept within the context.
 
 pub mod attention;
+pub mod batch;
 pub mod cache;
 pub mod chat;
 pub mod forward;
