@@ -566,7 +566,10 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     let still_up = |after: &str| {
         let (status, answer) = server.post_json("/v1/chat/completions", &good);
         assert_eq!(status, 200, "after {after}: {answer}");
-        assert_eq!(answer["usage"]["completion_tokens"], 4, "after {after}: {answer}");
+        assert_eq!(
+            answer["usage"]["completion_tokens"], 4,
+            "after {after}: {answer}"
+        );
     };
     let error_of = |status: u16, answer: &Value, expected: u16, what: &str| -> Value {
         assert_eq!(status, expected, "{what}: {answer}");
