@@ -51,7 +51,8 @@ enum Command {
     Tokenizer(data_cmd::TokenizerCommand),
     /// Train a model on packed chunks (CPU reference, or a GPU with `--features cuda`).
     Train(Box<train_cmd::TrainArgs>),
-    /// Mean next-token loss of a checkpoint over a chunk directory.
+    /// Mean next-token loss of a checkpoint over a chunk directory, or (`eval ceval`, `eval
+    /// cmmlu`) its C-Eval / CMMLU accuracy.
     Eval(train_cmd::EvalArgs),
     /// Write a checkpoint as a HuggingFace model directory.
     #[command(subcommand)]
