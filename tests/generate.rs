@@ -497,48 +497,6 @@ fn a_chat_keeps_its_history_within_the_context() {
 
 // The command line, on a checkpoint trained here.
 
-/// A tiny-dense checkpoint trained 2 steps on the demo corpus, and its tokenizer.
-fn trained(dir: &Path) -> (PathBuf, PathBuf) {
-    use steel_trainer::data::DataSource;
-    use steel_trainer::optim::adamw::AdamWConfig;
-    use steel_trainer::optim::schedule::Schedule;
-    use steel_trainer::train::{TrainOptions, train};
-    let chunks = common::demo_chunks(dir, 16);
-    let out = dir.join("run");
-    let options = TrainOptions {
-        config: preset("tiny-dense"),
-        data: vec![DataSource {
-            dir: chunks,
-            weight: 1.0,
-        }],
-        seq: 16,
-        micro_batch: 2,
-        steps: 2,
-        schedule: Schedule::Cosine {
-            max_lr: 3e-3,
-            min_lr: 3e-4,
-            warmup: 1,
-            total: 2,
-        },
-        adamw: AdamWConfig::default(),
-        clip: 1.0,
-        seed: 11,
-        out: out.clone(),
-        checkpoint_every: 2,
-        keep: 1,
-        validation: None,
-        init_params: None,
-        device: steel_trainer::device::Device::Cpu,
-        nproc: 1,
-        nodes: None,
-        max_bad_steps: 0,
-        follow_every: 0,
-        allow_tokenizer_mismatch: false,
-    };
-    train(&options, false, &mut |_| {}).unwrap();
-    (out.join("step-00000002"), dir.join("tokenizer.json"))
-}
-
 fn steel<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: Option<&str>) -> std::process::Output {
     let mut child = Command::new(STEEL)
         .args(args)
@@ -580,7 +538,7 @@ fn token_list(value: &serde_json::Value) -> Vec<u32> {
 #[test]
 fn steel_generate_prints_what_the_library_generates() {
     let dir = tempfile::tempdir().unwrap();
-    let (checkpoint, tokenizer_path) = trained(dir.path());
+    let (checkpoint, tokenizer_path) = common::trained(dir.path());
     let (checkpoint_arg, tokenizer_arg) = (
         checkpoint.display().to_string(),
         tokenizer_path.display().to_string(),
@@ -786,7 +744,7 @@ fn generate_and_chat_help_name_their_flags() {
 #[test]
 fn steel_chat_answers_piped_lines_and_handles_reset_and_quit() {
     let dir = tempfile::tempdir().unwrap();
-    let (checkpoint, tokenizer_path) = trained(dir.path());
+    let (checkpoint, tokenizer_path) = common::trained(dir.path());
     let (checkpoint_arg, tokenizer_arg) = (
         checkpoint.display().to_string(),
         tokenizer_path.display().to_string(),

@@ -429,42 +429,11 @@ fn a_resume_with_other_or_reordered_directories_is_refused() {
     );
 }
 
-/// A `steel run` output epoch (`epoch-NNNNNN/` with shards and a report) of documents
-/// `rows` of file `raw/a.jsonl`, and `tombstones` of earlier ones.
-fn run_epoch(out: &Path, epoch: u64, rows: std::ops::Range<u64>, tombstones: &[u64]) {
-    let dir = out.join(format!("epoch-{epoch:06}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let meta = |row: u64| serde_json::json!({"source": "web", "file": "raw/a.jsonl", "row": row});
-    let docs: String = rows
-        .map(|row| {
-            let text = format!("document {row}: ")
-                + &"一段中文文本 and some words ".repeat(3 + row as usize % 5);
-            format!("{}\n", serde_json::json!({"text": text, "meta": meta(row)}))
-        })
-        .collect();
-    if !docs.is_empty() {
-        std::fs::write(dir.join("part-00000.jsonl"), docs).unwrap();
-    }
-    let lines: String = tombstones
-        .iter()
-        .map(|&row| {
-            format!(
-                "{}\n",
-                serde_json::json!({"meta": meta(row), "epoch": epoch})
-            )
-        })
-        .collect();
-    if !lines.is_empty() {
-        std::fs::write(dir.join("tombstones.jsonl"), lines).unwrap();
-    }
-    std::fs::write(dir.join("report.json"), "{}").unwrap();
-}
-
 #[test]
 fn a_following_loader_stops_serving_retracted_chunks_and_serves_their_repacked_rest() {
     let dir = tempfile::tempdir().unwrap();
     let (out, chunks) = (dir.path().join("out"), dir.path().join("chunks"));
-    run_epoch(&out, 1, 0..60, &[]);
+    common::run_epoch(&out, 1, 0..60, &[]);
     let mut options = PackOptions::new(qwen(), &chunks);
     options.block_size = BLOCK;
     options.chunk_blocks = 4;
@@ -473,7 +442,7 @@ fn a_following_loader_stops_serving_retracted_chunks_and_serves_their_repacked_r
     let before = all_blocks(&chunks);
     let seen = take(&mut loader, before.len() / 3);
 
-    run_epoch(&out, 2, 0..0, &[7, 30]);
+    common::run_epoch(&out, 2, 0..0, &[7, 30]);
     let outcome = pack(&[out.display().to_string()], &options).unwrap();
     let retraction = &outcome.epochs[0].retraction;
     assert_eq!(retraction.docs_removed, 2);

@@ -442,37 +442,6 @@ fn documents_pack_cannot_pack_are_rejected_to_the_epochs_file_and_counted() {
     assert_eq!(reasons(&rejects_path), expected, "epoch 0's file is kept");
 }
 
-/// A `steel run` output epoch (`epoch-NNNNNN/` with shards and a report) of documents
-/// `rows` of file `raw/a.jsonl`, and `tombstones` of earlier ones (as in tests/loader.rs).
-fn run_epoch(out: &Path, epoch: u64, rows: std::ops::Range<u64>, tombstones: &[u64]) {
-    let dir = out.join(format!("epoch-{epoch:06}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let meta = |row: u64| serde_json::json!({"source": "web", "file": "raw/a.jsonl", "row": row});
-    let docs: String = rows
-        .map(|row| {
-            let text = format!("document {row}: ")
-                + &"一段中文文本 and some words ".repeat(3 + row as usize % 5);
-            format!("{}\n", serde_json::json!({"text": text, "meta": meta(row)}))
-        })
-        .collect();
-    if !docs.is_empty() {
-        std::fs::write(dir.join("part-00000.jsonl"), docs).unwrap();
-    }
-    let lines: String = tombstones
-        .iter()
-        .map(|&row| {
-            format!(
-                "{}\n",
-                serde_json::json!({"meta": meta(row), "epoch": epoch})
-            )
-        })
-        .collect();
-    if !lines.is_empty() {
-        std::fs::write(dir.join("tombstones.jsonl"), lines).unwrap();
-    }
-    std::fs::write(dir.join("report.json"), "{}").unwrap();
-}
-
 /// Every file in `dir` with its bytes, by name.
 fn files_in(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
@@ -494,7 +463,7 @@ fn a_changed_document_list_is_refused_before_a_retraction_uses_it() {
     use steel_dataflow::pack::docs;
     let dir = tempfile::tempdir().unwrap();
     let (out, chunks) = (dir.path().join("out"), dir.path().join("chunks"));
-    run_epoch(&out, 1, 0..60, &[]);
+    common::run_epoch(&out, 1, 0..60, &[]);
     let mut options = PackOptions::new(qwen_tokenizer(), &chunks);
     options.block_size = 32;
     options.chunk_blocks = 4;
@@ -523,7 +492,7 @@ fn a_changed_document_list_is_refused_before_a_retraction_uses_it() {
     std::fs::write(&list, &changed).unwrap();
     let before = files_in(&chunks);
 
-    run_epoch(&out, 2, 0..0, &[7]);
+    common::run_epoch(&out, 2, 0..0, &[7]);
     let error = pack(&[out.display().to_string()], &options)
         .expect_err("the changed list is refused")
         .to_string();

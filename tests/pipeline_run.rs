@@ -172,6 +172,46 @@ fn normalised(job: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Add a `[pack]` section to `job`'s pipeline file: the Qwen tokenizer, 1,032-token chunks
+/// into `job/chunks`.
+fn with_pack(job: &Path) {
+    let toml = std::fs::read_to_string(job.join("pipeline.toml")).unwrap();
+    let section = format!(
+        "[pack]\ntokenizer = \"{}/../shared/data/tokenizers/qwen1_5/tokenizer.json\"\noutput = \"chunks\"\nblock_size = 128\nchunk_blocks = 8\n",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::write(job.join("pipeline.toml"), format!("{toml}{section}")).unwrap();
+}
+
+/// `steel run --watch` of `job`, looking every 0.2 s and stopping after 3 s with nothing new.
+fn watch(job: &Path) -> std::process::Child {
+    Command::new(STEEL)
+        .current_dir(job)
+        .args([
+            "run",
+            "pipeline.toml",
+            "--json",
+            "--watch",
+            "--interval",
+            "0.2",
+            "--idle-exit",
+            "3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait (at most 2 minutes) until `path` exists.
+fn wait_for(path: &Path, what: &str) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed().as_secs() < 120, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn appends_equal_one_batch_run_and_workers_do_not_change_bytes() {
     let dir = tempfile::tempdir().unwrap();
@@ -434,32 +474,12 @@ fn watch_ingests_files_as_they_appear() {
     let batch = job(dir.path(), "batch", 1, &[("web", &files[..2])]);
     run_ok(&batch, &["run", "pipeline.toml", "--json"]);
     let watched = job(dir.path(), "watched", 2, &[("web", &files[..1])]);
-    let child = Command::new(STEEL)
-        .current_dir(&watched)
-        .args([
-            "run",
-            "pipeline.toml",
-            "--json",
-            "--watch",
-            "--interval",
-            "0.2",
-            "--idle-exit",
-            "3",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = watch(&watched);
     // Wait for the first epoch's commit, then drop in the second file.
-    let manifest = watched.join("state/manifest.json");
-    let start = std::time::Instant::now();
-    while !manifest.exists() {
-        assert!(
-            start.elapsed().as_secs() < 120,
-            "the first epoch never committed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for(
+        &watched.join("state/manifest.json"),
+        "the first epoch never committed",
+    );
     add_files(&watched, "web", &files[1..2]);
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -541,14 +561,10 @@ fn one_writer_at_a_time_and_a_killed_writers_lock_is_reported() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    while !j.join("state/manifest.json").exists() {
-        assert!(
-            start.elapsed().as_secs() < 120,
-            "the first epoch never committed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for(
+        &j.join("state/manifest.json"),
+        "the first epoch never committed",
+    );
     let out = steel(&j, &["run", "pipeline.toml"], None);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -772,14 +788,6 @@ fn pack_follows_appends_and_retractions_document_by_document() {
 fn run_with_a_pack_section_packs_each_append_like_one_run_over_everything() {
     let dir = tempfile::tempdir().unwrap();
     let files = corpus(dir.path());
-    let section = format!(
-        "[pack]\ntokenizer = \"{}/../shared/data/tokenizers/qwen1_5/tokenizer.json\"\noutput = \"chunks\"\nblock_size = 128\nchunk_blocks = 8\n",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let with_pack = |job: &Path| {
-        let toml = std::fs::read_to_string(job.join("pipeline.toml")).unwrap();
-        std::fs::write(job.join("pipeline.toml"), format!("{toml}{section}")).unwrap();
-    };
     let once = job(dir.path(), "once", 1, &[("web", &files)]);
     with_pack(&once);
     let report = run_ok(&once, &["run", "pipeline.toml", "--json"]);
@@ -1015,37 +1023,12 @@ fn watch_with_a_pack_section_packs_each_epoch_as_files_arrive() {
     let dir = tempfile::tempdir().unwrap();
     let files = corpus(dir.path());
     let watched = job(dir.path(), "watched", 1, &[("web", &files[..1])]);
-    let toml = std::fs::read_to_string(watched.join("pipeline.toml")).unwrap();
-    let section = format!(
-        "[pack]\ntokenizer = \"{}/../shared/data/tokenizers/qwen1_5/tokenizer.json\"\noutput = \"chunks\"\nblock_size = 128\nchunk_blocks = 8\n",
-        env!("CARGO_MANIFEST_DIR")
+    with_pack(&watched);
+    let child = watch(&watched);
+    wait_for(
+        &watched.join("chunks/manifest.json"),
+        "the first epoch was never packed",
     );
-    std::fs::write(watched.join("pipeline.toml"), format!("{toml}{section}")).unwrap();
-    let child = Command::new(STEEL)
-        .current_dir(&watched)
-        .args([
-            "run",
-            "pipeline.toml",
-            "--json",
-            "--watch",
-            "--interval",
-            "0.2",
-            "--idle-exit",
-            "3",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let manifest = watched.join("chunks/manifest.json");
-    let start = std::time::Instant::now();
-    while !manifest.exists() {
-        assert!(
-            start.elapsed().as_secs() < 120,
-            "the first epoch was never packed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
     add_files(&watched, "web", &files[1..2]);
     let out = child.wait_with_output().unwrap();
     assert!(

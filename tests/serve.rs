@@ -24,49 +24,8 @@ fn checkpoint() -> &'static (PathBuf, PathBuf) {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        trained(&dir)
+        common::trained(&dir)
     })
-}
-
-fn trained(dir: &Path) -> (PathBuf, PathBuf) {
-    use steel_trainer::data::DataSource;
-    use steel_trainer::optim::adamw::AdamWConfig;
-    use steel_trainer::optim::schedule::Schedule;
-    use steel_trainer::train::{TrainOptions, train};
-    let chunks = common::demo_chunks(dir, 16);
-    let out = dir.join("run");
-    let options = TrainOptions {
-        config: steel_trainer::model::config::ModelConfig::preset("tiny-dense").unwrap(),
-        data: vec![DataSource {
-            dir: chunks,
-            weight: 1.0,
-        }],
-        seq: 16,
-        micro_batch: 2,
-        steps: 2,
-        schedule: Schedule::Cosine {
-            max_lr: 3e-3,
-            min_lr: 3e-4,
-            warmup: 1,
-            total: 2,
-        },
-        adamw: AdamWConfig::default(),
-        clip: 1.0,
-        seed: 11,
-        out: out.clone(),
-        checkpoint_every: 2,
-        keep: 1,
-        validation: None,
-        init_params: None,
-        device: steel_trainer::device::Device::Cpu,
-        nproc: 1,
-        nodes: None,
-        max_bad_steps: 0,
-        follow_every: 0,
-        allow_tokenizer_mismatch: false,
-    };
-    train(&options, false, &mut |_| {}).unwrap();
-    (out.join("step-00000002"), dir.join("tokenizer.json"))
 }
 
 fn model_args() -> Vec<String> {

@@ -90,3 +90,76 @@ pub fn demo_chunks(dir: &Path, seq: u64) -> PathBuf {
     pack(&inputs, &options).unwrap();
     dir.join("chunks")
 }
+
+/// A tiny-dense checkpoint trained 2 steps on the demo corpus, and its tokenizer.
+pub fn trained(dir: &Path) -> (PathBuf, PathBuf) {
+    use steel_trainer::data::DataSource;
+    use steel_trainer::optim::adamw::AdamWConfig;
+    use steel_trainer::optim::schedule::Schedule;
+    use steel_trainer::train::{TrainOptions, train};
+    let chunks = demo_chunks(dir, 16);
+    let out = dir.join("run");
+    let options = TrainOptions {
+        config: steel_trainer::model::config::ModelConfig::preset("tiny-dense").unwrap(),
+        data: vec![DataSource {
+            dir: chunks,
+            weight: 1.0,
+        }],
+        seq: 16,
+        micro_batch: 2,
+        steps: 2,
+        schedule: Schedule::Cosine {
+            max_lr: 3e-3,
+            min_lr: 3e-4,
+            warmup: 1,
+            total: 2,
+        },
+        adamw: AdamWConfig::default(),
+        clip: 1.0,
+        seed: 11,
+        out: out.clone(),
+        checkpoint_every: 2,
+        keep: 1,
+        validation: None,
+        init_params: None,
+        device: steel_trainer::device::Device::Cpu,
+        nproc: 1,
+        nodes: None,
+        max_bad_steps: 0,
+        follow_every: 0,
+        allow_tokenizer_mismatch: false,
+    };
+    train(&options, false, &mut |_| {}).unwrap();
+    (out.join("step-00000002"), dir.join("tokenizer.json"))
+}
+
+/// A `steel run` output epoch (`epoch-NNNNNN/` with shards and a report) of documents
+/// `rows` of file `raw/a.jsonl`, and `tombstones` of earlier ones.
+pub fn run_epoch(out: &Path, epoch: u64, rows: std::ops::Range<u64>, tombstones: &[u64]) {
+    let dir = out.join(format!("epoch-{epoch:06}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let meta = |row: u64| serde_json::json!({"source": "web", "file": "raw/a.jsonl", "row": row});
+    let docs: String = rows
+        .map(|row| {
+            let text = format!("document {row}: ")
+                + &"一段中文文本 and some words ".repeat(3 + row as usize % 5);
+            format!("{}\n", serde_json::json!({"text": text, "meta": meta(row)}))
+        })
+        .collect();
+    if !docs.is_empty() {
+        std::fs::write(dir.join("part-00000.jsonl"), docs).unwrap();
+    }
+    let lines: String = tombstones
+        .iter()
+        .map(|&row| {
+            format!(
+                "{}\n",
+                serde_json::json!({"meta": meta(row), "epoch": epoch})
+            )
+        })
+        .collect();
+    if !lines.is_empty() {
+        std::fs::write(dir.join("tombstones.jsonl"), lines).unwrap();
+    }
+    std::fs::write(dir.join("report.json"), "{}").unwrap();
+}
