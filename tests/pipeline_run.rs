@@ -659,7 +659,7 @@ fn served(chunks: &Path) -> (BTreeMap<(String, String, u64), Vec<Vec<u32>>>, Vec
         let tokens = manifest.read_chunk(chunks, entry).unwrap();
         let list = chunks.join(format!("{}.docs", entry.file));
         let segments = docs::decode(&std::fs::read(&list).unwrap(), &list).unwrap();
-        for (segment, range) in docs::ranges(&segments, entry.tokens) {
+        for (segment, range) in docs::ranges(&segments, entry.tokens, &list).unwrap() {
             let file = &manifest.doc_files[segment.file as usize];
             let name = Path::new(&file.file).file_name().unwrap().to_string_lossy();
             let key = (file.source.clone(), name.into_owned(), segment.row);

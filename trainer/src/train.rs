@@ -318,20 +318,28 @@ fn follow_data(
     collective: Option<&dyn Collective>,
     sources: usize,
 ) -> Result<Vec<DataChange>, TrainError> {
+    let epochs = agreed_epochs(collective, sources, || Ok(loader.data_epochs()?))?;
+    Ok(loader.follow(&epochs)?)
+}
+
+/// Rank 0's `epochs()` (one pack epoch per chunk directory), given to every rank: summed
+/// with zeros from the others, exact in f32 below 2^24 (`steel pack` numbers no higher).
+fn agreed_epochs(
+    collective: Option<&dyn Collective>,
+    sources: usize,
+    epochs: impl FnOnce() -> Result<Vec<u64>, TrainError>,
+) -> Result<Vec<u64>, TrainError> {
     let Some(collective) = collective else {
-        let epochs = loader.data_epochs()?;
-        return Ok(loader.follow(&epochs)?);
+        return epochs();
     };
-    // Rank 0's epochs, summed with zeros from the others: exact in f32 below 2^24.
     let mut values = vec![0f32; sources];
     if collective.rank() == 0 {
-        for (value, epoch) in values.iter_mut().zip(loader.data_epochs()?) {
-            *value = epoch.min(1 << 24) as f32;
+        for (value, epoch) in values.iter_mut().zip(epochs()?) {
+            *value = epoch as f32;
         }
     }
     collective.all_reduce_sum(&mut values)?;
-    let epochs: Vec<u64> = values.iter().map(|&v| v as u64).collect();
-    Ok(loader.follow(&epochs)?)
+    Ok(values.iter().map(|&v| v as u64).collect())
 }
 
 /// Gradient buckets of the data-parallel all-reduce: 25 M values (100 MB of fp32).
@@ -379,7 +387,22 @@ fn train_rank(
                         options.out.display()
                     )));
                 }
-                let loader = Loader::open(&options.data, options.seq, options.seed, rank, world)?;
+                // Every rank starts from the chunk lists rank 0 sees.
+                let epochs = agreed_epochs(collective, options.data.len(), || {
+                    options
+                        .data
+                        .iter()
+                        .map(|s| Ok(manifest(&s.dir)?.next_epoch()))
+                        .collect()
+                })?;
+                let loader = Loader::open_as_of(
+                    &options.data,
+                    options.seq,
+                    options.seed,
+                    rank,
+                    world,
+                    &epochs,
+                )?;
                 let state = TrainState {
                     step: 0,
                     tokens: 0,

@@ -99,10 +99,16 @@ impl ChunkWriter {
     }
 }
 
+/// Write `bytes` to `dir/name` through a synced temporary file, so that the manifest listing
+/// it (saved later, also synced) never names a file a power cut left short.
 fn write_renamed(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), PackError> {
     let path = dir.join(name);
     let temporary = dir.join(format!("{name}.tmp"));
-    std::fs::write(&temporary, bytes)
-        .and_then(|()| std::fs::rename(&temporary, &path))
-        .map_err(|e| PackError::io(&path, e))
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&temporary)?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &path)
+    };
+    write().map_err(|e| PackError::io(&path, e))
 }

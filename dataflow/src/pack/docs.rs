@@ -59,17 +59,27 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Vec<Segment>, PackError> {
 }
 
 /// Each segment's token range `[start, end)` in a chunk holding `tokens` document tokens.
-pub fn ranges(segments: &[Segment], tokens: u64) -> Vec<(Segment, std::ops::Range<usize>)> {
-    segments
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let end = segments
-                .get(i + 1)
-                .map_or(tokens as usize, |n| n.start as usize);
-            (*s, s.start as usize..end)
-        })
-        .collect()
+/// Starts that go back, or past `tokens`, are a damaged list: an error naming `path`.
+pub fn ranges(
+    segments: &[Segment],
+    tokens: u64,
+    path: &Path,
+) -> Result<Vec<(Segment, std::ops::Range<usize>)>, PackError> {
+    let mut out = Vec::with_capacity(segments.len());
+    for (i, s) in segments.iter().enumerate() {
+        let end = segments.get(i + 1).map_or(tokens, |n| n.start as u64);
+        if s.start as u64 > end {
+            return Err(PackError::Chunk {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "segment {i} starts at token {}, after its end {end} (the chunk holds {tokens})",
+                    s.start
+                ),
+            });
+        }
+        out.push((*s, s.start as usize..end as usize));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -98,8 +108,16 @@ mod tests {
         let bytes = encode(&segments);
         assert_eq!(bytes.len(), 8 + 3 * 16);
         assert_eq!(decode(&bytes, Path::new("x")).unwrap(), segments);
-        let ranges: Vec<_> = ranges(&segments, 12).into_iter().map(|(_, r)| r).collect();
+        let ranges: Vec<_> = ranges(&segments, 12, Path::new("x"))
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
         assert_eq!(ranges, vec![0..5, 5..9, 9..12]);
+        assert!(
+            super::ranges(&segments, 8, Path::new("x")).is_err(),
+            "9 is past 8"
+        );
         assert!(decode(&bytes[..bytes.len() - 1], Path::new("x")).is_err());
         assert!(decode(b"STLDOCS2", Path::new("x")).is_err());
     }

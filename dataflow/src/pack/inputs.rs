@@ -64,6 +64,33 @@ fn run_epochs(dir: &Path) -> Result<Vec<(u64, PathBuf)>, PackError> {
     Ok(epochs)
 }
 
+/// The real path of `path` (links resolved), for telling inputs named twice apart.
+fn real(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Whether `path` is a `steel run` output directory: one holding `epoch-NNNNNN` (or, while
+/// its first epoch is being written, `epoch-NNNNNN.tmp`) directories. Such a directory is
+/// never walked as plain files, so a half-written epoch is never taken.
+fn is_run_dir(path: &Path) -> Result<bool, PackError> {
+    if !path.is_dir() {
+        return Ok(false);
+    }
+    for entry in std::fs::read_dir(path).map_err(|e| PackError::io(path, e))? {
+        let name = entry.map_err(|e| PackError::io(path, e))?.file_name();
+        let name = name.to_string_lossy();
+        let number = name
+            .strip_prefix("epoch-")
+            .map(|n| n.trim_end_matches(".tmp"));
+        if number.is_some_and(|n| n.len() == 6 && n.bytes().all(|b| b.is_ascii_digit())) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 pub fn plan(inputs: &[String], manifest: &Manifest) -> Result<Plan, PackError> {
     let known: HashMap<&str, &PackedInput> = manifest
         .inputs
@@ -72,23 +99,28 @@ pub fn plan(inputs: &[String], manifest: &Manifest) -> Result<Plan, PackError> {
         .collect();
     let mut plan = Plan::default();
     let mut plain = Vec::new();
+    // An input named twice (`out out/`, or a run directory and a shard inside it) is
+    // planned once.
+    let mut run_dirs = std::collections::HashSet::new();
     for input in inputs {
         let path = Path::new(input);
-        let epochs = if path.is_dir() {
-            run_epochs(path)?
+        if is_run_dir(path)? {
+            if run_dirs.insert(real(path)) {
+                plan_run_dir(path, &run_epochs(path)?, &known, &mut plan)?;
+            }
         } else {
-            Vec::new()
-        };
-        if epochs.is_empty() {
             plain.push(input.clone());
-        } else {
-            plan_run_dir(path, &epochs, &known, &mut plan)?;
         }
     }
+    let inside_a_run_dir = |path: &Path| run_dirs.iter().any(|d| real(path).starts_with(d));
+    let mut seen = std::collections::HashSet::new();
     if !plain.is_empty() {
         let (plans, _) = plan_files(&plain, FormatChoice::Fixed(Format::Text))?;
         let mut shards = Vec::new();
         for file_plan in plans {
+            if inside_a_run_dir(&file_plan.path) || !seen.insert(real(&file_plan.path)) {
+                continue;
+            }
             match check(&file_plan.path, &known)? {
                 Status::Known => plan.known += 1,
                 Status::Changed(reason) => plan.changed.push(ChangedInput {

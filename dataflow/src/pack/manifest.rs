@@ -173,7 +173,9 @@ impl Manifest {
             let mut file = std::fs::File::create(&temporary)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
-            std::fs::rename(&temporary, &path)
+            std::fs::rename(&temporary, &path)?;
+            // The renames of the chunks it lists and its own, durable before it is trusted.
+            std::fs::File::open(dir)?.sync_all()
         };
         write().map_err(|e| PackError::io(&path, e))
     }

@@ -19,6 +19,7 @@ use crate::pack::litpkds::TokenDtype;
 use crate::pack::manifest::{DocFile, MANIFEST_FILE, Manifest, PackSettings, xxh3_hex};
 use crate::pack::retract::{Retraction, retract};
 use crate::pack::tokenizer::{load, token_id};
+use crate::pipeline::lock::{LOCK, StateLock};
 use crate::progress::Progress;
 use crate::reject::{RecordError, RejectCode, RejectRecord};
 use crate::sources::fields::str_field;
@@ -63,6 +64,9 @@ impl PackOptions {
     }
 }
 
+/// Pack epochs are below this: `steel train`'s ranks agree on them as exact f32 values.
+pub const MAX_EPOCH: u64 = 1 << 24;
+
 /// What one `steel pack` did.
 #[derive(Clone, Debug, Serialize)]
 pub struct PackOutcome {
@@ -106,6 +110,12 @@ pub fn pack(inputs: &[String], options: &PackOptions) -> Result<PackOutcome, Pac
     let tokenizer = load(&options.tokenizer)?;
     let settings = settings_for(&tokenizer, options)?;
     std::fs::create_dir_all(&options.output).map_err(|e| PackError::io(&options.output, e))?;
+    // One pack at a time per chunk directory (a `steel run --watch` with `[pack]` and a pack
+    // by hand would write the same chunk names).
+    let _lock = StateLock::take(&options.output).map_err(|e| PackError::Manifest {
+        path: options.output.join(LOCK),
+        reason: e.to_string(),
+    })?;
     let mut manifest = open_manifest(&options.output, &settings)?;
     let plan = plan(inputs, &manifest)?;
     let epoch = options.epoch.unwrap_or_else(|| manifest.next_epoch());
@@ -113,6 +123,12 @@ pub fn pack(inputs: &[String], options: &PackOptions) -> Result<PackOutcome, Pac
         return Err(PackError::Settings(format!(
             "epoch {epoch} is not after the directory's last epoch {}; chunks are never rewritten",
             manifest.next_epoch() - 1
+        )));
+    }
+    if epoch + plan.units.len() as u64 > MAX_EPOCH {
+        return Err(PackError::Settings(format!(
+            "epochs are numbered below {MAX_EPOCH} (training ranks agree on them exactly); epoch {epoch} and {} more do not fit",
+            plan.units.len()
         )));
     }
     let mut outcome = PackOutcome {
@@ -309,6 +325,14 @@ fn settings_for(tokenizer: &Tokenizer, options: &PackOptions) -> Result<PackSett
             "--block-size and --chunk-blocks must be at least 1".into(),
         ));
     }
+    // Document lists address a chunk's tokens with 32 bits.
+    let chunk_size = (options.block_size + 1).checked_mul(options.chunk_blocks);
+    if chunk_size.is_none_or(|size| size > u32::MAX as u64) {
+        return Err(PackError::Settings(format!(
+            "a chunk of (--block-size + 1) × --chunk-blocks = ({} + 1) × {} tokens is over 2^32",
+            options.block_size, options.chunk_blocks
+        )));
+    }
     let bytes =
         std::fs::read(&options.tokenizer).map_err(|e| PackError::io(&options.tokenizer, e))?;
     let vocab_size = tokenizer.get_vocab_size(true);
@@ -337,14 +361,21 @@ fn open_manifest(dir: &Path, settings: &PackSettings) -> Result<Manifest, PackEr
             ),
         }),
         None => {
-            let mut entries = std::fs::read_dir(dir).map_err(|e| PackError::io(dir, e))?;
-            if entries.next().is_some() {
+            let foreign = std::fs::read_dir(dir)
+                .map_err(|e| PackError::io(dir, e))?
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name() != LOCK);
+            if foreign {
                 return Err(PackError::Settings(format!(
                     "`{}` has files but no {MANIFEST_FILE}; give an empty directory or a chunk directory",
                     dir.display()
                 )));
             }
-            Ok(Manifest::new(settings.clone()))
+            // Saved before anything else is written, so a pack that fails part-way leaves a
+            // chunk directory the next pack takes up, not files it refuses.
+            let manifest = Manifest::new(settings.clone());
+            manifest.save(dir)?;
+            Ok(manifest)
         }
     }
 }

@@ -60,14 +60,22 @@ pub fn retract(
             continue;
         }
         let tokens = manifest.read_chunk(dir, &entry)?;
-        for (segment, range) in docs::ranges(&segments, entry.tokens) {
+        for (segment, range) in docs::ranges(&segments, entry.tokens, &list_path)? {
             if gone.contains(&segment.key()) {
                 found.insert(segment.key());
                 continue;
             }
-            let source = &manifest.doc_files[segment.file as usize].source;
+            let Some(file) = manifest.doc_files.get(segment.file as usize) else {
+                return Err(PackError::Chunk {
+                    path: list_path,
+                    reason: format!(
+                        "a segment names document file {}, which the manifest does not list",
+                        segment.file
+                    ),
+                });
+            };
             result.tokens_repacked += range.len() as u64;
-            writer.append(&tokens[range], source, segment.key())?;
+            writer.append(&tokens[range], &file.source, segment.key())?;
         }
         result.chunks.push(entry.file.clone());
         entry.retracted_in = Some(epoch);

@@ -214,6 +214,10 @@ fn pack_output(
     let Some(pack_options) = &config.pack else {
         return Ok(None);
     };
+    if !config.output.is_dir() {
+        // Nothing was ever written to pack.
+        return Ok(None);
+    }
     let mut pack_options = pack_options.clone();
     pack_options.progress = options.progress;
     pack(&[config.output.display().to_string()], &pack_options).map(Some)

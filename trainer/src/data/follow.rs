@@ -13,6 +13,37 @@ use super::order::Event;
 use super::{Loader, LoaderError};
 use serde::Serialize;
 use std::collections::BTreeSet;
+use std::path::Path;
+use steel_dataflow::pack::manifest::Manifest;
+
+/// The chunks of `manifest` (of directory `dir`) as they stood before pack epoch `limit`:
+/// the live ones and the retracted ones, by name. A manifest that has not reached `limit`
+/// yet (another rank read a newer one: a directory not shared consistently) is an error.
+pub(super) fn as_of(
+    manifest: &Manifest,
+    dir: &Path,
+    limit: u64,
+) -> Result<(BTreeSet<String>, BTreeSet<String>), LoaderError> {
+    if manifest.next_epoch() < limit {
+        return Err(LoaderError::Changed(format!(
+            "`{}`: its manifest reaches pack epoch {} here, but rank 0's reached {limit}; every rank must see the same chunk directory",
+            dir.display(),
+            manifest.next_epoch()
+        )));
+    }
+    let mut live = BTreeSet::new();
+    let mut gone = BTreeSet::new();
+    for chunk in manifest.chunks.iter().chain(&manifest.retracted) {
+        if chunk.epoch >= limit {
+            continue;
+        }
+        match chunk.retracted_in {
+            Some(epoch) if epoch < limit => gone.insert(chunk.file.clone()),
+            _ => live.insert(chunk.file.clone()),
+        };
+    }
+    Ok((live, gone))
+}
 
 /// What [`Loader::follow`] changed in one chunk directory.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -39,18 +70,8 @@ impl Loader {
     pub fn follow(&mut self, epochs: &[u64]) -> Result<Vec<DataChange>, LoaderError> {
         let mut changes = Vec::new();
         for (source, &limit) in self.sources.iter_mut().zip(epochs) {
-            let manifest = source.chunks.reload()?;
-            let mut live = BTreeSet::new();
-            let mut gone = BTreeSet::new();
-            for chunk in manifest.chunks.iter().chain(&manifest.retracted) {
-                if chunk.epoch >= limit {
-                    continue;
-                }
-                match chunk.retracted_in {
-                    Some(epoch) if epoch < limit => gone.insert(chunk.file.clone()),
-                    _ => live.insert(chunk.file.clone()),
-                };
-            }
+            source.chunks.reload()?;
+            let (live, gone) = as_of(&source.chunks.manifest, &source.chunks.dir, limit)?;
             let known: BTreeSet<String> = source.known_chunks().into_iter().collect();
             let excluded: Vec<String> = gone
                 .into_iter()

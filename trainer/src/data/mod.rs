@@ -163,13 +163,32 @@ pub struct Loader {
 }
 
 impl Loader {
-    /// A loader at the start of epoch 0 for `rank` of `world` ranks.
+    /// A loader at the start of epoch 0 for `rank` of `world` ranks, over the chunks the
+    /// directories hold now.
     pub fn open(
         sources: &[DataSource],
         block_size: u64,
         seed: u64,
         rank: usize,
         world: usize,
+    ) -> Result<Loader, LoaderError> {
+        let epochs = sources
+            .iter()
+            .map(|s| Ok(ChunkDir::open(&s.dir, block_size)?.manifest.next_epoch()))
+            .collect::<Result<Vec<u64>, LoaderError>>()?;
+        Loader::open_as_of(sources, block_size, seed, rank, world, &epochs)
+    }
+
+    /// [`Loader::open`] over the chunks each directory held before pack epoch `epochs[i]`
+    /// (see `follow.rs`): ranks that agreed on `epochs` start from the same chunk lists even
+    /// if a `steel pack` lands between their reads.
+    pub fn open_as_of(
+        sources: &[DataSource],
+        block_size: u64,
+        seed: u64,
+        rank: usize,
+        world: usize,
+        epochs: &[u64],
     ) -> Result<Loader, LoaderError> {
         let state = LoaderState {
             seed,
@@ -181,6 +200,7 @@ impl Loader {
                 .enumerate()
                 .map(|(index, source)| -> Result<SourceState, LoaderError> {
                     let dir = ChunkDir::open(&source.dir, block_size)?;
+                    let (live, _) = follow::as_of(&dir.manifest, &source.dir, epochs[index])?;
                     Ok(SourceState {
                         dir: recorded_dir(&source.dir)?,
                         weight: source.weight,
@@ -188,7 +208,7 @@ impl Loader {
                         order: OrderState {
                             seed: source_seed(seed, index),
                             epoch: 0,
-                            chunks: dir.manifest.chunks.iter().map(|c| c.file.clone()).collect(),
+                            chunks: live.into_iter().collect(),
                             events: Vec::new(),
                             consumed: 0,
                         },
