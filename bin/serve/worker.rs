@@ -15,6 +15,14 @@ use steel_trainer::infer::generate::{GenerateOptions, Generation};
 use steel_trainer::infer::tokenizer::Tokenizer;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+/// `eprintln!` that cannot panic: the model thread must outlive a closed or full stderr.
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// What a request hears back.
 #[derive(Debug)]
 pub enum Event {
@@ -120,7 +128,7 @@ fn run(model: &Model, tokenizer: &Tokenizer, size: usize, jobs: Receiver<Job>) {
             let open = !client.events.is_closed();
             if !open {
                 batch.cancel(id);
-                eprintln!("{}: cancelled (its client went away)", client.name);
+                log!("{}: cancelled (its client went away)", client.name);
             }
             open
         });
@@ -153,7 +161,7 @@ fn run(model: &Model, tokenizer: &Tokenizer, size: usize, jobs: Receiver<Job>) {
                         continue;
                     };
                     let generation = &done.generation;
-                    eprintln!(
+                    log!(
                         "{}: {} prompt + {} generated tokens ({}), {:.1} tokens/s, in a batch of \
                          up to {}",
                         client.name,
@@ -168,7 +176,7 @@ fn run(model: &Model, tokenizer: &Tokenizer, size: usize, jobs: Receiver<Job>) {
             }
             Err(e) => {
                 // Every sequence of the failed pass fails; the worker goes on with new ones.
-                eprintln!("the model failed: {e}");
+                log!("the model failed: {e}");
                 for (id, client) in clients.drain() {
                     batch.cancel(id);
                     let _ = client.events.send(Event::Failed(e.to_string()));
@@ -198,7 +206,7 @@ fn admit(id: u64, job: Job, batch: &mut Batch, clients: &mut HashMap<u64, Client
             clients.insert(id, client);
         }
         Err(e) => {
-            eprintln!("{}: refused by the model: {e}", job.name);
+            log!("{}: refused by the model: {e}", job.name);
             let _ = job.events.send(Event::Failed(e.to_string()));
         }
     }

@@ -49,9 +49,13 @@ impl SamplingParams {
 
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |what: String| Err(TrainError::Settings(what));
-        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+        // Below MIN_TEMPERATURE, logits / temperature can overflow f32 and the draw would be
+        // meaningless; 0 is the greedy limit.
+        if !(self.temperature == 0.0
+            || (self.temperature >= MIN_TEMPERATURE && self.temperature.is_finite()))
+        {
             return bad(format!(
-                "temperature {} must be 0 (greedy) or positive",
+                "temperature {} must be 0 (greedy) or at least {MIN_TEMPERATURE}",
                 self.temperature
             ));
         }
@@ -70,6 +74,9 @@ impl SamplingParams {
         Ok(())
     }
 }
+
+/// The smallest temperature other than 0 (greedy).
+pub const MIN_TEMPERATURE: f32 = 1e-4;
 
 /// `RepetitionPenaltyLogitsProcessor`: each distinct token of `context` has its logit divided
 /// by `penalty` if positive, multiplied if negative.

@@ -1,8 +1,8 @@
 //! Token ids to text as they are generated, without ever showing half a character: a
 //! Chinese character is three UTF-8 bytes, and a byte-level BPE may put them in different
 //! tokens. With each new id the text since the last whole-character boundary is decoded
-//! again; a final U+FFFD there means bytes that do not yet form a character, and only the text
-//! before it is emitted.
+//! again; final U+FFFDs there mean bytes that do not yet form a character, and only the text
+//! before them is emitted.
 //!
 //! The decode window starts one boundary back (`prefix`), so decoders whose text for a token
 //! depends on the one before it (SentencePiece's leading space) give the right text; the same
@@ -34,10 +34,9 @@ impl IncrementalDecoder {
     pub fn push(&mut self, codec: &dyn Codec, id: u32) -> String {
         self.ids.push(id);
         let text = codec.decode(&self.ids[self.prefix..]);
-        let whole = match text.strip_suffix(INCOMPLETE) {
-            Some(before) => before,
-            None => &text,
-        };
+        // All of the trailing U+FFFDs: a byte-level decoder writes one for unfinished bytes,
+        // a byte-fallback (SentencePiece) one writes one per byte.
+        let whole = text.trim_end_matches(INCOMPLETE);
         let new = self.emit(whole);
         if whole.len() == text.len() {
             // A boundary: the window moves on.
@@ -148,5 +147,46 @@ pub(crate) mod tests {
             (pieces.concat(), rest),
             ("\u{FFFD}b".to_string(), String::new())
         );
+    }
+
+    /// A byte-fallback vocabulary (SentencePiece's `<0xE4>` tokens): unfinished bytes decode
+    /// to one U+FFFD each, as `tokenizers`' `ByteFallback` decoder writes them.
+    struct ByteFallback(Bytes);
+
+    impl Codec for ByteFallback {
+        fn encode(&self, text: &str) -> Result<Vec<u32>, TrainError> {
+            self.0.encode(text)
+        }
+
+        fn decode(&self, ids: &[u32]) -> String {
+            let bytes: Vec<u8> = ids
+                .iter()
+                .flat_map(|&id| self.0.0[id as usize].iter().copied())
+                .collect();
+            let valid = match std::str::from_utf8(&bytes) {
+                Ok(_) => bytes.len(),
+                Err(e) => e.valid_up_to(),
+            };
+            let mut text = String::from_utf8_lossy(&bytes[..valid]).into_owned();
+            text.extend(std::iter::repeat_n(INCOMPLETE, bytes.len() - valid));
+            text
+        }
+
+        fn token_id(&self, token: &str) -> Option<u32> {
+            self.0.token_id(token)
+        }
+    }
+
+    #[test]
+    fn a_byte_fallback_character_is_emitted_whole_not_lost() {
+        // 好 whole, then 中 as three byte tokens: the decoder reads "好�", "好��", "好中".
+        let codec = ByteFallback(Bytes(vec!["好".into(), vec![0xE4], vec![0xB8], vec![0xAD]]));
+        let mut decoder = IncrementalDecoder::new();
+        let pieces: Vec<String> = [0, 1, 2, 3]
+            .iter()
+            .map(|&id| decoder.push(&codec, id))
+            .collect();
+        assert_eq!(pieces, ["好", "", "", "中"]);
+        assert_eq!(decoder.finish(&codec), "");
     }
 }

@@ -48,7 +48,14 @@ impl Tokenizer {
         let bytes = std::fs::read(path).map_err(|e| {
             TrainError::Data(format!("cannot read tokenizer `{}`: {e}", path.display()))
         })?;
-        let inner = std::sync::Arc::new(steel_dataflow::pack::tokenizer::load(path)?);
+        let mut inner = steel_dataflow::pack::tokenizer::load(path)?;
+        // Prompts are fitted to the context by the caller, never cut or padded by the
+        // tokenizer's own settings.
+        inner
+            .with_truncation(None)
+            .map_err(|e| TrainError::Data(format!("`{}`: {e}", path.display())))?;
+        inner.with_padding(None);
+        let inner = std::sync::Arc::new(inner);
         let vocab_size = inner.get_vocab_size(true);
         let (for_encode, for_decode, for_ids) = (inner.clone(), inner.clone(), inner);
         Ok(Tokenizer {

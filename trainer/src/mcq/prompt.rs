@@ -59,7 +59,8 @@ pub struct Prompt {
 
 /// `header`, then `shots` (worked examples, in order), then `question`, tokenized whole by
 /// `encode`, in at most `budget` tokens: while it is longer, the longest shot (in tokens, the
-/// later of equals) is dropped, as CMMLU's script does, and the prompt tokenized again. With
+/// later of equals) is dropped and the prompt tokenized again (CMMLU's script drops every
+/// shot tied for longest at once; one at a time loses fewer). With
 /// no shot left and still too long, only its last `budget` tokens are kept.
 pub fn fit(
     header: &str,

@@ -61,10 +61,13 @@ pub fn load_tasks(options: &McqOptions) -> Result<Vec<Task>, McqError> {
         Some(dir) => (dir, subject_files(benchmark, Role::Questions, dir)?),
         None => (&options.dev, dev_files.clone()),
     };
-    let names: Vec<String> = match &options.subjects {
+    let mut names: Vec<String> = match &options.subjects {
         Some(names) => names.iter().map(|n| n.trim().to_string()).collect(),
         None => test_files.keys().cloned().collect(),
     };
+    // A subject named twice is evaluated once.
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
     if names.is_empty() {
         return Err(McqError::File {
             path: test_dir.clone(),
