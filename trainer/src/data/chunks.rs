@@ -50,7 +50,15 @@ pub struct ChunkDir {
     pub manifest: Manifest,
     /// Blocks of `block_size + 1` tokens per chunk.
     pub blocks_per_chunk: u64,
+    /// Chunk name → its position in `manifest.chunks` then `manifest.retracted`.
+    entries: HashMap<String, usize>,
     open: HashMap<String, Mmap>,
+}
+
+/// Every chunk of `manifest` by name: its position in `chunks`, then `retracted`.
+fn index(manifest: &Manifest) -> HashMap<String, usize> {
+    let all = manifest.chunks.iter().chain(&manifest.retracted);
+    all.enumerate().map(|(i, c)| (c.file.clone(), i)).collect()
 }
 
 impl ChunkDir {
@@ -70,6 +78,7 @@ impl ChunkDir {
         }
         Ok(ChunkDir {
             dir: dir.to_path_buf(),
+            entries: index(&manifest),
             manifest,
             blocks_per_chunk: chunk_size / row,
             open: HashMap::new(),
@@ -86,6 +95,7 @@ impl ChunkDir {
                 self.dir.display()
             )));
         }
+        self.entries = index(&fresh);
         self.manifest = fresh;
         Ok(&self.manifest)
     }
@@ -121,12 +131,11 @@ impl ChunkDir {
     fn map_checked(&self, file: &str) -> Result<Mmap, LoaderError> {
         // A retracted chunk may still be served by a rank following the data as of an
         // earlier pack epoch (see `follow.rs`); its file stays.
+        let (live, retracted) = (&self.manifest.chunks, &self.manifest.retracted);
         let entry = self
-            .manifest
-            .chunks
-            .iter()
-            .chain(&self.manifest.retracted)
-            .find(|c| c.file == file)
+            .entries
+            .get(file)
+            .and_then(|&i| live.get(i).or_else(|| retracted.get(i - live.len())))
             .ok_or_else(|| {
                 LoaderError::Changed(format!("chunk `{file}` is not in the manifest"))
             })?;

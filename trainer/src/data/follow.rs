@@ -12,7 +12,7 @@
 use super::order::Event;
 use super::{Loader, LoaderError};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use steel_dataflow::pack::manifest::Manifest;
 
@@ -73,13 +73,14 @@ impl Loader {
             source.chunks.reload()?;
             let (live, gone) = as_of(&source.chunks.manifest, &source.chunks.dir, limit)?;
             let known: BTreeSet<String> = source.known_chunks().into_iter().collect();
+            let already: HashSet<&String> = source.excluded.iter().collect();
             let excluded: Vec<String> = gone
                 .into_iter()
-                .filter(|f| known.contains(f) && !source.excluded.contains(f))
+                .filter(|f| known.contains(f) && !already.contains(f))
                 .collect();
             let added: Vec<String> = live
                 .into_iter()
-                .filter(|f| !known.contains(f) && !source.excluded.contains(f))
+                .filter(|f| !known.contains(f) && !already.contains(f))
                 .collect();
             if excluded.is_empty() && added.is_empty() {
                 continue;

@@ -366,10 +366,11 @@ impl Source {
 
     fn start_next_epoch(&mut self, world: usize) -> Result<(), LoaderError> {
         // From the state alone (not the manifest, which ranks may read at different times).
+        let excluded: std::collections::HashSet<&String> = self.excluded.iter().collect();
         let chunks: Vec<String> = self
             .known_chunks()
             .into_iter()
-            .filter(|f| !self.excluded.contains(f))
+            .filter(|f| !excluded.contains(f))
             .collect();
         let state = OrderState {
             seed: self.order.state.seed,

@@ -65,7 +65,8 @@ impl Order {
                 Event::Exclude { consumed, chunks } => {
                     let at = (*consumed as usize).min(blocks.len());
                     let mut rest = blocks.split_off(at);
-                    rest.retain(|(chunk, _)| !chunks.contains(chunk));
+                    let gone: std::collections::HashSet<&String> = chunks.iter().collect();
+                    rest.retain(|(chunk, _)| !gone.contains(chunk));
                     blocks.extend(rest);
                 }
             }
