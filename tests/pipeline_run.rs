@@ -92,6 +92,7 @@ fn live(job: &Path) -> BTreeMap<(String, String, u64), String> {
     let mut epochs: Vec<PathBuf> = std::fs::read_dir(job.join("out"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
         .collect();
     epochs.sort();
     let key = |v: &serde_json::Value| {
@@ -145,6 +146,10 @@ fn output_bytes(job: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     for epoch in std::fs::read_dir(job.join("out")).unwrap() {
         let epoch = epoch.unwrap().path();
+        if !epoch.is_dir() {
+            // `_committed.json`: which state writes the output, not output itself.
+            continue;
+        }
         for file in std::fs::read_dir(&epoch).unwrap() {
             let file = file.unwrap().path();
             let name = file.file_name().unwrap().to_string_lossy().into_owned();
@@ -1051,5 +1056,58 @@ fn watch_with_a_pack_section_packs_each_epoch_as_files_arrive() {
     assert_eq!(
         served.keys().collect::<Vec<_>>(),
         live(&watched).keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn an_output_is_written_by_one_state_and_packed_only_as_far_as_it_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let j = job(dir.path(), "job", 1, &[("web", &files[..1])]);
+    run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    let out = tree_bytes(&j.join("out"));
+    // A second state aimed at the same output (or the first one deleted): refused, nothing
+    // removed.
+    let toml = std::fs::read_to_string(j.join("pipeline.toml")).unwrap();
+    std::fs::write(
+        j.join("other.toml"),
+        toml.replace("state = \"state\"", "state = \"state2\""),
+    )
+    .unwrap();
+    let refused = steel(&j, &["run", "other.toml"], None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("written by another state directory"),
+        "{stderr}"
+    );
+    std::fs::rename(j.join("state"), j.join("state-old")).unwrap();
+    let refused = steel(&j, &["run", "pipeline.toml"], None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("holds epochs up to 1 but the state has committed only 0"),
+        "{stderr}"
+    );
+    assert!(tree_bytes(&j.join("out")) == out, "the output changed");
+    // (The refused run made a new, empty state directory: only its lock.)
+    std::fs::remove_dir_all(j.join("state")).unwrap();
+    std::fs::rename(j.join("state-old"), j.join("state")).unwrap();
+    // An epoch renamed into place but not committed (a run killed just then) is not packed.
+    let staged = j.join("out/epoch-000002");
+    std::fs::create_dir(&staged).unwrap();
+    std::fs::copy(
+        j.join("out/epoch-000001/part-00000.jsonl"),
+        staged.join("part-00000.jsonl"),
+    )
+    .unwrap();
+    std::fs::write(staged.join("report.json"), "{}").unwrap();
+    let packed = pack_run(&j);
+    let epochs = packed["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 1, "{packed}");
+    assert!(
+        epochs[0]["unit"]
+            .as_str()
+            .unwrap()
+            .ends_with("epoch-000001")
     );
 }

@@ -12,6 +12,7 @@ use crate::convert::{FilePlan, plan_files};
 use crate::pack::PackError;
 use crate::pack::manifest::{Manifest, PackedInput};
 use crate::pipeline::discover::hash_file;
+use crate::pipeline::output_mark::{OUTPUT_MARK, OutputMark};
 use crate::sources::{Format, FormatChoice};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -47,8 +48,17 @@ pub struct Plan {
 }
 
 /// What a `steel run` output directory's committed epochs are: `epoch-NNNNNN` directories
-/// holding a `report.json` (written last before the rename), in order.
+/// holding a `report.json` (written last before the rename) and no later than the output's
+/// `_committed.json` says (all of them in an output written before Steel kept that mark), in
+/// order.
 fn run_epochs(dir: &Path) -> Result<Vec<(u64, PathBuf)>, PackError> {
+    // Only what the run's state committed (an epoch is renamed into place just before).
+    let committed = OutputMark::read(dir)
+        .map_err(|e| PackError::Manifest {
+            path: dir.join(OUTPUT_MARK),
+            reason: e.to_string(),
+        })?
+        .map_or(u64::MAX, |mark| mark.committed);
     let mut epochs = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| PackError::io(dir, e))? {
         let path = entry.map_err(|e| PackError::io(dir, e))?.path();
@@ -56,6 +66,7 @@ fn run_epochs(dir: &Path) -> Result<Vec<(u64, PathBuf)>, PackError> {
         let number = name.as_deref().and_then(|n| n.strip_prefix("epoch-"));
         if let Some(epoch) = number.and_then(|n| n.parse::<u64>().ok())
             && path.join("report.json").is_file()
+            && epoch <= committed
         {
             epochs.push((epoch, path));
         }

@@ -15,6 +15,7 @@ use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::discover::{Discovery, NewFile, Skipped, discover, hash_file};
 use crate::pipeline::epoch::{EpochError, EpochReport, EpochWriter, IngestedFile, ShardSource};
 use crate::pipeline::graph::{self, DocId, Graph, doc_id, epoch_time, shard_of};
+use crate::pipeline::output_mark::{OutputMark, check_output};
 use crate::pipeline::stages::{Entry, Stages};
 use crate::pipeline::state::{
     EpochSummary, FileEntry, Manifest, PipelineIdentity, StateDir, StateError, remove_epochs_after,
@@ -139,9 +140,12 @@ pub fn run(
         ));
     }
     let last = manifest.last_epoch();
+    check_output(&config.output, &manifest.id, last)?;
     let mut removed = state.remove_uncommitted(last)?;
     removed.extend(remove_epochs_after(&config.output, last)?);
     outcome.removed_leftovers = removed.iter().map(|p| p.display().to_string()).collect();
+    // Also after a run killed between its commit and the mark: the mark catches up.
+    mark_output(config, &manifest)?;
     let first = match &work {
         Work::Ingest => {
             let found = discover(config, &manifest).map_err(RunError::Config)?;
@@ -204,6 +208,18 @@ pub fn run(
     outcome.skipped.extend(driven.skipped);
     outcome.packs = driven.packs;
     Ok(outcome)
+}
+
+/// Write the output's `_committed.json`: this state's id and its last committed epoch.
+fn mark_output(config: &PipelineConfig, manifest: &Manifest) -> Result<(), StateError> {
+    let mark = OutputMark {
+        state: manifest.id.clone(),
+        committed: manifest.last_epoch(),
+    };
+    if OutputMark::read(&config.output)?.as_ref() == Some(&mark) {
+        return Ok(());
+    }
+    mark.write(&config.output)
 }
 
 /// With `[pack]`, pack what is new in the output (`None` without it).
@@ -554,6 +570,7 @@ impl Driver {
             peak_rss: peak_rss(),
         });
         self.state.commit(&self.manifest)?;
+        mark_output(&self.config, &self.manifest)?;
         Ok((report, skipped))
     }
 }

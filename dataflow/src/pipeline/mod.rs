@@ -12,6 +12,7 @@ mod fail_point;
 pub mod graph;
 pub mod job;
 pub mod lock;
+pub mod output_mark;
 pub mod stages;
 pub mod state;
 pub mod status;

@@ -43,6 +43,10 @@ pub struct Manifest {
     pub settings: String,
     #[serde(default)]
     pub pipeline: PipelineIdentity,
+    /// A name for this state (xxh3 of its settings and pipeline identity), which its output's
+    /// `_committed.json` carries (`output_mark.rs`).
+    #[serde(default)]
+    pub id: String,
     pub files: Vec<FileEntry>,
     pub epochs: Vec<EpochSummary>,
 }
@@ -242,11 +246,15 @@ impl StateDir {
                     foreign.join(", ")
                 )));
             }
+            // From what the state is (so the same job writes the same bytes everywhere), not
+            // from when it was made.
+            let seed = format!("{settings}\n{}\n{}", pipeline.state, pipeline.output);
             let manifest = Manifest {
                 format: FORMAT.into(),
                 version: VERSION,
                 settings: settings.into(),
                 pipeline: pipeline.clone(),
+                id: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes())),
                 ..Manifest::default()
             };
             return Ok((state, manifest));
