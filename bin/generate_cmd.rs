@@ -15,12 +15,12 @@ use steel_trainer::infer::require_cpu;
 use steel_trainer::infer::sampling::SamplingParams;
 use steel_trainer::infer::tokenizer::{Codec, Tokenizer, stop_tokens};
 
-/// The model and tokenizer flags both commands take.
+/// The model and tokenizer flags `generate`, `chat` and `serve` take.
 #[derive(Args)]
 pub struct ModelArgs {
     /// A checkpoint (step-NNNNNNNN/) or any directory with config.json and model.safetensors.
     #[arg(long)]
-    checkpoint: PathBuf,
+    pub checkpoint: PathBuf,
     /// The tokenizer.json (default: the one in the checkpoint directory).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -122,7 +122,7 @@ pub struct ChatArgs {
 }
 
 /// The model and its tokenizer, the tokenizer checked against the model.
-fn load(args: &ModelArgs) -> Result<(Model, Tokenizer)> {
+pub fn load(args: &ModelArgs) -> Result<(Model, Tokenizer)> {
     require_cpu(args.device)?;
     let model = open_model(&args.checkpoint)?;
     let tokenizer = Tokenizer::for_model(

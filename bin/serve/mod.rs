@@ -9,30 +9,16 @@ mod openai;
 mod routes;
 mod worker;
 
+use crate::generate_cmd::{ModelArgs, load};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
-use steel_trainer::checkpoint::open_model;
-use steel_trainer::device::Device;
-use steel_trainer::infer::require_cpu;
-use steel_trainer::infer::tokenizer::Tokenizer;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// A checkpoint (step-NNNNNNNN/) or any directory with config.json and model.safetensors.
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// The tokenizer.json (default: the one in the checkpoint directory).
-    #[arg(long)]
-    tokenizer: Option<PathBuf>,
-    /// Use a tokenizer other than the one the checkpoint records it was trained with.
-    #[arg(long)]
-    allow_tokenizer_mismatch: bool,
-    /// Only `cpu` for now: the GPU path has no logits or key/value cache yet.
-    #[arg(long, default_value = "cpu")]
-    device: Device,
+    #[command(flatten)]
+    model: ModelArgs,
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -54,20 +40,15 @@ pub struct ServeArgs {
 }
 
 pub fn run_serve(args: ServeArgs) -> Result<()> {
-    require_cpu(args.device)?;
-    let model = open_model(&args.checkpoint)?;
-    let tokenizer = Arc::new(Tokenizer::for_model(
-        args.tokenizer.as_deref(),
-        &args.checkpoint,
-        &model,
-        args.allow_tokenizer_mismatch,
-    )?);
+    let (model, tokenizer) = load(&args.model)?;
+    let tokenizer = Arc::new(tokenizer);
+    let checkpoint = &args.model.checkpoint;
     let name = match args.model_name {
         Some(name) => name,
-        None => std::fs::canonicalize(&args.checkpoint)
+        None => std::fs::canonicalize(checkpoint)
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| args.checkpoint.display().to_string()),
+            .unwrap_or_else(|| checkpoint.display().to_string()),
     };
     let context = model.config.max_positions;
     let listener = std::net::TcpListener::bind((args.host.as_str(), args.port))
