@@ -298,6 +298,11 @@ fn chat_and_completions_answer_what_steel_generate_does_streamed_or_not() {
     assert_eq!(choice["finish_reason"], finish(&expected));
     assert_eq!(whole["usage"]["prompt_tokens"], chat_prompt);
     assert_eq!(whole["usage"]["completion_tokens"], tokens(&expected));
+    // `"stream": null` is no stream, as OpenAI takes it.
+    let body = chat_body("今天", json!({"stream": null}));
+    let (status, same) = server.post_json("/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{same}");
+    assert_eq!(same["choices"][0]["message"]["content"], expected["text"]);
 
     // A system message and content as a list of text parts: `--system`.
     let expected_system = generate(&[

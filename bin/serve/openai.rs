@@ -160,8 +160,8 @@ pub struct Sampling {
     pub seed: Option<i64>,
     pub stop: Option<Stop>,
     pub n: Option<u64>,
-    #[serde(default)]
-    pub stream: bool,
+    /// `null` or absent: no streaming (as OpenAI takes it).
+    pub stream: Option<bool>,
     pub stream_options: Option<StreamOptions>,
     pub presence_penalty: Option<f32>,
     pub frequency_penalty: Option<f32>,

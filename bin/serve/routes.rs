@@ -350,7 +350,7 @@ fn settings(sampling: Sampling) -> Result<Settings, ApiError> {
         seed,
         stops,
         max_tokens: max_tokens.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
-        stream: sampling.stream,
+        stream: sampling.stream.unwrap_or(false),
         include_usage: sampling.stream_options.is_some_and(|o| o.include_usage),
     })
 }
