@@ -4,12 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use steel_trainer::infer::tokenizer::{Codec, Tokenizer};
 use steel_trainer::mcq::prompt;
 use steel_trainer::mcq::run::{load_tasks, prepare};
 use steel_trainer::mcq::score::Targets;
-use steel_trainer::mcq::{
-    Benchmark, Evaluation, Letter, McqOptions, Mode, Scorer, encode, evaluate, load_tokenizer,
-};
+use steel_trainer::mcq::{Benchmark, Evaluation, Letter, McqOptions, Mode, Scorer, evaluate};
 use steel_trainer::model::config::ModelConfig;
 use steel_trainer::model::params::Layout;
 use steel_trainer::model::pass::{logits, logits_from};
@@ -32,8 +31,8 @@ fn qwen_path() -> PathBuf {
 
 /// The Qwen tokenizer as scoring uses it: text to ids, no special tokens.
 fn qwen() -> impl Fn(&str) -> Vec<u32> + Sync {
-    let tokenizer = load_tokenizer(&qwen_path()).unwrap();
-    move |text: &str| encode(&tokenizer, text)
+    let tokenizer = Tokenizer::load(&qwen_path()).unwrap();
+    move |text: &str| tokenizer.encode(text).unwrap()
 }
 
 fn options(benchmark: Benchmark, dev: &Path, shots: usize) -> McqOptions {

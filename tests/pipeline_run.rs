@@ -208,6 +208,14 @@ fn watch(job: &Path) -> std::process::Child {
         .unwrap()
 }
 
+/// The `--json` outcome of a `watch` that exited successfully.
+fn finished(child: std::process::Child) -> serde_json::Value {
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Wait (at most 2 minutes) until `path` exists.
 fn wait_for(path: &Path, what: &str) {
     let start = std::time::Instant::now();
@@ -486,13 +494,7 @@ fn watch_ingests_files_as_they_appear() {
         "the first epoch never committed",
     );
     add_files(&watched, "web", &files[1..2]);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcome = finished(child);
     assert_eq!(outcome["epochs"].as_array().unwrap().len(), 2, "{outcome}");
     assert_eq!(outcome["epochs"][1]["kind"], "watch");
     assert_eq!(live(&watched), live(&batch));
@@ -1035,13 +1037,7 @@ fn watch_with_a_pack_section_packs_each_epoch_as_files_arrive() {
         "the first epoch was never packed",
     );
     add_files(&watched, "web", &files[1..2]);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcome = finished(child);
     let packs = outcome["packs"].as_array().unwrap();
     assert_eq!(packs.len(), 2, "{outcome}");
     assert!(

@@ -22,7 +22,4 @@ pub enum McqError {
     /// The model (its checkpoint or HuggingFace directory).
     #[error(transparent)]
     Model(#[from] TrainError),
-    /// The tokenizer file.
-    #[error(transparent)]
-    Tokenizer(#[from] steel_dataflow::pack::PackError),
 }

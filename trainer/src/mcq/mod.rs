@@ -18,9 +18,6 @@ pub mod subjects;
 pub use error::McqError;
 pub use questions::{Letter, Question};
 pub use report::{Prediction, Report};
-pub use run::{
-    Evaluation, McqOptions, Scorer, encode, evaluate, evaluate_checkpoint, load_tokenizer,
-    write_outputs,
-};
+pub use run::{Evaluation, McqOptions, Scorer, evaluate, evaluate_checkpoint, write_outputs};
 pub use score::Mode;
 pub use subjects::Benchmark;

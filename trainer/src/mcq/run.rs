@@ -12,7 +12,7 @@ use crate::infer;
 use crate::infer::chat::{self, DEFAULT_SYSTEM};
 use crate::infer::generate::GenerateOptions;
 use crate::infer::sampling::SamplingParams;
-use crate::infer::tokenizer::stop_tokens;
+use crate::infer::tokenizer::{Codec, stop_tokens};
 use crate::mcq::error::McqError;
 use crate::mcq::files::{Role, subject_files};
 use crate::mcq::prompt::{self, Prompt};
@@ -24,7 +24,6 @@ use crate::model::pass::logits_from;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokenizers::Tokenizer;
 
 #[derive(Clone, Debug)]
 pub struct McqOptions {
@@ -302,47 +301,19 @@ pub fn evaluate_checkpoint(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Evaluation, McqError> {
     let model = open_model(checkpoint)?;
-    let tokenizer_path = match tokenizer {
-        Some(path) => path.to_path_buf(),
-        None if checkpoint.join("tokenizer.json").exists() => checkpoint.join("tokenizer.json"),
-        None => {
-            return Err(McqError::Setup(format!(
-                "`{}` has no tokenizer.json: give --tokenizer",
-                checkpoint.display()
-            )));
-        }
-    };
-    if let Some(expected) = &model.tokenizer_xxh3
-        && !allow_tokenizer_mismatch
-    {
-        let bytes = std::fs::read(&tokenizer_path).map_err(|e| McqError::File {
-            path: tokenizer_path.clone(),
-            reason: format!("cannot read: {e}"),
-        })?;
-        let found = steel_dataflow::pack::manifest::xxh3_hex(&bytes);
-        if found != *expected {
-            return Err(McqError::Setup(format!(
-                "`{}` (xxh3 {found}) is not the tokenizer checkpoint `{}` was trained with \
-                 (xxh3 {expected}); --allow-tokenizer-mismatch scores with it anyway",
-                tokenizer_path.display(),
-                checkpoint.display()
-            )));
-        }
-    }
-    let tokenizer = load_tokenizer(&tokenizer_path)?;
+    // The checks `steel generate` makes: the recorded tokenizer, one not bigger than the
+    // vocabulary.
+    let codec = infer::tokenizer::Tokenizer::for_model(
+        tokenizer,
+        checkpoint,
+        &model,
+        allow_tokenizer_mismatch,
+    )?;
     let vocab = model.config.vocab_size;
-    let tokens = tokenizer.get_vocab_size(true);
-    if tokens > vocab {
-        return Err(McqError::Setup(format!(
-            "`{}` has {tokens} tokens, more than the model's vocabulary of {vocab}",
-            tokenizer_path.display()
-        )));
-    }
-    let encoder = |text: &str| encode(&tokenizer, text);
+    let encoder = |text: &str| codec.encode(text).expect("a string always tokenizes");
     let logits = |ids: &[u32], from: usize| {
         logits_from(&model.config, &model.layout, &model.params, ids, from)
     };
-    let codec = infer::tokenizer::Tokenizer::load(&tokenizer_path)?;
     let generate = |prompts: &[Vec<u32>], max_new_tokens: usize| {
         let generate_options = GenerateOptions {
             max_new_tokens,
@@ -363,26 +334,6 @@ pub fn evaluate_checkpoint(
         generate: Some(&generate),
     };
     evaluate(options, &scorer, progress)
-}
-
-/// A `tokenizer.json`, with any truncation or padding it configures turned off: prompts are
-/// fitted to the context by dropping shots, never cut by the tokenizer.
-pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, McqError> {
-    let mut tokenizer = steel_dataflow::pack::tokenizer::load(path)?;
-    tokenizer
-        .with_truncation(None)
-        .map_err(|e| McqError::Setup(format!("`{}`: {e}", path.display())))?;
-    tokenizer.with_padding(None);
-    Ok(tokenizer)
-}
-
-/// `text`'s token ids, no special tokens added.
-pub fn encode(tokenizer: &Tokenizer, text: &str) -> Vec<u32> {
-    tokenizer
-        .encode(text, false)
-        .expect("a string always tokenizes")
-        .get_ids()
-        .to_vec()
 }
 
 /// `dir/predictions.jsonl` (one line per question) and `dir/results.json` (the report), each
