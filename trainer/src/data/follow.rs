@@ -70,7 +70,11 @@ impl Loader {
     pub fn follow(&mut self, epochs: &[u64]) -> Result<Vec<DataChange>, LoaderError> {
         let mut changes = Vec::new();
         for (source, &limit) in self.sources.iter_mut().zip(epochs) {
-            source.chunks.reload()?;
+            // Pack never changes what an epoch before `limit` holds, so a manifest that already
+            // reaches it (rank 0's, just read by `data_epochs`) answers as a newer one would.
+            if source.chunks.manifest.next_epoch() < limit {
+                source.chunks.reload()?;
+            }
             let (live, gone) = as_of(&source.chunks.manifest, &source.chunks.dir, limit)?;
             let known: BTreeSet<String> = source.known_chunks().into_iter().collect();
             let already: HashSet<&String> = source.excluded.iter().collect();
