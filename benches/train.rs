@@ -6,8 +6,9 @@
 
 use crate::line::BenchLine;
 use anyhow::{Result, ensure};
+use steel_trainer::batch::Batch;
 use steel_trainer::device::Device;
-use steel_trainer::engine::Engine;
+use steel_trainer::engine::{Engine, Objective};
 use steel_trainer::model::config::{Ffn, ModelConfig};
 use steel_trainer::model::params::Layout;
 use steel_trainer::optim::adamw::AdamWConfig;
@@ -82,15 +83,21 @@ pub fn bench_train(options: &BenchTrainOptions) -> Result<BenchLine> {
         None,
         0,
     )?;
-    let blocks = random_blocks(options.micro_batch, options.seq, config.vocab_size, 7);
+    let blocks = [Batch::from_blocks(&random_blocks(
+        options.micro_batch,
+        options.seq,
+        config.vocab_size,
+        7,
+    ))];
+    let mean = Objective::MeanOverTrained;
     let mut loss = 0.0;
     for _ in 0..options.warmup {
-        loss = engine.step(&blocks, 3e-4, 1.0, None)?.loss;
+        loss = engine.step(&blocks, mean, 3e-4, 1.0, None)?.loss;
     }
     let start = std::time::Instant::now();
     for _ in 0..options.steps {
         // Each step returns its loss to the host, so the time covers the finished work.
-        loss = engine.step(&blocks, 3e-4, 1.0, None)?.loss;
+        loss = engine.step(&blocks, mean, 3e-4, 1.0, None)?.loss;
     }
     let seconds = start.elapsed().as_secs_f64();
     let step_s = seconds / options.steps as f64;

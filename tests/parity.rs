@@ -11,6 +11,7 @@
 //! `make_reference.py` puts next to a temporary copy of the fixture; the fixture keeps no copy.
 
 use std::path::{Path, PathBuf};
+use steel_trainer::batch::{Batch, LossScale};
 use steel_trainer::checkpoint::{load_model, write_model};
 use steel_trainer::model::config::{ExpertMlp, Ffn, ModelConfig};
 use steel_trainer::model::params::Layout;
@@ -213,7 +214,13 @@ fn matches_pytorch_logits_loss_and_gradients() {
         assert!(worst < 1e-4, "{name}: logits differ by up to {worst}");
 
         let mut grads = vec![0.0; layout.len];
-        let loss = loss_and_grad(&config, &layout, &params, &ids, &targets, &mut grads);
+        let mut batch = Batch::new(ids.len());
+        batch.push_row(&ids, &targets, &vec![1.0; ids.len()], &[0]);
+        let scale = LossScale {
+            norm: ids.len() as f32,
+            aux: 1.0,
+        };
+        let loss = loss_and_grad(&config, &layout, &params, batch.row(0), scale, &mut grads);
         let expected_loss = reference["loss"].as_f64().unwrap() as f32;
         assert!(
             (loss - expected_loss).abs() < 1e-4,

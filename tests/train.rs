@@ -41,6 +41,7 @@ fn options(chunks: &Path, out: &Path, steps: u64) -> TrainOptions {
         }],
         seq: SEQ,
         micro_batch: 2,
+        grad_accum: 1,
         steps,
         schedule: Schedule::Cosine {
             max_lr: 3e-3,

@@ -196,6 +196,7 @@ fn run_options(chunks: &Path, out: &Path, steps: u64, device: Device) -> TrainOp
         }],
         seq: 16,
         micro_batch: 4,
+        grad_accum: 1,
         steps,
         schedule: Schedule::Cosine {
             max_lr: 3e-3,

@@ -107,6 +107,7 @@ pub fn trained(dir: &Path) -> (PathBuf, PathBuf) {
         }],
         seq: 16,
         micro_batch: 2,
+        grad_accum: 1,
         steps: 2,
         schedule: Schedule::Cosine {
             max_lr: 3e-3,

@@ -1,13 +1,14 @@
 //! Where training steps run: the CPU reference (`model::pass`, `optim::adamw`) or, with the
-//! `cuda` feature, the GPU model. Both take the same blocks and give the same metrics; the
+//! `cuda` feature, the GPU model. Both take the same batches and give the same metrics; the
 //! training loop, checkpoints and validation do not care which.
 
+use crate::batch::{Batch, LossScale};
 use crate::device::Device;
 use crate::error::TrainError;
 use crate::eval::{EvalResult, evaluate};
 use crate::model::config::ModelConfig;
 use crate::model::params::Layout;
-use crate::model::pass::loss_and_grad;
+use crate::model::pass::{loss_and_grad, row_loss_sum};
 use crate::optim::adamw::{AdamW, AdamWConfig, clip_global_norm};
 use crate::parallel::bucket::Buckets;
 use crate::parallel::collective::Collective;
@@ -102,19 +103,22 @@ impl Engine {
         }
     }
 
-    /// Gradients of the mean loss over `blocks` (each `T + 1` tokens: inputs and shifted
-    /// targets) — averaged over every rank's blocks when `parallel` is given — clipped to
-    /// `clip`, and one AdamW update at `lr`, unless the loss or the gradient norm is not finite:
-    /// then the weights and moments stay as they were. The optimizer's step count (its bias
-    /// correction) advances either way, so it stays the training step and a resumed run
-    /// continues exactly.
+    /// One optimizer step over `micro_batches` (gradient accumulation: their gradients are
+    /// summed before the update, as one large batch would give up to summation order) — over
+    /// every rank's when `parallel` is given — with the loss `objective` says, its gradient
+    /// clipped to `clip`, and one AdamW update at `lr`, unless the loss or the gradient norm is
+    /// not finite: then the weights and moments stay as they were. The optimizer's step count
+    /// (its bias correction) advances either way, so it stays the training step and a resumed
+    /// run continues exactly.
     pub fn step(
         &mut self,
-        blocks: &[Vec<u32>],
+        micro_batches: &[Batch],
+        objective: Objective,
         lr: f32,
         clip: f32,
         parallel: Option<(&dyn Collective, &Buckets)>,
     ) -> Result<StepResult, TrainError> {
+        let norm = Normalisation::of(micro_batches, objective, parallel.map(|p| p.0))?;
         match self {
             Engine::Cpu(cpu) => {
                 let CpuState {
@@ -124,21 +128,23 @@ impl Engine {
                     optimizer,
                     grads,
                 } = &mut **cpu;
+                let (row_scale, local, share) = norm.cpu();
                 grads.fill(0.0);
                 let mut loss = 0.0;
-                for block in blocks {
-                    let n = block.len() - 1;
-                    loss += loss_and_grad(config, layout, params, &block[..n], &block[1..], grads);
+                for row in micro_batches.iter().flat_map(|b| b.iter()) {
+                    loss += loss_and_grad(config, layout, params, row, row_scale, grads);
                 }
-                let scale = 1.0 / blocks.len() as f32;
-                grads.iter_mut().for_each(|g| *g *= scale);
-                loss *= scale;
+                if local != 1.0 {
+                    grads.iter_mut().for_each(|g| *g *= local);
+                    loss *= local;
+                }
                 if let Some((collective, buckets)) = parallel {
                     buckets.all_reduce(grads, collective)?;
                     let mut total = [loss];
                     collective.all_reduce_sum(&mut total)?;
-                    let share = 1.0 / collective.world() as f32;
-                    grads.iter_mut().for_each(|g| *g *= share);
+                    if share != 1.0 {
+                        grads.iter_mut().for_each(|g| *g *= share);
+                    }
                     loss = total[0] * share;
                 }
                 let grad_norm = clip_global_norm(grads, clip);
@@ -161,15 +167,15 @@ impl Engine {
                         "data parallelism on GPUs needs the NCCL path".to_string(),
                     ));
                 }
-                let (mut ids, mut targets) = (Vec::new(), Vec::new());
-                for block in blocks {
-                    let n = block.len() - 1;
-                    ids.extend_from_slice(&block[..n]);
-                    targets.extend_from_slice(&block[1..]);
-                }
-                let gpu_step = |model: &mut crate::gpu::GpuModel| {
+                // The GPU scores a micro-batch's rows at once, so every row takes the global
+                // form of the normalisation.
+                let global = norm.global;
+                let mut gpu_step = |model: &mut crate::gpu::GpuModel| {
                     model.zero_grads()?;
-                    let loss = model.loss_and_grad(&ids, &targets, blocks.len())?;
+                    let mut loss = 0.0;
+                    for batch in micro_batches {
+                        loss += model.loss_and_grad(batch, global.for_rows(batch.rows()))?;
+                    }
                     let grad_norm = model.grad_norm(1.0)?;
                     let updated = finite(loss, grad_norm);
                     if updated {
@@ -185,6 +191,20 @@ impl Engine {
                 *step += 1;
                 Ok(result)
             }
+        }
+    }
+
+    /// Each row's weighted sum of cross-entropies `Σ_i w_i · ce_i` (no gradient, no
+    /// load-balancing loss): minus a sequence's log-probability when its weights mark the
+    /// tokens it is summed over (DPO), or the numerator of an evaluation's mean.
+    pub fn row_loss_sums(&self, batch: &Batch) -> Result<Vec<f64>, TrainError> {
+        match self {
+            Engine::Cpu(cpu) => Ok(batch
+                .iter()
+                .map(|row| row_loss_sum(&cpu.config, &cpu.layout, &cpu.params, row))
+                .collect()),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda { model, .. } => Ok(model.row_loss_sums(batch)?),
         }
     }
 
@@ -233,13 +253,110 @@ impl Engine {
             #[cfg(feature = "cuda")]
             Engine::Cuda { model, .. } => {
                 crate::eval::evaluate_with(model.config.vocab_size, dir, max_blocks, &mut |row| {
-                    let n = row.len() - 1;
+                    let batch = Batch::from_blocks(&[row.to_vec()]);
+                    let scale = LossScale {
+                        norm: batch.t as f32,
+                        aux: 0.0,
+                    };
                     model
-                        .loss(&row[..n], &row[1..], 1)
+                        .loss(&batch, scale)
                         .map(f64::from)
                         .map_err(TrainError::from)
                 })
             }
+        }
+    }
+}
+
+/// What a step's loss is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Objective {
+    /// The weighted mean of the cross-entropies over the trained tokens of the whole global
+    /// batch, `Σ w·ce / Σ w` over every row of every micro-batch of every rank, plus the mean
+    /// over rows of the load-balancing loss (pretraining, SFT).
+    MeanOverTrained,
+    /// `Σ w·ce` as it is: the weights are the coefficients of a loss computed outside
+    /// (DPO's), plus the mean over rows of the load-balancing loss.
+    Weighted,
+}
+
+/// How a step scales its rows' losses so that their sum over the global batch is the loss
+/// `objective` names.
+///
+/// The global form: every row divides its weighted sum by `W`, the global batch's trained
+/// tokens, and weighs its load-balancing loss by `1 / rows`. When every row of this rank
+/// trains the same number of tokens `n` (always so in pretraining) the CPU instead makes each
+/// row its own mean (`norm = n`), scales the rank's sum by `n / W_rank` and the ranks' sum by
+/// `W_rank / W`: for pretraining these are `1 / rows` and `1 / world` exactly, so pretraining
+/// keeps the arithmetic it always had.
+#[derive(Clone, Copy, Debug)]
+struct Normalisation {
+    global: GlobalScale,
+    /// `(n, n / W_rank, W_rank / W)` when every row of this rank trains `n > 0` tokens and the
+    /// objective is the mean.
+    uniform: Option<(f32, f32, f32)>,
+}
+
+/// A normalisation in its global form: `Σ w·ce / norm` over rows, the load-balancing loss of
+/// a group of rows weighted by their share of the global batch's `rows`.
+#[derive(Clone, Copy, Debug)]
+struct GlobalScale {
+    norm: f32,
+    rows: f32,
+}
+
+impl GlobalScale {
+    fn for_rows(self, rows: usize) -> LossScale {
+        LossScale {
+            norm: self.norm,
+            aux: rows as f32 / self.rows,
+        }
+    }
+}
+
+impl Normalisation {
+    fn of(
+        micro_batches: &[Batch],
+        objective: Objective,
+        collective: Option<&dyn Collective>,
+    ) -> Result<Normalisation, TrainError> {
+        let rows: Vec<f64> = micro_batches
+            .iter()
+            .flat_map(|b| b.iter().map(|row| row.trained()))
+            .collect();
+        let local = rows.iter().sum::<f64>() as f32;
+        // Exact in f32 below 2^24 trained tokens and rows per step.
+        let mut global = [local, rows.len() as f32];
+        if let Some(collective) = collective {
+            collective.all_reduce_sum(&mut global)?;
+        }
+        let [trained, n_rows] = global;
+        let same = rows
+            .first()
+            .filter(|&&n| n > 0.0 && rows.iter().all(|r| r == &n));
+        Ok(match objective {
+            Objective::MeanOverTrained => Normalisation {
+                global: GlobalScale {
+                    norm: trained,
+                    rows: n_rows,
+                },
+                uniform: same.map(|&n| (n as f32, n as f32 / local, local / trained)),
+            },
+            Objective::Weighted => Normalisation {
+                global: GlobalScale {
+                    norm: 1.0,
+                    rows: n_rows,
+                },
+                uniform: None,
+            },
+        })
+    }
+
+    /// Each row's scale, and the factors for this rank's sum and for the ranks' sum (CPU).
+    fn cpu(self) -> (LossScale, f32, f32) {
+        match self.uniform {
+            Some((n, local, share)) => (LossScale { norm: n, aux: 1.0 }, local, share),
+            None => (self.global.for_rows(1), 1.0, 1.0),
         }
     }
 }

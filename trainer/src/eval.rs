@@ -60,7 +60,8 @@ pub fn evaluate(
     evaluate_with(config.vocab_size, dir, max_blocks, &mut |row| {
         let n = row.len() - 1;
         let out = logits(config, layout, params, &row[..n]);
-        Ok(cross_entropy::forward(&out, &row[1..], config.vocab_size) as f64)
+        let weights = vec![1.0; n];
+        Ok(cross_entropy::forward(&out, &row[1..], &weights, n as f32, config.vocab_size) as f64)
     })
 }
 

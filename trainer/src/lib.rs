@@ -4,6 +4,7 @@
 //! training loop ([`checkpoint`], [`train`]), generation on the CPU ([`infer`]), and
 //! multiple-choice benchmarks ([`mcq`]).
 
+pub mod batch;
 pub mod checkpoint;
 pub mod data;
 pub mod device;

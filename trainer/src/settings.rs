@@ -47,6 +47,10 @@ pub struct TrainSettings {
     /// Sequences per optimizer step [default: 4].
     #[cfg_attr(feature = "cli", arg(long))]
     pub micro_batch: Option<usize>,
+    /// Micro-batches per optimizer step, their gradients summed (gradient accumulation): a
+    /// step trains on micro-batch × grad-accum sequences per rank [default: 1].
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub grad_accum: Option<usize>,
     /// Peak learning rate [default: 3e-3].
     #[cfg_attr(feature = "cli", arg(long))]
     pub lr: Option<f32>,
@@ -199,6 +203,7 @@ impl TrainSettings {
             seq: self.seq.or(other.seq),
             steps: self.steps.or(other.steps),
             micro_batch: self.micro_batch.or(other.micro_batch),
+            grad_accum: self.grad_accum.or(other.grad_accum),
             lr: self.lr.or(other.lr),
             min_lr: self.min_lr.or(other.min_lr),
             warmup: self.warmup.or(other.warmup),
@@ -284,9 +289,11 @@ impl TrainSettings {
         let micro_batch = self.micro_batch.unwrap_or(4);
         let checkpoint_every = self.checkpoint_every.unwrap_or(100);
         let nproc = self.nproc.unwrap_or(1);
-        if steps == 0 || micro_batch == 0 || checkpoint_every == 0 || nproc == 0 {
+        let grad_accum = self.grad_accum.unwrap_or(1);
+        if steps == 0 || micro_batch == 0 || grad_accum == 0 || checkpoint_every == 0 || nproc == 0
+        {
             return Err(settings_error(
-                "steps, micro_batch, checkpoint_every and nproc must be positive",
+                "steps, micro_batch, grad_accum, checkpoint_every and nproc must be positive",
             ));
         }
         let lr = self.lr.unwrap_or(3e-3);
@@ -356,6 +363,7 @@ impl TrainSettings {
             data: self.data,
             seq,
             micro_batch,
+            grad_accum,
             steps,
             schedule,
             adamw: AdamWConfig {

@@ -8,12 +8,13 @@
 //! each change logged in `metrics.jsonl`. Following at fixed steps keeps resume exact: a
 //! resumed run takes in a change at the step an uninterrupted run would.
 
+use crate::batch::Batch;
 use crate::checkpoint::{self, TrainState, fingerprint};
 use crate::data::chunks;
 use crate::data::follow::DataChange;
 use crate::data::{DataSource, Loader, LoaderError};
 use crate::device::Device;
-use crate::engine::Engine;
+use crate::engine::{Engine, Objective};
 use crate::error::TrainError;
 use crate::model::config::ModelConfig;
 use crate::model::params::Layout;
@@ -35,6 +36,9 @@ pub struct TrainOptions {
     /// Tokens per training sequence (the chunks' block size).
     pub seq: u64,
     pub micro_batch: usize,
+    /// Micro-batches per optimizer step (gradient accumulation): a step trains on
+    /// `micro_batch · grad_accum` sequences per rank, as one batch that large would.
+    pub grad_accum: usize,
     pub steps: u64,
     pub schedule: Schedule,
     pub adamw: AdamWConfig,
@@ -452,14 +456,19 @@ fn train_rank(
         _ => None,
     };
     while state.step < options.steps {
-        let mut blocks = Vec::with_capacity(options.micro_batch);
-        for _ in 0..options.micro_batch {
-            let block = loader.next_block()?;
-            state.tokens += ((block.len() - 1) * world) as u64;
-            blocks.push(block);
+        let mut micro_batches = Vec::with_capacity(options.grad_accum);
+        for _ in 0..options.grad_accum.max(1) {
+            let mut blocks = Vec::with_capacity(options.micro_batch);
+            for _ in 0..options.micro_batch {
+                let block = loader.next_block()?;
+                state.tokens += ((block.len() - 1) * world) as u64;
+                blocks.push(block);
+            }
+            micro_batches.push(Batch::from_blocks(&blocks));
         }
         let lr = options.schedule.lr(state.step);
-        let result = engine.step(&blocks, lr, options.clip, parallel)?;
+        let objective = Objective::MeanOverTrained;
+        let result = engine.step(&micro_batches, objective, lr, options.clip, parallel)?;
         let (loss, grad_norm) = (result.loss, result.grad_norm);
         state.step += 1;
         // A non-finite step made no update (the engine saw to that; loss and gradient norm

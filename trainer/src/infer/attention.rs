@@ -102,7 +102,7 @@ mod tests {
             d: heads.hd,
         };
         let (mut expected, mut probs) = (vec![0.0; q.len()], vec![0.0; heads.hq * t * t]);
-        full::forward(&q, &k, &v, &shape, &mut expected, &mut probs);
+        full::forward(&q, &k, &v, &shape, &vec![0; t], &mut expected, &mut probs);
         let q_row = heads.hq * heads.hd;
         let kv_row = heads.hkv * heads.hd;
         for start in 0..t {

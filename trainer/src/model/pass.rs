@@ -1,7 +1,9 @@
-//! Training pass of the model for one sequence: forward keeping the activations, the
-//! mean next-token cross-entropy, and the backward accumulating every parameter's gradient
-//! into a buffer laid out like the parameters.
+//! Training pass of the model for one batch row: forward keeping the activations, the
+//! weighted next-token cross-entropy, and the backward accumulating every parameter's gradient
+//! into a buffer laid out like the parameters. A row may pack several documents: attention
+//! stays within each and positions restart at each (`batch::Batch::doc_start`).
 
+use crate::batch::{LossScale, RowView};
 use crate::model::config::{Ffn, ModelConfig};
 use crate::model::ffn;
 use crate::model::params::Layout;
@@ -45,8 +47,9 @@ fn add(into: &mut [f32], from: &[f32]) {
     into.iter_mut().zip(from).for_each(|(a, b)| *a += b);
 }
 
-/// The shapes of a pass over `t` tokens.
-fn dims(config: &ModelConfig, t: usize) -> (Dims, Vec<u32>, attention::Shape) {
+/// The shapes of a pass over `t` tokens, and each token's position within its document.
+fn dims(config: &ModelConfig, doc_start: &[u32]) -> (Dims, Vec<u32>, attention::Shape) {
+    let t = doc_start.len();
     let n = Dims {
         t,
         d: config.hidden_size,
@@ -60,7 +63,8 @@ fn dims(config: &ModelConfig, t: usize) -> (Dims, Vec<u32>, attention::Shape) {
         hkv: n.hkv,
         d: n.hd,
     };
-    (n, (0..t as u32).collect(), shape)
+    let positions = (0..t as u32).zip(doc_start).map(|(i, s)| i - s).collect();
+    (n, positions, shape)
 }
 
 /// The forward pass with everything the backward reads.
@@ -73,9 +77,16 @@ pub struct ForwardPass {
     pub logits: Vec<f32>,
 }
 
-/// Token ids to logits, keeping the activations.
-pub fn forward(config: &ModelConfig, layout: &Layout, params: &[f32], ids: &[u32]) -> ForwardPass {
-    let (x, layers) = residual_stream(config, layout, params, ids, true);
+/// Token ids to logits, keeping the activations; `doc_start[i]`: where token `i`'s document
+/// starts.
+pub fn forward(
+    config: &ModelConfig,
+    layout: &Layout,
+    params: &[f32],
+    ids: &[u32],
+    doc_start: &[u32],
+) -> ForwardPass {
+    let (x, layers) = residual_stream(config, layout, params, ids, doc_start, true);
     let (normed, logits) = head(config, layout, params, &x, 0);
     ForwardPass {
         layers,
@@ -92,9 +103,10 @@ fn residual_stream(
     layout: &Layout,
     params: &[f32],
     ids: &[u32],
+    doc_start: &[u32],
     keep: bool,
 ) -> (Vec<f32>, Vec<LayerActivations>) {
-    let (n, positions, shape) = dims(config, ids.len());
+    let (n, positions, shape) = dims(config, doc_start);
     let (t, d) = (n.t, n.d);
     let model = &layout.tensors;
     let p = |slot: Slot| &params[slot.range()];
@@ -119,7 +131,7 @@ fn residual_stream(
         rope::forward(&mut q, &positions, n.hq, n.hd, config.rope_theta);
         rope::forward(&mut k, &positions, n.hkv, n.hd, config.rope_theta);
         let (mut attended, mut probs) = (vec![0.0; t * n.hq * n.hd], vec![0.0; n.hq * t * t]);
-        attention::forward(&q, &k, &v, &shape, &mut attended, &mut probs);
+        attention::forward(&q, &k, &v, &shape, doc_start, &mut attended, &mut probs);
         let mut out = vec![0.0; t * d];
         linear::forward(&attended, p(attn.o), None, t, n.hq * n.hd, d, &mut out);
         add(&mut x, &out);
@@ -183,43 +195,60 @@ pub fn logits_from(
         "position {from} past {} tokens",
         ids.len()
     );
-    let (x, _) = residual_stream(config, layout, params, ids, false);
+    let (x, _) = residual_stream(config, layout, params, ids, &vec![0; ids.len()], false);
     head(config, layout, params, &x, from).1
 }
 
-/// Logits `[t, vocab]` for `ids` (evaluation; the activations are dropped).
+/// Logits `[t, vocab]` for `ids`, one document (evaluation; the activations are dropped).
 pub fn logits(config: &ModelConfig, layout: &Layout, params: &[f32], ids: &[u32]) -> Vec<f32> {
-    forward(config, layout, params, ids).logits
+    forward(config, layout, params, ids, &vec![0; ids.len()]).logits
 }
 
-/// Mean cross-entropy of predicting `targets[i]` after `ids[..=i]` (plus any load-balancing
-/// loss); adds its gradient to `grads`.
+/// The row's weighted sum of cross-entropies `Σ_i w_i · ce_i` (no load-balancing loss, no
+/// gradient): what an evaluation sums, and minus a sequence's log-probability when the
+/// weights mark its completion.
+pub fn row_loss_sum(config: &ModelConfig, layout: &Layout, params: &[f32], row: RowView) -> f64 {
+    let (x, _) = residual_stream(config, layout, params, row.ids, row.doc_start, false);
+    let logits = head(config, layout, params, &x, 0).1;
+    let terms = cross_entropy::row_terms(&logits, row.targets, config.vocab_size);
+    terms
+        .iter()
+        .zip(row.weights)
+        .map(|(t, &w)| w as f64 * t)
+        .sum()
+}
+
+/// The row's loss `Σ_i w_i · ce_i / scale.norm + scale.aux · load_balance`, where `ce_i` is
+/// the cross-entropy of predicting `targets[i]` after the tokens of its document up to
+/// `ids[i]`; adds its gradient to `grads`.
 pub fn loss_and_grad(
     config: &ModelConfig,
     layout: &Layout,
     params: &[f32],
-    ids: &[u32],
-    targets: &[u32],
+    row: RowView,
+    scale: LossScale,
     grads: &mut [f32],
 ) -> f32 {
+    let (ids, targets, weights) = (row.ids, row.targets, row.weights);
     let ForwardPass {
         layers,
         x,
         normed,
         logits,
-    } = forward(config, layout, params, ids);
-    let (n, positions, shape) = dims(config, ids.len());
+    } = forward(config, layout, params, ids, row.doc_start);
+    let (n, positions, shape) = dims(config, row.doc_start);
     let (t, d) = (n.t, n.d);
     let model = &layout.tensors;
     let p = |slot: Slot| &params[slot.range()];
     let eps = config.rms_norm_eps;
     let vocab = config.vocab_size;
-    let (aux_loss, aux_dprobs) = load_balance(config, &layers);
-    let loss = cross_entropy::forward(&logits, targets, vocab) + aux_loss;
+    let (aux_loss, aux_dprobs) = load_balance(config, &layers, scale.aux);
+    let loss =
+        cross_entropy::forward(&logits, targets, weights, scale.norm, vocab) + aux_loss * scale.aux;
 
     // Backward.
     let mut dlogits = vec![0.0; t * vocab];
-    cross_entropy::backward(&logits, targets, vocab, &mut dlogits);
+    cross_entropy::backward(&logits, targets, weights, scale.norm, vocab, &mut dlogits);
     let mut dnormed = vec![0.0; t * d];
     linear::backward(
         &dlogits,
@@ -285,7 +314,16 @@ pub fn loss_and_grad(
             vec![0.0; a.v.len()],
         );
         attention::backward(
-            &dattended, &a.q, &a.k, &a.v, &a.probs, &shape, &mut dq, &mut dk, &mut dv,
+            &dattended,
+            &a.q,
+            &a.k,
+            &a.v,
+            &a.probs,
+            &shape,
+            row.doc_start,
+            &mut dq,
+            &mut dk,
+            &mut dv,
         );
         rope::backward(&mut dq, &positions, n.hq, n.hd, config.rope_theta);
         rope::backward(&mut dk, &positions, n.hkv, n.hd, config.rope_theta);
@@ -327,8 +365,12 @@ pub fn loss_and_grad(
 /// The top-k load-balancing loss as HuggingFace's Qwen2-MoE computes it: over the router
 /// probabilities and choices of all layers together (`E · Σ_e f_e · P_e` on the stacked
 /// `[layers · t, E]` matrix), times the coefficient. Returns the loss and its gradient for the
-/// stacked probabilities; `(0, None)` for other FFN kinds.
-fn load_balance(config: &ModelConfig, layers: &[LayerActivations]) -> (f32, Option<Vec<f32>>) {
+/// stacked probabilities times `scale`; `(0, None)` for other FFN kinds.
+fn load_balance(
+    config: &ModelConfig,
+    layers: &[LayerActivations],
+    scale: f32,
+) -> (f32, Option<Vec<f32>>) {
     let Ffn::TopkMoe {
         n_experts,
         aux_coefficient,
@@ -354,12 +396,14 @@ fn load_balance(config: &ModelConfig, layers: &[LayerActivations]) -> (f32, Opti
         .collect();
     let mut dprobs = vec![0.0; probs.len()];
     let loss = topk::load_balance(&probs, &chosen, n_experts, aux_coefficient, &mut dprobs);
+    dprobs.iter_mut().for_each(|d| *d *= scale);
     (loss, Some(dprobs))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Batch;
     use crate::model::config::{Ffn, ModelConfig};
 
     fn tiny(tie: bool) -> ModelConfig {
@@ -405,21 +449,32 @@ mod tests {
     fn check_model(config: &ModelConfig, eps: f32) {
         let layout = Layout::new(config);
         let mut params = values(7, layout.len);
-        let ids = [1, 5, 3, 9, 2];
-        let targets = [5, 3, 9, 2, 7];
+        // Two documents in one row, a prompt position left out of the loss.
+        let mut batch = Batch::new(5);
+        batch.push_row(
+            &[1, 5, 3, 9, 2],
+            &[5, 3, 9, 2, 7],
+            &[0.0, 1.0, 1.0, 1.0, 1.0],
+            &[0, 2],
+        );
+        let (row, scale) = (
+            batch.row(0),
+            LossScale {
+                norm: 4.0,
+                aux: 1.0,
+            },
+        );
         let mut grads = vec![0.0; layout.len];
-        loss_and_grad(config, &layout, &params, &ids, &targets, &mut grads);
+        loss_and_grad(config, &layout, &params, row, scale, &mut grads);
         let mut scratch = vec![0.0; layout.len];
         for view in &layout.views {
             for i in (0..view.len()).step_by((view.len() / 4).max(1)) {
                 let at = view.offset + i;
                 let original = params[at];
                 params[at] = original + eps;
-                let up =
-                    loss_and_grad(config, &layout, &params, &ids, &targets, &mut scratch) as f64;
+                let up = loss_and_grad(config, &layout, &params, row, scale, &mut scratch) as f64;
                 params[at] = original - eps;
-                let down =
-                    loss_and_grad(config, &layout, &params, &ids, &targets, &mut scratch) as f64;
+                let down = loss_and_grad(config, &layout, &params, row, scale, &mut scratch) as f64;
                 params[at] = original;
                 let numeric = (up - down) / (2.0 * eps as f64);
                 let analytic = grads[at] as f64;
@@ -474,13 +529,21 @@ mod tests {
         let layout = Layout::new(&config);
         let mut params = values(3, layout.len);
         let mut optimizer = AdamW::new(AdamWConfig::default(), &layout);
-        let sequence = [1u32, 4, 7, 2, 9, 4, 7, 2, 9, 4];
-        let (ids, targets) = (&sequence[..9], &sequence[1..]);
+        let batch = Batch::from_blocks(&[vec![1u32, 4, 7, 2, 9, 4, 7, 2, 9, 4]]);
+        let scale = LossScale {
+            norm: 9.0,
+            aux: 1.0,
+        };
         let mut losses = Vec::new();
         for _ in 0..150 {
             let mut grads = vec![0.0; layout.len];
             losses.push(loss_and_grad(
-                &config, &layout, &params, ids, targets, &mut grads,
+                &config,
+                &layout,
+                &params,
+                batch.row(0),
+                scale,
+                &mut grads,
             ));
             clip_global_norm(&mut grads, 1.0);
             optimizer.update(&mut params, &grads, 1e-2);
@@ -492,5 +555,81 @@ mod tests {
             "{:?}",
             &losses[losses.len() - 5..]
         );
+    }
+
+    /// A packed row of two examples gives the loss and gradients of the two run separately
+    /// (each loss summed over its trained tokens), for every FFN kind but top-k (whose
+    /// load-balancing loss is over the row's tokens together, so it is left out here).
+    #[test]
+    fn packed_row_equals_its_examples_run_alone() {
+        use crate::model::config::ExpertMlp;
+        let kinds = [
+            Ffn::Dense {
+                intermediate_size: 12,
+            },
+            Ffn::SoftmaxMoe {
+                n_experts: 3,
+                expert_width: 6,
+                mlp: ExpertMlp::DualSwiGlu,
+            },
+            Ffn::TopkMoe {
+                n_experts: 4,
+                top_k: 2,
+                expert_width: 6,
+                renormalize: true,
+                shared_expert_width: Some(5),
+                aux_coefficient: 0.1,
+            },
+        ];
+        for ffn in kinds {
+            let config = tiny_with(false, ffn);
+            let layout = Layout::new(&config);
+            let params = values(11, layout.len);
+            let scale = LossScale {
+                norm: 5.0,
+                aux: 0.0,
+            };
+            let (a_ids, a_targets, a_w) = ([1, 5, 3], [5, 3, 4], [0.0, 1.0, 1.0]);
+            let (b_ids, b_targets, b_w) = ([2, 7, 6, 8], [7, 6, 8, 10], [0.0, 1.0, 1.0, 1.0]);
+            let mut packed = Batch::new(7);
+            let cat = |a: &[u32], b: &[u32]| [a, b].concat();
+            packed.push_row(
+                &cat(&a_ids, &b_ids),
+                &cat(&a_targets, &b_targets),
+                &[&a_w[..], &b_w[..]].concat(),
+                &[0, 3],
+            );
+            let mut packed_grads = vec![0.0; layout.len];
+            let packed_loss = loss_and_grad(
+                &config,
+                &layout,
+                &params,
+                packed.row(0),
+                scale,
+                &mut packed_grads,
+            );
+            let (mut a, mut b) = (Batch::new(3), Batch::new(4));
+            a.push_row(&a_ids, &a_targets, &a_w, &[0]);
+            b.push_row(&b_ids, &b_targets, &b_w, &[0]);
+            let mut alone_grads = vec![0.0; layout.len];
+            let alone_loss =
+                loss_and_grad(&config, &layout, &params, a.row(0), scale, &mut alone_grads)
+                    + loss_and_grad(&config, &layout, &params, b.row(0), scale, &mut alone_grads);
+            assert!(
+                (packed_loss - alone_loss).abs() < 1e-6,
+                "{:?}: packed {packed_loss}, alone {alone_loss}",
+                config.ffn
+            );
+            for (i, (p, q)) in packed_grads.iter().zip(&alone_grads).enumerate() {
+                assert!(
+                    (p - q).abs() <= 1e-6 + 1e-5 * q.abs(),
+                    "{:?} [{i}]: {p} vs {q}",
+                    config.ffn
+                );
+            }
+            // The row's summed loss agrees with the pass's.
+            let sum = row_loss_sum(&config, &layout, &params, packed.row(0));
+            assert!((sum / 5.0 - packed_loss as f64).abs() < 1e-6);
+        }
     }
 }
