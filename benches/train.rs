@@ -26,6 +26,10 @@ pub struct BenchTrainOptions {
     /// Timed steps, after `warmup` untimed ones.
     pub steps: usize,
     pub warmup: usize,
+    /// SFT-shaped batches: every row packs two documents (positions and attention restart
+    /// at the middle) and the first quarter of each document is untrained (weight 0), as
+    /// prompts are.
+    pub sft: bool,
 }
 
 /// Parameters a token passes through, without the embedding table (the baseline's count).
@@ -83,12 +87,16 @@ pub fn bench_train(options: &BenchTrainOptions) -> Result<BenchLine> {
         None,
         0,
     )?;
-    let blocks = [Batch::from_blocks(&random_blocks(
+    let mut batch = Batch::from_blocks(&random_blocks(
         options.micro_batch,
         options.seq,
         config.vocab_size,
         7,
-    ))];
+    ));
+    if options.sft {
+        batch = sft_shaped(&batch);
+    }
+    let blocks = [batch];
     let mean = Objective::MeanOverTrained;
     let mut loss = 0.0;
     for _ in 0..options.warmup {
@@ -107,6 +115,7 @@ pub fn bench_train(options: &BenchTrainOptions) -> Result<BenchLine> {
         .map(|b| b as f64 / (1u64 << 30) as f64);
     Ok(BenchLine::new("train", &options.preset, seconds)
         .with("device", engine.describe()?)
+        .with("batch", if options.sft { "sft" } else { "pretrain" })
         .with("micro_batch", options.micro_batch)
         .with("seq", options.seq)
         .with("params_total", config.param_count())
@@ -120,6 +129,21 @@ pub fn bench_train(options: &BenchTrainOptions) -> Result<BenchLine> {
         .with("loss", loss)
         // The most GPU memory our tensors held at once (GPU runs only).
         .with("peak_mem_gb", peak_mem_gb))
+}
+
+/// `batch`'s tokens laid out as SFT rows: two documents per row, the first quarter of each
+/// document untrained.
+fn sft_shaped(batch: &Batch) -> Batch {
+    let t = batch.t;
+    let half = (t / 2) as u32;
+    let mut shaped = Batch::new(t);
+    for row in batch.iter() {
+        let weights: Vec<f32> = (0..t as u32)
+            .map(|i| if i % half.max(1) < half / 4 { 0.0 } else { 1.0 })
+            .collect();
+        shaped.push_row(row.ids, row.targets, &weights, &[0, half.max(1)]);
+    }
+    shaped
 }
 
 #[cfg(test)]
@@ -155,6 +179,7 @@ mod tests {
             preset: "tiny-dense".into(),
             device: Device::Cpu,
             micro_batch: 2,
+            sft: false,
             seq: 16,
             steps: 3,
             warmup: 1,

@@ -66,6 +66,10 @@ pub struct BenchTrainArgs {
     /// Untimed steps first.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
+    /// Also time SFT-shaped batches (two documents per row, a quarter of each untrained) on
+    /// the same model and report their speed as a ratio to the pretraining batches'.
+    #[arg(long)]
+    sft: bool,
 }
 
 #[derive(Args)]
@@ -224,8 +228,20 @@ pub fn run(command: BenchCommand) -> Result<()> {
                 seq: args.seq,
                 steps: args.steps,
                 warmup: args.warmup,
+                sft: false,
             };
-            print(&bench_train(&options).context("steel bench train failed")?);
+            let plain = bench_train(&options).context("steel bench train failed")?;
+            print(&plain);
+            if args.sft {
+                let sft = BenchTrainOptions { sft: true, ..options };
+                let shaped = bench_train(&sft).context("steel bench train --sft failed")?;
+                print(&shaped);
+                let ratio = shaped.seconds / plain.seconds;
+                print(
+                    &BenchLine::new("train-sft-cost", &sft.preset, shaped.seconds)
+                        .with("sft_time_over_pretrain_time", ratio),
+                );
+            }
         }
         BenchCommand::Generate(args) => {
             let options = GenerateBenchOptions {

@@ -7,6 +7,7 @@ mod demo_cmd;
 mod generate_cmd;
 mod run_cmd;
 mod serve;
+mod sft_cmd;
 mod train_cmd;
 
 use anyhow::{Context, Result};
@@ -51,8 +52,13 @@ enum Command {
     Tokenizer(data_cmd::TokenizerCommand),
     /// Train a model on packed chunks (CPU reference, or a GPU with `--features cuda`).
     Train(Box<train_cmd::TrainArgs>),
+    /// Supervised fine-tuning on chat data: `steel train`'s loop and flags, the loss on the
+    /// assistant's replies only.
+    Sft(Box<sft_cmd::SftArgs>),
+    /// Preference training (DPO and its variants) on chosen/rejected pairs.
+    Dpo(Box<sft_cmd::DpoArgs>),
     /// Mean next-token loss of a checkpoint over a chunk directory, or (`eval ceval`, `eval
-    /// cmmlu`) its C-Eval / CMMLU accuracy.
+    /// cmmlu`) its C-Eval / CMMLU accuracy, or (`eval chat`) its SFT loss over chat data.
     Eval(train_cmd::EvalArgs),
     /// Write a checkpoint as a HuggingFace model directory.
     #[command(subcommand)]
@@ -98,6 +104,8 @@ fn main() -> Result<()> {
             data_cmd::run_tokenizer_train(args)
         }
         Command::Train(args) => train_cmd::run_train(*args),
+        Command::Sft(args) => sft_cmd::run_sft(*args),
+        Command::Dpo(args) => sft_cmd::run_dpo(*args),
         Command::Eval(args) => train_cmd::run_eval(args),
         Command::Export(train_cmd::ExportCommand::Hf(args)) => train_cmd::run_export_hf(args),
         Command::Import(train_cmd::ImportCommand::Hf(args)) => train_cmd::run_import_hf(*args),

@@ -55,6 +55,8 @@ pub enum EvalCommand {
     /// CMMLU: dev/{subject}.csv (shots) and test/{subject}.csv (questions), scored by the
     /// letters' logits after the official prompt.
     Cmmlu(McqArgs),
+    /// The SFT loss over chat data: the mean cross-entropy of the assistant's replies.
+    Chat(crate::sft_cmd::ChatEvalArgs),
 }
 
 #[derive(Args)]
@@ -180,7 +182,12 @@ fn resolve(args: TrainArgs) -> Result<TrainRun> {
 }
 
 pub fn run_train(args: TrainArgs) -> Result<()> {
-    let TrainRun { options, resume } = resolve(args)?;
+    run_resolved(resolve(args)?)
+}
+
+/// Runs a resolved training run (`steel train`, `steel sft`) with its progress on stderr.
+pub fn run_resolved(run: TrainRun) -> Result<()> {
+    let TrainRun { options, resume } = run;
     let steps = options.steps;
     let start = std::time::Instant::now();
     // Tokens seen before this run (a resumed run starts with some); every step adds the same
@@ -231,6 +238,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     match args.benchmark {
         Some(EvalCommand::Ceval(mcq)) => return run_mcq(Benchmark::Ceval, mcq),
         Some(EvalCommand::Cmmlu(mcq)) => return run_mcq(Benchmark::Cmmlu, mcq),
+        Some(EvalCommand::Chat(chat)) => return crate::sft_cmd::run_eval_chat(chat),
         None => {}
     }
     let (Some(checkpoint), Some(data)) = (args.checkpoint, args.data) else {

@@ -218,6 +218,7 @@ fn run_options(chunks: &Path, out: &Path, steps: u64, device: Device) -> TrainOp
         max_bad_steps: 0,
         follow_every: 0,
         allow_tokenizer_mismatch: false,
+        sft: None,
     }
 }
 

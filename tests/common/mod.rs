@@ -129,6 +129,7 @@ pub fn trained(dir: &Path) -> (PathBuf, PathBuf) {
         max_bad_steps: 0,
         follow_every: 0,
         allow_tokenizer_mismatch: false,
+        sft: None,
     };
     train(&options, false, &mut |_| {}).unwrap();
     (out.join("step-00000002"), dir.join("tokenizer.json"))

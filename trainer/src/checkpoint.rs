@@ -40,6 +40,9 @@ pub struct TrainState {
     /// manifest), so eval, resume and `--init-from` can refuse chunks of another tokenizer.
     #[serde(default)]
     pub tokenizer_xxh3: Option<String>,
+    /// Where the SFT rows stand (`steel sft` runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<crate::data::rows::RowsState>,
 }
 
 /// `losses` as written: a `null` (a non-finite loss) reads back as NaN.

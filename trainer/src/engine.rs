@@ -43,6 +43,8 @@ pub enum Engine {
 /// One step's result.
 pub struct StepResult {
     pub loss: f32,
+    /// The global batch's summed weights: its trained tokens when weights are 0 or 1.
+    pub trained: f32,
     pub grad_norm: f32,
     /// Whether the weights were updated: not when the loss or the gradient norm is not finite
     /// (an update would carry the NaN into every weight).
@@ -156,6 +158,7 @@ impl Engine {
                 }
                 Ok(StepResult {
                     loss,
+                    trained: norm.trained,
                     grad_norm,
                     updated,
                 })
@@ -183,6 +186,7 @@ impl Engine {
                     }
                     Ok::<_, steel_kernels::cuda::GpuError>(StepResult {
                         loss,
+                        trained: norm.trained,
                         grad_norm,
                         updated,
                     })
@@ -192,6 +196,38 @@ impl Engine {
                 Ok(result)
             }
         }
+    }
+
+    /// The mean loss over the trained tokens of prepared SFT rows (`sft::Prepared`), the
+    /// first `max_rows` if given.
+    pub fn evaluate_rows(
+        &self,
+        dir: &Path,
+        max_rows: Option<u64>,
+    ) -> Result<EvalResult, TrainError> {
+        let prepared = crate::sft::Prepared::open(dir)?;
+        let rows = max_rows.map_or(prepared.rows(), |max| prepared.rows().min(max as usize));
+        let (mut total, mut trained) = (0.0, 0.0);
+        // A few rows at a time: the GPU scores them together.
+        for start in (0..rows).step_by(8) {
+            let mut batch = Batch::new(prepared.row_len());
+            for index in start..(start + 8).min(rows) {
+                prepared.push_row(index, &mut batch)?;
+            }
+            total += self.row_loss_sums(&batch)?.iter().sum::<f64>();
+            trained += batch.trained();
+        }
+        if trained == 0.0 {
+            return Err(TrainError::Data(format!(
+                "`{}` has no trained tokens to evaluate",
+                dir.display()
+            )));
+        }
+        Ok(EvalResult {
+            loss: total / trained,
+            tokens: trained as u64,
+            blocks: rows as u64,
+        })
     }
 
     /// Each row's weighted sum of cross-entropies `Σ_i w_i · ce_i` (no gradient, no
@@ -292,6 +328,8 @@ pub enum Objective {
 #[derive(Clone, Copy, Debug)]
 struct Normalisation {
     global: GlobalScale,
+    /// The global batch's summed weights.
+    trained: f32,
     /// `(n, n / W_rank, W_rank / W)` when every row of this rank trains `n > 0` tokens and the
     /// objective is the mean.
     uniform: Option<(f32, f32, f32)>,
@@ -341,6 +379,7 @@ impl Normalisation {
                     rows: n_rows,
                 },
                 uniform: same.map(|&n| (n as f32, n as f32 / local, local / trained)),
+                trained,
             },
             Objective::Weighted => Normalisation {
                 global: GlobalScale {
@@ -348,6 +387,7 @@ impl Normalisation {
                     rows: n_rows,
                 },
                 uniform: None,
+                trained,
             },
         })
     }

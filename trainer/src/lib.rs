@@ -5,6 +5,7 @@
 //! multiple-choice benchmarks ([`mcq`]).
 
 pub mod batch;
+pub mod chat_eval;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
@@ -20,4 +21,5 @@ pub mod optim;
 pub mod parallel;
 pub mod plot;
 pub mod settings;
+pub mod sft_settings;
 pub mod train;

@@ -12,7 +12,7 @@ use crate::error::TrainError;
 use crate::model::config::ModelConfig;
 use crate::optim::adamw::AdamWConfig;
 use crate::optim::schedule::Schedule;
-use crate::train::{Nodes, TrainOptions, Validation};
+use crate::train::{Nodes, SftFeed, TrainOptions, Validation};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -234,7 +234,29 @@ impl TrainSettings {
 
     /// The run these settings describe: defaults filled in, every setting checked, the model
     /// configuration (and any imported weights) loaded.
-    pub fn resolve(mut self) -> Result<TrainRun, TrainError> {
+    pub fn resolve(self) -> Result<TrainRun, TrainError> {
+        self.resolve_with(None)
+    }
+
+    /// [`TrainSettings::resolve`] for a run on SFT rows (`sft`): `data` is then only the
+    /// chunks mixed in, and may be empty; `seq` must be given (the rows' length).
+    pub fn resolve_with(self, sft: Option<SftFeed>) -> Result<TrainRun, TrainError> {
+        let chunks_required = sft.is_none();
+        self.resolve_inner(sft, chunks_required)
+    }
+
+    /// [`TrainSettings::resolve`] for a run whose data is not chunks (`steel dpo`: `data`
+    /// names its pairs file, which the caller reads); `seq` must be given.
+    pub fn resolve_without_chunks(mut self) -> Result<TrainRun, TrainError> {
+        self.data.clear();
+        self.resolve_inner(None, false)
+    }
+
+    fn resolve_inner(
+        mut self,
+        sft: Option<SftFeed>,
+        chunks_required: bool,
+    ) -> Result<TrainRun, TrainError> {
         let resume = self.resume.is_some();
         let out = self
             .resume
@@ -247,6 +269,7 @@ impl TrainSettings {
         // directory).
         let mut seq = self.seq;
         if self.data.is_empty()
+            && chunks_required
             && resume
             && let Ok(out) = &out
             && let Some(newest) = checkpoint::list(out).last()
@@ -263,14 +286,16 @@ impl TrainSettings {
                 .collect();
             seq = seq.or(Some(state.loader.block_size));
         }
-        let Some(first) = self.data.first() else {
+        let first = self.data.first();
+        if first.is_none() && chunks_required {
             return Err(settings_error(
                 "no training data: give --data DIR (or `data = [...]` in the config)",
             ));
-        };
-        let seq = match seq {
-            Some(seq) => seq,
-            None => {
+        }
+        let seq = match (seq, first) {
+            (Some(seq), _) => seq,
+            (None, None) => return Err(settings_error("the rows' length (--seq) is required")),
+            (None, Some(first)) => {
                 steel_dataflow::pack::manifest::Manifest::load(&first.dir)?
                     .ok_or_else(|| {
                         settings_error(format!(
@@ -331,7 +356,9 @@ impl TrainSettings {
                     && !self.allow_tokenizer_mismatch
                 {
                     let dirs = self.data.iter().map(|source| &source.dir);
-                    for chunks in dirs.chain(&self.val_data) {
+                    // An SFT run's validation data is SFT rows, not chunks.
+                    let validation = self.val_data.iter().filter(|_| chunks_required);
+                    for chunks in dirs.chain(validation) {
                         let manifest = steel_dataflow::pack::manifest::Manifest::load(chunks)?
                             .ok_or_else(|| {
                                 crate::data::LoaderError::NotAChunkDir(chunks.clone())
@@ -382,6 +409,7 @@ impl TrainSettings {
             max_bad_steps: self.max_bad_steps.unwrap_or(0),
             follow_every: self.follow_every.unwrap_or(0),
             allow_tokenizer_mismatch: self.allow_tokenizer_mismatch,
+            sft,
             nodes: nodes(
                 self.nnodes.unwrap_or(1),
                 self.node_rank.unwrap_or(0),

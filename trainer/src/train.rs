@@ -12,6 +12,8 @@ use crate::batch::Batch;
 use crate::checkpoint::{self, TrainState, fingerprint};
 use crate::data::chunks;
 use crate::data::follow::DataChange;
+use crate::data::rows::RowFeed;
+use crate::sft::Prepared;
 use crate::data::{DataSource, Loader, LoaderError};
 use crate::device::Device;
 use crate::engine::{Engine, Objective};
@@ -67,6 +69,26 @@ pub struct TrainOptions {
     /// Go on with chunks packed with another tokenizer than the checkpoint resumed from (or
     /// than the first data directory).
     pub allow_tokenizer_mismatch: bool,
+    /// Train on prepared SFT rows (`steel sft`), mixed with blocks of the `data` chunk
+    /// directories if `mix > 0`; `None`: on the chunks alone (pretraining).
+    pub sft: Option<SftFeed>,
+}
+
+/// The SFT rows of a run.
+#[derive(Clone, Debug)]
+pub struct SftFeed {
+    /// A directory `sft::Prepared` wrote; rows of `seq` positions.
+    pub prepared: PathBuf,
+    /// The share of each micro-batch's rows that are pretraining blocks from `data`, spread
+    /// evenly over the run's row slots (0: none).
+    pub mix: f64,
+}
+
+/// Whether row slot `slot` (counted from the run's start on each rank) is a pretraining
+/// block when a share `mix` of the rows are: the slots where `⌊slot · mix⌋` steps up, so any
+/// stretch of slots holds that share to within one row.
+fn pretraining_slot(slot: u64, mix: f64) -> bool {
+    ((slot + 1) as f64 * mix).floor() > (slot as f64 * mix).floor()
 }
 
 /// A run over several processes or nodes, the way `torchrun` is told: node `node_rank` of
@@ -98,6 +120,10 @@ pub struct StepMetrics {
     /// when true).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
+    /// The step's trained tokens over all ranks (the loss is their mean), when not every
+    /// position is trained (SFT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trained_tokens: Option<u64>,
 }
 
 /// Seeded initialisation: normal(0, 0.02) by Box-Muller over xoshiro, norms at 1, biases at 0.
@@ -121,7 +147,7 @@ pub fn init_params(layout: &Layout, seed: u64) -> Vec<f32> {
     params
 }
 
-fn save(
+pub(crate) fn save(
     dir: &Path,
     options: &TrainOptions,
     layout: &Layout,
@@ -224,10 +250,12 @@ fn manifest(dir: &Path) -> Result<Manifest, TrainError> {
     Ok(Manifest::load(dir)?.ok_or_else(|| LoaderError::NotAChunkDir(dir.to_path_buf()))?)
 }
 
-/// The chunk directories a run reads: its data and validation directories.
+/// The chunk directories a run reads: its data and validation directories (an SFT run's
+/// validation data is prepared SFT rows, not chunks).
 fn chunk_dirs(options: &TrainOptions) -> impl Iterator<Item = &Path> {
     let data = options.data.iter().map(|source| source.dir.as_path());
-    data.chain(options.validation.as_ref().map(|v| v.dir.as_path()))
+    let validation = options.validation.as_ref().filter(|_| options.sft.is_none());
+    data.chain(validation.map(|v| v.dir.as_path()))
 }
 
 /// Every chunk directory's tokenizer must fit the model's vocabulary (a token id beyond the
@@ -235,10 +263,38 @@ fn chunk_dirs(options: &TrainOptions) -> impl Iterator<Item = &Path> {
 /// tokenizer (unless `allow_tokenizer_mismatch`). Returns that tokenizer's xxh3 (the first
 /// data directory's), which checkpoints record.
 fn check_data(options: &TrainOptions) -> Result<String, TrainError> {
+    // SFT rows, with any validation rows, record the tokenizer they were made with.
+    let sft_tokenizer = match &options.sft {
+        Some(sft) => {
+            let tokenizer = Prepared::open(&sft.prepared)?.tokenizer_xxh3().to_string();
+            if let Some(validation) = &options.validation {
+                let other = Prepared::open(&validation.dir)?;
+                if other.tokenizer_xxh3() != tokenizer && !options.allow_tokenizer_mismatch {
+                    return Err(TrainError::Data(format!(
+                        "the validation rows `{}` were made with another tokenizer than the training rows `{}`",
+                        validation.dir.display(),
+                        sft.prepared.display()
+                    )));
+                }
+            }
+            Some(tokenizer)
+        }
+        None => None,
+    };
     let Some(DataSource { dir: first, .. }) = options.data.first() else {
-        return Err(TrainError::Settings("no training data".to_string()));
+        return sft_tokenizer.ok_or_else(|| TrainError::Settings("no training data".to_string()));
     };
     let tokenizer = manifest(first)?.settings.tokenizer_xxh3;
+    if let Some(sft) = &sft_tokenizer
+        && sft != &tokenizer
+        && !options.allow_tokenizer_mismatch
+    {
+        return Err(TrainError::Data(format!(
+            "the SFT rows were made with another tokenizer (xxh3 {sft}) than the chunks of `{}` were packed with ({tokenizer})",
+            first.display()
+        )));
+    }
+    let tokenizer = sft_tokenizer.unwrap_or(tokenizer);
     for dir in chunk_dirs(options) {
         let manifest = manifest(dir)?;
         chunks::check_vocabulary(dir, &manifest, options.config.vocab_size)?;
@@ -271,7 +327,7 @@ fn check_resumed_tokenizer(
 /// Drop the lines of `metrics.jsonl` past `step`: a run killed after its last checkpoint
 /// logged steps that the resumed run does again, and they must not appear twice. Written to a
 /// temporary file and renamed, so a kill here leaves the old file or the new one.
-fn trim_metrics(path: &std::path::Path, step: u64) -> Result<(), TrainError> {
+pub(crate) fn trim_metrics(path: &std::path::Path, step: u64) -> Result<(), TrainError> {
     let fail =
         |e: std::io::Error| TrainError::Run(format!("cannot trim `{}`: {e}", path.display()));
     let text = match std::fs::read_to_string(path) {
@@ -346,6 +402,32 @@ fn agreed_epochs(
     Ok(values.iter().map(|&v| v as u64).collect())
 }
 
+/// This rank's rows for the micro-batch of row slots `first_slot..first_slot + micro_batch`:
+/// chunk blocks (pretraining), SFT rows, or SFT rows with pretraining blocks mixed in.
+fn next_batch(
+    options: &TrainOptions,
+    loader: &mut Loader,
+    rows: Option<&mut RowFeed>,
+    first_slot: u64,
+) -> Result<Batch, TrainError> {
+    let Some(rows) = rows else {
+        let blocks = (0..options.micro_batch)
+            .map(|_| loader.next_block())
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Batch::from_blocks(&blocks));
+    };
+    let mix = options.sft.as_ref().map_or(0.0, |sft| sft.mix);
+    let mut batch = Batch::new(rows.row_len());
+    for slot in first_slot..first_slot + options.micro_batch as u64 {
+        if pretraining_slot(slot, mix) {
+            batch.extend(&Batch::from_blocks(&[loader.next_block()?]));
+        } else {
+            rows.next_rows(1, &mut batch)?;
+        }
+    }
+    Ok(batch)
+}
+
 /// Gradient buckets of the data-parallel all-reduce: 25 M values (100 MB of fp32).
 const BUCKET_ELEMS: usize = 25 << 20;
 
@@ -416,6 +498,7 @@ fn train_rank(
                     validation: Vec::new(),
                     skipped_steps: Vec::new(),
                     tokenizer_xxh3: Some(tokenizer.to_string()),
+                    rows: None,
                 };
                 let params = match &options.init_params {
                     Some(params) if params.len() == layout.len => params.clone(),
@@ -431,6 +514,26 @@ fn train_rank(
                 (params, None, loader, state)
             }
         };
+    // SFT rows: from the start, or where the checkpoint left them.
+    let mut rows = match (&options.sft, &state.rows) {
+        (None, None) => None,
+        (Some(sft), None) if state.step == 0 => {
+            Some(RowFeed::open(&sft.prepared, options.seed, rank, world)?)
+        }
+        (Some(sft), Some(saved)) => Some(RowFeed::resume(&sft.prepared, saved, rank, world)?),
+        (Some(_), None) => {
+            return Err(TrainError::Run(format!(
+                "`{}` holds a pretraining run; fine-tune it with `steel sft --init-from` a checkpoint of it",
+                options.out.display()
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(TrainError::Run(format!(
+                "`{}` holds an SFT run; resume it with `steel sft --resume`",
+                options.out.display()
+            )));
+        }
+    };
     let mut engine = Engine::new(
         options.device,
         &options.config,
@@ -457,14 +560,12 @@ fn train_rank(
     };
     while state.step < options.steps {
         let mut micro_batches = Vec::with_capacity(options.grad_accum);
-        for _ in 0..options.grad_accum.max(1) {
-            let mut blocks = Vec::with_capacity(options.micro_batch);
-            for _ in 0..options.micro_batch {
-                let block = loader.next_block()?;
-                state.tokens += ((block.len() - 1) * world) as u64;
-                blocks.push(block);
-            }
-            micro_batches.push(Batch::from_blocks(&blocks));
+        for micro in 0..options.grad_accum as u64 {
+            let first_slot = (state.step * options.grad_accum as u64 + micro)
+                * options.micro_batch as u64;
+            let batch = next_batch(options, &mut loader, rows.as_mut(), first_slot)?;
+            state.tokens += (batch.ids.len() * world) as u64;
+            micro_batches.push(batch);
         }
         let lr = options.schedule.lr(state.step);
         let objective = Objective::MeanOverTrained;
@@ -507,6 +608,7 @@ fn train_rank(
             grad_norm,
             tokens: state.tokens,
             skipped: !result.updated,
+            trained_tokens: options.sft.as_ref().map(|_| result.trained as u64),
         };
         writeln!(
             metrics,
@@ -524,7 +626,10 @@ fn train_rank(
         if let Some(validation) = &options.validation
             && (state.step.is_multiple_of(validation.every) || state.step == options.steps)
         {
-            let result = engine.evaluate(&validation.dir, validation.max_blocks)?;
+            let result = match options.sft {
+                Some(_) => engine.evaluate_rows(&validation.dir, validation.max_blocks)?,
+                None => engine.evaluate(&validation.dir, validation.max_blocks)?,
+            };
             let best = state
                 .validation
                 .iter()
@@ -535,6 +640,7 @@ fn train_rank(
                 .map_err(|e| TrainError::Run(format!("cannot write `{}`: {e}", metrics_path.display())))?;
             if (result.loss as f32) < best {
                 state.loader = loader.state();
+                state.rows = rows.as_ref().map(RowFeed::state);
                 let dir = options.out.join("best");
                 if dir.exists() {
                     std::fs::remove_dir_all(&dir).map_err(|e| {
@@ -556,6 +662,7 @@ fn train_rank(
             std::fs::write(&svg, loss_svg(&curve, &state.validation))
                 .map_err(|e| TrainError::Run(format!("cannot write `{}`: {e}", svg.display())))?;
             state.loader = loader.state();
+            state.rows = rows.as_ref().map(RowFeed::state);
             let dir = options.out.join(format!("step-{:08}", state.step));
             save(&dir, options, &layout, &engine, &state)?;
             let all = checkpoint::list(&options.out);
@@ -567,4 +674,20 @@ fn train_rank(
         }
     }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixed_slots_hold_their_share() {
+        let picked = |mix: f64, slots: u64| (0..slots).filter(|&s| pretraining_slot(s, mix)).count();
+        assert_eq!(picked(0.0, 100), 0);
+        assert_eq!(picked(1.0, 100), 100);
+        assert_eq!(picked(0.25, 100), 25);
+        assert_eq!(picked(0.3, 10), 3);
+        // Spread out: every stretch of 4 slots at 0.25 holds one.
+        assert!((0..96).all(|s| (s..s + 4).filter(|&x| pretraining_slot(x, 0.25)).count() == 1));
+    }
 }

@@ -17,6 +17,7 @@
 pub mod chunks;
 pub mod follow;
 pub mod order;
+pub mod rows;
 
 use chunks::ChunkDir;
 use order::{Event, Order, OrderState};

@@ -1,0 +1,236 @@
+//! `steel sft`, `steel eval chat` and `steel dpo` end to end on the CPU: a tiny model trained
+//! on the demo corpus, fine-tuned on chat data, resumed exactly.
+
+mod common;
+
+use common::{demo_chunks, trained};
+use std::path::{Path, PathBuf};
+use steel_trainer::chat_eval::evaluate_chat;
+use steel_trainer::checkpoint::load_model;
+use steel_trainer::device::Device;
+use steel_trainer::dpo::loss::{Settings as DpoLoss, Variant};
+use steel_trainer::dpo::train::{DpoData, dpo};
+use steel_trainer::infer::tokenizer::Tokenizer;
+use steel_trainer::model::pass::logits;
+use steel_trainer::settings::TrainSettings;
+use steel_trainer::sft::{SftOptions, read_examples, read_pairs};
+use steel_trainer::sft_settings::SftSettings;
+use steel_trainer::train::{TrainOptions, train};
+
+/// A JSONL file of `n` two-turn conversations in the messages form.
+fn chat_file(dir: &Path, n: usize) -> PathBuf {
+    let words = ["river", "stone", "market", "garden", "lamp", "winter", "paper", "bridge"];
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            let (a, b) = (words[i % words.len()], words[(i * 3 + 1) % words.len()]);
+            serde_json::json!({"messages": [
+                {"role": "user", "content": format!("Tell me about the {a}.")},
+                {"role": "assistant", "content": format!("The {a} is near the {b}.")},
+                {"role": "user", "content": format!("And the {b}?")},
+                {"role": "assistant", "content": format!("The {b} is old.")},
+            ]})
+            .to_string()
+        })
+        .collect();
+    let path = dir.join("chat.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// `steel sft`'s settings for a run of `steps` steps into `out`.
+fn sft_run(
+    checkpoint: &Path,
+    tokenizer: &Path,
+    data: &Path,
+    out: &Path,
+    steps: u64,
+    sft: SftSettings,
+    resume: bool,
+) -> TrainOptions {
+    let settings = TrainSettings {
+        init_from: Some(checkpoint.to_path_buf()),
+        tokenizer: Some(tokenizer.to_path_buf()),
+        data: match resume {
+            true => Vec::new(),
+            false => vec![data.display().to_string().parse().unwrap()],
+        },
+        steps: Some(6),
+        micro_batch: Some(2),
+        lr: Some(3e-3),
+        checkpoint_every: Some(3),
+        out: Some(out.to_path_buf()),
+        resume: resume.then_some(None),
+        seed: Some(5),
+        ..TrainSettings::default()
+    };
+    let mut options = sft.resolve(settings).unwrap().options;
+    options.steps = steps;
+    options
+}
+
+fn sft_settings(packing: bool) -> SftSettings {
+    SftSettings {
+        cutoff: Some(48),
+        packing,
+        ..SftSettings::default()
+    }
+}
+
+/// SFT lowers the loss on the replies, reports trained tokens, and a run stopped at step 3
+/// and resumed gives the uninterrupted run's losses and weights bit for bit; packed rows too.
+#[test]
+fn sft_trains_on_the_replies_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, tokenizer) = trained(dir.path());
+    let data = chat_file(dir.path(), 24);
+    for packing in [false, true] {
+        let name = if packing { "packed" } else { "padded" };
+        let whole = dir.path().join(format!("{name}-whole"));
+        let options = sft_run(&checkpoint, &tokenizer, &data, &whole, 6, sft_settings(packing), false);
+        let state = train(&options, false, &mut |_| {}).unwrap();
+        assert_eq!(state.losses.len(), 6);
+        assert!(state.losses[5] < state.losses[0], "{name}: {:?}", state.losses);
+        let metrics = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap();
+        let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+        let trained_tokens = first["trained_tokens"].as_u64().unwrap();
+        assert!(trained_tokens > 0 && trained_tokens < first["tokens"].as_u64().unwrap());
+
+        let split = dir.path().join(format!("{name}-split"));
+        let options = sft_run(&checkpoint, &tokenizer, &data, &split, 3, sft_settings(packing), false);
+        train(&options, false, &mut |_| {}).unwrap();
+        let options = sft_run(&checkpoint, &tokenizer, &data, &split, 6, sft_settings(packing), true);
+        let resumed = train(&options, true, &mut |_| {}).unwrap();
+        assert_eq!(resumed.losses, state.losses, "{name}: resumed bit for bit");
+        let params = |run: &Path| load_model(&run.join("step-00000006")).unwrap().2;
+        assert_eq!(params(&split), params(&whole), "{name}");
+    }
+}
+
+/// `steel eval chat` is the mean cross-entropy over exactly the reply tokens, computed here
+/// from the model's logits by hand.
+#[test]
+fn eval_chat_is_the_mean_loss_over_the_reply_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, tokenizer) = trained(dir.path());
+    let data = chat_file(dir.path(), 5);
+    let options = SftOptions {
+        cutoff: 64,
+        ..SftOptions::default()
+    };
+    let result = evaluate_chat(&checkpoint, Some(&tokenizer), &data, &options, Device::Cpu, false)
+        .unwrap();
+    let (config, layout, params) = load_model(&checkpoint).unwrap();
+    let codec = Tokenizer::load(&tokenizer).unwrap();
+    let (examples, _) = read_examples(&data, &codec, &options).unwrap();
+    let (mut total, mut tokens) = (0.0f64, 0u64);
+    for example in &examples {
+        let n = example.ids.len() - 1;
+        let out = logits(&config, &layout, &params, &example.ids[..n]);
+        for i in 0..n {
+            if !example.trained[i + 1] {
+                continue;
+            }
+            let row = &out[i * config.vocab_size..(i + 1) * config.vocab_size];
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v)) as f64;
+            let lse = max + row.iter().map(|v| (*v as f64 - max).exp()).sum::<f64>().ln();
+            total += lse - row[example.ids[i + 1] as usize] as f64;
+            tokens += 1;
+        }
+    }
+    assert_eq!(result.examples, 5);
+    assert_eq!(result.tokens, tokens);
+    assert!((result.loss - total / tokens as f64).abs() < 1e-5, "{result:?}");
+}
+
+/// SFT with pretraining blocks mixed in trains, and resumes exactly.
+#[test]
+fn sft_with_pretraining_mixed_in_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, tokenizer) = trained(dir.path());
+    let chunks = demo_chunks(&dir.path().join("mix"), 48);
+    let data = chat_file(dir.path(), 24);
+    let mixed = || SftSettings {
+        mix_pretrain: Some(format!("{}:0.5", chunks.display())),
+        ..sft_settings(true)
+    };
+    let whole = dir.path().join("whole");
+    let options = sft_run(&checkpoint, &tokenizer, &data, &whole, 6, mixed(), false);
+    let state = train(&options, false, &mut |_| {}).unwrap();
+    let split = dir.path().join("split");
+    train(&sft_run(&checkpoint, &tokenizer, &data, &split, 3, mixed(), false), false, &mut |_| {})
+        .unwrap();
+    let resumed = train(
+        &sft_run(&checkpoint, &tokenizer, &data, &split, 6, mixed(), true),
+        true,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(resumed.losses, state.losses);
+}
+
+/// A JSONL file of preference pairs: the chosen reply repeats the prompt's word.
+fn pairs_file(dir: &Path) -> PathBuf {
+    let words = ["river", "stone", "market", "garden", "lamp", "winter"];
+    let lines: Vec<String> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let other = words[(i + 2) % words.len()];
+            serde_json::json!({
+                "prompt": format!("Say {w}."),
+                "chosen": format!("{w} {w}."),
+                "rejected": format!("{other} paper."),
+            })
+            .to_string()
+        })
+        .collect();
+    let path = dir.join("pairs.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// DPO: at the first step the policy is its reference, so the loss is ln 2; a few steps raise
+/// the chosen-minus-rejected margin; a run stopped and resumed repeats the losses bit for bit.
+#[test]
+fn dpo_starts_at_ln_2_raises_the_margin_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, tokenizer) = trained(dir.path());
+    let codec = Tokenizer::load(&tokenizer).unwrap();
+    let (pairs, _) = read_pairs(&pairs_file(dir.path()), &codec, 48).unwrap();
+    let data = DpoData {
+        pairs,
+        source: "pairs.jsonl".into(),
+        loss: DpoLoss::new(Variant::Sigmoid),
+    };
+    let options = |out: &Path, steps: u64| {
+        let settings = TrainSettings {
+            init_from: Some(checkpoint.clone()),
+            seq: Some(48),
+            steps: Some(8),
+            micro_batch: Some(2),
+            lr: Some(1e-3),
+            weight_decay: Some(0.0),
+            checkpoint_every: Some(4),
+            out: Some(out.to_path_buf()),
+            seed: Some(3),
+            ..TrainSettings::default()
+        };
+        let mut options = settings.resolve_without_chunks().unwrap().options;
+        options.steps = steps;
+        options
+    };
+    let mut margins = Vec::new();
+    let whole = dir.path().join("whole");
+    let state = dpo(&options(&whole, 8), &data, false, &mut |m| margins.push(m.margin)).unwrap();
+    assert!(
+        (state.losses[0] as f64 - std::f64::consts::LN_2).abs() < 1e-6,
+        "{}",
+        state.losses[0]
+    );
+    assert!(margins[0].abs() < 1e-9, "policy = reference: margin {}", margins[0]);
+    assert!(margins[7] > 0.0 && state.losses[7] < state.losses[0], "{margins:?} {:?}", state.losses);
+    let split = dir.path().join("split");
+    dpo(&options(&split, 4), &data, false, &mut |_| {}).unwrap();
+    let resumed = dpo(&options(&split, 8), &data, true, &mut |_| {}).unwrap();
+    assert_eq!(resumed.losses, state.losses);
+}
