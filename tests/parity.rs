@@ -6,7 +6,8 @@
 //! (in norm).
 //!
 //! To regenerate: `STEEL_WRITE_PARITY_MODELS=1 cargo test --test parity` writes the weights,
-//! then `python tests/data/parity/make_reference.py` (torch + transformers) the references.
+//! then `python tests/data/parity/make_reference.py` (torch + transformers) the references,
+//! and `python tests/data/parity/make_sft_reference.py` the masked-SFT ones (`sft_*`).
 //! The softmax-MoE loads through the shipped `trainer/hf/modeling_steel.py`, which
 //! `make_reference.py` puts next to a temporary copy of the fixture; the fixture keeps no copy.
 
@@ -228,6 +229,93 @@ fn matches_pytorch_logits_loss_and_gradients() {
         );
 
         let torch_grads = read_f32_tensors(&dir.join("grads.safetensors"));
+        for view in &layout.views {
+            let theirs = &torch_grads[&view.name];
+            let mine = &grads[view.range()];
+            let norm = theirs.iter().map(|g| g * g).sum::<f32>().sqrt();
+            let diff = distance(mine, theirs, &format!("{name}: {}", view.name));
+            assert!(
+                diff <= 1e-3 * norm.max(1e-6),
+                "{name} {}: gradient differs by {diff} (norm {norm})",
+                view.name
+            );
+        }
+    }
+}
+
+/// A masked multi-turn SFT loss against transformers (`make_sft_reference.py`): one two-turn
+/// chat whose system and user turns are untrained (labels -100) and whose two assistant
+/// replies, each with its `<|im_end|>`, are trained. transformers' loss is the mean
+/// cross-entropy over the shifted labels that are not -100 (plus, for top-k, the
+/// load-balancing loss over every position); ours is the row `ids = seq[..n-1]`,
+/// `targets = seq[1..]`, weight 1 where the shifted label is trained, normalised by the trained
+/// count, with the load-balancing loss at `aux: 1.0` as in the test above. Loss within 1e-4,
+/// every gradient within 1e-3 relative (in norm).
+#[test]
+fn matches_pytorch_masked_sft_loss_and_gradients() {
+    for (name, config) in models() {
+        let dir = dir(name);
+        let (loaded, layout, params) = load_model(&dir).unwrap();
+        assert_eq!(loaded, config, "{name}: config.json");
+        let reference: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("sft_reference.json")).unwrap())
+                .unwrap();
+        if name == "softmax" {
+            let mut crc = flate2::Crc::new();
+            crc.update(steel_trainer::checkpoint::MODELING_STEEL.as_bytes());
+            assert_eq!(
+                reference["modeling_steel_crc32"].as_u64(),
+                Some(u64::from(crc.sum())),
+                "the SFT references were made with another modeling_steel.py: regenerate them"
+            );
+        }
+        let seq: Vec<u32> = serde_json::from_value(reference["ids"].clone()).unwrap();
+        let labels: Vec<i64> = serde_json::from_value(reference["labels"].clone()).unwrap();
+        assert_eq!(seq.len(), labels.len(), "{name}: one label per id");
+        assert!(seq.len() >= 25, "{name}: a multi-turn chat, not a stub");
+
+        let n = seq.len();
+        let (ids, targets) = (&seq[..n - 1], &seq[1..]);
+        let weights: Vec<f32> = labels[1..]
+            .iter()
+            .zip(targets)
+            .map(|(&label, &target)| {
+                if label == -100 {
+                    0.0
+                } else {
+                    assert_eq!(label, i64::from(target), "{name}: a label is its id");
+                    1.0
+                }
+            })
+            .collect();
+        let trained = weights.iter().filter(|&&w| w == 1.0).count();
+        assert_eq!(
+            Some(trained as u64),
+            reference["trained"].as_u64(),
+            "{name}"
+        );
+        assert!(
+            trained > 0 && trained < n - 1,
+            "{name}: {trained} of {} positions trained: the mask must matter",
+            n - 1
+        );
+
+        let mut batch = Batch::new(ids.len());
+        batch.push_row(ids, targets, &weights, &[0]);
+        let scale = LossScale {
+            norm: trained as f32,
+            aux: 1.0,
+        };
+        let mut grads = vec![0.0; layout.len];
+        let loss = loss_and_grad(&config, &layout, &params, batch.row(0), scale, &mut grads);
+        let expected_loss = reference["loss"].as_f64().unwrap() as f32;
+        assert!(
+            (loss - expected_loss).abs() < 1e-4,
+            "{name}: loss {loss} vs {expected_loss}"
+        );
+
+        let torch_grads = read_f32_tensors(&dir.join("sft_grads.safetensors"));
+        assert_eq!(torch_grads.len(), layout.views.len(), "{name}: tensors");
         for view in &layout.views {
             let theirs = &torch_grads[&view.name];
             let mine = &grads[view.range()];

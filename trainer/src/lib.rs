@@ -9,6 +9,7 @@ pub mod chat_eval;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod dpo;
 pub mod engine;
 pub mod error;
 pub mod eval;
