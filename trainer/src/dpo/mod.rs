@@ -11,8 +11,10 @@
 //! coefficients).
 //!
 //! The variants and their names follow TRL (`DPOTrainer`'s `loss_type`, `CPOTrainer`'s
-//! `simpo`, `ORPOTrainer`), and so do the logged metrics (`rewards/chosen`, ...).
+//! `simpo`, `ORPOTrainer`), and so do the logged metrics (`rewards/chosen`, ...). [`train`]
+//! is the training loop, `steel dpo`.
 
 pub mod loss;
+pub mod train;
 
 pub use loss::{Metrics, Pair, PairLoss, Settings, Variant, pair_loss};
