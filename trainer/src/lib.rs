@@ -20,4 +20,5 @@ pub mod optim;
 pub mod parallel;
 pub mod plot;
 pub mod settings;
+pub mod sft;
 pub mod train;
