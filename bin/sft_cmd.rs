@@ -148,8 +148,11 @@ pub fn run_dpo(args: DpoArgs) -> Result<()> {
         .or_else(|| settings.init_from.as_ref().map(|d| d.join("tokenizer.json")))
         .context("the pairs are tokenized with --tokenizer (or the --init-from directory's tokenizer.json)")?;
     let codec = Tokenizer::load(&tokenizer)?;
-    let (pairs, report) = read_pairs(&source, &codec, args.cutoff)?;
-    eprintln!("{report}");
+    let set = read_pairs(&source, &codec, args.cutoff)?;
+    for skipped in &set.skipped {
+        eprintln!("skipped {skipped}");
+    }
+    let pairs = set.pairs;
     settings.seq = Some(args.cutoff as u64);
     // TRL's DPOConfig: learning rate 5e-6 (Steel-LLM's DPO too), no weight decay.
     settings.lr = settings.lr.or(Some(5e-6));

@@ -121,7 +121,7 @@ fn eval_chat_is_the_mean_loss_over_the_reply_tokens() {
         .unwrap();
     let (config, layout, params) = load_model(&checkpoint).unwrap();
     let codec = Tokenizer::load(&tokenizer).unwrap();
-    let (examples, _) = read_examples(&data, &codec, &options).unwrap();
+    let examples = read_examples(&data, &codec, &options).unwrap().examples;
     let (mut total, mut tokens) = (0.0f64, 0u64);
     for example in &examples {
         let n = example.ids.len() - 1;
@@ -196,7 +196,7 @@ fn dpo_starts_at_ln_2_raises_the_margin_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let (checkpoint, tokenizer) = trained(dir.path());
     let codec = Tokenizer::load(&tokenizer).unwrap();
-    let (pairs, _) = read_pairs(&pairs_file(dir.path()), &codec, 48).unwrap();
+    let pairs = read_pairs(&pairs_file(dir.path()), &codec, 48).unwrap().pairs;
     let data = DpoData {
         pairs,
         source: "pairs.jsonl".into(),

@@ -35,7 +35,7 @@ pub fn evaluate_chat(
 ) -> Result<ChatEvalResult, TrainError> {
     let model = open_model(checkpoint)?;
     let codec = Tokenizer::for_model(tokenizer, checkpoint, &model, allow_tokenizer_mismatch)?;
-    let (examples, _) = read_examples(data, &codec, options)?;
+    let examples = read_examples(data, &codec, options)?.examples;
     let engine = Engine::new(
         device,
         &model.config,

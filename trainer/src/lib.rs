@@ -22,5 +22,6 @@ pub mod optim;
 pub mod parallel;
 pub mod plot;
 pub mod settings;
+pub mod sft;
 pub mod sft_settings;
 pub mod train;

@@ -173,12 +173,12 @@ fn check_init_tokenizer(train: &TrainSettings, prepared: &Prepared) -> Result<()
         return Ok(());
     };
     if let Some(expected) = open_model(dir)?.tokenizer_xxh3
-        && expected != prepared.tokenizer_xxh3()
+        && expected != prepared.manifest().tokenizer_xxh3.as_str()
         && !train.allow_tokenizer_mismatch
     {
         return Err(TrainError::Data(format!(
             "the SFT rows were made with another tokenizer (xxh3 {}) than `{}` was trained with ({expected}); pass --allow-tokenizer-mismatch to go on anyway",
-            prepared.tokenizer_xxh3(),
+            prepared.manifest().tokenizer_xxh3.as_str(),
             dir.display()
         )));
     }

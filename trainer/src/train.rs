@@ -266,10 +266,10 @@ fn check_data(options: &TrainOptions) -> Result<String, TrainError> {
     // SFT rows, with any validation rows, record the tokenizer they were made with.
     let sft_tokenizer = match &options.sft {
         Some(sft) => {
-            let tokenizer = Prepared::open(&sft.prepared)?.tokenizer_xxh3().to_string();
+            let tokenizer = Prepared::open(&sft.prepared)?.manifest().tokenizer_xxh3.as_str().to_string();
             if let Some(validation) = &options.validation {
                 let other = Prepared::open(&validation.dir)?;
-                if other.tokenizer_xxh3() != tokenizer && !options.allow_tokenizer_mismatch {
+                if other.manifest().tokenizer_xxh3.as_str() != tokenizer && !options.allow_tokenizer_mismatch {
                     return Err(TrainError::Data(format!(
                         "the validation rows `{}` were made with another tokenizer than the training rows `{}`",
                         validation.dir.display(),

@@ -42,7 +42,7 @@ impl RowFeed {
         let prepared = Prepared::open(dir)?;
         let state = RowsState {
             dir: absolute(dir)?,
-            rows_xxh3: prepared.rows_xxh3().to_string(),
+            rows_xxh3: prepared.manifest().rows_xxh3.as_str().to_string(),
             seed,
             served: 0,
         };
@@ -58,12 +58,12 @@ impl RowFeed {
         world: usize,
     ) -> Result<RowFeed, TrainError> {
         let prepared = Prepared::open(dir)?;
-        if prepared.rows_xxh3() != state.rows_xxh3 {
+        if prepared.manifest().rows_xxh3.as_str() != state.rows_xxh3 {
             return Err(TrainError::Data(format!(
                 "`{}` holds other SFT rows (xxh3 {}) than the run was trained on ({}); \
                  resume with the data it started with, or start a new run",
                 dir.display(),
-                prepared.rows_xxh3(),
+                prepared.manifest().rows_xxh3.as_str(),
                 state.rows_xxh3
             )));
         }
@@ -104,7 +104,7 @@ impl RowFeed {
     pub fn state(&self) -> RowsState {
         RowsState {
             dir: self.dir.display().to_string(),
-            rows_xxh3: self.prepared.rows_xxh3().to_string(),
+            rows_xxh3: self.prepared.manifest().rows_xxh3.as_str().to_string(),
             seed: self.seed,
             served: self.served,
         }

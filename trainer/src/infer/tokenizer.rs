@@ -29,12 +29,16 @@ pub fn stop_tokens(codec: &dyn Codec) -> Vec<u32> {
 }
 
 type Encode = dyn Fn(&str) -> Result<Vec<u32>, String> + Send + Sync;
+/// Token ids and each token's byte span `(start, end)` in the text.
+pub type IdsWithOffsets = (Vec<u32>, Vec<(usize, usize)>);
+type EncodeOffsets = dyn Fn(&str) -> Result<IdsWithOffsets, String> + Send + Sync;
 type Decode = dyn Fn(&[u32]) -> String + Send + Sync;
 type TokenId = dyn Fn(&str) -> Option<u32> + Send + Sync;
 
 /// A `tokenizer.json` (the `tokenizers` crate, loaded as `steel pack` loads it).
 pub struct Tokenizer {
     encode: Box<Encode>,
+    encode_offsets: Box<EncodeOffsets>,
     decode: Box<Decode>,
     token_id: Box<TokenId>,
     /// Tokens in the vocabulary, special tokens included.
@@ -57,12 +61,21 @@ impl Tokenizer {
         inner.with_padding(None);
         let inner = std::sync::Arc::new(inner);
         let vocab_size = inner.get_vocab_size(true);
-        let (for_encode, for_decode, for_ids) = (inner.clone(), inner.clone(), inner);
+        let (for_encode, for_offsets) = (inner.clone(), inner.clone());
+        let (for_decode, for_ids) = (inner.clone(), inner);
         Ok(Tokenizer {
             encode: Box::new(move |text| {
                 for_encode
                     .encode(text, false)
                     .map(|encoding| encoding.get_ids().to_vec())
+                    .map_err(|e| e.to_string())
+            }),
+            // `encode` gives byte offsets into the text as given (the normaliser's changes
+            // are mapped back).
+            encode_offsets: Box::new(move |text| {
+                for_offsets
+                    .encode(text, false)
+                    .map(|encoding| (encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
                     .map_err(|e| e.to_string())
             }),
             // A byte-level decoder cannot fail; an id the vocabulary lacks (a model's padding
@@ -115,6 +128,15 @@ impl Tokenizer {
             }
             _ => Ok(tokenizer),
         }
+    }
+}
+
+impl Tokenizer {
+    /// The ids of `text`, as [`Codec::encode`] gives them, and the byte span `start..end` of
+    /// `text` each token was read from. Spans are in order and do not overlap, except that
+    /// the tokens of one character split into several byte tokens all span that character.
+    pub fn encode_with_offsets(&self, text: &str) -> Result<IdsWithOffsets, TrainError> {
+        (self.encode_offsets)(text).map_err(|e| TrainError::Data(format!("cannot tokenize: {e}")))
     }
 }
 
