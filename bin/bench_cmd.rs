@@ -233,7 +233,10 @@ pub fn run(command: BenchCommand) -> Result<()> {
             let plain = bench_train(&options).context("steel bench train failed")?;
             print(&plain);
             if args.sft {
-                let sft = BenchTrainOptions { sft: true, ..options };
+                let sft = BenchTrainOptions {
+                    sft: true,
+                    ..options
+                };
                 let shaped = bench_train(&sft).context("steel bench train --sft failed")?;
                 print(&shaped);
                 let ratio = shaped.seconds / plain.seconds;

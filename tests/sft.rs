@@ -19,7 +19,9 @@ use steel_trainer::train::{TrainOptions, train};
 
 /// A JSONL file of `n` two-turn conversations in the messages form.
 fn chat_file(dir: &Path, n: usize) -> PathBuf {
-    let words = ["river", "stone", "market", "garden", "lamp", "winter", "paper", "bridge"];
+    let words = [
+        "river", "stone", "market", "garden", "lamp", "winter", "paper", "bridge",
+    ];
     let lines: Vec<String> = (0..n)
         .map(|i| {
             let (a, b) = (words[i % words.len()], words[(i * 3 + 1) % words.len()]);
@@ -70,7 +72,7 @@ fn sft_run(
 
 fn sft_settings(packing: bool) -> SftSettings {
     SftSettings {
-        cutoff: Some(48),
+        cutoff: Some(160),
         packing,
         ..SftSettings::default()
     }
@@ -86,19 +88,48 @@ fn sft_trains_on_the_replies_and_resumes_exactly() {
     for packing in [false, true] {
         let name = if packing { "packed" } else { "padded" };
         let whole = dir.path().join(format!("{name}-whole"));
-        let options = sft_run(&checkpoint, &tokenizer, &data, &whole, 6, sft_settings(packing), false);
+        let options = sft_run(
+            &checkpoint,
+            &tokenizer,
+            &data,
+            &whole,
+            6,
+            sft_settings(packing),
+            false,
+        );
         let state = train(&options, false, &mut |_| {}).unwrap();
         assert_eq!(state.losses.len(), 6);
-        assert!(state.losses[5] < state.losses[0], "{name}: {:?}", state.losses);
+        assert!(
+            state.losses[5] < state.losses[0],
+            "{name}: {:?}",
+            state.losses
+        );
         let metrics = std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap();
-        let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+        let first: serde_json::Value =
+            serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
         let trained_tokens = first["trained_tokens"].as_u64().unwrap();
         assert!(trained_tokens > 0 && trained_tokens < first["tokens"].as_u64().unwrap());
 
         let split = dir.path().join(format!("{name}-split"));
-        let options = sft_run(&checkpoint, &tokenizer, &data, &split, 3, sft_settings(packing), false);
+        let options = sft_run(
+            &checkpoint,
+            &tokenizer,
+            &data,
+            &split,
+            3,
+            sft_settings(packing),
+            false,
+        );
         train(&options, false, &mut |_| {}).unwrap();
-        let options = sft_run(&checkpoint, &tokenizer, &data, &split, 6, sft_settings(packing), true);
+        let options = sft_run(
+            &checkpoint,
+            &tokenizer,
+            &data,
+            &split,
+            6,
+            sft_settings(packing),
+            true,
+        );
         let resumed = train(&options, true, &mut |_| {}).unwrap();
         assert_eq!(resumed.losses, state.losses, "{name}: resumed bit for bit");
         let params = |run: &Path| load_model(&run.join("step-00000006")).unwrap().2;
@@ -114,11 +145,18 @@ fn eval_chat_is_the_mean_loss_over_the_reply_tokens() {
     let (checkpoint, tokenizer) = trained(dir.path());
     let data = chat_file(dir.path(), 5);
     let options = SftOptions {
-        cutoff: 64,
+        cutoff: 160,
         ..SftOptions::default()
     };
-    let result = evaluate_chat(&checkpoint, Some(&tokenizer), &data, &options, Device::Cpu, false)
-        .unwrap();
+    let result = evaluate_chat(
+        &checkpoint,
+        Some(&tokenizer),
+        &data,
+        &options,
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
     let (config, layout, params) = load_model(&checkpoint).unwrap();
     let codec = Tokenizer::load(&tokenizer).unwrap();
     let examples = read_examples(&data, &codec, &options).unwrap().examples;
@@ -132,14 +170,22 @@ fn eval_chat_is_the_mean_loss_over_the_reply_tokens() {
             }
             let row = &out[i * config.vocab_size..(i + 1) * config.vocab_size];
             let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v)) as f64;
-            let lse = max + row.iter().map(|v| (*v as f64 - max).exp()).sum::<f64>().ln();
+            let lse = max
+                + row
+                    .iter()
+                    .map(|v| (*v as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
             total += lse - row[example.ids[i + 1] as usize] as f64;
             tokens += 1;
         }
     }
     assert_eq!(result.examples, 5);
     assert_eq!(result.tokens, tokens);
-    assert!((result.loss - total / tokens as f64).abs() < 1e-5, "{result:?}");
+    assert!(
+        (result.loss - total / tokens as f64).abs() < 1e-5,
+        "{result:?}"
+    );
 }
 
 /// SFT with pretraining blocks mixed in trains, and resumes exactly.
@@ -147,7 +193,7 @@ fn eval_chat_is_the_mean_loss_over_the_reply_tokens() {
 fn sft_with_pretraining_mixed_in_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let (checkpoint, tokenizer) = trained(dir.path());
-    let chunks = demo_chunks(&dir.path().join("mix"), 48);
+    let chunks = demo_chunks(&dir.path().join("mix"), 160);
     let data = chat_file(dir.path(), 24);
     let mixed = || SftSettings {
         mix_pretrain: Some(format!("{}:0.5", chunks.display())),
@@ -157,8 +203,12 @@ fn sft_with_pretraining_mixed_in_resumes_exactly() {
     let options = sft_run(&checkpoint, &tokenizer, &data, &whole, 6, mixed(), false);
     let state = train(&options, false, &mut |_| {}).unwrap();
     let split = dir.path().join("split");
-    train(&sft_run(&checkpoint, &tokenizer, &data, &split, 3, mixed(), false), false, &mut |_| {})
-        .unwrap();
+    train(
+        &sft_run(&checkpoint, &tokenizer, &data, &split, 3, mixed(), false),
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
     let resumed = train(
         &sft_run(&checkpoint, &tokenizer, &data, &split, 6, mixed(), true),
         true,
@@ -196,7 +246,9 @@ fn dpo_starts_at_ln_2_raises_the_margin_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let (checkpoint, tokenizer) = trained(dir.path());
     let codec = Tokenizer::load(&tokenizer).unwrap();
-    let pairs = read_pairs(&pairs_file(dir.path()), &codec, 48).unwrap().pairs;
+    let pairs = read_pairs(&pairs_file(dir.path()), &codec, 48)
+        .unwrap()
+        .pairs;
     let data = DpoData {
         pairs,
         source: "pairs.jsonl".into(),
@@ -221,14 +273,25 @@ fn dpo_starts_at_ln_2_raises_the_margin_and_resumes_exactly() {
     };
     let mut margins = Vec::new();
     let whole = dir.path().join("whole");
-    let state = dpo(&options(&whole, 8), &data, false, &mut |m| margins.push(m.margin)).unwrap();
+    let state = dpo(&options(&whole, 8), &data, false, &mut |m| {
+        margins.push(m.margin)
+    })
+    .unwrap();
     assert!(
         (state.losses[0] as f64 - std::f64::consts::LN_2).abs() < 1e-6,
         "{}",
         state.losses[0]
     );
-    assert!(margins[0].abs() < 1e-9, "policy = reference: margin {}", margins[0]);
-    assert!(margins[7] > 0.0 && state.losses[7] < state.losses[0], "{margins:?} {:?}", state.losses);
+    assert!(
+        margins[0].abs() < 1e-9,
+        "policy = reference: margin {}",
+        margins[0]
+    );
+    assert!(
+        margins[7] > 0.0 && state.losses[7] < state.losses[0],
+        "{margins:?} {:?}",
+        state.losses
+    );
     let split = dir.path().join("split");
     dpo(&options(&split, 4), &data, false, &mut |_| {}).unwrap();
     let resumed = dpo(&options(&split, 8), &data, true, &mut |_| {}).unwrap();

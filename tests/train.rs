@@ -294,7 +294,11 @@ fn gradient_accumulation_equals_one_larger_batch() {
     let (ranks, _) = run("ranks", 2, 1, 2);
     assert_eq!(ranks.tokens, large.tokens);
     for (step, (a, b)) in large.losses.iter().zip(&ranks.losses).enumerate() {
-        assert!((a - b).abs() <= 1e-4 * a.abs(), "step {}: {a} vs {b}", step + 1);
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs(),
+            "step {}: {a} vs {b}",
+            step + 1
+        );
     }
 }
 

@@ -26,7 +26,8 @@ pub struct TrainSettings {
     /// Override the preset's vocabulary size (it must cover the tokenizer the chunks used).
     #[cfg_attr(feature = "cli", arg(long))]
     pub vocab_size: Option<usize>,
-    /// Take the vocabulary size from this tokenizer.json.
+    /// Take the vocabulary size from this tokenizer.json (a preset; an --init-from model keeps
+    /// its own, which must hold it). `steel sft` and `steel dpo` tokenize their data with it.
     #[cfg_attr(feature = "cli", arg(long))]
     pub tokenizer: Option<PathBuf>,
     /// Start from a HuggingFace model directory (config.json + model.safetensors), e.g. one
@@ -373,9 +374,22 @@ impl TrainSettings {
                 None,
             ),
         };
+        // A preset takes its vocabulary from the tokenizer; an imported model keeps its own,
+        // which must hold the tokenizer's.
         if let Some(tokenizer) = &self.tokenizer {
-            config.vocab_size =
-                steel_dataflow::pack::tokenizer::load(tokenizer)?.get_vocab_size(true);
+            let size = steel_dataflow::pack::tokenizer::load(tokenizer)?.get_vocab_size(true);
+            match &self.init_from {
+                None => config.vocab_size = size,
+                Some(dir) if size > config.vocab_size => {
+                    return Err(settings_error(format!(
+                        "`{}` has {size} tokens, more than the {} of the model in `{}`",
+                        tokenizer.display(),
+                        config.vocab_size,
+                        dir.display()
+                    )));
+                }
+                Some(_) => {}
+            }
         }
         if let Some(vocab) = self.vocab_size {
             config.vocab_size = vocab;

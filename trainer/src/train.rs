@@ -13,7 +13,6 @@ use crate::checkpoint::{self, TrainState, fingerprint};
 use crate::data::chunks;
 use crate::data::follow::DataChange;
 use crate::data::rows::RowFeed;
-use crate::sft::Prepared;
 use crate::data::{DataSource, Loader, LoaderError};
 use crate::device::Device;
 use crate::engine::{Engine, Objective};
@@ -26,6 +25,7 @@ use crate::parallel::bucket::Buckets;
 use crate::parallel::collective::{Collective, InProcess};
 use crate::parallel::tcp::Tcp;
 use crate::plot::loss_svg;
+use crate::sft::Prepared;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -254,7 +254,10 @@ fn manifest(dir: &Path) -> Result<Manifest, TrainError> {
 /// validation data is prepared SFT rows, not chunks).
 fn chunk_dirs(options: &TrainOptions) -> impl Iterator<Item = &Path> {
     let data = options.data.iter().map(|source| source.dir.as_path());
-    let validation = options.validation.as_ref().filter(|_| options.sft.is_none());
+    let validation = options
+        .validation
+        .as_ref()
+        .filter(|_| options.sft.is_none());
     data.chain(validation.map(|v| v.dir.as_path()))
 }
 
@@ -266,10 +269,16 @@ fn check_data(options: &TrainOptions) -> Result<String, TrainError> {
     // SFT rows, with any validation rows, record the tokenizer they were made with.
     let sft_tokenizer = match &options.sft {
         Some(sft) => {
-            let tokenizer = Prepared::open(&sft.prepared)?.manifest().tokenizer_xxh3.as_str().to_string();
+            let tokenizer = Prepared::open(&sft.prepared)?
+                .manifest()
+                .tokenizer_xxh3
+                .as_str()
+                .to_string();
             if let Some(validation) = &options.validation {
                 let other = Prepared::open(&validation.dir)?;
-                if other.manifest().tokenizer_xxh3.as_str() != tokenizer && !options.allow_tokenizer_mismatch {
+                if other.manifest().tokenizer_xxh3.as_str() != tokenizer
+                    && !options.allow_tokenizer_mismatch
+                {
                     return Err(TrainError::Data(format!(
                         "the validation rows `{}` were made with another tokenizer than the training rows `{}`",
                         validation.dir.display(),
@@ -561,8 +570,8 @@ fn train_rank(
     while state.step < options.steps {
         let mut micro_batches = Vec::with_capacity(options.grad_accum);
         for micro in 0..options.grad_accum as u64 {
-            let first_slot = (state.step * options.grad_accum as u64 + micro)
-                * options.micro_batch as u64;
+            let first_slot =
+                (state.step * options.grad_accum as u64 + micro) * options.micro_batch as u64;
             let batch = next_batch(options, &mut loader, rows.as_mut(), first_slot)?;
             state.tokens += (batch.ids.len() * world) as u64;
             micro_batches.push(batch);
@@ -682,7 +691,8 @@ mod tests {
 
     #[test]
     fn mixed_slots_hold_their_share() {
-        let picked = |mix: f64, slots: u64| (0..slots).filter(|&s| pretraining_slot(s, mix)).count();
+        let picked =
+            |mix: f64, slots: u64| (0..slots).filter(|&s| pretraining_slot(s, mix)).count();
         assert_eq!(picked(0.0, 100), 0);
         assert_eq!(picked(1.0, 100), 100);
         assert_eq!(picked(0.25, 100), 25);

@@ -86,7 +86,12 @@ fn pairs_xxh3(pairs: &[Pair]) -> String {
 fn push_pair(batch: &mut Batch, pair: &Pair) {
     for completion in [&pair.chosen, &pair.rejected] {
         let t = batch.t;
-        let full: Vec<u32> = pair.prompt.iter().chain(completion.iter()).copied().collect();
+        let full: Vec<u32> = pair
+            .prompt
+            .iter()
+            .chain(completion.iter())
+            .copied()
+            .collect();
         let n = full.len().min(t + 1);
         let (mut ids, mut targets, mut weights) = (vec![0; t], vec![0; t], vec![0.0; t]);
         ids[..n - 1].copy_from_slice(&full[..n - 1]);
@@ -152,7 +157,9 @@ pub fn dpo(
     let hash = pairs_xxh3(&data.pairs);
     std::fs::create_dir_all(&options.out)
         .map_err(|e| TrainError::Run(format!("cannot create `{}`: {e}", options.out.display())))?;
-    let (params, moments, mut state) = match checkpoint::list(&options.out).last().filter(|_| resume)
+    let (params, moments, mut state) = match checkpoint::list(&options.out)
+        .last()
+        .filter(|_| resume)
     {
         Some(dir) => {
             let loaded = checkpoint::load(dir, &options.config, &layout)?;
@@ -358,7 +365,10 @@ fn load_or_compute_reference(
 ) -> Result<Vec<(f64, f64)>, TrainError> {
     let path = options.out.join("dpo-reference.json");
     let fail = |e: &dyn std::fmt::Display| {
-        TrainError::Run(format!("reference log-probabilities `{}`: {e}", path.display()))
+        TrainError::Run(format!(
+            "reference log-probabilities `{}`: {e}",
+            path.display()
+        ))
     };
     if path.exists() {
         let text = std::fs::read_to_string(&path).map_err(|e| fail(&e))?;
