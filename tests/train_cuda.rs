@@ -1,7 +1,9 @@
 //! The GPU model against the CPU reference (its specification): whole-model loss and
-//! gradients on the tiny configs of every FFN kind and both attention methods, the fused
-//! AdamW against the CPU AdamW, a 300-step run whose loss curve tracks the CPU run's, and an
-//! exact resume on the GPU.
+//! gradients on the tiny configs of every FFN kind and both attention methods, for plain
+//! pretraining rows and for rows packing documents with positions left out of the loss; a
+//! packed row against its documents run alone and two micro-batches against one batch on the
+//! GPU; the fused AdamW against the CPU AdamW, a 300-step run whose loss curve tracks the CPU
+//! run's, and an exact resume on the GPU.
 //!
 //! They need a GPU: ignored by a plain `cargo test`, run by `scripts/gpu-check.sh`.
 #![cfg(feature = "cuda")]
@@ -11,12 +13,13 @@ mod common;
 use common::demo_chunks;
 use std::path::Path;
 use steel_kernels::cuda::{Dtype, Gpu, Tensor, adamw};
+use steel_trainer::batch::{Batch, LossScale};
 use steel_trainer::data::DataSource;
 use steel_trainer::device::{Attention, Device};
 use steel_trainer::gpu::GpuModel;
 use steel_trainer::model::config::ModelConfig;
 use steel_trainer::model::params::Layout;
-use steel_trainer::model::pass::loss_and_grad;
+use steel_trainer::model::pass::{loss_and_grad, row_loss_sum};
 use steel_trainer::optim::adamw::{AdamW, AdamWConfig, clip_global_norm};
 use steel_trainer::optim::schedule::Schedule;
 use steel_trainer::train::{TrainOptions, init_params, train};
@@ -41,49 +44,60 @@ fn norm(v: &[f32]) -> f64 {
     v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt()
 }
 
-/// Loss within 1%; every parameter tensor's gradient within 3% in norm and pointing the same
-/// way (cosine > 0.99), the bf16 compute's error budget.
-fn check_model(preset: &str, attention: Attention) {
+const PRESETS: [&str; 3] = ["tiny-dense", "tiny-softmax-moe", "tiny-topk-moe"];
+const ATTENTIONS: [Attention; 2] = [Attention::Flash, Attention::Cublas];
+
+/// The tiny model `preset` with weights larger than the training init, so every path carries
+/// signal.
+fn setup(preset: &str) -> (ModelConfig, Layout, Vec<f32>) {
     let config = ModelConfig::preset(preset).unwrap();
     let layout = Layout::new(&config);
-    // Weights larger than the training init, so every path carries signal.
     let params: Vec<f32> = init_params(&layout, 5).iter().map(|w| w * 4.0).collect();
-    let (batch, t) = (2, 40);
-    let block = tokens(9, batch * (t + 1), config.vocab_size);
-    let (mut ids, mut targets) = (Vec::new(), Vec::new());
-    let mut cpu_grads = vec![0.0; layout.len];
-    let mut cpu_loss = 0.0;
-    for seq in block.chunks(t + 1) {
-        ids.extend_from_slice(&seq[..t]);
-        targets.extend_from_slice(&seq[1..]);
-        cpu_loss += loss_and_grad(
-            &config,
-            &layout,
-            &params,
-            &seq[..t],
-            &seq[1..],
-            &mut cpu_grads,
-        );
-    }
-    cpu_loss /= batch as f32;
-    cpu_grads.iter_mut().for_each(|g| *g /= batch as f32);
-    let mut model = GpuModel::new(gpu(), &config, &params, attention).unwrap();
+    (config, layout, params)
+}
+
+/// What the CPU reference gives for a GPU pass over `batch` with `scale`: `loss_and_grad`
+/// summed over the rows, each row's load-balancing loss weighted by `scale.aux / rows` (the
+/// GPU's is the mean over the rows, times `scale.aux`).
+fn cpu_pass(
+    config: &ModelConfig,
+    layout: &Layout,
+    params: &[f32],
+    batch: &Batch,
+    scale: LossScale,
+) -> (f32, Vec<f32>) {
+    let row_scale = LossScale {
+        norm: scale.norm,
+        aux: scale.aux / batch.rows() as f32,
+    };
+    let mut grads = vec![0.0; layout.len];
+    let loss = batch
+        .iter()
+        .map(|row| loss_and_grad(config, layout, params, row, row_scale, &mut grads))
+        .sum();
+    (loss, grads)
+}
+
+/// The GPU's loss over `batch` and the gradients it leaves (from zero).
+fn gpu_pass(model: &mut GpuModel, batch: &Batch, scale: LossScale) -> (f32, Vec<f32>) {
     model.zero_grads().unwrap();
-    let loss = model.loss_and_grad(&ids, &targets, batch).unwrap();
+    let loss = model.loss_and_grad(batch, scale).unwrap();
+    (loss, model.grads().unwrap())
+}
+
+/// Loss within 1%; every parameter tensor's gradient within 3% in norm and pointing the same
+/// way (cosine > 0.99), the bf16 compute's error budget.
+fn assert_matches_cpu(what: &str, layout: &Layout, gpu: &(f32, Vec<f32>), cpu: &(f32, Vec<f32>)) {
+    let ((loss, gpu_grads), (cpu_loss, cpu_grads)) = (gpu, cpu);
     assert!(
         (loss - cpu_loss).abs() <= 1e-2 * cpu_loss.abs(),
-        "{preset} {attention:?}: loss {loss} vs CPU {cpu_loss}"
+        "{what}: loss {loss} vs CPU {cpu_loss}"
     );
-    let gpu_grads = model.grads().unwrap();
     for view in &layout.views {
         let (g, c) = (&gpu_grads[view.range()], &cpu_grads[view.range()]);
         let (ng, nc) = (norm(g), norm(c));
         if nc < 1e-7 {
-            assert!(
-                ng < 1e-5,
-                "{preset} {}: CPU gradient 0, GPU {ng}",
-                view.name
-            );
+            assert!(ng < 1e-5, "{what} {}: CPU gradient 0, GPU {ng}", view.name);
             continue;
         }
         let cosine = g
@@ -94,18 +108,195 @@ fn check_model(preset: &str, attention: Attention) {
             / (ng * nc);
         assert!(
             cosine > 0.99 && (ng / nc - 1.0).abs() < 0.03,
-            "{preset} {attention:?} {}: cosine {cosine}, norm {ng} vs CPU {nc}",
+            "{what} {}: cosine {cosine}, norm {ng} vs CPU {nc}",
             view.name
         );
     }
 }
 
+/// Two GPU results that differ only in how the work was split (summation order): loss within
+/// 0.1%, every tensor's gradient within 1% of its norm.
+fn assert_same(what: &str, layout: &Layout, a: &(f32, Vec<f32>), b: &(f32, Vec<f32>)) {
+    assert!(
+        (a.0 - b.0).abs() <= 1e-3 * b.0.abs(),
+        "{what}: loss {} vs {}",
+        a.0,
+        b.0
+    );
+    for view in &layout.views {
+        let (x, y) = (&a.1[view.range()], &b.1[view.range()]);
+        let diff: Vec<f32> = x.iter().zip(y).map(|(p, q)| p - q).collect();
+        assert!(
+            norm(&diff) <= 1e-2 * norm(y) + 1e-6,
+            "{what} {}: gradients differ by {} (norm {})",
+            view.name,
+            norm(&diff),
+            norm(y)
+        );
+    }
+}
+
+/// Pretraining rows (one document each, every weight 1) and the mean over their tokens.
 #[test]
 #[ignore = "needs a GPU: scripts/gpu-check.sh"]
 fn whole_model_matches_cpu_for_every_ffn_kind() {
-    for preset in ["tiny-dense", "tiny-softmax-moe", "tiny-topk-moe"] {
-        for attention in [Attention::Flash, Attention::Cublas] {
-            check_model(preset, attention);
+    for preset in PRESETS {
+        let (config, layout, params) = setup(preset);
+        let (rows, t) = (2, 40);
+        let blocks: Vec<Vec<u32>> = tokens(9, rows * (t + 1), config.vocab_size)
+            .chunks(t + 1)
+            .map(|b| b.to_vec())
+            .collect();
+        let batch = Batch::from_blocks(&blocks);
+        let scale = LossScale {
+            norm: batch.trained() as f32,
+            aux: 1.0,
+        };
+        let cpu = cpu_pass(&config, &layout, &params, &batch, scale);
+        for attention in ATTENTIONS {
+            let mut model = GpuModel::new(gpu(), &config, &params, attention).unwrap();
+            let got = gpu_pass(&mut model, &batch, scale);
+            assert_matches_cpu(&format!("{preset} {attention:?}"), &layout, &got, &cpu);
+        }
+    }
+}
+
+/// Two rows of 40 positions packing documents (starts `starts[r]`), the positions in
+/// `left_out` (a prompt, say) weighted 0.
+fn packed_batch(vocab: usize, starts: [&[u32]; 2], left_out: [&[usize]; 2]) -> Batch {
+    let t = 40;
+    let mut batch = Batch::new(t);
+    for (r, (starts, left_out)) in starts.iter().zip(left_out).enumerate() {
+        let ids = tokens(20 + r as u64, t, vocab);
+        let targets = tokens(30 + r as u64, t, vocab);
+        let mut weights = vec![1.0; t];
+        left_out.iter().for_each(|&i| weights[i] = 0.0);
+        batch.push_row(&ids, &targets, &weights, starts);
+    }
+    batch
+}
+
+/// Rows packing several documents, some positions left out of the loss: loss, gradients,
+/// `loss` and `row_loss_sums` against the CPU.
+#[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh"]
+fn packed_documents_and_left_out_positions_match_cpu() {
+    for preset in PRESETS {
+        let (config, layout, params) = setup(preset);
+        let batch = packed_batch(
+            config.vocab_size,
+            [&[0, 17], &[0, 9, 30]],
+            [&[0, 1, 2, 3, 17, 18, 19], &[9, 10, 11, 39]],
+        );
+        let scale = LossScale {
+            norm: batch.trained() as f32,
+            aux: 1.0,
+        };
+        let cpu = cpu_pass(&config, &layout, &params, &batch, scale);
+        let no_aux = LossScale { aux: 0.0, ..scale };
+        let cpu_no_aux = cpu_pass(&config, &layout, &params, &batch, no_aux).0;
+        let cpu_sums: Vec<f64> = batch
+            .iter()
+            .map(|row| row_loss_sum(&config, &layout, &params, row))
+            .collect();
+        for attention in ATTENTIONS {
+            let what = format!("{preset} {attention:?}");
+            let mut model = GpuModel::new(gpu(), &config, &params, attention).unwrap();
+            let got = gpu_pass(&mut model, &batch, scale);
+            assert_matches_cpu(&what, &layout, &got, &cpu);
+            let loss = model.loss(&batch, no_aux).unwrap();
+            assert!(
+                (loss - cpu_no_aux).abs() <= 1e-2 * cpu_no_aux.abs(),
+                "{what}: loss without gradients {loss} vs CPU {cpu_no_aux}"
+            );
+            let sums = model.row_loss_sums(&batch).unwrap();
+            for (r, (g, c)) in sums.iter().zip(&cpu_sums).enumerate() {
+                assert!(
+                    (g - c).abs() <= 1e-2 * c.abs(),
+                    "{what}: row {r} loss sum {g} vs CPU {c}"
+                );
+            }
+        }
+    }
+}
+
+/// A row packing two examples gives the loss and gradients of the two run alone (one batch
+/// each, accumulated), over the same trained tokens. No load-balancing loss: it is over a
+/// row's tokens together.
+#[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh"]
+fn packed_row_equals_its_examples_run_alone() {
+    // The first example spans more than one 64-query block of the flash kernels.
+    let (ta, tb) = (70, 30);
+    for preset in PRESETS {
+        let (config, layout, params) = setup(preset);
+        let ids = tokens(40, ta + tb, config.vocab_size);
+        let targets = tokens(41, ta + tb, config.vocab_size);
+        let mut weights = vec![1.0; ta + tb];
+        // Each example's prompt is left out.
+        weights[..6].fill(0.0);
+        weights[ta..ta + 4].fill(0.0);
+        let mut packed = Batch::new(ta + tb);
+        packed.push_row(&ids, &targets, &weights, &[0, ta as u32]);
+        let (mut a, mut b) = (Batch::new(ta), Batch::new(tb));
+        a.push_row(&ids[..ta], &targets[..ta], &weights[..ta], &[0]);
+        b.push_row(&ids[ta..], &targets[ta..], &weights[ta..], &[0]);
+        let scale = LossScale {
+            norm: packed.trained() as f32,
+            aux: 0.0,
+        };
+        for attention in ATTENTIONS {
+            let what = format!("{preset} {attention:?}");
+            let mut model = GpuModel::new(gpu(), &config, &params, attention).unwrap();
+            let together = gpu_pass(&mut model, &packed, scale);
+            model.zero_grads().unwrap();
+            let loss =
+                model.loss_and_grad(&a, scale).unwrap() + model.loss_and_grad(&b, scale).unwrap();
+            let alone = (loss, model.grads().unwrap());
+            assert_same(&what, &layout, &together, &alone);
+            let sums = model.row_loss_sums(&packed).unwrap()[0];
+            let apart = model.row_loss_sums(&a).unwrap()[0] + model.row_loss_sums(&b).unwrap()[0];
+            assert!(
+                (sums - apart).abs() <= 1e-3 * apart.abs(),
+                "{what}: packed row's loss sum {sums} vs {apart} apart"
+            );
+        }
+    }
+}
+
+/// Gradient accumulation: `loss_and_grad` on two micro-batches of one row each (each taking
+/// its share of the load-balancing loss, as the engine scales it) adds up to one call on both
+/// rows.
+#[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh"]
+fn two_micro_batches_accumulate_to_one_batch() {
+    for preset in PRESETS {
+        let (config, layout, params) = setup(preset);
+        let both = packed_batch(config.vocab_size, [&[0, 25], &[0]], [&[0, 1, 25], &[]]);
+        let halves: Vec<Batch> = both
+            .iter()
+            .map(|row| {
+                let mut half = Batch::new(both.t);
+                half.ids = row.ids.to_vec();
+                half.targets = row.targets.to_vec();
+                half.weights = row.weights.to_vec();
+                half.doc_start = row.doc_start.to_vec();
+                half
+            })
+            .collect();
+        let norm = both.trained() as f32;
+        for attention in ATTENTIONS {
+            let mut model = GpuModel::new(gpu(), &config, &params, attention).unwrap();
+            let one = gpu_pass(&mut model, &both, LossScale { norm, aux: 1.0 });
+            model.zero_grads().unwrap();
+            let mut loss = 0.0;
+            for half in &halves {
+                loss += model
+                    .loss_and_grad(half, LossScale { norm, aux: 0.5 })
+                    .unwrap();
+            }
+            let two = (loss, model.grads().unwrap());
+            assert_same(&format!("{preset} {attention:?}"), &layout, &two, &one);
         }
     }
 }

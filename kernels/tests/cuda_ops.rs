@@ -245,6 +245,23 @@ fn token_major(x: &[f32], b: usize, heads: usize, t: usize, hd: usize) -> Vec<f3
     out
 }
 
+/// Each token's document start, `[rows · t]`, from each row's sorted document starts (the
+/// first 0), as `Batch::push_row` lays them out.
+fn doc_starts(t: usize, rows: &[&[u32]]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(rows.len() * t);
+    for starts in rows {
+        assert_eq!(starts[0], 0, "a row's first document starts at 0");
+        for i in 0..t as u32 {
+            out.push(*starts.iter().rfind(|&&s| s <= i).unwrap());
+        }
+    }
+    out
+}
+
+fn upload_i32(gpu: &Gpu, v: &[u32]) -> Tensor {
+    Tensor::from_i32(gpu, &v.iter().map(|&x| x as i32).collect::<Vec<_>>()).unwrap()
+}
+
 fn heads(batch: usize, t: usize, hq: usize, hkv: usize, hd: usize) -> Heads {
     Heads {
         batch,
@@ -265,15 +282,22 @@ fn rope_with_bias_and_head_split_matches_cpu() {
     let width = h.qkv_width();
     let qkv = values(17, n * width, 1.0);
     let bias = values(18, width, 0.5);
+    // Row 0 one document; row 1 three, so positions restart at 5 and 13.
+    let starts = doc_starts(h.t, &[&[0], &[0, 5, 13]]);
+    let positions: Vec<u32> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (i % h.t) as u32 - s)
+        .collect();
     let qkvg = upload(&gpu, &qkv, Dtype::Bf16);
     let biasg = upload(&gpu, &bias, Dtype::Bf16);
+    let pg = upload_i32(&gpu, &positions);
     let q = zeros(&gpu, Dtype::Bf16, n * h.hq * h.hd);
     let k = zeros(&gpu, Dtype::Bf16, n * h.hkv * h.hd);
     let v = zeros(&gpu, Dtype::Bf16, n * h.hkv * h.hd);
-    let (qa, ka, va) = (q.addr(), k.addr(), v.addr());
-    rope::forward(&gpu, &h, qkvg.addr(), biasg.addr(), qa, ka, va, theta).unwrap();
+    let (qa, ka, va, pa) = (q.addr(), k.addr(), v.addr(), pg.addr());
+    rope::forward(&gpu, &h, qkvg.addr(), biasg.addr(), pa, qa, ka, va, theta).unwrap();
     let (qd, kd, vd) = (download(&gpu, &q), download(&gpu, &k), download(&gpu, &v));
-    let positions: Vec<u32> = (0..h.t as u32).collect();
     let (qw, kw) = (h.hq * h.hd, h.hkv * h.hd);
     let with_bias: Vec<f32> = qkv
         .chunks(width)
@@ -287,8 +311,9 @@ fn rope_with_bias_and_head_split_matches_cpu() {
                 .collect()
         };
         let (mut qc, mut kc, vc) = (part(0, qw), part(qw, kw), part(qw + kw, kw));
-        cpu::rope::forward(&mut qc, &positions, h.hq, h.hd, theta);
-        cpu::rope::forward(&mut kc, &positions, h.hkv, h.hd, theta);
+        let row_positions = &positions[b * h.t..(b + 1) * h.t];
+        cpu::rope::forward(&mut qc, row_positions, h.hq, h.hd, theta);
+        cpu::rope::forward(&mut kc, row_positions, h.hkv, h.hd, theta);
         assert_close("q", &token_major(&qd, b, h.hq, h.t, h.hd), &qc, 8e-3);
         assert_close("k", &token_major(&kd, b, h.hkv, h.t, h.hd), &kc, 8e-3);
         assert_close("v", &token_major(&vd, b, h.hkv, h.t, h.hd), &vc, 8e-3);
@@ -296,7 +321,7 @@ fn rope_with_bias_and_head_split_matches_cpu() {
     // The backward turns q and k back and packs them with v: applied to the forward's
     // outputs it gives the biased projection again.
     let dqkv = zeros(&gpu, Dtype::Bf16, n * width);
-    rope::backward(&gpu, &h, qa, ka, va, dqkv.addr(), theta).unwrap();
+    rope::backward(&gpu, &h, qa, ka, va, pa, dqkv.addr(), theta).unwrap();
     assert_close(
         "rope backward ∘ forward",
         &download(&gpu, &dqkv),
@@ -305,13 +330,15 @@ fn rope_with_bias_and_head_split_matches_cpu() {
     );
 }
 
-/// Random head-major q, k, v, an output gradient, and the CPU reference per sequence.
+/// Random head-major q, k, v, an output gradient, each token's document start `[B·T]`, and
+/// the CPU reference per row.
 struct AttentionCase {
     h: Heads,
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
     dout: Vec<f32>,
+    doc_start: Vec<u32>,
 }
 
 /// GPU results: token-major out, head-major dq, dk, dv.
@@ -323,17 +350,25 @@ struct AttentionResult {
 }
 
 impl AttentionCase {
+    /// One document per row.
     fn new(h: Heads, seed: u64) -> AttentionCase {
+        AttentionCase::packed(h, seed, &vec![&[0][..]; h.batch])
+    }
+
+    /// Rows packing documents that start at `starts[b]` in row `b`.
+    fn packed(h: Heads, seed: u64, starts: &[&[u32]]) -> AttentionCase {
+        assert_eq!(starts.len(), h.batch, "document starts for each row");
         AttentionCase {
             q: values(seed, h.tokens() * h.hq * h.hd, 1.0),
             k: values(seed + 1, h.tokens() * h.hkv * h.hd, 1.0),
             v: values(seed + 2, h.tokens() * h.hkv * h.hd, 1.0),
             dout: values(seed + 3, h.tokens() * h.hq * h.hd, 1.0),
+            doc_start: doc_starts(h.t, starts),
             h,
         }
     }
 
-    /// Token-major `[out, dq, dk, dv]` of sequence `b` on the CPU.
+    /// Token-major `[out, dq, dk, dv]` of row `b` on the CPU.
     fn reference(&self, b: usize) -> [Vec<f32>; 4] {
         let h = &self.h;
         let shape = cpu::attention::Shape {
@@ -347,12 +382,15 @@ impl AttentionCase {
         let v = token_major(&self.v, b, h.hkv, h.t, h.hd);
         let width = h.hq * h.hd;
         let dout = self.dout[b * h.t * width..(b + 1) * h.t * width].to_vec();
+        let starts = &self.doc_start[b * h.t..(b + 1) * h.t];
         let mut out = vec![0.0; q.len()];
         let mut p = vec![0.0; h.hq * h.t * h.t];
-        cpu::attention::forward(&q, &k, &v, &shape, &mut out, &mut p);
+        cpu::attention::forward(&q, &k, &v, &shape, starts, &mut out, &mut p);
         let mut dq = vec![0.0; q.len()];
         let (mut dk, mut dv) = (vec![0.0; k.len()], vec![0.0; v.len()]);
-        cpu::attention::backward(&dout, &q, &k, &v, &p, &shape, &mut dq, &mut dk, &mut dv);
+        cpu::attention::backward(
+            &dout, &q, &k, &v, &p, &shape, starts, &mut dq, &mut dk, &mut dv,
+        );
         [out, dq, dk, dv]
     }
 
@@ -362,22 +400,24 @@ impl AttentionCase {
         let k = upload(gpu, &self.k, Dtype::Bf16);
         let v = upload(gpu, &self.v, Dtype::Bf16);
         let dout = upload(gpu, &self.dout, Dtype::Bf16);
+        let starts = upload_i32(gpu, &self.doc_start);
         let out = zeros(gpu, Dtype::Bf16, self.q.len());
         let dq = zeros(gpu, Dtype::Bf16, self.q.len());
         let dk = zeros(gpu, Dtype::Bf16, self.k.len());
         let dv = zeros(gpu, Dtype::Bf16, self.v.len());
         let (qa, ka, va, oa) = (q.addr(), k.addr(), v.addr(), out.addr());
         let (da, dqa, dka, dva) = (dout.addr(), dq.addr(), dk.addr(), dv.addr());
+        let sa = starts.addr();
         if flash {
             let lse = zeros(gpu, Dtype::F32, h.batch * h.hq * h.t);
-            attention::flash_forward(gpu, h, qa, ka, va, oa, lse.addr()).unwrap();
-            attention::flash_backward(gpu, h, qa, ka, va, oa, lse.addr(), da, dqa, dka, dva)
-                .unwrap();
+            attention::flash_forward(gpu, h, qa, ka, va, sa, oa, lse.addr()).unwrap();
+            let la = lse.addr();
+            attention::flash_backward(gpu, h, qa, ka, va, sa, oa, la, da, dqa, dka, dva).unwrap();
         } else {
             let scores = h.batch * h.hq * h.t * h.t;
             let s = zeros(gpu, Dtype::F32, scores);
             let p = zeros(gpu, Dtype::Bf16, scores);
-            attention::cublas_forward(gpu, h, qa, ka, va, oa, &s, &p).unwrap();
+            attention::cublas_forward(gpu, h, qa, ka, va, sa, oa, &s, &p).unwrap();
             attention::cublas_backward(gpu, h, qa, ka, va, &p, da, dqa, dka, dva, &s).unwrap();
         }
         AttentionResult {
@@ -427,6 +467,76 @@ fn flash_attention_matches_cpu() {
     }
 }
 
+/// Rows packing several documents: starts crossing the 32-key tiles and the 64-row blocks,
+/// one-token documents (7, and 149 the row's last token), a document spanning a whole block.
+const PACKED_150: [&[u32]; 2] = [
+    &[0, 3, 7, 8, 40, 64, 65, 100, 149],
+    &[0, 31, 32, 33, 96, 140],
+];
+
+#[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh"]
+fn cublas_attention_within_documents_matches_cpu() {
+    let gpu = gpu();
+    AttentionCase::packed(heads(2, 70, 4, 2, 16), 120, &[&[0, 3, 7, 40, 69], &[0, 33]])
+        .check(&gpu, false);
+    AttentionCase::packed(heads(2, 150, 2, 1, 64), 130, &PACKED_150).check(&gpu, false);
+}
+
+#[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh"]
+fn flash_attention_within_documents_matches_cpu() {
+    let gpu = gpu();
+    AttentionCase::packed(heads(2, 150, 4, 2, 64), 140, &PACKED_150).check(&gpu, true);
+    AttentionCase::packed(heads(2, 150, 2, 2, 16), 150, &PACKED_150).check(&gpu, true);
+    AttentionCase::packed(
+        heads(2, 70, 4, 1, 128),
+        160,
+        &[&[0, 3, 7, 40, 69], &[0, 64]],
+    )
+    .check(&gpu, true);
+}
+
+/// Head-major `[1, heads, len, hd]` of positions `from .. from + len` of the one row of
+/// head-major `x: [1, heads, t, hd]`.
+fn span(x: &[f32], heads: usize, t: usize, hd: usize, from: usize, len: usize) -> Vec<f32> {
+    (0..heads)
+        .flat_map(|h| x[(h * t + from) * hd..(h * t + from + len) * hd].to_vec())
+        .collect()
+}
+
+/// Two documents packed in one row give, on the flash kernels, what each gives alone: every
+/// sum is over the same keys (or queries) in the same order.
+#[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh"]
+fn flash_attention_of_a_packed_row_equals_its_documents_alone() {
+    let gpu = gpu();
+    let (ta, tb, hq, hkv, hd) = (70, 45, 4, 2, 64);
+    let t = ta + tb;
+    let packed = AttentionCase::packed(heads(1, t, hq, hkv, hd), 170, &[&[0, ta as u32]]);
+    let together = packed.run(&gpu, true);
+    for (from, len) in [(0, ta), (ta, tb)] {
+        let alone = AttentionCase {
+            h: heads(1, len, hq, hkv, hd),
+            q: span(&packed.q, hq, t, hd, from, len),
+            k: span(&packed.k, hkv, t, hd, from, len),
+            v: span(&packed.v, hkv, t, hd, from, len),
+            dout: packed.dout[from * hq * hd..(from + len) * hq * hd].to_vec(),
+            doc_start: vec![0; len],
+        }
+        .run(&gpu, true);
+        let what = |name: &str| format!("{name} of the document at {from}");
+        let out = &together.out[from * hq * hd..(from + len) * hq * hd];
+        assert_close(&what("out"), out, &alone.out, 1e-6);
+        let dq = span(&together.dq, hq, t, hd, from, len);
+        assert_close(&what("dq"), &dq, &alone.dq, 1e-6);
+        let dk = span(&together.dk, hkv, t, hd, from, len);
+        assert_close(&what("dk"), &dk, &alone.dk, 1e-6);
+        let dv = span(&together.dv, hkv, t, hd, from, len);
+        assert_close(&what("dv"), &dv, &alone.dv, 1e-6);
+    }
+}
+
 #[test]
 #[ignore = "needs a GPU: scripts/gpu-check.sh"]
 fn flash_attention_backward_is_bitwise_repeatable() {
@@ -455,42 +565,60 @@ fn fused_head_and_cross_entropy_match_cpu() {
         .collect();
     let mut logits = vec![0.0; n * vocab];
     cpu::linear::forward(&x, &w, None, n, d, vocab, &mut logits);
-    let loss = cpu::cross_entropy::forward(&logits, &targets, vocab);
-    let mut dlogits = vec![0.0; n * vocab];
-    cpu::cross_entropy::backward(&logits, &targets, vocab, &mut dlogits);
-    let (mut dx, mut dw) = (vec![0.0; n * d], vec![0.0; vocab * d]);
-    cpu::linear::backward(&dlogits, &x, &w, n, d, vocab, &mut dx, &mut dw, None);
+    let terms = cpu::cross_entropy::row_terms(&logits, &targets, vocab);
     let xg = upload(&gpu, &x, Dtype::Bf16);
     let wg = upload(&gpu, &w, Dtype::Bf16);
-    let targets_i32: Vec<i32> = targets.iter().map(|&t| t as i32).collect();
-    let tg = Tensor::from_i32(&gpu, &targets_i32).unwrap();
-    let lossg = zeros(&gpu, Dtype::F32, 1);
-    let (xa, wa, ta) = (xg.addr(), wg.addr(), tg.addr());
-    let saved = cross_entropy::forward(&gpu, xa, wa, ta, n, d, vocab, lossg.addr()).unwrap();
-    let got = download(&gpu, &lossg)[0];
-    assert!(
-        (got - loss).abs() <= 1e-4 * loss.abs().max(1.0),
-        "loss {got} vs {loss}"
-    );
-    let dxg = zeros(&gpu, Dtype::F32, n * d);
-    let dwg = zeros(&gpu, Dtype::F32, vocab * d);
-    let scale = 1.0 / n as f32;
-    cross_entropy::backward(
-        &gpu,
-        &saved,
-        xa,
-        wa,
-        ta,
-        n,
-        d,
-        vocab,
-        scale,
-        dxg.addr(),
-        dwg.addr(),
-    )
-    .unwrap();
-    assert_close("dx", &download(&gpu, &dxg), &dx, 2e-2);
-    assert_close("dw", &download(&gpu, &dwg), &dw, 2e-2);
+    let tg = upload_i32(&gpu, &targets);
+    // The mean (every weight 1, norm n), then weights with zeros (left out) and negative
+    // values (DPO's) over a norm that is not n.
+    let mixed: Vec<f32> = (0..n).map(|i| [1.0, 0.0, 0.5, -1.25, 2.0][i % 5]).collect();
+    for (weights, norm) in [(vec![1.0; n], n as f32), (mixed, 7.5)] {
+        let loss = cpu::cross_entropy::forward(&logits, &targets, &weights, norm, vocab);
+        let mut dlogits = vec![0.0; n * vocab];
+        cpu::cross_entropy::backward(&logits, &targets, &weights, norm, vocab, &mut dlogits);
+        let (mut dx, mut dw) = (vec![0.0; n * d], vec![0.0; vocab * d]);
+        cpu::linear::backward(&dlogits, &x, &w, n, d, vocab, &mut dx, &mut dw, None);
+        let weights_g = upload(&gpu, &weights, Dtype::F32);
+        let lossg = zeros(&gpu, Dtype::F32, 1);
+        let (xa, wa, ta, ka) = (xg.addr(), wg.addr(), tg.addr(), weights_g.addr());
+        let saved =
+            cross_entropy::forward(&gpu, xa, wa, ta, ka, n, d, vocab, norm, lossg.addr()).unwrap();
+        let got = download(&gpu, &lossg)[0];
+        assert!(
+            (got - loss).abs() <= 1e-4 * loss.abs().max(1.0),
+            "norm {norm}: loss {got} vs {loss}"
+        );
+        let want_terms: Vec<f32> = terms
+            .iter()
+            .zip(&weights)
+            .map(|(t, &w)| (w as f64 * t) as f32)
+            .collect();
+        assert_close("terms", &download(&gpu, &saved.terms), &want_terms, 1e-4);
+        let dxg = zeros(&gpu, Dtype::F32, n * d);
+        let dwg = zeros(&gpu, Dtype::F32, vocab * d);
+        cross_entropy::backward(
+            &gpu,
+            &saved,
+            xa,
+            wa,
+            ta,
+            ka,
+            n,
+            d,
+            vocab,
+            norm,
+            dxg.addr(),
+            dwg.addr(),
+        )
+        .unwrap();
+        let dx_got = download(&gpu, &dxg);
+        assert_close("dx", &dx_got, &dx, 2e-2);
+        assert_close("dw", &download(&gpu, &dwg), &dw, 2e-2);
+        // A row of weight 0 sends back exactly nothing.
+        for (row, _) in weights.iter().enumerate().filter(|(_, w)| **w == 0.0) {
+            assert!(dx_got[row * d..(row + 1) * d].iter().all(|&g| g == 0.0));
+        }
+    }
 }
 
 #[test]

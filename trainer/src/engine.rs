@@ -173,7 +173,7 @@ impl Engine {
                 // The GPU scores a micro-batch's rows at once, so every row takes the global
                 // form of the normalisation.
                 let global = norm.global;
-                let mut gpu_step = |model: &mut crate::gpu::GpuModel| {
+                let gpu_step = |model: &mut crate::gpu::GpuModel| {
                     model.zero_grads()?;
                     let mut loss = 0.0;
                     for batch in micro_batches {

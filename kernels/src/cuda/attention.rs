@@ -1,6 +1,9 @@
 //! Causal GQA attention on head-major bf16 `q: [B, hq, T, hd]`, `k, v: [B, hkv, T, hd]`,
 //! writing the token-major output `out: [B·T, hq·hd]` (bf16) the output projection reads.
-//! CPU twin: `cpu::attention` (one sequence, token-major).
+//! A row may pack several documents: i32 `doc_start: [B·T]` holds where each token's document
+//! starts in its row, and token `i` attends to keys `doc_start[i] ..= i`. The kernels need
+//! what every `Batch` gives: `doc_start[i] <= i`, never decreasing along a row.
+//! CPU twin: `cpu::attention` (one row, token-major).
 //!
 //! Two methods:
 //! - `cublas_*`: S = Q·Kᵀ/√hd by strided-batched GEMMs into fp32 `[B·hq, T, T]`, the fused
@@ -47,7 +50,8 @@ fn token_major(base: u64, hd_all: &Heads, b: usize, head: usize) -> u64 {
     base + (((b * hd_all.t * hd_all.hq + head) * hd_all.hd) * 2) as u64
 }
 
-/// Forward with cuBLAS: `s` fp32 scratch and `probs` bf16, both `[B·hq, T, T]`.
+/// Forward with cuBLAS: `s` fp32 scratch and `probs` bf16 (0 outside each token's keys),
+/// both `[B·hq, T, T]`.
 #[allow(clippy::too_many_arguments)]
 pub fn cublas_forward(
     gpu: &Gpu,
@@ -55,6 +59,7 @@ pub fn cublas_forward(
     q: u64,
     k: u64,
     v: u64,
+    doc_start: u64,
     out: u64,
     s: &Tensor,
     probs: &Tensor,
@@ -67,8 +72,10 @@ pub fn cublas_forward(
         per_row(h.batch * h.hq * t, 256),
         &[
             Arg::Ptr(s.addr()),
+            Arg::Ptr(doc_start),
             Arg::Ptr(probs.addr()),
             Arg::I32(t as i32),
+            Arg::I32(h.hq as i32),
         ],
     )?;
     for b in 0..h.batch {
@@ -95,7 +102,9 @@ pub fn cublas_forward(
 }
 
 /// Backward with cuBLAS. `probs` (from the forward) is overwritten by dS; `s` is fp32
-/// scratch `[B·hq, T, T]`. Writes head-major bf16 `dq, dk, dv`.
+/// scratch `[B·hq, T, T]`. Writes head-major bf16 `dq, dk, dv`. Needs no `doc_start`: the
+/// forward's probabilities are 0 outside each token's keys, and so are dS and every
+/// gradient that flows through them.
 #[allow(clippy::too_many_arguments)]
 pub fn cublas_backward(
     gpu: &Gpu,
@@ -246,12 +255,14 @@ fn head_args(h: &Heads) -> [Arg; 4] {
 }
 
 /// Flash forward: writes `out` and fp32 `lse: [B·hq·T]`.
+#[allow(clippy::too_many_arguments)]
 pub fn flash_forward(
     gpu: &Gpu,
     h: &Heads,
     q: u64,
     k: u64,
     v: u64,
+    doc_start: u64,
     out: u64,
     lse: u64,
 ) -> GpuResult<()> {
@@ -259,6 +270,7 @@ pub fn flash_forward(
         Arg::Ptr(q),
         Arg::Ptr(k),
         Arg::Ptr(v),
+        Arg::Ptr(doc_start),
         Arg::Ptr(out),
         Arg::Ptr(lse),
     ];
@@ -271,7 +283,8 @@ pub fn flash_forward(
     )
 }
 
-/// Flash backward from the forward's `out` and `lse`; writes head-major bf16 `dq, dk, dv`.
+/// Flash backward from the forward's `out` and `lse` (and its `doc_start`); writes head-major
+/// bf16 `dq, dk, dv`.
 #[allow(clippy::too_many_arguments)]
 pub fn flash_backward(
     gpu: &Gpu,
@@ -279,6 +292,7 @@ pub fn flash_backward(
     q: u64,
     k: u64,
     v: u64,
+    doc_start: u64,
     out: u64,
     lse: u64,
     dout: u64,
@@ -302,8 +316,8 @@ pub fn flash_backward(
             Arg::I32(h.hd as i32),
         ],
     )?;
-    // Both kernels take (q, k, v, dout, lse, delta, outputs..., T, hq, hkv, scale).
-    let inputs = [q, k, v, dout, lse, delta.addr()].map(Arg::Ptr);
+    // Both kernels take (q, k, v, doc_start, dout, lse, delta, outputs..., T, hq, hkv, scale).
+    let inputs = [q, k, v, doc_start, dout, lse, delta.addr()].map(Arg::Ptr);
     let with = |outputs: &[u64]| -> Vec<Arg> {
         let mut args = inputs.to_vec();
         args.extend(outputs.iter().map(|&o| Arg::Ptr(o)));

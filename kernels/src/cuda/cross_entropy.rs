@@ -1,7 +1,8 @@
 //! The LM head fused with the cross-entropy loss, over vocabulary chunks: per chunk of
 //! `CHUNK` rows of the head weight, a GEMM makes fp32 logits `[n, chunk]`; the forward folds
 //! them into a running log-sum-exp, the backward recomputes them into dlogits and runs the
-//! two gradient GEMMs. Memory: one `[n, CHUNK]` fp32 buffer, never `[n, vocab]`.
+//! two gradient GEMMs. Memory: one `[n, CHUNK]` fp32 buffer, never `[n, vocab]`. Each row
+//! carries a loss weight; the loss is the weighted sum of the rows' cross-entropies over `norm`.
 //! CPU twin: `cpu::linear` + `cpu::cross_entropy`.
 
 use super::gemm::{Operand, linear_backward_input, linear_backward_weight, linear_forward};
@@ -35,22 +36,29 @@ fn chunk_logits(
     Ok(w_chunk)
 }
 
-/// What the backward needs: the per-row log-sum-exp.
+/// What the backward needs, and each row's weighted loss.
 pub struct Saved {
+    /// fp32 `[n]`: each row's log-sum-exp.
     pub lse: Tensor,
+    /// fp32 `[n]`: each row's `w · (lse − logit[target])` (0 where `w` is 0), the terms the
+    /// loss sums.
+    pub terms: Tensor,
 }
 
-/// Mean over the `n` rows of `lse(x·wᵀ) − (x·wᵀ)[target]`, into the fp32 device scalar
-/// `loss`: bf16 `x: [n, d]`, bf16 `w: [vocab, d]`, i32 `targets: [n]`.
+/// `Σ_i w_i · (lse(x·wᵀ)_i − (x·wᵀ)_i[target_i]) / norm` into the fp32 device scalar `loss`:
+/// bf16 `x: [n, d]`, bf16 `w: [vocab, d]`, i32 `targets: [n]`, fp32 `weights: [n]`.
+/// CPU twin: `cpu::cross_entropy::forward` (its `row_terms` times the weights: `Saved::terms`).
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     gpu: &Gpu,
     x: u64,
     w: u64,
     targets: u64,
+    weights: u64,
     n: usize,
     d: usize,
     vocab: usize,
+    norm: f32,
     loss: u64,
 ) -> GpuResult<Saved> {
     let logits = Tensor::zeros(gpu, Dtype::F32, n * CHUNK.min(vocab))?;
@@ -76,7 +84,7 @@ pub fn forward(
         )?;
     }
     let lse = Tensor::zeros(gpu, Dtype::F32, n)?;
-    let row_loss = Tensor::zeros(gpu, Dtype::F32, n)?;
+    let terms = Tensor::zeros(gpu, Dtype::F32, n)?;
     launch(
         gpu,
         "ce_finish",
@@ -85,18 +93,20 @@ pub fn forward(
             Arg::Ptr(run_max.addr()),
             Arg::Ptr(run_sum.addr()),
             Arg::Ptr(target_logit.addr()),
+            Arg::Ptr(weights),
             Arg::Ptr(lse.addr()),
-            Arg::Ptr(row_loss.addr()),
+            Arg::Ptr(terms.addr()),
             Arg::I64(n as i64),
         ],
     )?;
-    sum(gpu, row_loss.addr(), n, 1.0 / n as f32, loss)?;
-    Ok(Saved { lse })
+    sum(gpu, terms.addr(), n, 1.0 / norm, loss)?;
+    Ok(Saved { lse, terms })
 }
 
-/// Gradients of `forward`'s loss times `scale · n` (so `scale = 1/n` gives the mean's):
+/// Gradients of `forward`'s loss (the same `targets`, `weights` and `norm`):
+/// `dlogits_i = (softmax − onehot(target_i)) · w_i / norm` (exactly 0 where `w_i` is 0),
 /// `dx = dlogits · w` into the fp32 `dx: [n, d]` (overwritten), `dw += dlogitsᵀ · x` into
-/// the fp32 `dw: [vocab, d]`.
+/// the fp32 `dw: [vocab, d]`. CPU twin: `cpu::cross_entropy::backward` + `cpu::linear`.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
@@ -104,10 +114,11 @@ pub fn backward(
     x: u64,
     w: u64,
     targets: u64,
+    weights: u64,
     n: usize,
     d: usize,
     vocab: usize,
-    scale: f32,
+    norm: f32,
     dx: u64,
     dw: u64,
 ) -> GpuResult<()> {
@@ -126,7 +137,8 @@ pub fn backward(
                 Arg::I32(c0 as i32),
                 Arg::Ptr(targets),
                 Arg::Ptr(saved.lse.addr()),
-                Arg::F32(scale),
+                Arg::Ptr(weights),
+                Arg::F32(norm),
                 Arg::Ptr(dlogits.addr()),
             ],
         )?;

@@ -1,9 +1,11 @@
-//! RoPE fused with the q/k/v bias and the split into head-major tensors. CPU twin:
-//! `cpu::rope` (token-major, after a separate bias add).
+//! RoPE fused with the q/k/v bias and the split into head-major tensors, each token turned by
+//! its position within its document. CPU twin: `cpu::rope` (token-major, after a separate
+//! bias add).
 
 use super::{Arg, Gpu, GpuResult, launch, per_row};
 
-/// Shapes of one attention call: `batch` sequences of `t` tokens.
+/// Shapes of one attention call: `batch` rows of `t` tokens (a row may pack several
+/// documents).
 #[derive(Clone, Copy, Debug)]
 pub struct Heads {
     pub batch: usize,
@@ -24,13 +26,14 @@ impl Heads {
 }
 
 /// bf16 `qkv: [n, qkv_width]` (+ bf16 `bias: [qkv_width]`, 0 = none) → bf16 head-major
-/// `q: [B, hq, T, hd]`, `k, v: [B, hkv, T, hd]`, q and k rotated.
+/// `q: [B, hq, T, hd]`, `k, v: [B, hkv, T, hd]`, q and k rotated by i32 `positions: [B·T]`.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     gpu: &Gpu,
     heads: &Heads,
     qkv: u64,
     bias: u64,
+    positions: u64,
     q: u64,
     k: u64,
     v: u64,
@@ -43,6 +46,7 @@ pub fn forward(
         &[
             Arg::Ptr(qkv),
             Arg::Ptr(bias),
+            Arg::Ptr(positions),
             Arg::Ptr(q),
             Arg::Ptr(k),
             Arg::Ptr(v),
@@ -55,7 +59,8 @@ pub fn forward(
     )
 }
 
-/// Head-major bf16 `dq, dk, dv` → token-major bf16 `dqkv: [n, qkv_width]`, rotated back.
+/// Head-major bf16 `dq, dk, dv` → token-major bf16 `dqkv: [n, qkv_width]`, rotated back by
+/// the forward's i32 `positions: [B·T]`.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
@@ -63,6 +68,7 @@ pub fn backward(
     dq: u64,
     dk: u64,
     dv: u64,
+    positions: u64,
     dqkv: u64,
     theta: f32,
 ) -> GpuResult<()> {
@@ -74,6 +80,7 @@ pub fn backward(
             Arg::Ptr(dq),
             Arg::Ptr(dk),
             Arg::Ptr(dv),
+            Arg::Ptr(positions),
             Arg::Ptr(dqkv),
             Arg::I32(heads.t as i32),
             Arg::I32(heads.hq as i32),

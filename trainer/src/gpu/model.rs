@@ -1,7 +1,9 @@
 //! `GpuModel`: the whole model's weights, gradients and AdamW state on one GPU, its forward
 //! (keeping what the backward reads), backward and optimizer step. Mirrors `model::pass`
-//! layer by layer; `B` sequences of `T` tokens go through together (`n = B·T` rows).
+//! layer by layer; a `Batch` of `B` rows of `T` tokens goes through together (`n = B·T`
+//! tokens), each row's documents attending only within themselves.
 
+use crate::batch::{Batch, LossScale};
 use crate::device::Attention;
 use crate::gpu::ffn::{self, Buffers, FfnSaved};
 use crate::model::config::{Ffn, ModelConfig};
@@ -64,11 +66,21 @@ struct LayerSaved {
     ffn: FfnSaved,
 }
 
+/// A batch on the device, `[B·T]` each: i32 `ids`, `targets`, `doc_start` (row-relative) and
+/// `positions` (within the document), fp32 loss `weights`.
+struct Inputs {
+    ids: Tensor,
+    targets: Tensor,
+    weights: Tensor,
+    doc_start: Tensor,
+    positions: Tensor,
+}
+
 struct Forward {
     heads: Heads,
+    inputs: Inputs,
     layers: Vec<LayerSaved>,
     norm_final: Norm,
-    targets: Tensor,
     ce: cross_entropy::Saved,
 }
 
@@ -205,31 +217,31 @@ impl GpuModel {
         rmsnorm::backward(&self.gpu, dnormed.addr(), x, w, rstd, dx.addr(), g, n, d)
     }
 
-    fn heads(&self, n: usize, batch: usize) -> GpuResult<Heads> {
-        if batch == 0 || !n.is_multiple_of(batch) {
+    /// Checks `batch` (ids and targets in the vocabulary, document starts a batch can have)
+    /// and uploads it.
+    fn upload(&self, batch: &Batch) -> GpuResult<(Heads, Inputs)> {
+        let c = &self.config;
+        let (t, n) = (batch.t, batch.ids.len());
+        let rows = batch.rows();
+        if rows == 0 || rows * t != n {
             return Err(GpuError(format!(
-                "{n} tokens do not split into {batch} sequences"
+                "{n} tokens do not make whole rows of {t}"
             )));
         }
-        Ok(Heads {
-            batch,
-            t: n / batch,
-            hq: self.config.num_heads,
-            hkv: self.config.num_kv_heads,
-            hd: self.config.head_dim,
-        })
-    }
-
-    fn forward(&self, ids: &[u32], targets: &[u32], batch: usize) -> GpuResult<Forward> {
-        let gpu = &self.gpu;
-        let c = &self.config;
-        let (n, d) = (ids.len(), c.hidden_size);
-        if targets.len() != n {
-            return Err(GpuError("ids and targets differ in length".into()));
+        if [
+            batch.targets.len(),
+            batch.weights.len(),
+            batch.doc_start.len(),
+        ] != [n; 3]
+        {
+            return Err(GpuError(
+                "a batch's ids, targets, weights and document starts differ in length".into(),
+            ));
         }
-        if let Some(bad) = ids
+        if let Some(bad) = batch
+            .ids
             .iter()
-            .chain(targets)
+            .chain(&batch.targets)
             .find(|&&id| id as usize >= c.vocab_size)
         {
             return Err(GpuError(format!(
@@ -237,15 +249,49 @@ impl GpuModel {
                 c.vocab_size
             )));
         }
-        let heads = self.heads(n, batch)?;
-        let model = &self.layout.tensors;
+        // What the attention kernels rely on: a token's document starts at or before it, and
+        // starts never decrease along a row (documents are contiguous).
+        let contiguous = batch.doc_start.chunks(t).all(|row| {
+            row.iter().enumerate().all(|(i, &s)| s as usize <= i)
+                && row.windows(2).all(|w| w[0] <= w[1])
+        });
+        if !contiguous {
+            return Err(GpuError(
+                "document starts must be at or before each token and never decrease in a row"
+                    .into(),
+            ));
+        }
+        let heads = Heads {
+            batch: rows,
+            t,
+            hq: c.num_heads,
+            hkv: c.num_kv_heads,
+            hd: c.head_dim,
+        };
+        let gpu = &self.gpu;
         let as_i32 = |v: &[u32]| v.iter().map(|&x| x as i32).collect::<Vec<_>>();
-        let ids_dev = Tensor::from_i32(gpu, &as_i32(ids))?;
-        let targets = Tensor::from_i32(gpu, &as_i32(targets))?;
+        let inputs = Inputs {
+            ids: Tensor::from_i32(gpu, &as_i32(&batch.ids))?,
+            targets: Tensor::from_i32(gpu, &as_i32(&batch.targets))?,
+            weights: Tensor::from_f32(gpu, &batch.weights, Dtype::F32)?,
+            doc_start: Tensor::from_i32(gpu, &as_i32(&batch.doc_start))?,
+            positions: Tensor::from_i32(gpu, &as_i32(&batch.positions()))?,
+        };
+        Ok((heads, inputs))
+    }
+
+    /// The forward over `batch`, keeping what the backward reads; its loss
+    /// `Σ_i w_i · ce_i / norm` lands in `self.loss`.
+    fn forward(&self, batch: &Batch, norm: f32) -> GpuResult<Forward> {
+        let gpu = &self.gpu;
+        let c = &self.config;
+        let (heads, inputs) = self.upload(batch)?;
+        let (n, d) = (heads.tokens(), c.hidden_size);
+        let model = &self.layout.tensors;
         let embedded = Tensor::zeros(gpu, Dtype::F32, n * d)?;
         embedding::forward(
             gpu,
-            ids_dev.addr(),
+            inputs.ids.addr(),
             self.w(model.embed),
             embedded.addr(),
             n,
@@ -282,6 +328,7 @@ impl GpuModel {
                 &heads,
                 qkv.addr(),
                 bias,
+                inputs.positions.addr(),
                 q.addr(),
                 k.addr(),
                 v.addr(),
@@ -291,20 +338,21 @@ impl GpuModel {
             let attended = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;
             let saved_attention = match self.attention {
                 Attention::Flash => {
-                    let lse = Tensor::zeros(gpu, Dtype::F32, batch * heads.hq * heads.t)?;
+                    let lse = Tensor::zeros(gpu, Dtype::F32, heads.batch * heads.hq * heads.t)?;
                     attention::flash_forward(
                         gpu,
                         &heads,
                         q.addr(),
                         k.addr(),
                         v.addr(),
+                        inputs.doc_start.addr(),
                         attended.addr(),
                         lse.addr(),
                     )?;
                     AttentionSaved::Flash { lse }
                 }
                 Attention::Cublas => {
-                    let scores = batch * heads.hq * heads.t * heads.t;
+                    let scores = heads.batch * heads.hq * heads.t * heads.t;
                     let s = Tensor::zeros(gpu, Dtype::F32, scores)?;
                     let probs = Tensor::zeros(gpu, Dtype::Bf16, scores)?;
                     attention::cublas_forward(
@@ -313,6 +361,7 @@ impl GpuModel {
                         q.addr(),
                         k.addr(),
                         v.addr(),
+                        inputs.doc_start.addr(),
                         attended.addr(),
                         &s,
                         &probs,
@@ -362,30 +411,46 @@ impl GpuModel {
             gpu,
             norm_final.normed.addr(),
             self.w(model.head),
-            targets.addr(),
+            inputs.targets.addr(),
+            inputs.weights.addr(),
             n,
             d,
             c.vocab_size,
+            norm,
             self.loss.addr(),
         )?;
         Ok(Forward {
             heads,
+            inputs,
             layers,
             norm_final,
-            targets,
             ce,
         })
     }
 
-    /// Mean next-token loss of `batch` sequences (`ids`, `targets`: `[batch·T]`), no gradient.
-    pub fn loss(&self, ids: &[u32], targets: &[u32], batch: usize) -> GpuResult<f32> {
-        self.forward(ids, targets, batch)?;
-        Ok(self.loss.to_f32(&self.gpu)?[0])
+    /// The loss `Σ_i w_i · ce_i / scale.norm + scale.aux · load_balance` of `batch`, no
+    /// gradient.
+    pub fn loss(&self, batch: &Batch, scale: LossScale) -> GpuResult<f32> {
+        let f = self.forward(batch, scale.norm)?;
+        let (aux_loss, _) = self.load_balance(&f, scale.aux)?;
+        Ok(self.loss.to_f32(&self.gpu)?[0] + aux_loss)
     }
 
-    /// The load-balancing loss, per sequence over all layers' router rows as the CPU pass
-    /// computes it, averaged over the batch; and its gradient per layer (`[n, E]`, uploaded).
-    fn load_balance(&self, f: &Forward) -> GpuResult<(f32, Vec<Tensor>)> {
+    /// Each row's weighted sum of cross-entropies `Σ_i w_i · ce_i` (no load-balancing loss,
+    /// no gradient), summed in f64 in position order. CPU twin: `pass::row_loss_sum`.
+    pub fn row_loss_sums(&self, batch: &Batch) -> GpuResult<Vec<f64>> {
+        let f = self.forward(batch, 1.0)?;
+        let terms = f.ce.terms.to_f32(&self.gpu)?;
+        Ok(terms
+            .chunks(batch.t)
+            .map(|row| row.iter().map(|&x| x as f64).sum())
+            .collect())
+    }
+
+    /// The load-balancing loss, per row over all layers' router rows as the CPU pass computes
+    /// it, averaged over the rows, times `aux`; and its gradient per layer (`[n, E]`, on the
+    /// host). `(0, [])` when `aux` is 0 or the FFN has no top-k router.
+    fn load_balance(&self, f: &Forward, aux: f32) -> GpuResult<(f32, Vec<Vec<f32>>)> {
         let Ffn::TopkMoe {
             n_experts,
             aux_coefficient,
@@ -394,6 +459,9 @@ impl GpuModel {
         else {
             return Ok((0.0, Vec::new()));
         };
+        if aux == 0.0 {
+            return Ok((0.0, Vec::new()));
+        }
         let (batch, t, e) = (f.heads.batch, f.heads.t, n_experts);
         let mut probs = Vec::new();
         let mut chosen = Vec::new();
@@ -440,27 +508,28 @@ impl GpuModel {
             for (l, grad) in grads.iter_mut().enumerate() {
                 let from = &dprobs[l * t * e..(l + 1) * t * e];
                 for (g, v) in grad[b * t * e..(b + 1) * t * e].iter_mut().zip(from) {
-                    *g = v / batch as f32;
+                    *g = v * aux / batch as f32;
                 }
             }
         }
-        let uploaded = grads
+        Ok((total * aux / batch as f32, grads))
+    }
+
+    /// The loss `Σ_i w_i · ce_i / scale.norm + scale.aux · load_balance` of `batch`; ADDS its
+    /// gradient to the gradient buffer (so micro-batches accumulate between
+    /// [`GpuModel::zero_grads`] calls). CPU twin: `pass::loss_and_grad`, row by row.
+    pub fn loss_and_grad(&mut self, batch: &Batch, scale: LossScale) -> GpuResult<f32> {
+        let f = self.forward(batch, scale.norm)?;
+        let (aux_loss, aux_grads) = self.load_balance(&f, scale.aux)?;
+        let aux_grads = aux_grads
             .iter()
             .map(|g| Tensor::from_f32(&self.gpu, g, Dtype::F32))
             .collect::<GpuResult<Vec<_>>>()?;
-        Ok((total / batch as f32, uploaded))
-    }
-
-    /// The mean loss of `batch` sequences (plus any load-balancing loss); adds its gradient
-    /// to the gradient buffer.
-    pub fn loss_and_grad(&mut self, ids: &[u32], targets: &[u32], batch: usize) -> GpuResult<f32> {
-        let f = self.forward(ids, targets, batch)?;
-        let (aux_loss, aux_grads) = self.load_balance(&f)?;
-        self.backward(&f, ids, &aux_grads)?;
+        self.backward(&f, &batch.ids, scale.norm, &aux_grads)?;
         Ok(self.loss.to_f32(&self.gpu)?[0] + aux_loss)
     }
 
-    fn backward(&self, f: &Forward, ids: &[u32], aux: &[Tensor]) -> GpuResult<()> {
+    fn backward(&self, f: &Forward, ids: &[u32], norm: f32, aux: &[Tensor]) -> GpuResult<()> {
         let gpu = &self.gpu;
         let c = &self.config;
         let (n, d) = (ids.len(), c.hidden_size);
@@ -474,11 +543,12 @@ impl GpuModel {
             &f.ce,
             f.norm_final.normed.addr(),
             self.w(model.head),
-            f.targets.addr(),
+            f.inputs.targets.addr(),
+            f.inputs.weights.addr(),
             n,
             d,
             c.vocab_size,
-            1.0 / n as f32,
+            norm,
             dnormed32.addr(),
             self.g(model.head),
         )?;
@@ -539,6 +609,7 @@ impl GpuModel {
                     a.q.addr(),
                     a.k.addr(),
                     a.v.addr(),
+                    f.inputs.doc_start.addr(),
                     a.attended.addr(),
                     lse.addr(),
                     dattended.addr(),
@@ -571,6 +642,7 @@ impl GpuModel {
                 dq.addr(),
                 dk.addr(),
                 dv.addr(),
+                f.inputs.positions.addr(),
                 dqkv.addr(),
                 c.rope_theta,
             )?;
