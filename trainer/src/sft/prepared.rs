@@ -323,7 +323,17 @@ fn read_manifest(dir: &Path) -> Result<Manifest, SftError> {
             )],
         });
     }
-    serde_json::from_slice(&bytes).map_err(|e| not_ours(e.to_string()))
+    let mut manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| not_ours(e.to_string()))?;
+    // The utilisation again from the counts: a float read back from JSON may differ from
+    // the one written in its last bit.
+    let rows = &manifest.report.rows;
+    manifest.report.rows = RowReport::new(
+        rows.rows,
+        rows.row_len,
+        rows.positions.saturating_sub(rows.padding),
+    );
+    Ok(manifest)
 }
 
 /// `path`'s size and xxh3-64, read through once.
