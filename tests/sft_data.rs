@@ -335,6 +335,21 @@ fn bad_lines_are_quarantined_with_file_line_and_reason_and_counted() {
 
     // Nothing usable at all: an error saying so, with the first reason.
     let hopeless = write_lines(dir.path(), "hopeless.jsonl", &lines_of(&["{", "[]"]));
+    let nothing = dir.path().join("nothing");
+    assert!(matches!(
+        Prepared::prepare(
+            std::slice::from_ref(&hopeless),
+            &tokenizer_path(),
+            &SftOptions::default(),
+            &nothing
+        ),
+        Err(SftError::NothingUsable { .. })
+    ));
+    assert_eq!(
+        std::fs::read_dir(&nothing).unwrap().count(),
+        0,
+        "a failed preparation leaves nothing behind"
+    );
     match read_examples(&hopeless, &tokenizer(), &SftOptions::default()) {
         Err(SftError::NothingUsable { reason }) => {
             assert!(reason.contains("hopeless.jsonl:1: not JSON"), "{reason}")
@@ -652,6 +667,7 @@ fn preference_pairs_split_exactly_at_the_prompt() {
     );
     let skipped: Vec<u64> = set.skipped.iter().map(|s| s.line).collect();
     assert_eq!(skipped, [4, 5, 6]);
+    assert_eq!((set.report.lines, set.report.blank), (6, 0));
 
     let prompt = format!(
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{Q1}\
