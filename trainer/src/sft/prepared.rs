@@ -183,8 +183,11 @@ impl Prepared {
     pub fn open(dir: &Path) -> Result<Prepared, SftError> {
         let manifest = read_manifest(dir)?;
         let path = dir.join(ROWS_FILE);
-        let expected = manifest.rows * manifest.row_len * 4;
-        if manifest.rows_bytes != expected {
+        let expected = manifest
+            .rows
+            .checked_mul(manifest.row_len)
+            .and_then(|n| n.checked_mul(4));
+        let Some(expected) = expected.filter(|&n| n == manifest.rows_bytes) else {
             return Err(SftError::Corrupt {
                 path: dir.join(MANIFEST_FILE),
                 reason: format!(
@@ -192,7 +195,7 @@ impl Prepared {
                     manifest.rows, manifest.row_len, manifest.rows_bytes
                 ),
             });
-        }
+        };
         let file = std::fs::File::open(&path).map_err(|e| SftError::io(&path, e))?;
         let size = file.metadata().map_err(|e| SftError::io(&path, e))?.len();
         if size != expected {
@@ -323,7 +326,17 @@ fn read_manifest(dir: &Path) -> Result<Manifest, SftError> {
             )],
         });
     }
-    serde_json::from_slice(&bytes).map_err(|e| not_ours(e.to_string()))
+    let mut manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| not_ours(e.to_string()))?;
+    // The utilisation again from the counts: a float read back from JSON may differ from
+    // the one written in its last bit.
+    let rows = &manifest.report.rows;
+    manifest.report.rows = RowReport::new(
+        rows.rows,
+        rows.row_len,
+        rows.positions.saturating_sub(rows.padding),
+    );
+    Ok(manifest)
 }
 
 /// `path`'s size and xxh3-64, read through once.
@@ -393,8 +406,14 @@ fn build(
     std::fs::create_dir_all(dir).map_err(|e| SftError::io(dir, e))?;
     let spill_path = dir.join(EXAMPLES_FILE);
     let result = build_rows_file(sources, tokenizer, &template, options, dir, &spill_path);
-    // The examples' tokens are in rows.bin now, or the preparation failed.
+    // The examples' tokens are in rows.bin now, or the preparation failed: then nothing it
+    // began is left behind either.
     let _ = std::fs::remove_file(&spill_path);
+    if result.is_err() {
+        for name in [ROWS_FILE, SKIPPED_FILE] {
+            let _ = std::fs::remove_file(dir.join(format!("{name}.tmp")));
+        }
+    }
     let manifest = result?;
     let bytes = serde_json::to_vec_pretty(&manifest).expect("a manifest always serialises");
     let mut staged = Staged::create(dir, MANIFEST_FILE)?;
