@@ -15,7 +15,7 @@ use steel_trainer::model::pass::logits;
 use steel_trainer::settings::TrainSettings;
 use steel_trainer::sft::{SftOptions, read_examples, read_pairs};
 use steel_trainer::sft_settings::SftSettings;
-use steel_trainer::train::{TrainOptions, train};
+use steel_trainer::train::{TrainOptions, Validation, train};
 
 /// A JSONL file of `n` two-turn conversations in the messages form.
 fn chat_file(dir: &Path, n: usize) -> PathBuf {
@@ -34,6 +34,7 @@ fn chat_file(dir: &Path, n: usize) -> PathBuf {
             .to_string()
         })
         .collect();
+    std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("chat.jsonl");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     path
@@ -68,6 +69,15 @@ fn sft_run(
     let mut options = sft.resolve(settings).unwrap().options;
     options.steps = steps;
     options
+}
+
+/// The row options `sft_settings(true)` resolves to.
+fn sft_options() -> SftOptions {
+    SftOptions {
+        cutoff: 160,
+        packing: true,
+        ..SftOptions::default()
+    }
 }
 
 fn sft_settings(packing: bool) -> SftSettings {
@@ -188,7 +198,8 @@ fn eval_chat_is_the_mean_loss_over_the_reply_tokens() {
     );
 }
 
-/// SFT with pretraining blocks mixed in trains, and resumes exactly.
+/// SFT with pretraining blocks mixed in trains, scores its validation conversations, and
+/// resumes exactly.
 #[test]
 fn sft_with_pretraining_mixed_in_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -200,8 +211,28 @@ fn sft_with_pretraining_mixed_in_resumes_exactly() {
         ..sft_settings(true)
     };
     let whole = dir.path().join("whole");
-    let options = sft_run(&checkpoint, &tokenizer, &data, &whole, 6, mixed(), false);
+    let mut options = sft_run(&checkpoint, &tokenizer, &data, &whole, 6, mixed(), false);
+    options.validation = Some(Validation {
+        dir: whole.join("sft-val"),
+        every: 3,
+        max_blocks: None,
+    });
+    let val = chat_file(&dir.path().join("val"), 4);
+    steel_trainer::sft::Prepared::prepare(
+        &[val],
+        &tokenizer,
+        &sft_options(),
+        &whole.join("sft-val"),
+    )
+    .unwrap();
     let state = train(&options, false, &mut |_| {}).unwrap();
+    assert_eq!(state.validation.len(), 2, "{:?}", state.validation);
+    assert!(
+        state
+            .validation
+            .iter()
+            .all(|(_, loss)| loss.is_finite() && *loss > 0.0)
+    );
     let split = dir.path().join("split");
     train(
         &sft_run(&checkpoint, &tokenizer, &data, &split, 3, mixed(), false),
