@@ -11,7 +11,7 @@ fn steel(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn every_command_has_help_that_names_its_flags() {
-    let cases: [(&[&str], &[&str]); 5] = [
+    let cases: [(&[&str], &[&str]); 8] = [
         (
             &["--help"],
             &["convert", "demo-data", "demo", "bench", "--threads"],
@@ -33,6 +33,33 @@ fn every_command_has_help_that_names_its_flags() {
             &["--docs", "--seed", "--files", "--output"],
         ),
         (&["demo", "--help"], &["--dir", "--docs"]),
+        (
+            &["sft", "--help"],
+            &[
+                "Chat data",
+                "--cutoff",
+                "--packing",
+                "--train-on-prompt",
+                "--last-turn-only",
+                "--mix-pretrain",
+                "--grad-accum",
+                "--init-from",
+            ],
+        ),
+        (
+            &["dpo", "--help"],
+            &[
+                "Preference pairs",
+                "--loss",
+                "--beta",
+                "--label-smoothing",
+                "--gamma",
+            ],
+        ),
+        (
+            &["eval", "chat", "--help"],
+            &["--checkpoint", "--data", "--json", "--last-turn-only"],
+        ),
         (
             &["bench", "convert", "--help"],
             &["--samples", "--copies", "--threads-list"],

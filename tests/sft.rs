@@ -328,3 +328,138 @@ fn dpo_starts_at_ln_2_raises_the_margin_and_resumes_exactly() {
     let resumed = dpo(&options(&split, 8), &data, true, &mut |_| {}).unwrap();
     assert_eq!(resumed.losses, state.losses);
 }
+
+/// The commands as a user types them: `steel sft`, `steel eval chat --json`, `steel dpo`.
+#[test]
+fn the_commands_run_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, tokenizer) = trained(dir.path());
+    let chat = chat_file(dir.path(), 8);
+    let pairs = pairs_file(dir.path());
+    let steel = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_steel"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "steel {args:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let path = |p: &Path| p.display().to_string();
+    let sft = dir.path().join("sft");
+    let common = [
+        "--init-from",
+        &path(&checkpoint),
+        "--tokenizer",
+        &path(&tokenizer),
+        "--steps",
+        "2",
+        "--micro-batch",
+        "2",
+        "--cutoff",
+        "160",
+    ];
+    steel(
+        &[
+            &[
+                "sft",
+                "--data",
+                &path(&chat),
+                "--packing",
+                "--grad-accum",
+                "2",
+                "--out",
+                &path(&sft),
+            ][..],
+            &common,
+        ]
+        .concat(),
+    );
+    let step = sft.join("step-00000002");
+    assert!(step.join("model.safetensors").exists());
+    let json = steel(&[
+        "eval",
+        "chat",
+        "--checkpoint",
+        &path(&step),
+        "--tokenizer",
+        &path(&tokenizer),
+        "--data",
+        &path(&chat),
+        "--cutoff",
+        "160",
+        "--json",
+    ]);
+    let result: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(result["examples"], 8);
+    assert!(result["loss"].as_f64().unwrap() > 0.0 && result["tokens"].as_u64().unwrap() > 0);
+    let dpo = dir.path().join("dpo");
+    steel(
+        &[
+            &[
+                "dpo",
+                "--data",
+                &path(&pairs),
+                "--loss",
+                "ipo",
+                "--out",
+                &path(&dpo),
+            ][..],
+            &common,
+        ]
+        .concat(),
+    );
+    let metrics = std::fs::read_to_string(dpo.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert!(last["rewards/margins"].is_number() && last["step"] == 2);
+    assert!(dpo.join("dpo-reference.json").exists());
+}
+
+/// An SFT run resumed with other chat data, or as a pretraining run, is refused with a
+/// reason, before any step.
+#[test]
+fn resuming_with_other_data_or_as_pretraining_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, tokenizer) = trained(dir.path());
+    let data = chat_file(dir.path(), 12);
+    let out = dir.path().join("sft-run");
+    let options = sft_run(
+        &checkpoint,
+        &tokenizer,
+        &data,
+        &out,
+        3,
+        sft_settings(false),
+        false,
+    );
+    train(&options, false, &mut |_| {}).unwrap();
+    let mut pretraining = options.clone();
+    pretraining.sft = None;
+    pretraining.data = vec![steel_trainer::data::DataSource {
+        dir: demo_chunks(&dir.path().join("chunks"), 160),
+        weight: 1.0,
+    }];
+    let error = train(&pretraining, true, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("holds an SFT run"), "{error}");
+    // Other conversations in the same file: the prepared rows no longer match it.
+    let other = chat_file(&dir.path().join("other"), 13);
+    std::fs::copy(&other, &data).unwrap();
+    let settings = TrainSettings {
+        init_from: Some(checkpoint.clone()),
+        tokenizer: Some(tokenizer.clone()),
+        data: vec![data.display().to_string().parse().unwrap()],
+        steps: Some(6),
+        resume: Some(Some(out.clone())),
+        ..TrainSettings::default()
+    };
+    let error = sft_settings(false)
+        .resolve(settings)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("differ") || error.contains("xxh3"),
+        "{error}"
+    );
+}

@@ -363,6 +363,21 @@ pub(crate) fn trim_metrics(path: &std::path::Path, step: u64) -> Result<(), Trai
     std::fs::rename(&tmp, path).map_err(fail)
 }
 
+/// A pretraining run resumes as one, an SFT run as one.
+fn check_run_kind(options: &TrainOptions, state: &TrainState) -> Result<(), TrainError> {
+    match (&options.sft, &state.rows) {
+        (Some(_), None) => Err(TrainError::Run(format!(
+            "`{}` holds a pretraining run; fine-tune it with `steel sft --init-from` a checkpoint of it",
+            options.out.display()
+        ))),
+        (None, Some(_)) => Err(TrainError::Run(format!(
+            "`{}` holds an SFT run; resume it with `steel sft --resume`",
+            options.out.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// One rank of this process, before it joins its collective (a TCP rendezvous waits for every
 /// rank, so it happens on the rank's own thread).
 enum Member {
@@ -459,6 +474,7 @@ fn train_rank(
         match checkpoint::list(&options.out).last().filter(|_| resume) {
             Some(dir) => {
                 let mut loaded = checkpoint::load(dir, &options.config, &layout)?;
+                check_run_kind(options, &loaded.state)?;
                 check_resumed_tokenizer(options, dir, &loaded.state)?;
                 // From here on the run trains on these chunks (which differ from the recorded
                 // tokenizer's only with allow_tokenizer_mismatch).
@@ -525,23 +541,9 @@ fn train_rank(
         };
     // SFT rows: from the start, or where the checkpoint left them.
     let mut rows = match (&options.sft, &state.rows) {
-        (None, None) => None,
-        (Some(sft), None) if state.step == 0 => {
-            Some(RowFeed::open(&sft.prepared, options.seed, rank, world)?)
-        }
         (Some(sft), Some(saved)) => Some(RowFeed::resume(&sft.prepared, saved, rank, world)?),
-        (Some(_), None) => {
-            return Err(TrainError::Run(format!(
-                "`{}` holds a pretraining run; fine-tune it with `steel sft --init-from` a checkpoint of it",
-                options.out.display()
-            )));
-        }
-        (None, Some(_)) => {
-            return Err(TrainError::Run(format!(
-                "`{}` holds an SFT run; resume it with `steel sft --resume`",
-                options.out.display()
-            )));
-        }
+        (Some(sft), None) => Some(RowFeed::open(&sft.prepared, options.seed, rank, world)?),
+        (None, _) => None,
     };
     let mut engine = Engine::new(
         options.device,
