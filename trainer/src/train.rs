@@ -147,7 +147,7 @@ pub fn init_params(layout: &Layout, seed: u64) -> Vec<f32> {
     params
 }
 
-pub(crate) fn save(
+fn save(
     dir: &Path,
     options: &TrainOptions,
     layout: &Layout,
@@ -662,29 +662,40 @@ fn train_rank(
             }
         }
         if at_checkpoint {
-            let curve: Vec<(u64, f32)> = state
-                .losses
-                .iter()
-                .enumerate()
-                .map(|(i, l)| (i as u64 + 1, *l))
-                .filter(|(_, l)| l.is_finite())
-                .collect();
-            let svg = options.out.join("loss.svg");
-            std::fs::write(&svg, loss_svg(&curve, &state.validation))
-                .map_err(|e| TrainError::Run(format!("cannot write `{}`: {e}", svg.display())))?;
             state.loader = loader.state();
             state.rows = rows.as_ref().map(RowFeed::state);
-            let dir = options.out.join(format!("step-{:08}", state.step));
-            save(&dir, options, &layout, &engine, &state)?;
-            let all = checkpoint::list(&options.out);
-            for old in &all[..all.len().saturating_sub(options.keep.max(1))] {
-                std::fs::remove_dir_all(old).map_err(|e| {
-                    TrainError::Run(format!("cannot remove `{}`: {e}", old.display()))
-                })?;
-            }
+            write_checkpoint(options, &layout, &engine, &state)?;
         }
     }
     Ok(state)
+}
+
+/// `loss.svg` redrawn and `step-NNNNNNNN/` written for `state`; only the newest `keep`
+/// checkpoints are kept.
+pub(crate) fn write_checkpoint(
+    options: &TrainOptions,
+    layout: &Layout,
+    engine: &Engine,
+    state: &TrainState,
+) -> Result<(), TrainError> {
+    let curve: Vec<(u64, f32)> = state
+        .losses
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, *l))
+        .filter(|(_, l)| l.is_finite())
+        .collect();
+    let svg = options.out.join("loss.svg");
+    std::fs::write(&svg, loss_svg(&curve, &state.validation))
+        .map_err(|e| TrainError::Run(format!("cannot write `{}`: {e}", svg.display())))?;
+    let dir = options.out.join(format!("step-{:08}", state.step));
+    save(&dir, options, layout, engine, state)?;
+    let all = checkpoint::list(&options.out);
+    for old in &all[..all.len().saturating_sub(options.keep.max(1))] {
+        std::fs::remove_dir_all(old)
+            .map_err(|e| TrainError::Run(format!("cannot remove `{}`: {e}", old.display())))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

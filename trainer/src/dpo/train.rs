@@ -19,9 +19,8 @@ use crate::dpo::loss::{Metrics, Pair as PairLogps, Settings, pair_loss};
 use crate::engine::{Engine, Objective};
 use crate::error::TrainError;
 use crate::model::params::Layout;
-use crate::plot::loss_svg;
 use crate::sft::Pair;
-use crate::train::{TrainOptions, init_params, save, trim_metrics};
+use crate::train::{TrainOptions, init_params, trim_metrics, write_checkpoint};
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
@@ -312,18 +311,7 @@ pub fn dpo(
         .map_err(|e| TrainError::Run(format!("cannot write `{}`: {e}", metrics_path.display())))?;
         report(&line);
         if state.step.is_multiple_of(options.checkpoint_every) || state.step == options.steps {
-            let curve: Vec<(u64, f32)> = (1..).zip(state.losses.iter().copied()).collect();
-            let svg = options.out.join("loss.svg");
-            std::fs::write(&svg, loss_svg(&curve, &[]))
-                .map_err(|e| TrainError::Run(format!("cannot write `{}`: {e}", svg.display())))?;
-            let dir = options.out.join(format!("step-{:08}", state.step));
-            save(&dir, options, &layout, &engine, &state)?;
-            let all = checkpoint::list(&options.out);
-            for old in &all[..all.len().saturating_sub(options.keep.max(1))] {
-                std::fs::remove_dir_all(old).map_err(|e| {
-                    TrainError::Run(format!("cannot remove `{}`: {e}", old.display()))
-                })?;
-            }
+            write_checkpoint(options, &layout, &engine, &state)?;
         }
     }
     Ok(state)

@@ -432,6 +432,18 @@ mod tests {
         }
     }
 
+    /// A top-k MoE with a shared expert and a load-balancing loss.
+    fn topk() -> Ffn {
+        Ffn::TopkMoe {
+            n_experts: 4,
+            top_k: 2,
+            expert_width: 6,
+            renormalize: true,
+            shared_expert_width: Some(5),
+            aux_coefficient: 0.1,
+        }
+    }
+
     fn values(seed: u64, len: usize) -> Vec<f32> {
         let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         (0..len)
@@ -504,15 +516,7 @@ mod tests {
                 1e-2,
             );
         }
-        let topk = Ffn::TopkMoe {
-            n_experts: 4,
-            top_k: 2,
-            expert_width: 6,
-            renormalize: true,
-            shared_expert_width: Some(5),
-            aux_coefficient: 0.1,
-        };
-        check_model(&tiny_with(true, topk), 1e-3);
+        check_model(&tiny_with(true, topk()), 1e-3);
     }
 
     #[test]
@@ -558,8 +562,9 @@ mod tests {
     }
 
     /// A packed row of two examples gives the loss and gradients of the two run separately
-    /// (each loss summed over its trained tokens), for every FFN kind but top-k (whose
-    /// load-balancing loss is over the row's tokens together, so it is left out here).
+    /// (each loss summed over its trained tokens), for every FFN kind. The top-k
+    /// load-balancing loss is left out (`aux: 0`): it is over the row's tokens together, not
+    /// per document.
     #[test]
     fn packed_row_equals_its_examples_run_alone() {
         use crate::model::config::ExpertMlp;
@@ -572,14 +577,7 @@ mod tests {
                 expert_width: 6,
                 mlp: ExpertMlp::DualSwiGlu,
             },
-            Ffn::TopkMoe {
-                n_experts: 4,
-                top_k: 2,
-                expert_width: 6,
-                renormalize: true,
-                shared_expert_width: Some(5),
-                aux_coefficient: 0.1,
-            },
+            topk(),
         ];
         for ffn in kinds {
             let config = tiny_with(false, ffn);
