@@ -99,8 +99,11 @@ pub fn bench_train(options: &BenchTrainOptions) -> Result<BenchLine> {
     let blocks = [batch];
     let mean = Objective::MeanOverTrained;
     let mut loss = 0.0;
-    for _ in 0..options.warmup {
+    for step in 0..options.warmup {
         loss = engine.step(&blocks, mean, 3e-4, 1.0, None)?.loss;
+        if step == 0 {
+            check_first_loss(&config, loss)?;
+        }
     }
     let start = std::time::Instant::now();
     for _ in 0..options.steps {
@@ -129,6 +132,20 @@ pub fn bench_train(options: &BenchTrainOptions) -> Result<BenchLine> {
         .with("loss", loss)
         // The most GPU memory our tensors held at once (GPU runs only).
         .with("peak_mem_gb", peak_mem_gb))
+}
+
+/// The seeded initialisation (weights of std 0.02) gives nearly uniform next-token
+/// probabilities, so the first step's loss is ln(vocab) plus half the logits' variance (at
+/// most ≈ 0.4 at the 1B presets' width): anything further off means a broken pass, and the
+/// benchmark says so instead of timing it.
+fn check_first_loss(config: &ModelConfig, loss: f32) -> Result<()> {
+    let uniform = (config.vocab_size as f32).ln();
+    ensure!(
+        loss.is_finite() && (loss - uniform).abs() < 1.0,
+        "the first step's loss is {loss}, not about ln({}) = {uniform:.2}: the training pass is broken",
+        config.vocab_size
+    );
+    Ok(())
 }
 
 /// `batch`'s tokens laid out as SFT rows: two documents per row, the first quarter of each

@@ -59,8 +59,13 @@ fn main() {
             let mut command = Command::new(&nvcc);
             command
                 .args(["-fatbin", "-O3", "-std=c++17", "--expt-relaxed-constexpr"])
+                // Source lines in the machine code, so compute-sanitizer names them.
+                .arg("-lineinfo")
+                // Machine code for A100 and H100/H200, and PTX that newer GPUs compile at
+                // load time (without it any other generation fails at `Gpu::open`).
                 .args(["-gencode", "arch=compute_80,code=sm_80"])
                 .args(["-gencode", "arch=compute_90a,code=sm_90a"])
+                .args(["-gencode", "arch=compute_90,code=compute_90"])
                 .arg("-o")
                 .arg(&target)
                 .arg(source);

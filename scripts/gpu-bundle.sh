@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds, on a machine with Rust (no GPU needed), everything scripts/gpu-check.sh runs on the
 # GPU machine — the `steel` binary and the GPU test binaries, with the `cuda` feature,
-# stripped and packed as gpu-bundle/bundle.tar.gz (ignored by git; ~25 MB, under the 64 MiB a
-# device run carries).
+# stripped and packed with PyTorch's baseline script as gpu-bundle/bundle.tar.gz (ignored by
+# git; refused over the 64 MiB a device run carries).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -13,7 +13,7 @@ rm -rf "$bundle"
 mkdir -p "$bundle"
 cp target/release/steel "$bundle/steel"
 # The test binaries: cargo names them with a hash; its JSON messages say which is which.
-for spec in "-p steel-kernels --features steel-kernels/cuda --test cuda_ops" "-p steel --features cuda --test train_cuda"; do
+for spec in "-p steel-kernels --features steel-kernels/cuda --test cuda_ops" "-p steel --features cuda --test train_cuda --test generate_cuda"; do
   # shellcheck disable=SC2086
   cargo test --release $spec --no-run --message-format=json |
     python3 -c '
@@ -26,6 +26,11 @@ for line in sys.stdin:
 ' "$bundle"
 done
 strip "$bundle"/*
-tar -C "$bundle" -czf "$bundle/bundle.tar.gz" steel cuda_ops train_cuda
-rm "$bundle/steel" "$bundle/cuda_ops" "$bundle/train_cuda"
+# PyTorch's side of the benchmark travels in the bundle too (../shared does not).
+cp "$root/../shared/bench/torch_baseline.py" "$bundle/torch_baseline.py"
+files=(steel cuda_ops train_cuda generate_cuda torch_baseline.py)
+tar -C "$bundle" -czf "$bundle/bundle.tar.gz" "${files[@]}"
+(cd "$bundle" && rm "${files[@]}")
+size=$(stat -c %s "$bundle/bundle.tar.gz")
+[ "$size" -lt $((64 << 20)) ] || { echo "bundle is $size bytes, over the 64 MiB a device run carries" >&2; exit 1; }
 ls -la "$bundle"

@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# On the GPU machine: runs every GPU kernel test, the model parity and training tests, and
-# the training benchmark side by side with PyTorch, writing everything under OUTDIR.
+# The first-run script for the GPU machine: every GPU test suite, a compute-sanitizer pass of
+# the kernel tests, the training benchmark for steel-1b, dense-1b and topk-moe-2b at seq 2048
+# and PyTorch's baseline for the same three, all in one go, each step under `timeout` and
+# continuing past failures, within about 8 minutes. It writes at most eight files under
+# OUTDIR (what a device run brings back): summary.txt (one line per step: ok / FAILED /
+# TIMEOUT / SKIPPED, with its time), tests.log, sanitizer.log, bench.jsonl and bench.err,
+# torch.jsonl and torch.err, device.txt.
+#
 #   scripts/gpu-check.sh OUTDIR [BUNDLE]
-# BUNDLE (default gpu-bundle/, its bundle.tar.gz or the three binaries) is what
-# scripts/gpu-bundle.sh builds: the GPU machine has no
-# Rust toolchain. PyTorch's side runs ../shared/bench/torch_baseline.py (TORCH_BASELINE to
-# point elsewhere) when python3 has torch. Exit status: 0 when every test passed.
+#
+# BUNDLE (default gpu-bundle/) is what scripts/gpu-bundle.sh builds here, where Rust is: the
+# `steel` binary, the GPU test binaries and a copy of ../shared/bench/torch_baseline.py. It
+# is ignored by git, so the device run must carry it, and OUTDIR must lie under $OUT:
+#   run(command="scripts/gpu-check.sh $OUT/check", carry=["gpu-bundle"], timeout_s=560)
+# Without a GPU (this machine) it runs to its summary in well under a minute, every GPU step
+# reporting that there is no driver: that is its rehearsal.
+# Exit status: 0 when every step passed.
 set -uo pipefail
 out="${1:?usage: scripts/gpu-check.sh OUTDIR [BUNDLE]}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bundle="${2:-$root/gpu-bundle}"
-baseline="${TORCH_BASELINE:-$root/../shared/bench/torch_baseline.py}"
-steps="${BENCH_STEPS:-10}"
+steps="${BENCH_STEPS:-3}"
 mkdir -p "$out"
 export LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}"
 if [ -f "$bundle/bundle.tar.gz" ]; then
@@ -19,37 +28,75 @@ if [ -f "$bundle/bundle.tar.gz" ]; then
   tar -C "$unpacked" -xzf "$bundle/bundle.tar.gz"
   bundle="$unpacked"
 fi
-for f in steel cuda_ops train_cuda; do
-  [ -x "$bundle/$f" ] || { echo "missing $bundle/$f: run scripts/gpu-bundle.sh first" >&2; exit 2; }
-done
-nvidia-smi > "$out/device.txt" 2>&1
+[ -x "$bundle/steel" ] || { echo "missing $bundle/steel: run scripts/gpu-bundle.sh first" >&2; exit 2; }
+summary="$out/summary.txt"
+tests="$out/tests.log"
+: > "$summary"
+: > "$tests"
 status=0
-# 1. Kernels against their CPU twins; 2. the model and training against the CPU reference.
-for suite in cuda_ops train_cuda; do
-  echo "== $suite" >&2
-  if ! "$bundle/$suite" --ignored --test-threads=1 > "$out/$suite.txt" 2>&1; then
-    status=1
+start_all=$(date +%s)
+
+# step NAME LIMIT LOG COMMAND...: runs COMMAND under `timeout LIMIT`, its output appended to
+# LOG, and a line in the summary.
+step() {
+  local name="$1" limit="$2" log="$3"
+  shift 3
+  local started result
+  started=$(date +%s)
+  echo "===== $name" >> "$log"
+  timeout "$limit" "$@" >> "$log" 2>&1
+  result=$?
+  local took=$(( $(date +%s) - started ))
+  case $result in
+    0) echo "ok       $name (${took}s)" >> "$summary" ;;
+    124|137) echo "TIMEOUT  $name (after ${limit}s)" >> "$summary"; status=1 ;;
+    *) echo "FAILED   $name (exit $result, ${took}s): $(grep -m1 -E 'panicked|Error|error' "$log" | tail -c 300)" >> "$summary"; status=1 ;;
+  esac
+  echo "$(tail -n1 "$summary")" >&2
+}
+
+nvidia-smi > "$out/device.txt" 2>&1 || echo "no nvidia-smi: no GPU driver on this machine" > "$out/device.txt"
+echo "device: $(head -n1 "$out/device.txt")" >> "$summary"
+
+# 1. Every GPU test suite (kernels against their CPU twins, the model and training against the
+#    CPU reference, generation), one test thread, each suite within its own limit.
+for suite in cuda_ops train_cuda generate_cuda; do
+  if [ -x "$bundle/$suite" ]; then
+    step "tests $suite" 150 "$tests" "$bundle/$suite" --ignored --test-threads=1
+    grep -E "^test result|FAILED|panicked" "$tests" | tail -n 3 >&2
+  else
+    echo "SKIPPED  tests $suite (not in the bundle)" >> "$summary"
   fi
-  grep -E "^test result|FAILED|panicked" "$out/$suite.txt" >&2
 done
-# 3. Throughput: Steel and PyTorch in the same run, seq 2048.
+
+# 2. compute-sanitizer over the kernel tests, where the machine has it.
+sanitizer="$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2> /dev/null || true)"
+if [ -n "$sanitizer" ] && [ -x "$bundle/cuda_ops" ]; then
+  step "compute-sanitizer memcheck cuda_ops" 120 "$out/sanitizer.log" \
+    "$sanitizer" --tool memcheck --error-exitcode 1 "$bundle/cuda_ops" --ignored --test-threads=1
+else
+  echo "SKIPPED  compute-sanitizer (not installed)" >> "$summary"
+fi
+
+# 3. Throughput, seq 2048: Steel (one warm-up step, $steps timed; the bench checks that the
+#    first loss is ln(vocab), as random weights give) and PyTorch eager in the same run.
 bench="$out/bench.jsonl"
 : > "$bench"
-for preset in steel-1b dense-1b; do
-  for mb in 4 8; do
-    echo "== steel bench train $preset micro-batch $mb" >&2
-    "$bundle/steel" bench train --device cuda --preset "$preset" --micro-batch "$mb" \
-      --seq 2048 --steps "$steps" >> "$bench" 2>> "$out/bench.err" ||
-      echo "{\"bench\":\"train\",\"case\":\"$preset\",\"micro_batch\":$mb,\"error\":\"see bench.err\"}" >> "$bench"
-  done
+for preset in steel-1b dense-1b topk-moe-2b; do
+  step "steel bench train $preset" 100 "$out/bench.err" \
+    "$bundle/steel" bench train --device cuda --preset "$preset" --micro-batch 4 \
+    --seq 2048 --warmup 1 --steps "$steps"
+  grep -h '^{' "$out/bench.err" | tail -n1 >> "$bench" 2> /dev/null || true
 done
+baseline="$bundle/torch_baseline.py"
 if [ -f "$baseline" ] && python3 -c "import torch" 2> /dev/null; then
-  echo "== PyTorch baseline" >&2
-  python3 "$baseline" --steps "$steps" \
-    --runs steel:softmax_moe:4:2048:0,steel:softmax_moe:4:2048:1,steel:dense:4:2048:0,steel:dense:4:2048:1 \
-    > "$out/torch.jsonl" 2> "$out/torch.err"
+  step "PyTorch baseline (eager)" 150 "$out/torch.err" python3 "$baseline" --steps "$steps" \
+    --runs steel:softmax_moe:4:2048:0,steel:dense:4:2048:0,steel:topk_moe:4:2048:0
+  grep -h '^{' "$out/torch.err" > "$out/torch.jsonl" 2> /dev/null || true
 else
-  echo "no PyTorch baseline run (no $baseline or no torch)" > "$out/torch.err"
+  echo "SKIPPED  PyTorch baseline (no torch_baseline.py in the bundle, or no torch)" >> "$summary"
 fi
-cat "$bench" "$out/torch.jsonl" 2> /dev/null >&2
+
+echo "total $(( $(date +%s) - start_all ))s, status $status" >> "$summary"
+cat "$summary" >&2
 exit $status

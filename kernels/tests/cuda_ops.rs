@@ -47,7 +47,9 @@ fn zeros(gpu: &Gpu, dtype: Dtype, len: usize) -> Tensor {
     Tensor::zeros(gpu, dtype, len).unwrap()
 }
 
-/// `max |got − want| ≤ tol · max(1e-3, max |want|)`.
+/// `max |got − want| ≤ tol · max(1e-3, max |want|)`, and in norm `‖got − want‖ ≤ tol ·
+/// ‖want‖` (the first alone lets errors confined to small entries — the last keys, a last
+/// partial tile — hide under the largest value).
 fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
@@ -63,6 +65,14 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
         got[at],
         want[at],
         tol * scale
+    );
+    let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+    let error = norm(&mut got.iter().zip(want).map(|(g, w)| (g - w) as f64));
+    let size = norm(&mut want.iter().map(|&w| w as f64)).max(1e-6);
+    assert!(
+        error <= tol as f64 * size,
+        "{what}: error {error} in norm against a norm of {size}, allowed {}",
+        tol as f64 * size
     );
 }
 

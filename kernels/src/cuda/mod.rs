@@ -11,6 +11,7 @@
 pub mod adamw;
 pub mod attention;
 pub mod cross_entropy;
+pub mod decode;
 pub mod embedding;
 pub mod gemm;
 pub mod moe;
@@ -67,6 +68,27 @@ pub struct Gpu {
     pub(crate) memory: Arc<tensor::MemoryCounter>,
 }
 
+/// Lets the device's stream-ordered memory pool keep what is freed for later allocations: its
+/// default release threshold (0) hands every freed byte back to the driver at each
+/// synchronisation, so each step would map its activations afresh.
+fn keep_freed_memory(ctx: &CudaContext) -> GpuResult<()> {
+    use cudarc::driver::sys;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut threshold = u64::MAX;
+    // SAFETY: `pool` is written by the driver for this context's device; the attribute takes
+    // a pointer to a u64, which `threshold` is and outlives the call.
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()).result()?;
+        sys::cuMemPoolSetAttribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+        .result()?;
+    }
+    Ok(())
+}
+
 impl Gpu {
     /// Open GPU `ordinal`: fails with a plain message where there is no driver, no device, or
     /// cuBLASLt is missing.
@@ -90,6 +112,7 @@ impl Gpu {
             )));
         }
         let ctx = CudaContext::new(ordinal)?;
+        keep_freed_memory(&ctx)?;
         // One stream, ops in order: cudarc's cross-stream event tracking is not needed.
         // SAFETY: nothing is allocated yet and this context uses a single stream.
         unsafe { ctx.disable_event_tracking() };
@@ -173,6 +196,7 @@ const KERNELS: &[(&str, &[&str])] = &[
         "cross_entropy",
         &["ce_chunk_stats", "ce_finish", "ce_chunk_backward"],
     ),
+    ("decode", &["decode_attention", "kv_append"]),
     (
         "elementwise",
         &[

@@ -102,6 +102,9 @@ impl Layout {
     }
 }
 
+/// Elements a matrix's offset is a multiple of when it follows a vector: 128 bytes of bf16.
+const MATRIX_ALIGN: usize = 64;
+
 /// The named views as `Layout::new` appends them, each push giving the tensor's slot.
 #[derive(Default)]
 struct Views {
@@ -207,6 +210,15 @@ impl Views {
     }
 
     fn push(&mut self, name: &str, shape: &[usize]) -> Slot {
+        // A matrix that follows a vector (a norm, a bias) starts at a multiple of
+        // `MATRIX_ALIGN` elements: otherwise a 6-element bias would leave every later bf16
+        // weight copy off the 16-byte alignment cuBLASLt's fast kernels need. Matrices after
+        // matrices stay adjacent (q/k/v and gate/up are one GEMM each; experts are equally
+        // strided), and so do vectors after vectors (the q/k/v biases are added as one).
+        let follows_vector = self.views.last().is_some_and(|v| v.shape.len() == 1);
+        if shape.len() > 1 && follows_vector {
+            self.len = self.len.next_multiple_of(MATRIX_ALIGN);
+        }
         let view = View {
             name: name.to_string(),
             offset: self.len,
@@ -351,16 +363,37 @@ mod tests {
             assert_eq!(model.layers.len(), config.num_layers);
             let named = named_slots(model, config.tie_embeddings);
             assert_eq!(named.len(), layout.views.len(), "{:?}", config.ffn);
-            let mut end = 0;
+            let (mut end, mut after_vector) = (0usize, false);
             for ((name, slot), view) in named.iter().zip(&layout.views) {
                 assert_eq!(name, &view.name);
                 assert_eq!(slot.range(), view.range(), "{name}");
-                assert_eq!(slot.offset, end, "a gap or overlap before {name}");
+                // Adjacent, except that a matrix after a vector starts at the next multiple
+                // of MATRIX_ALIGN.
+                let matrix = view.shape.len() > 1;
+                let expected = match matrix && after_vector {
+                    true => end.next_multiple_of(MATRIX_ALIGN),
+                    false => end,
+                };
+                assert_eq!(slot.offset, expected, "a gap or overlap before {name}");
                 end = slot.range().end;
+                after_vector = !matrix;
             }
             assert_eq!(end, layout.len);
             if config.tie_embeddings {
                 assert_eq!(model.head, model.embed);
+            }
+        }
+    }
+
+    /// Every matrix of the 1B presets starts 16-byte aligned as bf16 (8 elements), so the
+    /// GPU's GEMMs may take cuBLASLt's fast kernels; steel-1b's 6-element gate bias used to
+    /// push every later one off.
+    #[test]
+    fn matrices_of_the_large_presets_are_aligned() {
+        for name in ["steel-1b", "dense-1b", "topk-moe-2b"] {
+            let layout = Layout::new(&ModelConfig::preset(name).unwrap());
+            for view in layout.views.iter().filter(|v| v.shape.len() > 1) {
+                assert_eq!(view.offset % 8, 0, "{name}: {}", view.name);
             }
         }
     }

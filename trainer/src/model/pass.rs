@@ -77,6 +77,20 @@ pub struct ForwardPass {
     pub logits: Vec<f32>,
 }
 
+impl ForwardPass {
+    /// A top-k model's router probabilities, `[t, n_experts]` per layer (none for other FFN
+    /// kinds).
+    pub fn router_probs(&self) -> Vec<&[f32]> {
+        self.layers
+            .iter()
+            .filter_map(|a| match &a.ffn {
+                ffn::FfnActivations::TopkMoe { probs, .. } => Some(&probs[..]),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// Token ids to logits, keeping the activations; `doc_start[i]`: where token `i`'s document
 /// starts.
 pub fn forward(
