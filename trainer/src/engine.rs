@@ -273,12 +273,13 @@ impl Engine {
         }
     }
 
-    /// The most device memory the engine's tensors held at once (GPU only).
+    /// The most device memory the engine held at once, cuBLASLt's workspace included (GPU
+    /// only).
     pub fn peak_device_bytes(&self) -> Option<usize> {
         match self {
             Engine::Cpu(_) => None,
             #[cfg(feature = "cuda")]
-            Engine::Cuda { model, .. } => Some(model.gpu.peak_tensor_bytes()),
+            Engine::Cuda { model, .. } => Some(model.gpu.peak_bytes()),
         }
     }
 

@@ -109,7 +109,7 @@ impl Drop for Blas {
     }
 }
 
-const WORKSPACE_BYTES: usize = 32 << 20;
+pub(crate) const WORKSPACE_BYTES: usize = 32 << 20;
 
 impl Blas {
     pub(crate) fn new(stream: &Arc<CudaStream>) -> GpuResult<Blas> {

@@ -153,10 +153,10 @@ impl Gpu {
         Ok(self.stream.synchronize()?)
     }
 
-    /// The most bytes ever held at once by this GPU's `Tensor`s (cuBLASLt's 32 MiB
-    /// workspace not included), since it was opened.
-    pub fn peak_tensor_bytes(&self) -> usize {
-        self.memory.peak()
+    /// The most device memory this GPU's work held at once since it was opened: the peak of
+    /// its `Tensor`s plus cuBLASLt's workspace, which is held throughout.
+    pub fn peak_bytes(&self) -> usize {
+        self.memory.peak() + gemm::WORKSPACE_BYTES
     }
 
     pub(crate) fn function(&self, name: &str) -> GpuResult<&CudaFunction> {
