@@ -3,7 +3,7 @@
 //! pretraining rows and for rows packing documents with positions left out of the loss; a
 //! packed row against its documents run alone and two micro-batches against one batch on the
 //! GPU; the fused AdamW against the CPU AdamW, a 300-step run whose loss curve tracks the CPU
-//! run's, and an exact resume on the GPU.
+//! run's, an exact resume on the GPU, and the NCCL path with one rank against the plain one.
 //!
 //! They need a GPU: ignored by a plain `cargo test`, run by `scripts/gpu-check.sh`.
 #![cfg(feature = "cuda")]
@@ -563,5 +563,43 @@ fn training_tracks_the_cpu_run_and_resumes_exactly() {
     assert!(
         weights(&out) == weights(&dir.path().join("s")),
         "resumed weights differ"
+    );
+}
+
+/// One GPU in an NCCL communicator of its own (the data-parallel path with one rank) trains
+/// exactly as the plain path: the same losses and weights, step by step.
+#[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh"]
+fn nccl_with_one_rank_trains_as_the_plain_path() {
+    use steel_trainer::engine::{Engine, Objective};
+    let (config, _, params) = setup("tiny-dense");
+    let device = Device::Cuda(Attention::Flash);
+    let engine = || {
+        Engine::new(
+            device,
+            &config,
+            AdamWConfig::default(),
+            params.clone(),
+            None,
+            0,
+        )
+        .unwrap()
+    };
+    let (mut plain, mut nccl) = (engine(), engine());
+    nccl.join_gpus(None).unwrap();
+    for step in 0..5u64 {
+        let blocks: Vec<Vec<u32>> = tokens(50 + step, 2 * 33, config.vocab_size)
+            .chunks(33)
+            .map(|b| b.to_vec())
+            .collect();
+        let batch = [Batch::from_blocks(&blocks)];
+        let mean = Objective::MeanOverTrained;
+        let a = plain.step(&batch, mean, 1e-3, 1.0, None).unwrap();
+        let b = nccl.step(&batch, mean, 1e-3, 1.0, None).unwrap();
+        assert_eq!((a.loss, a.grad_norm), (b.loss, b.grad_norm), "step {step}");
+    }
+    assert_eq!(
+        plain.snapshot().unwrap().params,
+        nccl.snapshot().unwrap().params
     );
 }

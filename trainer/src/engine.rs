@@ -37,6 +37,8 @@ pub enum Engine {
         model: Box<crate::gpu::GpuModel>,
         adamw: AdamWConfig,
         step: u64,
+        /// The communicator of the data-parallel GPUs, once joined.
+        nccl: Option<steel_kernels::cuda::nccl::Nccl>,
     },
 }
 
@@ -57,9 +59,24 @@ fn finite(loss: f32, grad_norm: f32) -> bool {
 }
 
 impl Engine {
-    /// An engine on `device` holding `params`, AdamW moments `m`, `v` and its step count.
+    /// An engine on `device` holding `params`, AdamW moments `m`, `v` and its step count
+    /// (GPU 0 for a CUDA device).
     pub fn new(
         device: Device,
+        config: &ModelConfig,
+        adamw: AdamWConfig,
+        params: Vec<f32>,
+        moments: Option<(Vec<f32>, Vec<f32>)>,
+        step: u64,
+    ) -> Result<Engine, TrainError> {
+        Engine::on_gpu(device, 0, config, adamw, params, moments, step)
+    }
+
+    /// [`Engine::new`] on GPU `ordinal` of this machine for a CUDA device (each data-parallel
+    /// rank of a node takes its own).
+    pub fn on_gpu(
+        device: Device,
+        ordinal: usize,
         config: &ModelConfig,
         adamw: AdamWConfig,
         params: Vec<f32>,
@@ -85,7 +102,7 @@ impl Engine {
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(attention) => {
-                let gpu = steel_kernels::cuda::Gpu::open(0)?;
+                let gpu = steel_kernels::cuda::Gpu::open(ordinal)?;
                 let mut model = crate::gpu::GpuModel::new(gpu, config, &params, attention)?;
                 if let Some((m, v)) = moments {
                     model.set_moments(&m, &v)?;
@@ -94,6 +111,7 @@ impl Engine {
                     model: Box::new(model),
                     adamw,
                     step,
+                    nccl: None,
                 })
             }
             #[cfg(not(feature = "cuda"))]
@@ -164,36 +182,49 @@ impl Engine {
                 })
             }
             #[cfg(feature = "cuda")]
-            Engine::Cuda { model, adamw, step } => {
-                if parallel.is_some() {
-                    return Err(TrainError::Device(
-                        "data parallelism on GPUs needs the NCCL path".to_string(),
-                    ));
-                }
+            Engine::Cuda {
+                model,
+                adamw,
+                step,
+                nccl,
+            } => {
                 // The GPU scores a micro-batch's rows at once, so every row takes the global
-                // form of the normalisation.
+                // form of the normalisation: each rank's gradients and loss are its share of
+                // the global mean, and the ranks' sum is the mean.
                 let global = norm.global;
-                let gpu_step = |model: &mut crate::gpu::GpuModel| {
-                    model.zero_grads()?;
-                    let mut loss = 0.0;
-                    for batch in micro_batches {
-                        loss += model.loss_and_grad(batch, global.for_rows(batch.rows()))?;
+                model.zero_grads()?;
+                let mut loss = 0.0;
+                for batch in micro_batches {
+                    loss += model.loss_and_grad(batch, global.for_rows(batch.rows()))?;
+                }
+                match (parallel, nccl.as_ref()) {
+                    (Some((collective, _)), Some(nccl)) => {
+                        model.all_reduce_grads(nccl)?;
+                        let mut total = [loss];
+                        collective.all_reduce_sum(&mut total)?;
+                        loss = total[0];
                     }
-                    let grad_norm = model.grad_norm(1.0)?;
-                    let updated = finite(loss, grad_norm);
-                    if updated {
-                        model.update(adamw, lr, clip, *step + 1, 1.0)?;
+                    (Some(_), None) => {
+                        return Err(TrainError::Device(
+                            "data parallelism on GPUs: the ranks' GPUs must join (Engine::join_gpus) before the first step".into(),
+                        ));
                     }
-                    Ok::<_, steel_kernels::cuda::GpuError>(StepResult {
-                        loss,
-                        trained: norm.trained,
-                        grad_norm,
-                        updated,
-                    })
-                };
-                let result = gpu_step(model)?;
+                    // One GPU in a communicator of its own: the NCCL path with one rank.
+                    (None, Some(nccl)) => model.all_reduce_grads(nccl)?,
+                    (None, None) => {}
+                }
+                let grad_norm = model.grad_norm(1.0)?;
+                let updated = finite(loss, grad_norm);
+                if updated {
+                    model.update(adamw, lr, clip, *step + 1, 1.0)?;
+                }
                 *step += 1;
-                Ok(result)
+                Ok(StepResult {
+                    loss,
+                    trained: norm.trained,
+                    grad_norm,
+                    updated,
+                })
             }
         }
     }
@@ -228,6 +259,37 @@ impl Engine {
             tokens: trained as u64,
             blocks: rows as u64,
         })
+    }
+
+    /// Joins this rank's GPU to the communicator of every rank of `collective` (rank 0's NCCL
+    /// id passes through it), for the gradient sums of data parallelism; without a collective,
+    /// a communicator of this GPU alone (the NCCL path with one rank). A CPU engine sums
+    /// through the collective itself and has nothing to join.
+    pub fn join_gpus(&mut self, collective: Option<&dyn Collective>) -> Result<(), TrainError> {
+        match self {
+            Engine::Cpu(_) => {
+                let _ = collective;
+                Ok(())
+            }
+            #[cfg(feature = "cuda")]
+            Engine::Cuda { model, nccl, .. } => {
+                use steel_kernels::cuda::nccl::{ID_BYTES, Nccl};
+                let (rank, world) = collective.map_or((0, 1), |c| (c.rank(), c.world()));
+                // The id's bytes as f32 values (exact below 2^24), rank 0's summed with zeros.
+                let mut shared = [0f32; ID_BYTES];
+                if rank == 0 {
+                    for (value, byte) in shared.iter_mut().zip(Nccl::unique_id()?) {
+                        *value = byte as f32;
+                    }
+                }
+                if let Some(collective) = collective {
+                    collective.all_reduce_sum(&mut shared)?;
+                }
+                let id = shared.map(|v| v as u8);
+                *nccl = Some(Nccl::join(&model.gpu, rank, world, id)?);
+                Ok(())
+            }
+        }
     }
 
     /// Each row's weighted sum of cross-entropies `Σ_i w_i · ce_i` (no gradient, no

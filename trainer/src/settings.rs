@@ -122,7 +122,8 @@ pub struct TrainSettings {
     #[cfg_attr(feature = "cli", arg(long))]
     pub device: Option<Device>,
     /// Data-parallel ranks, each with its own loader shard and --micro-batch sequences per
-    /// step, gradients summed across ranks (CPU: threads; GPU: not yet) [default: 1].
+    /// step, gradients summed across ranks (CPU: threads; CUDA: one GPU per rank, summed
+    /// through NCCL) [default: 1].
     #[cfg_attr(feature = "cli", arg(long))]
     pub nproc: Option<usize>,
     /// Nodes (or processes) of a multi-node run, each started with its --node-rank

@@ -200,9 +200,10 @@ fn save(
 }
 
 /// Train from scratch, or from the newest checkpoint in `options.out` when `resume` is set.
-/// Calls `report` after every step. With `nproc > 1` (CPU), that many ranks train as threads,
-/// each on its own loader shard, summing gradients through an in-process collective; with
-/// `nodes`, the ranks of every process sum over TCP. Rank 0 reports and writes metrics and
+/// Calls `report` after every step. With `nproc > 1`, that many ranks train as threads, each
+/// on its own loader shard (and, on a CUDA device, its own GPU), summing gradients through an
+/// in-process collective (GPUs: through NCCL, the collective passing its id); with `nodes`,
+/// the ranks of every process sum over TCP. Rank 0 reports and writes metrics and
 /// checkpoints (`out` must be shared storage across nodes). A run resumes with any number of
 /// ranks.
 pub fn train(
@@ -219,12 +220,6 @@ pub fn train(
     let world = local * nnodes;
     if world == 1 {
         return train_rank(options, resume, &tokenizer, report, None);
-    }
-    if options.device != Device::Cpu {
-        return Err(TrainError::Device(
-            "data parallelism on GPUs needs the NCCL path, which is not built yet; use --nproc 1"
-                .into(),
-        ));
     }
     // One node: ranks are threads joined in process. Several: every rank connects to rank 0
     // over TCP (rank 0 is thread 0 of node 0).
@@ -564,14 +559,20 @@ fn train_rank(
         (Some(sft), None) => Some(RowFeed::open(&sft.prepared, options.seed, rank, world)?),
         (None, _) => None,
     };
-    let mut engine = Engine::new(
+    // Each rank of a node trains on its own GPU (a CUDA device), the GPUs summing gradients
+    // through NCCL.
+    let mut engine = Engine::on_gpu(
         options.device,
+        rank % options.nproc.max(1),
         &options.config,
         options.adamw,
         params,
         moments,
         state.step,
     )?;
+    if world > 1 {
+        engine.join_gpus(collective)?;
+    }
     let metrics_path = options.out.join("metrics.jsonl");
     if rank == 0 {
         trim_metrics(&metrics_path, state.step)?;

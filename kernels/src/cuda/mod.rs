@@ -15,6 +15,7 @@ pub mod decode;
 pub mod embedding;
 pub mod gemm;
 pub mod moe;
+pub mod nccl;
 pub mod reduce;
 pub mod rmsnorm;
 pub mod rope;

@@ -189,6 +189,11 @@ impl Tensor {
         Ok(gpu.stream.memset_zeros(&mut self.slice)?)
     }
 
+    /// The allocation itself, for library calls that take cudarc's typed views.
+    pub(crate) fn slice_mut(&mut self) -> &mut CudaSlice<u8> {
+        &mut self.slice
+    }
+
     /// The device address of element 0.
     pub fn addr(&self) -> u64 {
         self.addr

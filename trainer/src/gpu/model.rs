@@ -674,6 +674,12 @@ impl GpuModel {
         embedding::backward(gpu, &grouping, dx.addr(), self.g(model.embed), d)
     }
 
+    /// Replaces the accumulated gradients by their sum over the GPUs of `nccl` (data
+    /// parallelism: each rank's gradients are already its share of the global mean).
+    pub fn all_reduce_grads(&mut self, nccl: &steel_kernels::cuda::nccl::Nccl) -> GpuResult<()> {
+        nccl.all_reduce_sum(&mut self.grads)
+    }
+
     /// The global norm of the accumulated gradients times `grad_scale` (kept on the device for
     /// [`GpuModel::update`]'s clipping, and returned), so the caller can look at it — a
     /// non-finite one must not reach the weights — before updating.
