@@ -322,6 +322,31 @@ pub struct Loaded {
 
 /// Read a checkpoint for `config`; a different configuration is refused, and so is a file
 /// whose bytes do not match `checksums.json`.
+/// An AdamW moment read from a checkpoint, in `layout`'s buffer: as stored when it has the
+/// layout's length, or spread view by view when it is a checkpoint of an older Steel, whose
+/// layout packed the same views in the same order with no alignment gaps.
+fn laid_out(layout: &Layout, stored: Vec<f32>, dir: &Path) -> Result<Vec<f32>, TrainError> {
+    if stored.len() == layout.len {
+        return Ok(stored);
+    }
+    let packed: usize = layout.views.iter().map(|v| v.len()).sum();
+    if stored.len() != packed {
+        return Err(TrainError::Checkpoint(format!(
+            "`{}`: the optimizer state holds {} values, the model {}",
+            dir.display(),
+            stored.len(),
+            layout.len
+        )));
+    }
+    let mut spread = vec![0.0; layout.len];
+    let mut from = 0;
+    for view in &layout.views {
+        spread[view.range()].copy_from_slice(&stored[from..from + view.len()]);
+        from += view.len();
+    }
+    Ok(spread)
+}
+
 pub fn load(dir: &Path, config: &ModelConfig, layout: &Layout) -> Result<Loaded, TrainError> {
     let files = ModelDir::open(dir)?;
     let state = files.state()?.ok_or_else(|| {
@@ -354,8 +379,8 @@ pub fn load(dir: &Path, config: &ModelConfig, layout: &Layout) -> Result<Loaded,
     };
     Ok(Loaded {
         params,
-        m: vector("m")?,
-        v: vector("v")?,
+        m: laid_out(layout, vector("m")?, dir)?,
+        v: laid_out(layout, vector("v")?, dir)?,
         state,
     })
 }
@@ -415,4 +440,36 @@ pub fn list(out: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     dirs.sort();
     dirs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Moments saved by an older Steel (views packed without alignment gaps) are spread into
+    /// today's layout view by view; a length that is neither is refused.
+    #[test]
+    fn packed_moments_of_older_checkpoints_are_spread_into_the_layout() {
+        let config = ModelConfig::preset("tiny-softmax-moe").unwrap();
+        let layout = Layout::new(&config);
+        let packed: usize = layout.views.iter().map(|v| v.len()).sum();
+        assert!(packed < layout.len, "this preset has alignment gaps");
+        let stored: Vec<f32> = (0..packed).map(|i| i as f32).collect();
+        let spread = laid_out(&layout, stored, Path::new("old")).unwrap();
+        let mut next = 0.0;
+        for view in &layout.views {
+            for &value in &spread[view.range()] {
+                assert_eq!(value, next, "{}", view.name);
+                next += 1.0;
+            }
+        }
+        assert_eq!(spread.iter().filter(|&&v| v != 0.0).count(), packed - 1);
+        let current = vec![0.5; layout.len];
+        assert_eq!(
+            laid_out(&layout, current.clone(), Path::new("new")).unwrap(),
+            current
+        );
+        let error = laid_out(&layout, vec![0.0; 7], Path::new("bad")).unwrap_err();
+        assert!(error.to_string().contains("7 values"), "{error}");
+    }
 }

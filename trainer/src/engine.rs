@@ -84,6 +84,16 @@ impl Engine {
         step: u64,
     ) -> Result<Engine, TrainError> {
         let layout = Layout::new(config);
+        let mut lengths = vec![params.len()];
+        if let Some((m, v)) = &moments {
+            lengths.extend([m.len(), v.len()]);
+        }
+        if let Some(&wrong) = lengths.iter().find(|&&len| len != layout.len) {
+            return Err(TrainError::Run(format!(
+                "weights or AdamW moments of {wrong} values for a model of {}",
+                layout.len
+            )));
+        }
         match device {
             Device::Cpu => {
                 let mut optimizer = AdamW::new(adamw, &layout);
