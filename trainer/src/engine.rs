@@ -125,11 +125,10 @@ impl Engine {
                 })
             }
             #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => Err(TrainError::Device(
-                "this binary was built without the `cuda` feature: rebuild with \
+            Device::Cuda(_) => Err(TrainError::Device(format!(
+                "GPU {ordinal}: this binary was built without the `cuda` feature: rebuild with \
                  `cargo build --release --features cuda` (after scripts/cuda-toolchain.sh)"
-                    .into(),
-            )),
+            ))),
         }
     }
 
