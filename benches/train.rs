@@ -73,6 +73,7 @@ fn random_blocks(count: usize, seq: usize, vocab: usize, seed: u64) -> Vec<Vec<u
 /// One line: `case` is the preset; the step time, tokens/s, MFU and the GPU's peak memory.
 pub fn bench_train(options: &BenchTrainOptions) -> Result<BenchLine> {
     let config = ModelConfig::preset(&options.preset)?;
+    options.device.check_available()?;
     ensure!(
         options.micro_batch > 0 && options.seq > 0 && options.steps > 0,
         "micro-batch, seq and steps must be positive"

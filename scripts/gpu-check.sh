@@ -36,12 +36,25 @@ tests="$out/tests.log"
 status=0
 start_all=$(date +%s)
 
-# step NAME LIMIT LOG COMMAND...: runs COMMAND under `timeout LIMIT`, its output appended to
-# LOG, and a line in the summary.
+# The whole script's time: a device command may run 600 s; the steps share what is left of
+# BUDGET seconds, each cut to it, and a step with under 20 s left is skipped.
+budget="${BUDGET:-540}"
+
+# step NAME LIMIT LOG COMMAND...: runs COMMAND under `timeout LIMIT` (less if the budget is
+# nearly spent), its output appended to LOG, and a line in the summary.
 step() {
   local name="$1" limit="$2" log="$3"
   shift 3
-  local started result
+  local started result left
+  left=$(( budget - ($(date +%s) - start_all) ))
+  if [ "$left" -lt 20 ]; then
+    echo "SKIPPED  $name (out of time: ${left}s of the ${budget}s budget left)" >> "$summary"
+    status=1
+    return
+  fi
+  [ "$limit" -le "$left" ] || limit=$left
+  local before
+  before=$( (wc -l < "$log") 2> /dev/null || echo 0)
   started=$(date +%s)
   echo "===== $name" >> "$log"
   timeout "$limit" "$@" >> "$log" 2>&1
@@ -50,7 +63,15 @@ step() {
   case $result in
     0) echo "ok       $name (${took}s)" >> "$summary" ;;
     124|137) echo "TIMEOUT  $name (after ${limit}s)" >> "$summary"; status=1 ;;
-    *) echo "FAILED   $name (exit $result, ${took}s): $(grep -m1 -E 'panicked|Error|error' "$log" | tail -c 300)" >> "$summary"; status=1 ;;
+    *)
+      # The first panic (a test), or else the output's last line (an error's cause).
+      local new reason
+      new="$(tail -n +$((before + 1)) "$log")"
+      reason="$(grep -m1 -A1 'panicked' <<< "$new" | tr '\n' ' ' || true)"
+      [ -n "$reason" ] || reason="$(grep -v '^[[:space:]]*$' <<< "$new" | tail -n1)"
+      echo "FAILED   $name (exit $result, ${took}s): ${reason:0:300}" >> "$summary"
+      status=1
+      ;;
   esac
   echo "$(tail -n1 "$summary")" >&2
 }
@@ -62,7 +83,7 @@ echo "device: $(head -n1 "$out/device.txt")" >> "$summary"
 #    CPU reference, generation), one test thread, each suite within its own limit.
 for suite in cuda_ops train_cuda generate_cuda; do
   if [ -x "$bundle/$suite" ]; then
-    step "tests $suite" 150 "$tests" "$bundle/$suite" --ignored --test-threads=1
+    step "tests $suite" 120 "$tests" "$bundle/$suite" --ignored --test-threads=1
     grep -E "^test result|FAILED|panicked" "$tests" | tail -n 3 >&2
   else
     echo "SKIPPED  tests $suite (not in the bundle)" >> "$summary"
@@ -72,7 +93,7 @@ done
 # 2. compute-sanitizer over the kernel tests, where the machine has it.
 sanitizer="$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2> /dev/null || true)"
 if [ -n "$sanitizer" ] && [ -x "$bundle/cuda_ops" ]; then
-  step "compute-sanitizer memcheck cuda_ops" 120 "$out/sanitizer.log" \
+  step "compute-sanitizer memcheck cuda_ops" 90 "$out/sanitizer.log" \
     "$sanitizer" --tool memcheck --error-exitcode 1 "$bundle/cuda_ops" --ignored --test-threads=1
 else
   echo "SKIPPED  compute-sanitizer (not installed)" >> "$summary"
@@ -82,15 +103,21 @@ fi
 #    first loss is ln(vocab), as random weights give) and PyTorch eager in the same run.
 bench="$out/bench.jsonl"
 : > "$bench"
+# steel-1b also times SFT-shaped batches (--sft: packed documents, untrained prompts).
 for preset in steel-1b dense-1b topk-moe-2b; do
-  step "steel bench train $preset" 100 "$out/bench.err" \
+  sft=()
+  [ "$preset" = steel-1b ] && sft=(--sft)
+  : > "$out/bench.part"
+  step "steel bench train $preset ${sft[*]:-}" 120 "$out/bench.part" \
     "$bundle/steel" bench train --device cuda --preset "$preset" --micro-batch 4 \
-    --seq 2048 --warmup 1 --steps "$steps"
-  grep -h '^{' "$out/bench.err" | tail -n1 >> "$bench" 2> /dev/null || true
+    --seq 2048 --warmup 1 --steps "$steps" "${sft[@]}"
+  grep -h '^{' "$out/bench.part" >> "$bench" || true
+  cat "$out/bench.part" >> "$out/bench.err"
 done
+rm -f "$out/bench.part"
 baseline="$bundle/torch_baseline.py"
 if [ -f "$baseline" ] && python3 -c "import torch" 2> /dev/null; then
-  step "PyTorch baseline (eager)" 150 "$out/torch.err" python3 "$baseline" --steps "$steps" \
+  step "PyTorch baseline (eager)" 120 "$out/torch.err" python3 "$baseline" --steps "$steps" \
     --runs steel:softmax_moe:4:2048:0,steel:dense:4:2048:0,steel:topk_moe:4:2048:0
   grep -h '^{' "$out/torch.err" > "$out/torch.jsonl" 2> /dev/null || true
 else

@@ -10,6 +10,29 @@ pub enum Device {
     Cuda(Attention),
 }
 
+/// What a binary built without the `cuda` feature says when asked for a GPU.
+#[cfg(not(feature = "cuda"))]
+pub(crate) const NO_CUDA_FEATURE: &str = "this binary was built without the `cuda` feature: \
+     rebuild with `cargo build --release --features cuda` (after scripts/cuda-toolchain.sh)";
+
+impl Device {
+    /// Fails where this device cannot run here — no CUDA driver, no GPU, a binary built
+    /// without the `cuda` feature — before anything costly (a 1B model's initial weights take
+    /// tens of seconds on a small host) is built for it.
+    pub fn check_available(self) -> Result<(), TrainError> {
+        match self {
+            Device::Cpu => Ok(()),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(_) => {
+                steel_kernels::cuda::Gpu::open(0)?;
+                Ok(())
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => Err(TrainError::Device(NO_CUDA_FEATURE.into())),
+        }
+    }
+}
+
 /// How attention runs on the GPU: the flash kernels, or cuBLAS GEMMs around a fused causal
 /// softmax (keeps `[B·heads, T, T]` probabilities).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

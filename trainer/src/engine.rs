@@ -126,8 +126,8 @@ impl Engine {
             }
             #[cfg(not(feature = "cuda"))]
             Device::Cuda(_) => Err(TrainError::Device(format!(
-                "GPU {ordinal}: this binary was built without the `cuda` feature: rebuild with \
-                 `cargo build --release --features cuda` (after scripts/cuda-toolchain.sh)"
+                "GPU {ordinal}: {}",
+                crate::device::NO_CUDA_FEATURE
             ))),
         }
     }

@@ -211,6 +211,7 @@ pub fn train(
     resume: bool,
     report: &mut dyn FnMut(&StepMetrics),
 ) -> Result<TrainState, TrainError> {
+    options.device.check_available()?;
     let tokenizer = check_data(options)?;
     let local = options.nproc.max(1);
     let (nnodes, node_rank) = options
