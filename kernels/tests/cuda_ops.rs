@@ -776,3 +776,103 @@ fn opening_without_a_driver_is_a_clear_error() {
     let error = Gpu::open(0).err().expect("no driver, no GPU");
     assert!(error.0.contains("no CUDA driver"), "{error}");
 }
+
+/// `[n, heads, hd]` token-major rows as head-major `[heads, n, hd]`.
+fn head_major(x: &[f32], heads: usize, hd: usize) -> Vec<f32> {
+    let n = x.len() / (heads * hd);
+    let mut out = vec![0.0; x.len()];
+    for i in 0..n {
+        for h in 0..heads {
+            let from = (i * heads + h) * hd;
+            let to = (h * n + i) * hd;
+            out[to..to + hd].copy_from_slice(&x[from..from + hd]);
+        }
+    }
+    out
+}
+
+/// Generation's attention: `n` new queries at positions `start..start + n` over a cache of
+/// `start + n` positions (in a larger buffer), against rows `start..` of the CPU's causal
+/// attention over all `t` positions (what the trainer's `infer::attention` gives, bit for
+/// bit) — prefill (start 0), a chunk after a prefix, one token after a long prefix; GQA, MQA
+/// and MHA; head sizes with and without a flash kernel. The cache is filled as the decoder
+/// fills it: a prefix from a token-major copy, the new rows from the RoPE kernel's head-major
+/// layout; its rows read back are the keys and values exactly. Queries read head-major or
+/// token-major give the same output bit for bit.
+#[test]
+#[ignore = "needs a GPU: scripts/gpu-check.sh"]
+fn decode_attention_over_a_cache_matches_cpu_rows() {
+    use steel_kernels::cuda::decode::{self, Queries, Shape};
+    let gpu = gpu();
+    let cases = [
+        (4, 2, 16, 37, 0),
+        (4, 2, 16, 37, 30),
+        (8, 1, 64, 300, 299),
+        (4, 4, 128, 150, 100),
+        (2, 1, 200, 40, 7),
+    ];
+    for (c, &(hq, hkv, hd, t, start)) in cases.iter().enumerate() {
+        let seed = 200 + 10 * c as u64;
+        let n = t - start;
+        let (q_row, kv_row) = (hq * hd, hkv * hd);
+        let q = values(seed, t * q_row, 1.0);
+        let k = values(seed + 1, t * kv_row, 1.0);
+        let v = values(seed + 2, t * kv_row, 1.0);
+        let shape = cpu::attention::Shape { t, hq, hkv, d: hd };
+        let (mut want, mut probs) = (vec![0.0; q.len()], vec![0.0; hq * t * t]);
+        cpu::attention::forward(&q, &k, &v, &shape, &vec![0; t], &mut want, &mut probs);
+        let want = &want[start * q_row..];
+
+        let dshape = Shape { hq, hkv, hd };
+        let capacity = t + 5;
+        let mut cache = Vec::new();
+        for (x, sd) in [(&k, seed + 3), (&v, seed + 4)] {
+            // Garbage past the sequence, which attention must not read.
+            let layer = upload(&gpu, &values(sd, capacity * kv_row, 9.0), Dtype::Bf16);
+            let prefix = upload(&gpu, &x[..start * kv_row], Dtype::Bf16);
+            decode::append(
+                &gpu,
+                &dshape,
+                prefix.addr(),
+                kv_row,
+                hd,
+                start,
+                layer.addr(),
+                0,
+            )
+            .unwrap();
+            let new = upload(
+                &gpu,
+                &head_major(&x[start * kv_row..], hkv, hd),
+                Dtype::Bf16,
+            );
+            let (src, head_stride) = (new.addr(), n * hd);
+            decode::append(&gpu, &dshape, src, hd, head_stride, n, layer.addr(), start).unwrap();
+            let back = download(&gpu, &layer);
+            assert_eq!(&back[..t * kv_row], &x[..], "case {c}: the cache's rows");
+            cache.push(layer);
+        }
+        let (kc, vc) = (cache[0].addr(), cache[1].addr());
+        let run = |queries: &Queries| {
+            let out = zeros(&gpu, Dtype::Bf16, n * q_row);
+            decode::attention(&gpu, &dshape, queries, kc, vc, start, out.addr()).unwrap();
+            download(&gpu, &out)
+        };
+        let head_q = upload(&gpu, &head_major(&q[start * q_row..], hq, hd), Dtype::Bf16);
+        let got = run(&Queries {
+            addr: head_q.addr(),
+            n,
+            token_stride: hd,
+            head_stride: n * hd,
+        });
+        assert_close(&format!("decode attention, case {c}"), &got, want, 1e-2);
+        let token_q = upload(&gpu, &q[start * q_row..], Dtype::Bf16);
+        let token_major_got = run(&Queries {
+            addr: token_q.addr(),
+            n,
+            token_stride: q_row,
+            head_stride: hd,
+        });
+        assert_eq!(token_major_got, got, "case {c}: the query layout");
+    }
+}
