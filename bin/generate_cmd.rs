@@ -1,17 +1,17 @@
-//! `steel generate` and `steel chat`: text from a checkpoint on the CPU, through the
+//! `steel generate` and `steel chat`: text from a checkpoint on the CPU or a GPU, through the
 //! key/value-cached forward pass (`steel_trainer::infer`).
 
 use anyhow::{Context, Result};
 use clap::Args;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use steel_trainer::checkpoint::{Model, open_model};
+use steel_trainer::checkpoint::open_model;
 use steel_trainer::device::Device;
 use steel_trainer::infer::chat::{Chat, Command, DEFAULT_SYSTEM, template};
+use steel_trainer::infer::decoder::Loaded;
 use steel_trainer::infer::generate::{
     GenerateOptions, Generation, generate_in_batches, read_prompts,
 };
-use steel_trainer::infer::require_cpu;
 use steel_trainer::infer::sampling::SamplingParams;
 use steel_trainer::infer::tokenizer::{Codec, Tokenizer, stop_tokens};
 
@@ -27,7 +27,8 @@ pub struct ModelArgs {
     /// Use a tokenizer other than the one the checkpoint records it was trained with.
     #[arg(long)]
     allow_tokenizer_mismatch: bool,
-    /// Only `cpu` for now: the GPU path has no logits or key/value cache yet.
+    /// `cpu`, or `cuda` (GPU 0: bf16 weights and a key/value cache on the device; needs a
+    /// binary built with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: Device,
 }
@@ -121,9 +122,8 @@ pub struct ChatArgs {
     json: bool,
 }
 
-/// The model and its tokenizer, the tokenizer checked against the model.
-pub fn load(args: &ModelArgs) -> Result<(Model, Tokenizer)> {
-    require_cpu(args.device)?;
+/// The model on its device and its tokenizer, the tokenizer checked against the model.
+pub fn load(args: &ModelArgs) -> Result<(Loaded, Tokenizer)> {
     let model = open_model(&args.checkpoint)?;
     let tokenizer = Tokenizer::for_model(
         args.tokenizer.as_deref(),
@@ -131,7 +131,7 @@ pub fn load(args: &ModelArgs) -> Result<(Model, Tokenizer)> {
         &model,
         args.allow_tokenizer_mismatch,
     )?;
-    Ok((model, tokenizer))
+    Ok((Loaded::new(model, args.device)?, tokenizer))
 }
 
 fn options(

@@ -98,7 +98,7 @@ pub struct McqArgs {
     /// Print the accuracies (per subject, per category, macro and micro) as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Only cpu for now: the GPU model has no logits path yet.
+    /// cpu, or cuda (GPU 0; a binary built with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: Device,
     /// Score with a tokenizer other than the one the checkpoint records.
@@ -262,13 +262,6 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
 }
 
 fn run_mcq(benchmark: Benchmark, args: McqArgs) -> Result<()> {
-    if let Device::Cuda(_) = args.device {
-        anyhow::bail!(
-            "steel eval {}: --device cuda is not supported yet: the GPU model has no logits \
-             path (only its fused training loss); use --device cpu",
-            benchmark_command(benchmark)
-        );
-    }
     let options = McqOptions {
         benchmark,
         dev: args.dev,
@@ -302,6 +295,7 @@ fn run_mcq(benchmark: Benchmark, args: McqArgs) -> Result<()> {
         &args.checkpoint,
         args.tokenizer.as_deref(),
         args.allow_tokenizer_mismatch,
+        args.device,
         &progress,
     )?;
     bar.finish_and_clear();
@@ -320,13 +314,6 @@ fn run_mcq(benchmark: Benchmark, args: McqArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&evaluation.report)?);
     }
     Ok(())
-}
-
-fn benchmark_command(benchmark: Benchmark) -> &'static str {
-    match benchmark {
-        Benchmark::Ceval => "ceval",
-        Benchmark::Cmmlu => "cmmlu",
-    }
 }
 
 pub fn run_export_hf(args: ExportHfArgs) -> Result<()> {

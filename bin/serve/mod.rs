@@ -1,4 +1,5 @@
-//! `steel serve`: an OpenAI-compatible HTTP server over one model loaded on the CPU.
+//! `steel serve`: an OpenAI-compatible HTTP server over one model loaded on the CPU or a GPU
+//! (`--device`).
 //!
 //! - [`openai`]: the API's request, response, chunk and error shapes.
 //! - [`routes`]: the endpoints; requests are checked and tokenized before they are queued.
@@ -14,6 +15,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::io::Write;
 use std::sync::Arc;
+use steel_trainer::infer::decoder::Decoder;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -50,7 +52,7 @@ pub fn run_serve(args: ServeArgs) -> Result<()> {
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| checkpoint.display().to_string()),
     };
-    let context = model.config.max_positions;
+    let context = model.config().max_positions;
     let listener = std::net::TcpListener::bind((args.host.as_str(), args.port))
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     listener.set_nonblocking(true)?;

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use steel_trainer::checkpoint::Model;
 use steel_trainer::error::TrainError;
 use steel_trainer::infer::batch::Batch;
+use steel_trainer::infer::decoder::Loaded;
 use steel_trainer::infer::generate::{GenerateOptions, Generation};
 use steel_trainer::infer::tokenizer::Tokenizer;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -84,7 +84,7 @@ impl Queue {
 /// Start the worker thread over `model`, running up to `batch` sequences at a time, with up
 /// to `queue` requests waiting.
 pub fn spawn(
-    model: Model,
+    model: Loaded,
     tokenizer: Arc<Tokenizer>,
     batch: usize,
     queue: usize,
@@ -99,7 +99,7 @@ pub fn spawn(
     })
 }
 
-fn run(model: &Model, tokenizer: &Tokenizer, size: usize, jobs: Receiver<Job>) {
+fn run(model: &Loaded, tokenizer: &Tokenizer, size: usize, jobs: Receiver<Job>) {
     let mut batch = Batch::new(model, tokenizer);
     let mut clients: HashMap<u64, Client> = HashMap::new();
     let mut next_id = 0u64;
@@ -195,7 +195,7 @@ struct Client {
 }
 
 /// `job` into the batch as sequence `id`, or failed if the library refuses it.
-fn admit(id: u64, job: Job, batch: &mut Batch, clients: &mut HashMap<u64, Client>) {
+fn admit(id: u64, job: Job, batch: &mut Batch<Loaded>, clients: &mut HashMap<u64, Client>) {
     match batch.join(id, job.prompt, job.options) {
         Ok(()) => {
             let client = Client {

@@ -3,6 +3,7 @@
 //! precision — fp32 master weights, gradients and AdamW state; bf16 weights and activations
 //! for compute; fp32 residual stream, accumulation and reductions.
 
+pub mod decode;
 pub mod ffn;
 pub mod model;
 

@@ -1,7 +1,8 @@
 //! Causal attention of new tokens over a sequence's cache, with grouped-query heads: the
 //! decode twin of `steel_kernels::cpu::attention::forward`, the same arithmetic in the same
 //! order, for `t` queries at positions `start..start + t` over the keys and values of
-//! positions `0..start + t` (the cache, the new tokens' rows already appended).
+//! positions `0..start + t` (the cache, the new tokens' rows already appended). The GPU's
+//! `steel_kernels::cuda::decode::attention` is its twin.
 //!
 //! Query head `h` reads key/value head `h / (hq / hkv)`. For the query at position `p`:
 //! `s_j = q·k_j / √hd` for `j ≤ p`, `w = softmax(s)`, `o = Σ_j w_j v_j`.

@@ -3,24 +3,24 @@
 //! cached forward pass over every sequence in the batch: a sequence that just joined feeds its
 //! whole prompt (its prefill), the others their last sampled token; then each samples its next
 //! token with its own sampler. A sequence gives the same tokens as [`generate`] alone with its
-//! options, whenever it joins and whoever else is in the batch.
+//! options, whenever it joins and whoever else is in the batch. It runs on any [`Decoder`]:
+//! the CPU model or the GPU decoder.
 //!
 //! [`generate`]: crate::infer::generate::generate
 
-use crate::checkpoint::Model;
 use crate::error::TrainError;
-use crate::infer::cache::KvCache;
-use crate::infer::forward::{Logits, forward};
+use crate::infer::decoder::{Cache, Decoder};
+use crate::infer::forward::Logits;
 use crate::infer::generate::{GenerateOptions, Generation, Sequence};
 use crate::infer::tokenizer::Codec;
 use std::time::Instant;
 
-/// A sequence of the batch.
-struct Running {
+/// A sequence of the batch, with its cache `C`.
+struct Running<C> {
     id: u64,
     sequence: Sequence,
     options: GenerateOptions,
-    cache: KvCache,
+    cache: C,
     /// The prompt, until a step has fed it.
     prompt: Option<Vec<u32>>,
     start: Instant,
@@ -34,14 +34,14 @@ pub struct Finished {
 }
 
 /// The sequences being generated together.
-pub struct Batch<'m> {
-    model: &'m Model,
+pub struct Batch<'m, D: Decoder> {
+    model: &'m D,
     codec: &'m dyn Codec,
-    running: Vec<Running>,
+    running: Vec<Running<D::Cache>>,
 }
 
-impl<'m> Batch<'m> {
-    pub fn new(model: &'m Model, codec: &'m dyn Codec) -> Batch<'m> {
+impl<'m, D: Decoder> Batch<'m, D> {
+    pub fn new(model: &'m D, codec: &'m dyn Codec) -> Batch<'m, D> {
         Batch {
             model,
             codec,
@@ -68,7 +68,7 @@ impl<'m> Batch<'m> {
         options: GenerateOptions,
     ) -> Result<(), TrainError> {
         options.sampling.validate()?;
-        let config = &self.model.config;
+        let config = self.model.config();
         if prompt.is_empty() || prompt.len() > config.max_positions {
             return Err(TrainError::Data(format!(
                 "the prompt has {} tokens; a prompt needs 1 to {} (the model's context)",
@@ -86,7 +86,7 @@ impl<'m> Batch<'m> {
             id,
             sequence: Sequence::new(&prompt, &options, options.seed),
             options,
-            cache: KvCache::new(config),
+            cache: self.model.new_cache(),
             prompt: Some(prompt),
             start: Instant::now(),
         });
@@ -118,14 +118,14 @@ impl<'m> Batch<'m> {
             .map(|r| [r.sequence.last_token()])
             .collect();
         // Each sequence's cache and what it is fed: its prompt, or its last token.
-        let mut caches: Vec<&mut KvCache> = Vec::with_capacity(self.running.len());
+        let mut caches: Vec<&mut D::Cache> = Vec::with_capacity(self.running.len());
         let mut fed: Vec<&[u32]> = Vec::with_capacity(self.running.len());
         for (running, last) in self.running.iter_mut().zip(&last) {
             caches.push(&mut running.cache);
             fed.push(running.prompt.as_deref().unwrap_or(last));
         }
-        let logits = forward(self.model, &mut caches, &fed, Logits::Last)?;
-        let max_positions = self.model.config.max_positions;
+        let logits = self.model.forward(&mut caches, &fed, Logits::Last)?;
+        let max_positions = self.model.config().max_positions;
         for (running, row) in self.running.iter_mut().zip(&logits) {
             running.prompt = None;
             let (id, cached) = (running.id, running.cache.len());
@@ -148,7 +148,7 @@ impl<'m> Batch<'m> {
 
     /// The sequences that have stopped, out of the batch.
     fn take_stopped(&mut self) -> Vec<Finished> {
-        let (stopped, running): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running)
+        let (stopped, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.running)
             .into_iter()
             .partition(|r| r.sequence.stopped().is_some());
         self.running = running;
@@ -165,6 +165,7 @@ impl<'m> Batch<'m> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::Model;
     use crate::infer::generate::{StopReason, generate};
     use crate::infer::sampling::SamplingParams;
     use crate::infer::stream::tests::Bytes;

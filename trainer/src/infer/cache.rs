@@ -1,7 +1,7 @@
 //! One sequence's key/value cache: for every layer, the keys (after RoPE) and the values of
 //! every position seen so far, so a new token attends to them without the prefix being
 //! recomputed. It also keeps the tokens themselves, so a later prompt that starts with them
-//! (the next turn of a chat) reuses what is cached.
+//! (the next turn of a chat) reuses what is cached (`decoder::Cache::keep_prefix_of`).
 
 use crate::model::config::ModelConfig;
 
@@ -80,21 +80,6 @@ impl KvCache {
         }
     }
 
-    /// Keep the longest cached prefix that `ids` starts with, but never all of `ids` (its last
-    /// token must be fed again for its logits); returns the positions kept, so
-    /// `ids[kept..]` is what is left to feed.
-    pub fn keep_prefix_of(&mut self, ids: &[u32]) -> usize {
-        let shared = self
-            .tokens
-            .iter()
-            .zip(ids)
-            .take_while(|(a, b)| a == b)
-            .count();
-        let kept = shared.min(ids.len().saturating_sub(1));
-        self.truncate(kept);
-        kept
-    }
-
     /// Bytes the keys and values take.
     pub fn bytes(&self) -> usize {
         self.layers
@@ -107,6 +92,7 @@ impl KvCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::infer::decoder::Cache;
 
     #[test]
     fn a_prompt_reuses_the_shared_prefix_and_always_feeds_its_last_token() {

@@ -10,11 +10,10 @@
 //! is kept within the model's context (`max_position_embeddings`): before each reply the
 //! oldest turns are dropped until the prompt and `max_new_tokens` fit (the reply gets what is
 //! left when even the message alone leaves less). The key/value cache is kept from turn to
-//! turn, so only the new part of the prompt is fed.
+//! turn, so only the new part of the prompt is fed. It runs on any [`Decoder`].
 
-use crate::checkpoint::Model;
 use crate::error::TrainError;
-use crate::infer::cache::KvCache;
+use crate::infer::decoder::Decoder;
 use crate::infer::generate::{GenerateOptions, Generation, generate_cached};
 use crate::infer::tokenizer::Codec;
 
@@ -120,31 +119,31 @@ pub struct Reply {
 }
 
 /// A conversation with a model.
-pub struct Chat<'m> {
-    model: &'m Model,
+pub struct Chat<'m, D: Decoder> {
+    model: &'m D,
     codec: &'m dyn Codec,
     options: GenerateOptions,
     system: String,
     turns: Vec<Turn>,
-    cache: KvCache,
+    cache: D::Cache,
     /// Replies so far: reply `r` samples with seed `options.seed + r`.
     replies: u64,
 }
 
-impl<'m> Chat<'m> {
+impl<'m, D: Decoder> Chat<'m, D> {
     /// `system`: the system prompt (`None`: [`DEFAULT_SYSTEM`]).
     pub fn new(
-        model: &'m Model,
+        model: &'m D,
         codec: &'m dyn Codec,
         options: GenerateOptions,
         system: Option<String>,
-    ) -> Chat<'m> {
+    ) -> Chat<'m, D> {
         Chat {
             model,
             codec,
             options,
             system: system.unwrap_or_else(|| DEFAULT_SYSTEM.to_string()),
-            cache: KvCache::new(&model.config),
+            cache: model.new_cache(),
             turns: Vec::new(),
             replies: 0,
         }
@@ -171,7 +170,7 @@ impl<'m> Chat<'m> {
     /// The prompt ids for `message` after as many of the latest turns as fit with
     /// `max_new_tokens`, and how many of the oldest turns that leaves out.
     fn fit(&self, message: &str) -> Result<(Vec<u32>, usize), TrainError> {
-        let context = self.model.config.max_positions;
+        let context = self.model.config().max_positions;
         let mut dropped = 0;
         loop {
             let text = template(&self.system, &self.turns[dropped..], message);
@@ -199,7 +198,7 @@ impl<'m> Chat<'m> {
     ) -> Result<Reply, TrainError> {
         let (ids, dropped) = self.fit(message)?;
         self.turns.drain(..dropped);
-        let context = self.model.config.max_positions;
+        let context = self.model.config().max_positions;
         let options = GenerateOptions {
             max_new_tokens: self.options.max_new_tokens.min(context - ids.len()),
             seed: self.options.seed.wrapping_add(self.replies),

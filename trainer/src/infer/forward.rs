@@ -3,7 +3,8 @@
 //! token just sampled), and gets its next-token logits. The new tokens of all sequences are
 //! stacked into one `[n, d]` matrix, so every projection and feed-forward block reads its
 //! weights once per step for the whole batch; only attention is per sequence, over its own
-//! cache. RoPE turns each token by its own position (`cache.len() + i`).
+//! cache. RoPE turns each token by its own position (`cache.len() + i`). It is the CPU twin
+//! of the GPU decoder (`gpu::decode`); both are an `infer::decoder::Decoder`.
 //!
 //! Shapes: `n` new tokens in all, `d` the model width, `hq`/`hkv` query/key-value heads of
 //! width `hd`, `q_width = hq · hd`, `kv_width = hkv · hd`.
@@ -12,6 +13,7 @@ use crate::checkpoint::Model;
 use crate::error::TrainError;
 use crate::infer::attention::{self, Heads};
 use crate::infer::cache::KvCache;
+use crate::model::config::ModelConfig;
 use crate::model::ffn;
 use crate::model::tensors::Slot;
 use steel_kernels::cpu::{embedding, linear, rmsnorm, rope};
@@ -29,17 +31,21 @@ fn add(into: &mut [f32], from: &[f32]) {
     into.iter_mut().zip(from).for_each(|(a, b)| *a += b);
 }
 
-/// Refuse what the pass cannot run, before any cache changes.
-fn check(model: &Model, caches: &[&mut KvCache], tokens: &[&[u32]]) -> Result<(), TrainError> {
-    let config = &model.config;
-    if caches.len() != tokens.len() {
+/// Refuse what a pass cannot run, before any cache changes (or any device work): sequence `s`
+/// has `cached[s]` positions in its cache and is fed `tokens[s]`.
+pub(crate) fn check(
+    config: &ModelConfig,
+    cached: &[usize],
+    tokens: &[&[u32]],
+) -> Result<(), TrainError> {
+    if cached.len() != tokens.len() {
         return Err(TrainError::Data(format!(
             "{} caches for {} sequences",
-            caches.len(),
+            cached.len(),
             tokens.len()
         )));
     }
-    for (s, (cache, new)) in caches.iter().zip(tokens).enumerate() {
+    for (s, (&len, new)) in cached.iter().zip(tokens).enumerate() {
         if new.is_empty() {
             return Err(TrainError::Data(format!("sequence {s} has no new token")));
         }
@@ -49,11 +55,11 @@ fn check(model: &Model, caches: &[&mut KvCache], tokens: &[&[u32]]) -> Result<()
                 config.vocab_size
             )));
         }
-        if cache.len() + new.len() > config.max_positions {
+        if len + new.len() > config.max_positions {
             return Err(TrainError::Data(format!(
                 "sequence {s}: {} cached and {} new tokens exceed the model's context of {} \
                  positions",
-                cache.len(),
+                len,
                 new.len(),
                 config.max_positions
             )));
@@ -70,8 +76,9 @@ pub fn forward(
     tokens: &[&[u32]],
     logits: Logits,
 ) -> Result<Vec<Vec<f32>>, TrainError> {
-    check(model, caches, tokens)?;
     let config = &model.config;
+    let cached: Vec<usize> = caches.iter().map(|c| c.len()).collect();
+    check(config, &cached, tokens)?;
     let (d, vocab, eps) = (config.hidden_size, config.vocab_size, config.rms_norm_eps);
     let heads = Heads {
         hq: config.num_heads,

@@ -2,12 +2,12 @@
 //! feeds every unfinished sequence its last token in one batched pass and samples the next.
 //! A sequence stops at a stop token (`<|im_end|>`, `<|endoftext|>`: not part of its output), at
 //! a stop string (its text ends before it), after `max_new_tokens`, or when the model's
-//! context is full. Text is streamed as it becomes whole characters.
+//! context is full. Text is streamed as it becomes whole characters. It runs on any
+//! [`Decoder`]: the CPU model or the GPU decoder.
 
-use crate::checkpoint::Model;
 use crate::error::TrainError;
-use crate::infer::cache::KvCache;
-use crate::infer::forward::{Logits, forward};
+use crate::infer::decoder::{Cache, Decoder};
+use crate::infer::forward::Logits;
 use crate::infer::sampling::{Sampler, SamplingParams};
 use crate::infer::stop::StopStrings;
 use crate::infer::stream::IncrementalDecoder;
@@ -191,17 +191,14 @@ impl Sequence {
 
 /// Generate after each of `prompts` (token ids, each non-empty and within the context);
 /// `on_text(i, piece)` receives prompt `i`'s text as it becomes whole characters.
-pub fn generate(
-    model: &Model,
+pub fn generate<D: Decoder>(
+    model: &D,
     codec: &dyn Codec,
     prompts: &[Vec<u32>],
     options: &GenerateOptions,
     on_text: &mut dyn FnMut(usize, &str),
 ) -> Result<(Vec<Generation>, BatchStats), TrainError> {
-    let mut caches: Vec<KvCache> = prompts
-        .iter()
-        .map(|_| KvCache::new(&model.config))
-        .collect();
+    let mut caches: Vec<D::Cache> = prompts.iter().map(|_| model.new_cache()).collect();
     let prompts: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
     generate_cached(model, codec, &mut caches, &prompts, options, on_text)
 }
@@ -209,16 +206,16 @@ pub fn generate(
 /// [`generate`] with a cache per prompt that may already hold a prefix of it (the previous
 /// turns of a chat): only what differs is fed. The caches end holding the prompts and the
 /// generated tokens fed back.
-pub fn generate_cached(
-    model: &Model,
+pub fn generate_cached<D: Decoder>(
+    model: &D,
     codec: &dyn Codec,
-    caches: &mut [KvCache],
+    caches: &mut [D::Cache],
     prompts: &[&[u32]],
     options: &GenerateOptions,
     on_text: &mut dyn FnMut(usize, &str),
 ) -> Result<(Vec<Generation>, BatchStats), TrainError> {
     options.sampling.validate()?;
-    let max_positions = model.config.max_positions;
+    let max_positions = model.config().max_positions;
     for (i, prompt) in prompts.iter().enumerate() {
         if prompt.is_empty() || prompt.len() > max_positions {
             return Err(TrainError::Data(format!(
@@ -291,8 +288,8 @@ pub fn generate_cached(
 /// [`generate`] over `prompts` in batches of `batch` at a time (in order), so a long prompt
 /// file does not hold every sequence's cache at once. Prompt `i` still samples with seed
 /// `seed + i` and streams as `on_text(i, ..)`; the stats add up over the batches.
-pub fn generate_in_batches(
-    model: &Model,
+pub fn generate_in_batches<D: Decoder>(
+    model: &D,
     codec: &dyn Codec,
     prompts: &[Vec<u32>],
     batch: usize,
@@ -321,22 +318,22 @@ pub fn generate_in_batches(
 }
 
 /// One batched pass over the sequences `active`, feeding `fed[j]` to sequence `active[j]`.
-fn run(
-    model: &Model,
-    caches: &mut [KvCache],
+fn run<D: Decoder>(
+    model: &D,
+    caches: &mut [D::Cache],
     active: &[usize],
     fed: &[&[u32]],
 ) -> Result<Vec<Vec<f32>>, TrainError> {
     if active.is_empty() {
         return Ok(Vec::new());
     }
-    let mut picked: Vec<&mut KvCache> = caches
+    let mut picked: Vec<&mut D::Cache> = caches
         .iter_mut()
         .enumerate()
         .filter(|(i, _)| active.contains(i))
         .map(|(_, c)| c)
         .collect();
-    forward(model, &mut picked, fed, Logits::Last)
+    model.forward(&mut picked, fed, Logits::Last)
 }
 
 /// Prompts from a JSONL file, one `{"prompt": "..."}` per line (blank lines skipped).

@@ -8,8 +8,12 @@
 //! question gets the first K of the other dev rows.
 
 use crate::checkpoint::open_model;
+use crate::device::Device;
+use crate::error::TrainError;
 use crate::infer;
 use crate::infer::chat::{self, DEFAULT_SYSTEM};
+use crate::infer::decoder::{Decoder, Loaded};
+use crate::infer::forward::Logits;
 use crate::infer::generate::GenerateOptions;
 use crate::infer::sampling::SamplingParams;
 use crate::infer::tokenizer::{Codec, stop_tokens};
@@ -20,9 +24,9 @@ use crate::mcq::questions::{Question, read_questions};
 use crate::mcq::report::{self, Prediction, Report};
 use crate::mcq::score::{LogitsFn, Mode, Targets, extract_answer, score};
 use crate::mcq::subjects::{Benchmark, Subject};
-use crate::model::pass::logits_from;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Clone, Debug)]
@@ -289,8 +293,20 @@ fn answer_all(
     Ok(texts)
 }
 
-/// Evaluate the model of `checkpoint` (a Steel checkpoint or a HuggingFace directory) on the
-/// CPU, tokenizing with `tokenizer` (default: the `tokenizer.json` in `checkpoint`). A
+/// The logits `[ids.len() - from, vocab]` of positions `from..` of `ids`, through a fresh
+/// cache: positions `..from` are fed first (their logits not computed but for the last), then
+/// the rest with every row's logits.
+fn logits_from<D: Decoder>(decoder: &D, ids: &[u32], from: usize) -> Result<Vec<f32>, TrainError> {
+    let mut cache = decoder.new_cache();
+    if from > 0 {
+        decoder.forward(&mut [&mut cache], &[&ids[..from]], Logits::Last)?;
+    }
+    let mut rows = decoder.forward(&mut [&mut cache], &[&ids[from..]], Logits::All)?;
+    Ok(rows.pop().expect("one sequence"))
+}
+
+/// Evaluate the model of `checkpoint` (a Steel checkpoint or a HuggingFace directory) on
+/// `device`, tokenizing with `tokenizer` (default: the `tokenizer.json` in `checkpoint`). A
 /// checkpoint records the tokenizer it was trained with: another one is refused unless
 /// `allow_tokenizer_mismatch`.
 pub fn evaluate_checkpoint(
@@ -298,6 +314,7 @@ pub fn evaluate_checkpoint(
     checkpoint: &Path,
     tokenizer: Option<&Path>,
     allow_tokenizer_mismatch: bool,
+    device: Device,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Evaluation, McqError> {
     let model = open_model(checkpoint)?;
@@ -310,9 +327,22 @@ pub fn evaluate_checkpoint(
         allow_tokenizer_mismatch,
     )?;
     let vocab = model.config.vocab_size;
+    let max_positions = model.config.max_positions;
+    let model = Loaded::new(model, device)?;
     let encoder = |text: &str| codec.encode(text).expect("a string always tokenizes");
+    // Prompts are fitted to the context and tokenized in the vocabulary, so only the device
+    // can fail a pass: the first failure is kept (and returned), and every row after it is
+    // NaN without more device work.
+    let failed: Mutex<Option<TrainError>> = Mutex::new(None);
     let logits = |ids: &[u32], from: usize| {
-        logits_from(&model.config, &model.layout, &model.params, ids, from)
+        let nan = || vec![f32::NAN; (ids.len() - from) * vocab];
+        if failed.lock().expect("the failure lock").is_some() {
+            return nan();
+        }
+        logits_from(&model, ids, from).unwrap_or_else(|e| {
+            failed.lock().expect("the failure lock").get_or_insert(e);
+            nan()
+        })
     };
     let generate = |prompts: &[Vec<u32>], max_new_tokens: usize| {
         let generate_options = GenerateOptions {
@@ -328,12 +358,16 @@ pub fn evaluate_checkpoint(
     };
     let scorer = Scorer {
         encode: &encoder,
-        max_positions: model.config.max_positions,
+        max_positions,
         vocab,
         logits: &logits,
         generate: Some(&generate),
     };
-    evaluate(options, &scorer, progress)
+    let evaluation = evaluate(options, &scorer, progress);
+    match failed.into_inner().expect("the failure lock") {
+        Some(error) => Err(error.into()),
+        None => evaluation,
+    }
 }
 
 /// `dir/predictions.jsonl` (one line per question) and `dir/results.json` (the report), each
