@@ -122,8 +122,10 @@ pub struct ChatArgs {
     json: bool,
 }
 
-/// The model on its device and its tokenizer, the tokenizer checked against the model.
+/// The model on its device and its tokenizer, the tokenizer checked against the model; a
+/// device that cannot run here is refused before the model is read.
 pub fn load(args: &ModelArgs) -> Result<(Loaded, Tokenizer)> {
+    args.device.check_available()?;
     let model = open_model(&args.checkpoint)?;
     let tokenizer = Tokenizer::for_model(
         args.tokenizer.as_deref(),

@@ -128,13 +128,8 @@ impl Loaded {
                     crate::gpu::decode::GpuDecoder::new(gpu, &model.config, &model.params)?;
                 Ok(Loaded::Cuda(Box::new(decoder)))
             }
-            // The training engine's message for the same flag.
             #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => Err(TrainError::Device(
-                "this binary was built without the `cuda` feature: rebuild with \
-                 `cargo build --release --features cuda` (after scripts/cuda-toolchain.sh)"
-                    .into(),
-            )),
+            Device::Cuda(_) => Err(TrainError::Device(crate::device::NO_CUDA_FEATURE.into())),
         }
     }
 }

@@ -308,7 +308,8 @@ fn logits_from<D: Decoder>(decoder: &D, ids: &[u32], from: usize) -> Result<Vec<
 /// Evaluate the model of `checkpoint` (a Steel checkpoint or a HuggingFace directory) on
 /// `device`, tokenizing with `tokenizer` (default: the `tokenizer.json` in `checkpoint`). A
 /// checkpoint records the tokenizer it was trained with: another one is refused unless
-/// `allow_tokenizer_mismatch`.
+/// `allow_tokenizer_mismatch`. A device that cannot run here is refused before the model is
+/// read.
 pub fn evaluate_checkpoint(
     options: &McqOptions,
     checkpoint: &Path,
@@ -317,6 +318,7 @@ pub fn evaluate_checkpoint(
     device: Device,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Evaluation, McqError> {
+    device.check_available()?;
     let model = open_model(checkpoint)?;
     // The checks `steel generate` makes: the recorded tokenizer, one not bigger than the
     // vocabulary.
