@@ -4,7 +4,8 @@
 //! whole prompt (its prefill), the others their last sampled token; then each samples its next
 //! token with its own sampler. A sequence gives the same tokens as [`generate`] alone with its
 //! options, whenever it joins and whoever else is in the batch. It runs on any [`Decoder`]:
-//! the CPU model or the GPU decoder.
+//! the CPU model, or the GPU decoder (there "the same" holds up to near-ties: its GEMMs may
+//! sum in another order for another number of rows).
 //!
 //! [`generate`]: crate::infer::generate::generate
 
