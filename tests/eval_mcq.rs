@@ -577,7 +577,13 @@ fn steel_eval_cmmlu_reads_its_layout_and_refuses_what_it_cannot_do() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(message), "{stderr}");
     };
-    refused(&["--device", "cuda"], "the GPU model has no logits path");
+    // Here there is no GPU (or no `cuda` feature).
+    let no_gpu = if cfg!(feature = "cuda") {
+        "no CUDA driver found"
+    } else {
+        "built without the `cuda` feature"
+    };
+    refused(&["--device", "cuda"], no_gpu);
     refused(
         &["--subjects", "cooking"],
         "`cooking` is not a CMMLU subject",
