@@ -11,7 +11,7 @@ cargo build --release --features cuda
 bundle="$root/gpu-bundle"
 rm -rf "$bundle"
 mkdir -p "$bundle"
-cp target/release/steel "$bundle/steel"
+cp "${CARGO_TARGET_DIR:-$root/target}/release/steel" "$bundle/steel"
 # The test binaries: cargo names them with a hash; its JSON messages say which is which.
 for spec in "-p steel-kernels --features steel-kernels/cuda --test cuda_ops" "-p steel --features cuda --test train_cuda --test generate_cuda"; do
   # shellcheck disable=SC2086

@@ -68,6 +68,7 @@ step() {
       local new reason
       new="$(tail -n +$((before + 1)) "$log")"
       reason="$(grep -m1 -A1 'panicked' <<< "$new" | tr '\n' ' ' || true)"
+      [ -n "$reason" ] || reason="$(grep -m1 -A3 '^Error:' <<< "$new" | tr -s '\n ' ' ' || true)"
       [ -n "$reason" ] || reason="$(grep -v '^[[:space:]]*$' <<< "$new" | tail -n1)"
       echo "FAILED   $name (exit $result, ${took}s): ${reason:0:300}" >> "$summary"
       status=1
@@ -109,19 +110,21 @@ for preset in steel-1b dense-1b topk-moe-2b; do
   [ "$preset" = steel-1b ] && sft=(--sft)
   : > "$out/bench.part"
   step "steel bench train $preset ${sft[*]:-}" 120 "$out/bench.part" \
-    "$bundle/steel" bench train --device cuda --preset "$preset" --micro-batch 4 \
+    env RUST_BACKTRACE=0 "$bundle/steel" bench train --device cuda --preset "$preset" --micro-batch 4 \
     --seq 2048 --warmup 1 --steps "$steps" "${sft[@]}"
   grep -h '^{' "$out/bench.part" >> "$bench" || true
   cat "$out/bench.part" >> "$out/bench.err"
 done
 rm -f "$out/bench.part"
 baseline="$bundle/torch_baseline.py"
-if [ -f "$baseline" ] && python3 -c "import torch" 2> /dev/null; then
+if [ ! -f "$baseline" ]; then
+  echo "SKIPPED  PyTorch baseline (no torch_baseline.py in the bundle)" >> "$summary"
+elif ! python3 -c "import torch" 2> /dev/null; then
+  echo "SKIPPED  PyTorch baseline (python3 has no torch)" >> "$summary"
+else
   step "PyTorch baseline (eager)" 120 "$out/torch.err" python3 "$baseline" --steps "$steps" \
     --runs steel:softmax_moe:4:2048:0,steel:dense:4:2048:0,steel:topk_moe:4:2048:0
   grep -h '^{' "$out/torch.err" > "$out/torch.jsonl" 2> /dev/null || true
-else
-  echo "SKIPPED  PyTorch baseline (no torch_baseline.py in the bundle, or no torch)" >> "$summary"
 fi
 
 echo "total $(( $(date +%s) - start_all ))s, status $status" >> "$summary"

@@ -17,9 +17,7 @@ use steel_trainer::infer::sampling::{SamplingParams, argmax};
 use steel_trainer::infer::stream::IncrementalDecoder;
 use steel_trainer::infer::tokenizer::{Codec, Tokenizer};
 use steel_trainer::model::config::ModelConfig;
-use steel_trainer::model::params::Layout;
 use steel_trainer::model::pass::logits as full_logits;
-use steel_trainer::train::init_params;
 
 const STEEL: &str = env!("CARGO_BIN_EXE_steel");
 
@@ -29,36 +27,11 @@ fn shared(path: &str) -> PathBuf {
         .join(path)
 }
 
-/// A preset's model with seeded weights: `init_params` (normal(0, 0.02), norms 1, biases 0),
-/// then spread out — weights ×10, biases and norms given seeded values — so that attention is
-/// far from uniform and every bias and norm matters to the logits.
+/// A preset's model with seeded weights: `init_params`, then spread out (weights ×10, biases
+/// and norms given seeded values) so that attention is far from uniform and every bias and
+/// norm matters to the logits.
 fn seeded(config: ModelConfig, seed: u64) -> Model {
-    let layout = Layout::new(&config);
-    let mut params = init_params(&layout, seed);
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
-    for view in &layout.views {
-        for x in &mut params[view.range()] {
-            *x = if view.name.ends_with(".bias") {
-                uniform()
-            } else if view.name.ends_with("norm.weight") {
-                1.0 + 0.5 * uniform()
-            } else {
-                *x * 10.0
-            };
-        }
-    }
-    Model {
-        config,
-        layout,
-        params,
-        tokenizer_xxh3: None,
-    }
+    common::seeded_model(config, seed, 10.0)
 }
 
 fn preset(name: &str) -> ModelConfig {

@@ -36,8 +36,6 @@ use steel_trainer::infer::sampling::{SamplingParams, argmax};
 use steel_trainer::infer::tokenizer::{Codec, Tokenizer, stop_tokens};
 use steel_trainer::mcq::{Benchmark, McqOptions, Mode, evaluate_checkpoint};
 use steel_trainer::model::config::ModelConfig;
-use steel_trainer::model::params::Layout;
-use steel_trainer::train::init_params;
 
 /// GPU against CPU: the bf16 budget, relative to the CPU's largest logit.
 const BF16: f32 = 3e-2;
@@ -66,38 +64,6 @@ fn kinds() -> Vec<(&'static str, ModelConfig)> {
             },
         ),
     ]
-}
-
-/// `config` with seeded weights spread out — the training init times `scale`, biases and
-/// norm weights given seeded values — so that attention is far from uniform and every bias
-/// and norm matters to the logits.
-fn seeded(config: ModelConfig, seed: u64, scale: f32) -> Model {
-    let layout = Layout::new(&config);
-    let mut params = init_params(&layout, seed);
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
-    for view in &layout.views {
-        for x in &mut params[view.range()] {
-            *x = if view.name.ends_with(".bias") {
-                uniform()
-            } else if view.name.ends_with("norm.weight") {
-                1.0 + 0.5 * uniform()
-            } else {
-                *x * scale
-            };
-        }
-    }
-    Model {
-        config,
-        layout,
-        params,
-        tokenizer_xxh3: None,
-    }
 }
 
 /// The GPU decoder of `model`'s weights.
@@ -175,7 +141,7 @@ fn greedy(max_new_tokens: usize) -> GenerateOptions {
 #[ignore = "needs a GPU: scripts/gpu-check.sh"]
 fn gpu_prefill_and_cached_logits_match_the_cpu_for_every_model_kind() {
     for (kind, config) in kinds() {
-        let model = seeded(config, 5, 4.0);
+        let model = common::seeded_model(config, 5, 4.0);
         let decoder = on_gpu(&model);
         let sequence = ids(1, 40, model.config.vocab_size);
         let (mut cpu, mut gpu) = (model.new_cache(), decoder.new_cache());
@@ -207,7 +173,7 @@ fn gpu_prefill_and_cached_logits_match_the_cpu_for_every_model_kind() {
 #[ignore = "needs a GPU: scripts/gpu-check.sh"]
 fn kv_cached_gpu_logits_equal_full_gpu_recomputation_at_every_step() {
     for (kind, config) in kinds() {
-        let model = seeded(config, 7, 4.0);
+        let model = common::seeded_model(config, 7, 4.0);
         let decoder = on_gpu(&model);
         let mut sequence = ids(2, 56, model.config.vocab_size);
         let mut cache = decoder.new_cache();
@@ -231,7 +197,7 @@ fn gpu_greedy_ids_are_the_cpus_up_to_near_ties() {
     const STEPS: usize = 24;
     for (kind, config) in kinds() {
         // Larger weights: logits far from uniform, so the argmax is rarely a near-tie.
-        let model = seeded(config, 9, 8.0);
+        let model = common::seeded_model(config, 9, 8.0);
         let decoder = on_gpu(&model);
         let vocab = model.config.vocab_size;
         for (p, prompt) in [ids(3, 4, vocab), ids(4, 19, vocab)].iter().enumerate() {
@@ -279,7 +245,7 @@ fn gpu_greedy_ids_are_the_cpus_up_to_near_ties() {
 #[ignore = "needs a GPU: scripts/gpu-check.sh"]
 fn a_gpu_batch_of_three_lengths_equals_each_alone() {
     for (kind, config) in kinds() {
-        let model = seeded(config, 11, 4.0);
+        let model = common::seeded_model(config, 11, 4.0);
         let decoder = on_gpu(&model);
         let vocab = model.config.vocab_size;
         let sequences = [ids(5, 7, vocab), ids(6, 15, vocab), ids(7, 24, vocab)];
@@ -320,7 +286,7 @@ fn a_gpu_batch_of_three_lengths_equals_each_alone() {
 #[test]
 #[ignore = "needs a GPU: scripts/gpu-check.sh"]
 fn bad_input_is_refused_and_leaves_the_caches_alone() {
-    let model = seeded(
+    let model = common::seeded_model(
         ModelConfig {
             max_positions: 8,
             ..ModelConfig::preset("tiny-dense").unwrap()
@@ -368,7 +334,7 @@ fn ceval_setup(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         }
         std::fs::write(dev.join(format!("{subject}_dev.csv")), text).unwrap();
     }
-    let model = seeded(ModelConfig::preset("tiny-dense").unwrap(), 13, 4.0);
+    let model = common::seeded_model(ModelConfig::preset("tiny-dense").unwrap(), 13, 4.0);
     let model_dir = dir.join("model");
     std::fs::create_dir_all(&model_dir).unwrap();
     steel_trainer::checkpoint::write_model(&model_dir, &model.config, &model.layout, &model.params)

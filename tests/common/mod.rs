@@ -165,3 +165,39 @@ pub fn run_epoch(out: &Path, epoch: u64, rows: std::ops::Range<u64>, tombstones:
     }
     std::fs::write(dir.join("report.json"), "{}").unwrap();
 }
+
+/// `config` with seeded weights spread out — the training init times `scale`, biases and
+/// norm weights given seeded values — so that attention is far from uniform and every bias
+/// and norm matters to the logits.
+pub fn seeded_model(
+    config: steel_trainer::model::config::ModelConfig,
+    seed: u64,
+    scale: f32,
+) -> steel_trainer::checkpoint::Model {
+    let layout = steel_trainer::model::params::Layout::new(&config);
+    let mut params = steel_trainer::train::init_params(&layout, seed);
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    for view in &layout.views {
+        for x in &mut params[view.range()] {
+            *x = if view.name.ends_with(".bias") {
+                uniform()
+            } else if view.name.ends_with("norm.weight") {
+                1.0 + 0.5 * uniform()
+            } else {
+                *x * scale
+            };
+        }
+    }
+    steel_trainer::checkpoint::Model {
+        config,
+        layout,
+        params,
+        tokenizer_xxh3: None,
+    }
+}

@@ -19,6 +19,7 @@
 
 use crate::error::TrainError;
 use crate::gpu::ffn::{self, Buffers};
+use crate::gpu::qkv::{self, QkvWeights};
 use crate::infer::decoder::{Cache, Decoder};
 use crate::infer::forward::{Logits, check};
 use crate::model::config::ModelConfig;
@@ -27,7 +28,7 @@ use crate::model::tensors::Slot;
 use std::sync::Mutex;
 use steel_kernels::cuda::decode::{self, Queries, Shape};
 use steel_kernels::cuda::gemm::{Operand, linear_forward};
-use steel_kernels::cuda::rope::{self, Heads};
+use steel_kernels::cuda::rope::Heads;
 use steel_kernels::cuda::swiglu::cast_f32_to_bf16;
 use steel_kernels::cuda::{Dtype, Gpu, GpuError, GpuResult, Tensor, embedding, rmsnorm};
 
@@ -168,7 +169,7 @@ impl GpuDecoder {
         let (gpu, c) = (&self.gpu, &self.config);
         let (d, vocab) = (c.hidden_size, c.vocab_size);
         let shape = shape(c);
-        let (q_width, kv_width) = (shape.hq * shape.hd, shape.hkv * shape.hd);
+        let q_width = shape.hq * shape.hd;
         let model = &self.layout.tensors;
 
         // Sequence s owns rows rows[s]..rows[s + 1] of the stacked batch.
@@ -215,35 +216,19 @@ impl GpuDecoder {
             let attn = layer.attn;
             let (sum, normed) = self.add_norm(&x, delta.as_ref(), layer.input_layernorm, n)?;
             x = sum;
-            // q, k, v: one GEMM over the adjacent weights (k's and v's follow q's in the
-            // layout, as do their biases), then bias + RoPE + head split.
-            let qkv = Tensor::zeros(gpu, Dtype::Bf16, n * heads.qkv_width())?;
-            linear_forward(
-                gpu,
-                normed.addr(),
-                self.w(attn.q),
-                Operand::bf16(qkv.addr()),
-                n,
-                d,
-                heads.qkv_width(),
-                0.0,
-            )?;
-            let bias = attn.q_bias.map_or(0, |bias| self.w(bias));
-            let q = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;
-            let k = Tensor::zeros(gpu, Dtype::Bf16, n * kv_width)?;
-            let v = Tensor::zeros(gpu, Dtype::Bf16, n * kv_width)?;
-            rope::forward(
+            let weights = QkvWeights {
+                weight: self.w(attn.q),
+                bias: attn.q_bias.map_or(0, |bias| self.w(bias)),
+            };
+            let (q, k, v) = qkv::project(
                 gpu,
                 &heads,
-                qkv.addr(),
-                bias,
+                normed.addr(),
+                &weights,
                 positions.addr(),
-                q.addr(),
-                k.addr(),
-                v.addr(),
+                d,
                 c.rope_theta,
             )?;
-            drop(qkv);
             // Each sequence: its new keys and values join its cache, its queries attend over
             // it; `attended` is token-major `[n, q_width]`.
             let attended = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;

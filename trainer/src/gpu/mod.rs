@@ -6,5 +6,6 @@
 pub mod decode;
 pub mod ffn;
 pub mod model;
+pub mod qkv;
 
 pub use model::GpuModel;

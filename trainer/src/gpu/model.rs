@@ -6,6 +6,7 @@
 use crate::batch::{Batch, LossScale};
 use crate::device::Attention;
 use crate::gpu::ffn::{self, Buffers, FfnSaved};
+use crate::gpu::qkv::{self, QkvWeights};
 use crate::model::config::{Ffn, ModelConfig};
 use crate::model::params::Layout;
 use crate::model::tensors::Slot;
@@ -297,7 +298,7 @@ impl GpuModel {
             n,
             d,
         )?;
-        let (q_width, kv_width) = (heads.hq * heads.hd, heads.hkv * heads.hd);
+        let q_width = heads.hq * heads.hd;
         let mut layers: Vec<LayerSaved> = Vec::with_capacity(c.num_layers);
         // The residual stream entering the next norm: x (fp32) plus a pending delta.
         let mut delta: Option<Tensor> = None;
@@ -306,35 +307,19 @@ impl GpuModel {
             let resid = layers.last().map_or(embedded.addr(), |s| s.norm2.x.addr());
             let delta_addr = delta.as_ref().map_or(0, |t| t.addr());
             let norm1 = self.norm_forward(resid, delta_addr, tensors.input_layernorm, n)?;
-            // q, k, v: one GEMM over the adjacent weights (k's and v's follow q's in the
-            // layout, as do their biases), then bias + RoPE + head split.
-            let qkv = Tensor::zeros(gpu, Dtype::Bf16, n * heads.qkv_width())?;
-            linear_forward(
-                gpu,
-                norm1.normed.addr(),
-                self.w(attn.q),
-                Operand::bf16(qkv.addr()),
-                n,
-                d,
-                heads.qkv_width(),
-                0.0,
-            )?;
-            let bias = attn.q_bias.map_or(0, |bias| self.w(bias));
-            let q = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;
-            let k = Tensor::zeros(gpu, Dtype::Bf16, n * kv_width)?;
-            let v = Tensor::zeros(gpu, Dtype::Bf16, n * kv_width)?;
-            rope::forward(
+            let weights = QkvWeights {
+                weight: self.w(attn.q),
+                bias: attn.q_bias.map_or(0, |bias| self.w(bias)),
+            };
+            let (q, k, v) = qkv::project(
                 gpu,
                 &heads,
-                qkv.addr(),
-                bias,
+                norm1.normed.addr(),
+                &weights,
                 inputs.positions.addr(),
-                q.addr(),
-                k.addr(),
-                v.addr(),
+                d,
                 c.rope_theta,
             )?;
-            drop(qkv);
             let attended = Tensor::zeros(gpu, Dtype::Bf16, n * q_width)?;
             let saved_attention = match self.attention {
                 Attention::Flash => {
