@@ -6,6 +6,7 @@
 //! `pytext`, `charsets` and `words` hold the Python string semantics the operators are defined
 //! by; `lm` is the n-gram model behind `perplexity_filter`.
 
+pub mod chain;
 pub mod charsets;
 pub mod dedup;
 pub mod filters;

@@ -7,6 +7,7 @@
 //! same whatever the number of threads. Records that are not documents (bad JSON, no text
 //! field) go to `_rejects.jsonl` with a reason and are counted.
 
+use crate::clean::chain::{self, Event};
 use crate::clean::dedup::SeenIndex;
 use crate::clean::filters::Resources;
 use crate::clean::op::Op;
@@ -97,20 +98,6 @@ struct Doc {
     text: String,
     file: Arc<str>,
     row: u64,
-}
-
-/// What one operator did to one document, kept until it is folded into the report in order.
-/// Texts are kept only while the operator's trace still wants examples.
-enum Event {
-    Unchanged,
-    Changed {
-        trace: Option<(String, String)>,
-    },
-    Measured {
-        value: f64,
-        removed: bool,
-        trace: Option<String>,
-    },
 }
 
 /// Clean `inputs` into `options.output`.
@@ -346,36 +333,12 @@ fn run_segment(
     trace: usize,
 ) -> Vec<Doc> {
     let want_trace: Vec<bool> = reports.iter().map(|r| r.trace.len() < trace).collect();
+    // Texts are kept in the events only while an operator's trace still wants examples.
     let outcomes: Vec<(Doc, Vec<Event>)> = docs
         .into_par_iter()
         .map(|mut doc| {
-            let mut events = Vec::with_capacity(ops.len());
-            for (op, &traced) in ops.iter().zip(&want_trace) {
-                match &op.op {
-                    Op::Mapper(mapper) => match mapper.map(&doc.text) {
-                        Some(new_text) => {
-                            let old = std::mem::replace(&mut doc.text, new_text);
-                            let trace = traced.then(|| (old, doc.text.clone()));
-                            events.push(Event::Changed { trace });
-                        }
-                        None => events.push(Event::Unchanged),
-                    },
-                    Op::Filter(filter) => {
-                        let measure = filter.measure(&doc.text);
-                        let removed = !measure.keep;
-                        let trace = (removed && traced).then(|| doc.text.clone());
-                        events.push(Event::Measured {
-                            value: measure.value,
-                            removed,
-                            trace,
-                        });
-                        if removed {
-                            break;
-                        }
-                    }
-                    Op::Dedup(_) => unreachable!("segments hold no deduplicator"),
-                }
-            }
+            let (text, events) = chain::apply(ops, std::mem::take(&mut doc.text), &want_trace);
+            doc.text = text.unwrap_or_default();
             (doc, events)
         })
         .collect();

@@ -2,6 +2,7 @@
 //! keys of the two deduplicators (exact, and the near-duplicate method). Pure functions of the
 //! text, so any worker can apply them to any document.
 
+use crate::clean::chain::{self, Event};
 use crate::clean::dedup::{self, exact::ExactDedup};
 use crate::clean::filters::Resources;
 use crate::clean::op::{Deduplicator, Op};
@@ -178,27 +179,20 @@ impl Stages {
     }
 
     /// Apply the mappers and filters to one document and key it if it passes.
-    pub fn clean(&self, mut text: String) -> Cleaned {
-        let mut changed = Vec::new();
-        for (index, op) in self.ops.iter().enumerate() {
-            match &op.op {
-                Op::Mapper(mapper) => {
-                    if let Some(new_text) = mapper.map(&text) {
-                        text = new_text;
-                        changed.push(index as u16);
-                    }
-                }
-                Op::Filter(filter) => {
-                    if !filter.measure(&text).keep {
-                        return Cleaned::Filtered {
-                            by: index as u16,
-                            changed,
-                        };
-                    }
-                }
-                Op::Dedup(_) => unreachable!("deduplicators are kept apart"),
-            }
-        }
+    pub fn clean(&self, text: String) -> Cleaned {
+        let (text, events) = chain::apply(&self.ops, text, &[]);
+        let changed = events
+            .iter()
+            .enumerate()
+            .filter(|(_, event)| matches!(event, Event::Changed { .. }))
+            .map(|(index, _)| index as u16)
+            .collect();
+        let Some(text) = text else {
+            return Cleaned::Filtered {
+                by: (events.len() - 1) as u16,
+                changed,
+            };
+        };
         let exact = self.exact.key(&text).into();
         let near = match &self.near {
             Some((_, near)) => near.key(&text).into(),
