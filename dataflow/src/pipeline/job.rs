@@ -16,6 +16,7 @@ use crate::pipeline::discover::{Discovery, NewFile, Skipped, discover, hash_file
 use crate::pipeline::epoch::{EpochError, EpochReport, EpochWriter, IngestedFile, ShardSource};
 use crate::pipeline::graph::{self, DocId, Graph, doc_id, epoch_time, shard_of};
 use crate::pipeline::output_mark::{OutputMark, check_output};
+use crate::pipeline::spill::{Spill, SpillWriter};
 use crate::pipeline::stages::{Entry, Stages};
 use crate::pipeline::state::{
     EpochSummary, FileEntry, Manifest, PipelineIdentity, StateDir, StateError, remove_epochs_after,
@@ -24,6 +25,7 @@ use crate::progress::Progress;
 use crate::reject::RejectRecord;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::worker::Worker;
@@ -88,6 +90,8 @@ pub enum RunError {
     Timely(String),
     #[error("packing the output: {0}")]
     Pack(#[from] PackError),
+    #[error("spilling a file's documents to the state directory: {0}")]
+    Spill(#[from] std::io::Error),
 }
 
 pub fn run(
@@ -470,7 +474,8 @@ impl Driver {
         for (shard, file) in &numbered {
             let source = &self.config.sources[file.source];
             let display = file.name.clone();
-            let read = read_documents(file, source.format, &source.text_field);
+            let spill = self.state.dir.join("spill.tmp");
+            let read = read_documents(file, source.format, &source.text_field, &spill);
             let (docs, rejects) = match read {
                 Ok(read) => read,
                 Err(reason) => {
@@ -481,7 +486,7 @@ impl Driver {
                     continue;
                 }
             };
-            if docs.len() as u64 > u32::MAX as u64 {
+            if docs.docs > u32::MAX as u64 {
                 return Err(RunError::Config(format!(
                     "{display}: more than 2^32 records"
                 )));
@@ -495,8 +500,8 @@ impl Driver {
                 };
                 writer.reject(&source.name, &reject)?;
             }
-            let records = docs.len() as u64 + rejects.len() as u64;
-            for chunk in docs.chunks(self.config.batch_docs) {
+            let records = docs.docs + rejects.len() as u64;
+            docs.for_batches(self.config.batch_docs, |chunk| {
                 if batch >= 1 << graph::BATCH_BITS {
                     return Err(RunError::Config(format!(
                         "epoch {epoch} has more than 2^{} batches of documents; raise `batch_docs` or ingest the files in several runs",
@@ -505,9 +510,7 @@ impl Driver {
                 }
                 graph.raw.advance_to(base + batch);
                 for (row, text) in chunk {
-                    graph
-                        .raw
-                        .insert((doc_id(*shard, *row as u32), text.clone()));
+                    graph.raw.insert((doc_id(*shard, row as u32), text));
                 }
                 graph.raw.flush();
                 batch += 1;
@@ -519,7 +522,8 @@ impl Driver {
                     .with_frontier(|f| f.first().copied())
                     .unwrap_or(Time::MAX);
                 writer.absorb(&mut graph.captured.borrow_mut(), frontier)?;
-            }
+                Ok(())
+            })?;
             crate::pipeline::fail_point::fail_point("after-first-file");
             done_bytes += file.size;
             progress.update(done_bytes, || format!("epoch {epoch}: {batch} batches"));
@@ -577,15 +581,16 @@ impl Driver {
 
 type Time = graph::Time;
 
-/// Read and convert one file: `(row, text)` of its documents and its rejected records.
-/// The file is hashed again afterwards; one that changed or vanished meanwhile is skipped
-/// (the next run picks it up).
-#[allow(clippy::type_complexity)]
+/// Read and convert one file: its documents `(row, text)`, spilled to `spill` as they are
+/// read (memory holds one reader batch, not the file), and its rejected records. The file is
+/// hashed again afterwards; one that changed or vanished meanwhile is skipped (the next run
+/// picks it up), before any of it reaches the dataflow.
 fn read_documents(
     file: &NewFile,
     format: crate::sources::FormatChoice,
     text_field: &str,
-) -> Result<(Vec<(u64, String)>, Vec<RejectRecord>), String> {
+    spill: &Path,
+) -> Result<(Spill, Vec<RejectRecord>), String> {
     let pattern = file.path.display().to_string();
     let (plans, skipped) = plan_files(std::slice::from_ref(&pattern), format)
         .map_err(|e| format!("vanished or unreadable before it was read: {e}"))?;
@@ -594,16 +599,28 @@ fn read_documents(
         // so it is known from now on, unless it changed meanwhile.
         return match skipped.empty.is_empty() {
             true => Err("vanished before it was read".into()),
-            false => unchanged(file).map(|()| (Vec::new(), Vec::new())),
+            false => {
+                let empty = SpillWriter::create(spill).and_then(SpillWriter::finish);
+                let empty =
+                    empty.map_err(|e| format!("cannot spill to `{}`: {e}", spill.display()))?;
+                unchanged(file).map(|()| (empty, Vec::new()))
+            }
         };
     };
-    let mut docs = Vec::new();
+    let spill_error = |e: std::io::Error| format!("cannot spill to `{}`: {e}", spill.display());
+    let mut docs = SpillWriter::create(spill).map_err(spill_error)?;
     let mut rejects = Vec::new();
+    let mut failed = None;
     let mut send = |batch: Vec<crate::input::RawRecord>| {
         for record in batch {
             let row = record.row;
             match convert_record(record, plan, text_field) {
-                Ok(doc) => docs.push((row, doc.text)),
+                Ok(doc) => {
+                    if let Err(e) = docs.push(row, &doc.text) {
+                        failed = Some(e);
+                        return false;
+                    }
+                }
                 Err(reject) => rejects.push(reject),
             }
         }
@@ -617,6 +634,10 @@ fn read_documents(
         &mut send,
     )
     .map_err(|e| format!("unreadable: {e}"))?;
+    if let Some(e) = failed {
+        return Err(spill_error(e));
+    }
+    let docs = docs.finish().map_err(spill_error)?;
     unchanged(file).map(|()| (docs, rejects))
 }
 

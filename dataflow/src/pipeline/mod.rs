@@ -13,6 +13,7 @@ pub mod graph;
 pub mod job;
 pub mod lock;
 pub mod output_mark;
+pub mod spill;
 pub mod stages;
 pub mod state;
 pub mod status;
