@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{ids, max_diff};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use steel_trainer::checkpoint::{Model, open_model};
@@ -62,21 +64,6 @@ fn kinds() -> Vec<(&'static str, ModelConfig)> {
             },
         ),
     ]
-}
-
-fn ids(seed: u64, len: usize, vocab: usize) -> Vec<u32> {
-    (0..len)
-        .map(|i| ((seed as usize * 7919 + i * 104_729 + i * i * 31) % vocab) as u32)
-        .collect()
-}
-
-/// The largest absolute difference.
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// Logits of every position of `ids` by the training pass.

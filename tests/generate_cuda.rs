@@ -22,6 +22,8 @@
 
 mod common;
 
+use common::{ids, max_diff};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use steel_kernels::cuda::Gpu;
@@ -69,21 +71,6 @@ fn kinds() -> Vec<(&'static str, ModelConfig)> {
 /// The GPU decoder of `model`'s weights.
 fn on_gpu(model: &Model) -> GpuDecoder {
     GpuDecoder::new(gpu(), &model.config, &model.params).unwrap()
-}
-
-fn ids(seed: u64, len: usize, vocab: usize) -> Vec<u32> {
-    (0..len)
-        .map(|i| ((seed as usize * 7919 + i * 104_729 + i * i * 31) % vocab) as u32)
-        .collect()
-}
-
-/// The largest absolute difference.
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// `max |got − want| ≤ tol · max |want|`, every value finite.

@@ -201,3 +201,19 @@ pub fn seeded_model(
         tokenizer_xxh3: None,
     }
 }
+
+/// `len` token ids below `vocab`, spread by a fixed formula of `seed` and the position.
+pub fn ids(seed: u64, len: usize, vocab: usize) -> Vec<u32> {
+    (0..len)
+        .map(|i| ((seed as usize * 7919 + i * 104_729 + i * i * 31) % vocab) as u32)
+        .collect()
+}
+
+/// The largest absolute difference.
+pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

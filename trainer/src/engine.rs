@@ -238,14 +238,13 @@ impl Engine {
         }
     }
 
-    /// The mean loss over the trained tokens of prepared SFT rows (`sft::Prepared`), the
-    /// first `max_rows` if given.
+    /// The mean loss over the trained tokens of prepared SFT rows, the first `max_rows` if
+    /// given.
     pub fn evaluate_rows(
         &self,
-        dir: &Path,
+        prepared: &crate::sft::Prepared,
         max_rows: Option<u64>,
     ) -> Result<EvalResult, TrainError> {
-        let prepared = crate::sft::Prepared::open(dir)?;
         let rows = max_rows.map_or(prepared.rows(), |max| prepared.rows().min(max as usize));
         let (mut total, mut trained) = (0.0, 0.0);
         // A few rows at a time: the GPU scores them together.
@@ -260,7 +259,7 @@ impl Engine {
         if trained == 0.0 {
             return Err(TrainError::Data(format!(
                 "`{}` has no trained tokens to evaluate",
-                dir.display()
+                prepared.dir().display()
             )));
         }
         Ok(EvalResult {

@@ -26,6 +26,7 @@ use crate::parallel::collective::{Collective, InProcess};
 use crate::parallel::tcp::Tcp;
 use crate::plot::loss_svg;
 use crate::sft::Prepared;
+use crate::sft::prepared::read_manifest;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -284,16 +285,10 @@ fn check_data(options: &TrainOptions) -> Result<String, TrainError> {
     // SFT rows, with any validation rows, record the tokenizer they were made with.
     let sft_tokenizer = match &options.sft {
         Some(sft) => {
-            let tokenizer = Prepared::open(&sft.prepared)?
-                .manifest()
-                .tokenizer_xxh3
-                .as_str()
-                .to_string();
+            let tokenizer = read_manifest(&sft.prepared)?.tokenizer_xxh3;
             if let Some(validation) = &options.validation {
-                let other = Prepared::open(&validation.dir)?;
-                if other.manifest().tokenizer_xxh3.as_str() != tokenizer
-                    && !options.allow_tokenizer_mismatch
-                {
+                let other = read_manifest(&validation.dir)?;
+                if other.tokenizer_xxh3 != tokenizer && !options.allow_tokenizer_mismatch {
                     return Err(TrainError::Data(format!(
                         "the validation rows `{}` were made with another tokenizer than the training rows `{}`",
                         validation.dir.display(),
@@ -578,6 +573,11 @@ fn train_rank(
     if rank == 0 {
         trim_metrics(&metrics_path, state.step)?;
     }
+    // An SFT run's validation rows, opened (and checked) once, by rank 0 which scores them.
+    let validation_rows = match (&options.sft, &options.validation) {
+        (Some(_), Some(validation)) if rank == 0 => Some(Prepared::open(&validation.dir)?),
+        _ => None,
+    };
     let mut metrics = match rank {
         0 => Some(
             std::fs::OpenOptions::new()
@@ -658,8 +658,8 @@ fn train_rank(
         if let Some(validation) = &options.validation
             && (state.step.is_multiple_of(validation.every) || state.step == options.steps)
         {
-            let result = match options.sft {
-                Some(_) => engine.evaluate_rows(&validation.dir, validation.max_blocks)?,
+            let result = match &validation_rows {
+                Some(rows) => engine.evaluate_rows(rows, validation.max_blocks)?,
                 None => engine.evaluate(&validation.dir, validation.max_blocks)?,
             };
             let best = state

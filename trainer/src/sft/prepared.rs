@@ -301,7 +301,9 @@ impl Prepared {
     }
 }
 
-fn read_manifest(dir: &Path) -> Result<Manifest, SftError> {
+/// The manifest of the preparation in `dir` alone, `rows.bin` not read (what a check of its
+/// tokenizer or options needs; [`Prepared::open`] verifies the rows too).
+pub fn read_manifest(dir: &Path) -> Result<Manifest, SftError> {
     let path = dir.join(MANIFEST_FILE);
     let bytes = std::fs::read(&path).map_err(|e| SftError::io(&path, e))?;
     #[derive(Deserialize)]
