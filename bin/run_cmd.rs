@@ -1,11 +1,12 @@
-//! `steel run`, `steel retract`, `steel status`: the incremental pipeline's commands.
+//! `steel run`, `steel retract`, `steel compact`, `steel status`: the incremental pipeline's
+//! commands.
 
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 use steel_dataflow::pipeline::config::PipelineConfig;
-use steel_dataflow::pipeline::job::{Cluster, RunOptions, RunOutcome, Watch, Work, run};
+use steel_dataflow::pipeline::job::{Cluster, RunOptions, RunOutcome, Watch, Work, compact, run};
 use steel_dataflow::pipeline::status::status;
 
 #[derive(Args)]
@@ -60,6 +61,15 @@ pub struct RetractArgs {
 }
 
 #[derive(Args)]
+pub struct CompactArgs {
+    /// The job whose index to compact.
+    #[arg(default_value = "pipeline.toml")]
+    pipeline: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 pub struct StatusArgs {
     /// The job's state directory.
     #[arg(long)]
@@ -97,6 +107,23 @@ pub fn run_retract(args: RetractArgs) -> Result<()> {
     };
     let outcome = run(&config, &options, work).context("steel retract failed")?;
     print_outcome(&outcome, args.json)
+}
+
+pub fn run_compact(args: CompactArgs) -> Result<()> {
+    let config = PipelineConfig::load(&args.pipeline)?;
+    let outcome = compact(&config).context("steel compact failed")?;
+    if args.json {
+        println!("{}", serde_json::to_string(&outcome)?);
+    } else {
+        eprintln!(
+            "index: {} segments -> {}, {} documents, {:.1} MB on disk",
+            outcome.segments_before,
+            outcome.segments_after,
+            outcome.index_docs,
+            outcome.index_bytes as f64 / 1e6
+        );
+    }
+    Ok(())
 }
 
 pub fn run_status(args: StatusArgs) -> Result<()> {

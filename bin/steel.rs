@@ -40,6 +40,8 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Take a source's documents back out of a pipeline's results (a negative change).
     Retract(run_cmd::RetractArgs),
+    /// Merge a pipeline's on-disk dedup index into one segment (answers are unchanged).
+    Compact(run_cmd::CompactArgs),
     /// What a pipeline's state directory holds.
     Status(run_cmd::StatusArgs),
     /// N-gram language models for perplexity_filter.
@@ -97,6 +99,7 @@ fn main() -> Result<()> {
         Command::Clean(args) => data_cmd::run_clean(args, cli.threads),
         Command::Run(args) => run_cmd::run_run(args),
         Command::Retract(args) => run_cmd::run_retract(args),
+        Command::Compact(args) => run_cmd::run_compact(args),
         Command::Status(args) => run_cmd::run_status(args),
         Command::Lm(data_cmd::LmCommand::Train(args)) => data_cmd::run_lm_train(args),
         Command::Pack(args) => data_cmd::run_pack(args),

@@ -37,6 +37,11 @@ pub trait Deduplicator: Send + Sync {
     fn buckets(&self, key: &[u64]) -> Vec<u64>;
     /// Whether two keys that share a bucket are (near-)duplicates.
     fn matches(&self, a: &[u64], b: &[u64]) -> bool;
+    /// How many leading words of a key `matches` never reads (they serve `buckets` only):
+    /// the on-disk index stores a key's words from here on, for the `matches` check.
+    fn sketch_start(&self) -> usize {
+        0
+    }
 }
 
 /// A built operator.

@@ -25,6 +25,9 @@ pub struct PipelineConfig {
     pub batch_docs: usize,
     /// `[pack]`: also pack each new epoch of the output into training chunks.
     pub pack: Option<PackOptions>,
+    /// `compact = false`: never merge the index's segments after a commit (default: merge
+    /// when due, `compact.rs`).
+    pub compact: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -76,6 +79,7 @@ struct File {
     shard_mb: Option<u64>,
     batch_docs: Option<usize>,
     pack: Option<PackFile>,
+    compact: Option<bool>,
 }
 
 /// `[pack]`: `steel pack`'s settings, with its defaults.
@@ -213,6 +217,7 @@ impl PipelineConfig {
             }),
             shard_bytes: file.shard_mb.unwrap_or(256) << 20,
             batch_docs: file.batch_docs.unwrap_or(2048).max(1),
+            compact: file.compact.unwrap_or(true),
             pack: file.pack.map(|p| {
                 let mut options = PackOptions::new(resolve(&p.tokenizer), resolve(&p.output));
                 options.block_size = p.block_size.unwrap_or(options.block_size);

@@ -1,23 +1,24 @@
 //! One epoch's writing on worker 0: what the dataflow decided, turned into output shards,
-//! tombstones, rejects, a report, and the state changes of `state.rs` — all under `.tmp`
+//! tombstones, rejects, a report, and the epoch's index segment (`segment.rs`) — all under `.tmp`
 //! names until `finish` renames them for the manifest commit.
 
 use crate::doc::{DocMeta, UnifiedDoc};
 use crate::output::jsonl::{JsonlShards, to_line};
 use crate::output::{OutputError, ShardInfo};
 use crate::pipeline::discover::Skipped;
-use crate::pipeline::graph::{Captured, DocId, Time, Update, consolidate, row_of, shard_of};
-use crate::pipeline::stages::{Cleaned, Entry};
-use crate::pipeline::state::{
-    HashedLines, SegmentWriter, SourceCounts, StateDir, StateError, io_error, read_hashed_lines,
-    sync_dir,
+use crate::pipeline::graph::{
+    Captured, DocId, Time, Update, Witness, consolidate, row_of, shard_of,
 };
+use crate::pipeline::segment::{SegmentWriter, Status};
+use crate::pipeline::stages::{Cleaned, Stages};
+use crate::pipeline::state::{HashedLines, SourceCounts, StateDir, StateError, io_error, sync_dir};
 use crate::reject::RejectRecord;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const REPORT_JSON: &str = "report.json";
 pub const REPORT_TEXT: &str = "report.txt";
@@ -79,21 +80,31 @@ pub struct EpochWriter {
     shards: JsonlShards,
     tombstones: Option<BufWriter<File>>,
     rejects: Option<BufWriter<File>>,
-    index: SegmentWriter,
-    pairs: SegmentWriter,
+    /// The epoch's index segment: its new documents, and the changes it makes to older ones.
+    segment: SegmentWriter,
     dups: HashedLines,
+    stages: Arc<Stages>,
     /// Shard number -> source name and path, for every shard ever ingested.
     shard_sources: HashMap<u32, ShardSource>,
-    /// Documents of shards below this were ingested by earlier epochs.
-    first_new_shard: u32,
-    /// Texts of old documents that come back, found in earlier epochs' files.
-    texts: TextStore,
-    /// The epoch's first time, when retractions enter the dataflow.
-    base_time: Time,
-    /// Documents retracted from the index, not yet counted.
-    retracted: Vec<(DocId, isize)>,
+    /// The ordinal of every candidate decided so far (a witness is always decided before
+    /// the documents it drops).
+    ordinals: HashMap<DocId, u32>,
+    /// Per new shard, the first ordinal of its documents that passed and how many did.
+    pub shard_ordinals: BTreeMap<u32, (u32, u32)>,
+    /// Indexed documents decided again, not yet written.
+    revisits: BTreeMap<DocId, Revisited>,
+    /// Members and witnesses of documents not yet written.
+    members: HashSet<DocId>,
+    witnesses: HashMap<DocId, Witness>,
     /// Index entries added minus removed.
     index_added: i64,
+}
+
+/// An indexed document a retraction decides again.
+pub struct Revisited {
+    pub ordinal: u32,
+    pub status: Status,
+    pub text: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,19 +117,29 @@ pub enum EpochError {
     Other(String),
 }
 
+/// Where an epoch's writer puts things and what it starts from.
+pub struct EpochPlan<'a> {
+    pub state: &'a StateDir,
+    pub output: &'a Path,
+    pub epoch: u64,
+    pub kind: &'a str,
+    pub shard_sources: HashMap<u32, ShardSource>,
+    pub shard_bytes: u64,
+    /// The ordinal of the epoch's first new document.
+    pub first_ordinal: u32,
+}
+
 impl EpochWriter {
-    #[allow(clippy::too_many_arguments)]
-    pub fn create(
-        state: &StateDir,
-        output: &Path,
-        epoch: u64,
-        kind: &str,
-        op_names: Vec<String>,
-        shard_sources: HashMap<u32, ShardSource>,
-        first_new_shard: u32,
-        shard_bytes: u64,
-        committed_epochs: Vec<(u64, String)>,
-    ) -> Result<Self, EpochError> {
+    pub fn create(plan: EpochPlan, stages: Arc<Stages>) -> Result<Self, EpochError> {
+        let EpochPlan {
+            state,
+            output,
+            epoch,
+            kind,
+            shard_sources,
+            shard_bytes,
+            first_ordinal,
+        } = plan;
         let out_dir = output.join(format!("epoch-{epoch:06}"));
         let out_tmp = output.join(format!("epoch-{epoch:06}.tmp"));
         let state_final = state.epoch_dir(epoch);
@@ -133,10 +154,11 @@ impl EpochWriter {
             report: EpochReport {
                 epoch,
                 kind: kind.into(),
-                ops: op_names
-                    .into_iter()
-                    .map(|name| OpCount {
-                        name,
+                ops: stages
+                    .ops
+                    .iter()
+                    .map(|op| OpCount {
+                        name: op.spec.name.clone(),
                         ..OpCount::default()
                     })
                     .collect(),
@@ -145,28 +167,20 @@ impl EpochWriter {
             shards: JsonlShards::new(&out_tmp, shard_bytes),
             tombstones: None,
             rejects: None,
-            index: SegmentWriter::index(&state_tmp.join("index.bin"))?,
-            pairs: SegmentWriter::pairs(&state_tmp.join("pairs.bin"))?,
+            segment: SegmentWriter::create(&state_tmp, first_ordinal, stages.sketch_words())?,
             dups: HashedLines::create(&state_tmp.join("dups.jsonl"))?,
-            texts: TextStore {
-                state_epochs: committed_epochs
-                    .iter()
-                    .map(|(e, hash)| (state.epoch_dir(*e).join("dups.jsonl"), hash.clone()))
-                    .collect(),
-                output_epochs: committed_epochs
-                    .iter()
-                    .map(|(e, _)| output.join(format!("epoch-{e:06}")))
-                    .collect(),
-            },
-            base_time: crate::pipeline::graph::epoch_time(epoch),
-            retracted: Vec::new(),
+            stages,
+            ordinals: HashMap::new(),
+            shard_ordinals: BTreeMap::new(),
+            revisits: BTreeMap::new(),
+            members: HashSet::new(),
+            witnesses: HashMap::new(),
             index_added: 0,
             out_dir,
             out_tmp,
             state_tmp,
             state_final,
             shard_sources,
-            first_new_shard,
         })
     }
 
@@ -176,6 +190,19 @@ impl EpochWriter {
             .get(&shard_of(doc))
             .map_or_else(|| "?".to_string(), |s| s.source.clone());
         self.report.sources.entry(source).or_default()
+    }
+
+    /// Count a document's move from one status to another (`None`: not in the index).
+    fn count(&mut self, doc: DocId, from: Option<Status>, to: Option<Status>) {
+        let counts = self.counts(doc);
+        for (status, step) in [(from, -1), (to, 1)] {
+            match status {
+                Some(Status::ExactDup) => counts.exact_dups += step,
+                Some(Status::NearDup) => counts.near_dups += step,
+                Some(Status::Kept) => counts.kept += step,
+                None => {}
+            }
+        }
     }
 
     fn meta(&self, doc: DocId) -> DocMeta {
@@ -204,13 +231,14 @@ impl EpochWriter {
         Ok(())
     }
 
-    /// A retracted document leaves the index (its previous status is undone by the
-    /// dataflow's changes, which `absorb` counts).
-    pub fn retract(&mut self, doc: DocId, entry: &Entry) -> Result<(), EpochError> {
-        self.index.entry(doc, entry, -1)?;
-        self.retracted.push((doc, -1));
+    /// A retracted document leaves the index: uncount it, and tombstone it if it was kept.
+    pub fn retract(&mut self, doc: DocId, status: Status) -> Result<(), EpochError> {
         self.index_added -= 1;
         self.counts(doc).docs_in -= 1;
+        self.count(doc, Some(status), None);
+        if status == Status::Kept {
+            self.tombstone(doc)?;
+        }
         Ok(())
     }
 
@@ -222,114 +250,152 @@ impl EpochWriter {
         counts.filtered -= filtered;
     }
 
+    /// An indexed document the dataflow is given to decide again (at time 0).
+    pub fn revisit(&mut self, doc: DocId, revisited: Revisited) {
+        self.ordinals.insert(doc, revisited.ordinal);
+        self.revisits.insert(doc, revisited);
+    }
+
+    fn tombstone(&mut self, doc: DocId) -> Result<(), EpochError> {
+        self.report.tombstoned += 1;
+        let path = self.out_tmp.join(TOMBSTONES);
+        if self.tombstones.is_none() {
+            self.tombstones = Some(BufWriter::new(
+                File::create(&path).map_err(io_error(&path))?,
+            ));
+        }
+        let meta = self.meta(doc);
+        let line = serde_json::json!({"meta": meta, "epoch": self.report.epoch});
+        let out = self.tombstones.as_mut().expect("opened");
+        writeln!(out, "{line}").map_err(io_error(&path))?;
+        Ok(())
+    }
+
+    /// What the dataflow decided for `doc`, and the ordinal of its witness if near-dropped.
+    fn decision(&mut self, doc: DocId) -> Result<(Status, Option<u32>), EpochError> {
+        if !self.members.remove(&doc) {
+            return Ok((Status::ExactDup, None));
+        }
+        let Some(witness) = self.witnesses.remove(&doc) else {
+            return Ok((Status::Kept, None));
+        };
+        let ordinal = match witness {
+            Witness::Indexed(ordinal) => ordinal,
+            Witness::New(earlier) => *self.ordinals.get(&earlier).ok_or_else(|| {
+                EpochError::Other(format!(
+                    "document {doc:#x} was dropped by {earlier:#x}, which was never decided"
+                ))
+            })?,
+        };
+        Ok((Status::NearDup, Some(ordinal)))
+    }
+
     /// Take every captured change at a time before `frontier` (all final) and write it.
     pub fn absorb(&mut self, captured: &mut Captured, frontier: Time) -> Result<(), EpochError> {
-        fn take<D>(updates: &mut Vec<Update<D>>, frontier: Time) -> Vec<(D, isize)> {
+        fn take<D: Ord>(updates: &mut Vec<Update<D>>, frontier: Time) -> Vec<D> {
             let (done, later): (Vec<_>, Vec<_>) =
                 updates.drain(..).partition(|(_, t, _)| *t < frontier);
             *updates = later;
-            done.into_iter().map(|(d, _, diff)| (d, diff)).collect()
+            consolidate(done.into_iter().map(|(d, _, diff)| (d, diff)))
+                .into_iter()
+                .filter(|(_, diff)| *diff > 0)
+                .map(|(d, _)| d)
+                .collect()
         }
-        let cleaned = take(&mut captured.cleaned, frontier);
-        let members = consolidate(take(&mut captured.members, frontier));
-        let kept = consolidate(take(&mut captured.kept, frontier));
-        let pairs = consolidate(take(&mut captured.pairs, frontier));
-        for (pair, diff) in pairs {
-            self.pairs.pair(pair, diff)?;
+        if let Some(error) = take(&mut captured.errors, frontier).into_iter().next() {
+            return Err(EpochError::Other(format!("probing the index: {error}")));
         }
-        // Per document: (passed, member, kept) changes.
-        let mut changes: BTreeMap<DocId, [isize; 3]> = BTreeMap::new();
-        let mut texts: HashMap<DocId, String> = HashMap::new();
-        let mut cleaned: Vec<(DocId, Cleaned)> = cleaned.into_iter().map(|(d, _)| d).collect();
-        cleaned.sort_by_key(|(doc, _)| *doc);
-        for (doc, outcome) in cleaned {
-            self.counts(doc).docs_in += 1;
-            let (changed, removed_by) = match &outcome {
-                Cleaned::Passed { changed, .. } => (changed.clone(), None),
-                Cleaned::Filtered { by, changed } => (changed.clone(), Some(*by as usize)),
-            };
-            for c in changed {
-                self.report.ops[c as usize].changed += 1;
-            }
-            let reached = removed_by.map_or(self.report.ops.len(), |by| by + 1);
-            for (i, op) in self.report.ops.iter_mut().enumerate().take(reached) {
-                op.docs_in += 1;
-                if Some(i) != removed_by {
-                    op.docs_out += 1;
-                }
-            }
-            match outcome {
-                Cleaned::Passed { text, entry, .. } => {
-                    self.index.entry(doc, &entry, 1)?;
-                    self.index_added += 1;
-                    changes.entry(doc).or_default()[0] += 1;
-                    texts.insert(doc, text);
-                }
-                Cleaned::Filtered { .. } => self.counts(doc).filtered += 1,
+        self.members.extend(take(&mut captured.members, frontier));
+        self.witnesses
+            .extend(take(&mut captured.witnesses, frontier));
+        // Revisited documents are all at time 0, before every new one.
+        if frontier > 0 {
+            for (doc, revisited) in std::mem::take(&mut self.revisits) {
+                self.write_revisited(doc, revisited)?;
             }
         }
-        for (doc, diff) in members {
-            changes.entry(doc).or_default()[1] += diff;
+        // New documents, in id order (so ordinals follow ids).
+        for (doc, outcome) in take(&mut captured.cleaned, frontier) {
+            self.write_new(doc, outcome)?;
         }
-        for (doc, diff) in &kept {
-            changes.entry(*doc).or_default()[2] += diff;
+        Ok(())
+    }
+
+    fn write_new(&mut self, doc: DocId, outcome: Cleaned) -> Result<(), EpochError> {
+        self.counts(doc).docs_in += 1;
+        let (changed, removed_by) = match &outcome {
+            Cleaned::Passed { changed, .. } => (changed.clone(), None),
+            Cleaned::Filtered { by, changed } => (changed.clone(), Some(*by as usize)),
+        };
+        for c in changed {
+            self.report.ops[c as usize].changed += 1;
         }
-        // Retracted documents left the index at the epoch's first time.
-        if frontier > self.base_time {
-            for (doc, diff) in std::mem::take(&mut self.retracted) {
-                changes.entry(doc).or_default()[0] += diff;
+        let reached = removed_by.map_or(self.report.ops.len(), |by| by + 1);
+        for (i, op) in self.report.ops.iter_mut().enumerate().take(reached) {
+            op.docs_in += 1;
+            if Some(i) != removed_by {
+                op.docs_out += 1;
             }
         }
-        for (doc, [passed, member, keep]) in &changes {
-            let (passed, member, keep) = (*passed as i64, *member as i64, *keep as i64);
-            let counts = self.counts(*doc);
-            counts.exact_dups += passed - member;
-            counts.near_dups += member - keep;
-            counts.kept += keep;
+        let Cleaned::Passed { text, entry, .. } = outcome else {
+            self.counts(doc).filtered += 1;
+            return Ok(());
+        };
+        let (status, witness) = self.decision(doc)?;
+        let near = self.stages.near();
+        let buckets = near.map_or_else(Vec::new, |near| near.buckets(&entry.near));
+        let sketch = &entry.near[self.stages.sketch_start().min(entry.near.len())..];
+        if sketch.len() != self.stages.sketch_words() || entry.exact.len() != 2 {
+            return Err(EpochError::Other(format!(
+                "document {doc:#x}: a dedup key of unexpected length"
+            )));
         }
-        // Old documents coming back need their text from earlier epochs.
-        let wanted: Vec<DocId> = kept
-            .iter()
-            .filter(|(doc, diff)| *diff > 0 && !texts.contains_key(doc))
-            .map(|(doc, _)| *doc)
-            .collect();
-        if !wanted.is_empty() {
-            let found = self.texts.find(&wanted, &self.shard_sources)?;
-            texts.extend(found);
+        let ordinal = self
+            .segment
+            .push(doc, &entry.exact, sketch, &buckets, status)?;
+        if let Some(witness) = witness {
+            self.segment.witness(witness, ordinal)?;
         }
-        for (doc, diff) in kept {
-            if diff > 0 {
-                let text = texts.remove(&doc).ok_or_else(|| {
-                    EpochError::Other(format!(
-                        "the text of document {doc:#x} to re-admit is in no earlier epoch's files; the state or output directory was changed by hand"
-                    ))
-                })?;
-                if shard_of(doc) < self.first_new_shard {
-                    self.report.readmitted += 1;
-                }
-                let meta = self.meta(doc);
-                self.shards.write(&to_line(&UnifiedDoc { text, meta }))?;
-            } else {
-                self.report.tombstoned += 1;
-                let path = self.out_tmp.join(TOMBSTONES);
-                if self.tombstones.is_none() {
-                    self.tombstones = Some(BufWriter::new(
-                        File::create(&path).map_err(io_error(&path))?,
-                    ));
-                }
-                let meta = self.meta(doc);
-                let line = serde_json::json!({"meta": meta, "epoch": self.report.epoch});
-                let out = self.tombstones.as_mut().expect("opened");
-                writeln!(out, "{line}").map_err(io_error(&path))?;
-            }
-        }
-        // New documents that passed and were not kept: duplicates, whose text a later
-        // retraction may bring back.
-        let mut dropped: Vec<(DocId, String)> = texts.into_iter().collect();
-        dropped.sort_by_key(|(doc, _)| *doc);
-        for (doc, text) in dropped {
+        self.ordinals.insert(doc, ordinal);
+        let slot = self
+            .shard_ordinals
+            .entry(shard_of(doc))
+            .or_insert((ordinal, 0));
+        slot.1 += 1;
+        self.index_added += 1;
+        self.count(doc, None, Some(status));
+        if status == Status::Kept {
+            let meta = self.meta(doc);
+            self.shards.write(&to_line(&UnifiedDoc { text, meta }))?;
+        } else {
+            // A duplicate, whose text a later retraction may bring back.
             let line = serde_json::json!({"id": doc, "text": text});
             self.dups.line(&line.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn write_revisited(&mut self, doc: DocId, revisited: Revisited) -> Result<(), EpochError> {
+        let (status, witness) = self.decision(doc)?;
+        let Revisited {
+            ordinal,
+            status: before,
+            text,
+        } = revisited;
+        if let Some(witness) = witness {
+            self.segment.witness(witness, ordinal)?;
+        }
+        if status == before {
+            return Ok(());
+        }
+        self.segment.change(ordinal, status)?;
+        self.count(doc, Some(before), Some(status));
+        if status == Status::Kept {
+            self.report.readmitted += 1;
+            let meta = self.meta(doc);
+            self.shards.write(&to_line(&UnifiedDoc { text, meta }))?;
+        } else if before == Status::Kept {
+            self.tombstone(doc)?;
         }
         Ok(())
     }
@@ -339,12 +405,13 @@ impl EpochWriter {
     }
 
     /// Close every file, write the report, sync, and rename both directories into place.
-    /// Gives the report and the xxh3 of the epoch's `dups.jsonl` (for the manifest).
+    /// Gives the report, the xxh3 of the epoch's `dups.jsonl` (for the manifest) and the
+    /// epoch's index segment: its own documents and its bytes.
     pub fn finish(
         mut self,
         seconds: f64,
         index_docs: u64,
-    ) -> Result<(EpochReport, String), EpochError> {
+    ) -> Result<(EpochReport, String, (u32, u64)), EpochError> {
         self.report.shards = self.shards.finish()?;
         for writer in [self.tombstones.take(), self.rejects.take()]
             .into_iter()
@@ -354,8 +421,7 @@ impl EpochWriter {
                 .into_inner()
                 .map_err(|e| EpochError::Other(format!("cannot flush: {}", e.error())))?;
         }
-        self.index.finish()?;
-        self.pairs.finish()?;
+        let segment = self.segment.finish()?;
         let dups_hash = self.dups.finish()?;
         let report = &mut self.report;
         report.index_docs = index_docs;
@@ -382,7 +448,7 @@ impl EpochWriter {
         for dir in [&self.out_dir, &self.state_final] {
             sync_dir(dir.parent().expect("epoch dirs have a parent"))?;
         }
-        Ok((self.report, dups_hash))
+        Ok((self.report, dups_hash, segment))
     }
 }
 
@@ -429,84 +495,4 @@ impl EpochReport {
         }
         out
     }
-}
-
-/// Finds texts of earlier epochs' documents: duplicates in the state's `dups.jsonl`, kept
-/// ones in the output shards.
-struct TextStore {
-    /// Each earlier epoch's `dups.jsonl` and its hash in the manifest.
-    state_epochs: Vec<(PathBuf, String)>,
-    output_epochs: Vec<PathBuf>,
-}
-
-impl TextStore {
-    fn find(
-        &self,
-        wanted: &[DocId],
-        shard_sources: &HashMap<u32, ShardSource>,
-    ) -> Result<HashMap<DocId, String>, EpochError> {
-        let mut found = HashMap::new();
-        let mut missing: std::collections::HashSet<DocId> = wanted.iter().copied().collect();
-        for (path, hash) in &self.state_epochs {
-            read_hashed_lines(path, hash, |line| {
-                let value: serde_json::Value =
-                    serde_json::from_slice(line).map_err(|e| StateError::Invalid {
-                        dir: path.clone(),
-                        reason: format!("corrupt line: {e}"),
-                    })?;
-                if let (Some(id), Some(text)) = (value["id"].as_u64(), value["text"].as_str())
-                    && missing.remove(&id)
-                {
-                    found.insert(id, text.to_string());
-                }
-                Ok(())
-            })?;
-        }
-        if !missing.is_empty() {
-            let shard_of_path: HashMap<&str, u32> = shard_sources
-                .iter()
-                .map(|(shard, s)| (s.path.as_str(), *shard))
-                .collect();
-            for dir in &self.output_epochs {
-                let Ok(entries) = std::fs::read_dir(dir) else {
-                    continue;
-                };
-                let mut shards: Vec<PathBuf> = entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-                    .filter(|p| {
-                        p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
-                    })
-                    .collect();
-                shards.sort();
-                for shard in shards {
-                    for_lines(&shard, |value| {
-                        let meta = &value["meta"];
-                        let shard = meta["file"].as_str().and_then(|f| shard_of_path.get(f));
-                        if let (Some(shard), Some(row), Some(text)) =
-                            (shard, meta["row"].as_u64(), value["text"].as_str())
-                        {
-                            let id = crate::pipeline::graph::doc_id(*shard, row as u32);
-                            if missing.remove(&id) {
-                                found.insert(id, text.to_string());
-                            }
-                        }
-                    })?;
-                }
-            }
-        }
-        Ok(found)
-    }
-}
-
-fn for_lines(path: &Path, mut each: impl FnMut(serde_json::Value)) -> Result<(), EpochError> {
-    let file = File::open(path).map_err(io_error(path))?;
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(io_error(path))?;
-        let value = serde_json::from_str(&line)
-            .map_err(|e| EpochError::Other(format!("{}: corrupt line: {e}", path.display())))?;
-        each(value);
-    }
-    Ok(())
 }

@@ -1,39 +1,43 @@
-//! The incremental dataflow (timely + differential-dataflow). Read top to bottom it is the
+//! One epoch's dataflow (timely + differential-dataflow). Read top to bottom it is the
 //! pipeline:
 //!
 //! 1. **Stage: clean.** New documents `(id, text)` are spread over the workers by id and put
 //!    through the mappers and filters (`Stages::clean`); only new documents are touched.
-//! 2. **Index.** The documents that passed: the persisted index (loaded at time 0, no text)
-//!    plus the new ones, each with its exact digest and near-duplicate key.
-//! 3. **Stage: exact dedup.** Per digest, the earliest document; the others are exact
-//!    duplicates. Only the earliest of each digest goes on ("exact always runs first").
-//! 4. **Stage: near dedup.** A document is dropped iff an earlier document that reached this
-//!    stage, kept or not, shares a bucket with it and `matches` it. The pairs are the
-//!    bucket self-join of the stage's documents. Its old ⋈ old part was computed by earlier
-//!    runs and is loaded as `pairs` at time 0; the dataflow computes only the change,
-//!    `Δ ⋈ old + Δ ⋈ Δ`, where `old` is the stage's content at time 0 ("Arrange: old
-//!    buckets") and `Δ` every change after it — new documents, and retractions.
-//! 5. **Outputs**, gathered on worker 0: the cleaned new documents, and the changes to the
-//!    near-stage membership, to the kept set and to the pairs, which worker 0 writes.
+//!    With them come the *revisited* documents of a retraction (already cleaned, from the
+//!    state): those whose status may change because what decided it was retracted.
+//! 2. **Stage: exact dedup.** Each candidate's digest is looked up in the on-disk index
+//!    (`index.rs`), partitioned over the workers by digest: an earlier live document with it
+//!    makes the candidate an exact duplicate. Among the rest, per digest, the earliest goes
+//!    on (it is a *member* of the near stage).
+//! 3. **Stage: near dedup.** Each member's buckets are looked up in the index, partitioned
+//!    by bucket: an earlier live member there that `matches` it is a *witness* and drops it.
+//!    Members of this epoch are matched with each other by a bucket self-join. A member's
+//!    earliest witness is kept (one is enough to drop it; the index records it so that a
+//!    retraction knows whom to revisit).
+//! 4. **Outputs**, gathered on worker 0: the cleaned new documents, the members and the
+//!    witnesses, and any error a probe met (the epoch then fails, nothing is committed).
 //!
-//! Times are `epoch << 32 | batch` (`BATCH_BITS`): time 0 is the loaded state, each epoch's documents come
-//! in batches at increasing times, so the output can be written while the epoch runs. A
-//! decision never depends on a later document, so a batch's decisions are final once the
-//! dataflow has passed its time.
+//! The index is a snapshot that does not change while the dataflow runs, and the dataflow
+//! only ever receives documents (a retraction is a snapshot in which the retracted files are
+//! not live), so every output is final once its time has passed. Times are batch numbers:
+//! revisited documents at 0, new documents' batches from 1, in id order; a decision never
+//! depends on a later document.
 
+use crate::pipeline::index::Index;
 use crate::pipeline::stages::{Cleaned, Entry, Key, Stages};
 use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::{AsCollection, VecCollection};
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use timely::dataflow::operators::core::Filter;
 use timely::dataflow::operators::probe::Handle;
 use timely::dataflow::operators::{Exchange, Inspect, Probe};
 use timely::worker::Worker;
 
 /// A document's place in ingest order: its file's shard number, then its row.
 pub type DocId = u64;
+/// A batch number within an epoch.
 pub type Time = u64;
 
 pub fn doc_id(shard: u32, row: u32) -> DocId {
@@ -48,27 +52,12 @@ pub fn row_of(doc: DocId) -> u32 {
     doc as u32
 }
 
-/// Bits of a time that number an epoch's batches: at most 2^32 batches per epoch, and
-/// 2^32 epochs, fit a `u64` time (`steel run` refuses more rather than let an epoch's times
-/// run into the next one's).
-pub const BATCH_BITS: u32 = 32;
-
-/// The first time of `epoch`'s batches.
-pub fn epoch_time(epoch: u64) -> Time {
-    epoch << BATCH_BITS
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_last_batch_of_an_epoch_stays_below_the_next_epochs_first_time() {
-        let last_batch = (1u64 << BATCH_BITS) - 1;
-        assert!(epoch_time(5) + last_batch < epoch_time(6));
-        let last_epoch = (1u64 << (64 - BATCH_BITS)) - 1;
-        assert_eq!(epoch_time(last_epoch) + last_batch, u64::MAX);
-    }
+/// Who near-dropped a document: an indexed document (its ordinal) or one in this epoch.
+/// Indexed ones come first: they are earlier than every document of the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Witness {
+    Indexed(u32),
+    New(DocId),
 }
 
 /// One record of an output with its time and change.
@@ -79,61 +68,68 @@ pub type Update<D> = (D, Time, isize);
 pub struct Captured {
     /// New documents after the mappers and filters.
     pub cleaned: Vec<Update<(DocId, Cleaned)>>,
-    /// Changes to the documents that reached the near-duplicate stage (exact dedup kept them).
+    /// Candidates that passed exact dedup.
     pub members: Vec<Update<DocId>>,
-    /// Changes to the kept set.
-    pub kept: Vec<Update<DocId>>,
-    /// Changes to the near-duplicate pairs `(later, earlier)`, counted once per shared bucket.
-    pub pairs: Vec<Update<(DocId, DocId)>>,
+    /// The earliest witness of each near-dropped member.
+    pub witnesses: Vec<Update<(DocId, Witness)>>,
+    /// What went wrong reading the index.
+    pub errors: Vec<Update<String>>,
 }
+
+/// A document to decide again: its ordinal in the index and its cleaned text.
+pub type Revisit = (DocId, (u32, String));
 
 pub struct Graph {
     /// New documents' texts.
     pub raw: InputSession<Time, (DocId, String), isize>,
-    /// The persisted index (at time 0) and retractions from it.
-    pub index: InputSession<Time, (DocId, Entry), isize>,
-    /// The persisted near-duplicate pairs, at time 0.
-    pub pairs: InputSession<Time, (DocId, DocId), isize>,
+    /// Indexed documents to decide again (a retraction's), at time 0; closed after it.
+    pub revisit: Option<InputSession<Time, Revisit, isize>>,
     pub probe: Handle<Time>,
     pub captured: Rc<RefCell<Captured>>,
 }
 
 impl Graph {
-    /// Move every input to `time` and send what is buffered.
-    pub fn advance_all(&mut self, time: Time) {
-        self.raw.advance_to(time);
-        self.index.advance_to(time);
-        self.pairs.advance_to(time);
+    /// Send the revisited documents (time 0) and give up that input: new documents come at
+    /// later times.
+    pub fn close_revisits(&mut self) {
+        self.revisit.take();
+        self.raw.advance_to(1);
         self.raw.flush();
-        self.index.flush();
-        self.pairs.flush();
+    }
+
+    /// Move the new documents' input to `time` and send what is buffered.
+    pub fn advance_to(&mut self, time: Time) {
+        self.raw.advance_to(time);
+        self.raw.flush();
     }
 
     /// Give up this worker's inputs and compute until every worker has given up theirs.
     pub fn finish(self, worker: &mut Worker) {
         let Graph {
             raw,
-            index,
-            pairs,
+            revisit,
             probe,
             ..
         } = self;
-        drop((raw, index, pairs));
+        drop((raw, revisit));
         while !probe.done() {
             worker.step_or_park(None);
         }
     }
 }
 
-/// Build the dataflow on this worker (every worker builds the same one).
-pub fn build(worker: &mut Worker, stages: Arc<Stages>) -> Graph {
+/// A candidate of the dedup stages: its ordinal if it is indexed (revisited), and its keys.
+type Candidate = (DocId, (Option<u32>, Entry));
+
+/// Build one epoch's dataflow on this worker (every worker builds the same one), probing
+/// `index` (or failing every probe with its error).
+pub fn build(worker: &mut Worker, stages: Arc<Stages>, index: Arc<Result<Index, String>>) -> Graph {
     let captured = Rc::new(RefCell::new(Captured::default()));
     let sink = captured.clone();
     let probe = Handle::new();
-    let (raw, index, pairs) = worker.dataflow::<Time, _, _>(|scope| {
+    let (raw, revisit) = worker.dataflow::<Time, _, _>(|scope| {
         let (raw_input, raw) = scope.new_collection::<(DocId, String), isize>();
-        let (index_input, old_index) = scope.new_collection::<(DocId, Entry), isize>();
-        let (pairs_input, old_pairs) = scope.new_collection::<(DocId, DocId), isize>();
+        let (revisit_input, revisit) = scope.new_collection::<Revisit, isize>();
 
         // Stage: clean.
         let clean_stages = stages.clone();
@@ -142,48 +138,60 @@ pub fn build(worker: &mut Worker, stages: Arc<Stages>) -> Graph {
             .exchange(|((doc, _), _, _)| spread(*doc))
             .as_collection()
             .map(move |(doc, text)| (doc, clean_stages.clean(text)));
-
-        // Index: everything that passed the filters.
-        let passed = old_index.concat(cleaned.clone().flat_map(|(doc, cleaned)| match cleaned {
-            Cleaned::Passed { entry, .. } => Some((doc, entry)),
-            Cleaned::Filtered { .. } => None,
-        }));
-
-        // Stage: exact dedup.
-        let firsts = passed
+        let key_stages = stages.clone();
+        let revisited = revisit
+            .inner
+            .exchange(|((doc, _), _, _)| spread(*doc))
+            .as_collection()
+            .map(move |(doc, (ordinal, text))| (doc, (Some(ordinal), key_stages.entry(&text))));
+        let candidates: VecCollection<'_, Time, Candidate, isize> = cleaned
             .clone()
-            .map(|(doc, entry)| (entry.exact, doc))
+            .flat_map(|(doc, cleaned)| match cleaned {
+                Cleaned::Passed { entry, .. } => Some((doc, (None, entry))),
+                Cleaned::Filtered { .. } => None,
+            })
+            .concat(revisited);
+
+        // Stage: exact dedup. Earlier live documents in the index first, then this epoch's.
+        let exact_index = index.clone();
+        let probed = candidates
+            .inner
+            .exchange(|((_, (_, entry)), _, _)| entry.exact[0])
+            .as_collection()
+            .map(move |(doc, (ordinal, entry))| {
+                let earlier = match &*exact_index {
+                    Ok(index) => index
+                        .earliest_exact(&entry.exact)
+                        .map(|found| found.is_some_and(|e| ordinal.is_none_or(|o| e < o)))
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.clone()),
+                };
+                (doc, ordinal, entry, earlier)
+            });
+        let mut errors = probed.clone().flat_map(|(_, _, _, earlier)| earlier.err());
+        let contenders = probed.flat_map(|(doc, ordinal, entry, earlier)| {
+            (earlier == Ok(false)).then_some((doc, (ordinal, entry)))
+        });
+        let firsts = contenders
+            .clone()
+            .map(|(doc, (_, entry))| (entry.exact, doc))
             .reduce(|_digest, docs, first| first.push((*docs[0].0, 1isize)));
-        let members = passed
-            .map(|(doc, entry)| ((entry.exact, doc), entry.near))
+        let members = contenders
+            .map(|(doc, (ordinal, entry))| ((entry.exact, doc), (ordinal, entry.near)))
             .semijoin(firsts)
-            .map(|((_, doc), near)| (doc, near));
+            .map(|((_, doc), member)| (doc, member));
 
         // Stage: near dedup.
-        let (kept, new_pairs) = match stages.near.is_some() {
-            true => {
-                let (kept, new_pairs) = near_stage(members.clone(), old_pairs, stages.clone());
-                (kept, Some(new_pairs))
-            }
-            false => (members.clone().map(|(doc, _)| doc), None),
-        };
-
-        // Outputs to worker 0. Time 0 is the loaded state, already on disk.
-        fn gather<'s, D: differential_dataflow::ExchangeData>(
-            collection: VecCollection<'s, Time, D, isize>,
-            probe: &Handle<Time>,
-            mut sink: impl FnMut(Update<D>) + 'static,
-        ) {
-            collection
-                .inner
-                .exchange(|_| 0)
-                .inspect(move |update: &Update<D>| {
-                    if update.1 > 0 {
-                        sink(update.clone())
-                    }
-                })
-                .probe_with(probe);
+        if stages.near.is_some() {
+            let (witnesses, probe_errors) = near_stage(members.clone(), stages.clone(), index);
+            errors = errors.concat(probe_errors);
+            let to = sink.clone();
+            gather(witnesses, &probe, move |u| {
+                to.borrow_mut().witnesses.push(u)
+            });
         }
+
+        // Outputs to worker 0.
         let to = sink.clone();
         gather(cleaned, &probe, move |u| to.borrow_mut().cleaned.push(u));
         let to = sink.clone();
@@ -191,79 +199,83 @@ pub fn build(worker: &mut Worker, stages: Arc<Stages>) -> Graph {
             to.borrow_mut().members.push(u)
         });
         let to = sink.clone();
-        gather(kept, &probe, move |u| to.borrow_mut().kept.push(u));
-        if let Some(new_pairs) = new_pairs {
-            let to = sink.clone();
-            gather(new_pairs, &probe, move |u| to.borrow_mut().pairs.push(u));
-        }
-        (raw_input, index_input, pairs_input)
+        gather(errors, &probe, move |u| to.borrow_mut().errors.push(u));
+        (raw_input, revisit_input)
     });
     Graph {
         raw,
-        index,
-        pairs,
+        revisit: Some(revisit),
         probe,
         captured,
     }
 }
 
-type Docs<'s> = VecCollection<'s, Time, DocId, isize>;
-type Pairs<'s> = VecCollection<'s, Time, (DocId, DocId), isize>;
+/// Send every update of `collection` to worker 0's `sink`.
+fn gather<'s, D: differential_dataflow::ExchangeData>(
+    collection: VecCollection<'s, Time, D, isize>,
+    probe: &Handle<Time>,
+    mut sink: impl FnMut(Update<D>) + 'static,
+) {
+    collection
+        .inner
+        .exchange(|_| 0)
+        .inspect(move |update: &Update<D>| sink(update.clone()))
+        .probe_with(probe);
+}
 
-/// Kept documents of the near-duplicate stage, and the changes to its pairs.
+type Members<'s> = VecCollection<'s, Time, (DocId, (Option<u32>, Key)), isize>;
+type Witnesses<'s> = VecCollection<'s, Time, (DocId, Witness), isize>;
+type Errors<'s> = VecCollection<'s, Time, String, isize>;
+
+/// The earliest witness of every member that has one, and the errors of the index probes.
 fn near_stage<'s>(
-    members: VecCollection<'s, Time, (DocId, Key), isize>,
-    old_pairs: VecCollection<'s, Time, (DocId, DocId), isize>,
+    members: Members<'s>,
     stages: Arc<Stages>,
-) -> (Docs<'s>, Pairs<'s>) {
-    let old = members
+    index: Arc<Result<Index, String>>,
+) -> (Witnesses<'s>, Errors<'s>) {
+    let bucket_stages = stages.clone();
+    let buckets = members.flat_map(move |(doc, (ordinal, key))| {
+        let near = bucket_stages.near().expect("near stage has a deduplicator");
+        near.buckets(&key)
+            .into_iter()
+            .map(move |bucket| (bucket, (doc, ordinal, key.clone())))
+            .collect::<Vec<_>>()
+    });
+    // Against the index, each bucket probed on the worker its hash picks.
+    let probe_stages = stages.clone();
+    let probed = buckets
         .inner
         .clone()
-        .filter(|(_, t, _)| *t == 0)
-        .as_collection();
-    let delta = members
-        .inner
+        .exchange(|((bucket, _), _, _)| *bucket)
+        .as_collection()
+        .flat_map(move |(bucket, (doc, ordinal, key))| {
+            let near = probe_stages.near().expect("near stage");
+            let found = match &*index {
+                Ok(index) => index
+                    .witness_in_bucket(near, bucket, &key, ordinal)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.clone()),
+            };
+            match found {
+                Ok(Some(witness)) => Some(Ok((doc, Witness::Indexed(witness)))),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            }
+        });
+    let errors = probed.clone().flat_map(|found| found.err());
+    let from_index = probed.flat_map(|found| found.ok());
+    // Within the epoch: each pair once, the later document dropped by the earlier.
+    let within = buckets
         .clone()
-        .filter(|(_, t, _)| *t > 0)
-        .as_collection();
-    let by_bucket = |stages: Arc<Stages>| {
-        move |(doc, key): (DocId, Key)| {
-            let near = stages.near().expect("near stage has a deduplicator");
-            near.buckets(&key)
-                .into_iter()
-                .map(move |bucket| (bucket, (doc, key.clone())))
-                .collect::<Vec<_>>()
-        }
-    };
-    let old_buckets = old.flat_map(by_bucket(stages.clone()));
-    let delta_buckets = delta.flat_map(by_bucket(stages.clone()));
-    let (cross_stages, within_stages) = (stages.clone(), stages);
-    // Δ ⋈ old, both orientations: (new or retracted, old) is a pair either way round.
-    let cross = delta_buckets
-        .clone()
-        .join_map(old_buckets, move |_bucket, (d, dk), (o, ok)| {
-            let near = cross_stages.near().expect("near stage");
-            (d != o && near.matches(dk, ok)).then(|| (*d.max(o), *d.min(o)))
+        .join_map(buckets, move |_bucket, (a, _, ak), (b, _, bk)| {
+            let near = stages.near().expect("near stage");
+            (a > b && near.matches(ak, bk)).then_some((*a, Witness::New(*b)))
         })
         .flat_map(|pair| pair);
-    // Δ ⋈ Δ, each unordered pair once.
-    let within = delta_buckets
-        .clone()
-        .join_map(delta_buckets, move |_bucket, (a, ak), (b, bk)| {
-            let near = within_stages.near().expect("near stage");
-            (a > b && near.matches(ak, bk)).then_some((*a, *b))
-        })
-        .flat_map(|pair| pair);
-    let new_pairs = cross.concat(within);
-    let dropped = old_pairs
-        .concat(new_pairs.clone())
-        .map(|(later, _earlier)| later)
-        .distinct();
-    let kept = members
-        .map(|(doc, _)| (doc, ()))
-        .antijoin(dropped)
-        .map(|(doc, ())| doc);
-    (kept, new_pairs)
+    let earliest = from_index
+        .concat(within)
+        .reduce(|_doc, witnesses, out| out.push((*witnesses[0].0, 1isize)));
+    (earliest, errors)
 }
 
 /// The worker a document is cleaned on (a fixed mix of its id).

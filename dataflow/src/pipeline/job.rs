@@ -1,30 +1,36 @@
 //! `steel run` and `steel retract`: open the state, find the work, run it as epochs of the
 //! dataflow on timely workers, and commit after each epoch.
 //!
-//! Worker 0 of process 0 does all the I/O: it loads the persisted index and pairs into the
-//! dataflow at time 0, reads and converts new files and feeds their documents in batches,
+//! Worker 0 of process 0 reads and converts new files and feeds their documents in batches,
 //! writes what the dataflow decides as soon as a batch's time has passed (`EpochWriter`),
-//! and commits. The other workers, in this process or others (`-n/-p/-h`), clean and
-//! deduplicate their share of the documents.
+//! commits, and compacts the index when it is due (`compact.rs`). Every worker, in this
+//! process or others (`-n/-p/-h`), cleans its share of the documents and probes its share of
+//! the on-disk index (`index.rs`); nothing of the index is loaded into the dataflow.
 
 use crate::convert::{convert_record, plan_files};
 use crate::input::BatchLimits;
 use crate::input::read::read_file;
 use crate::pack::{PackError, PackOutcome, pack};
+use crate::pipeline::compact;
 use crate::pipeline::config::PipelineConfig;
+use crate::pipeline::control::{Command, Control, IndexCache};
 use crate::pipeline::discover::{Discovery, NewFile, Skipped, discover, hash_file};
-use crate::pipeline::epoch::{EpochError, EpochReport, EpochWriter, IngestedFile, ShardSource};
-use crate::pipeline::graph::{self, DocId, Graph, doc_id, epoch_time, shard_of};
+use crate::pipeline::epoch::{
+    EpochError, EpochPlan, EpochReport, EpochWriter, IngestedFile, ShardSource,
+};
+use crate::pipeline::graph::{self, Graph, doc_id};
 use crate::pipeline::output_mark::{OutputMark, check_output};
+use crate::pipeline::segment::SegmentEntry;
 use crate::pipeline::spill::{Spill, SpillWriter};
-use crate::pipeline::stages::{Entry, Stages};
+use crate::pipeline::stages::Stages;
 use crate::pipeline::state::{
     EpochSummary, FileEntry, Manifest, PipelineIdentity, StateDir, StateError, remove_epochs_after,
 };
+use crate::pipeline::texts::TextStore;
 use crate::progress::Progress;
 use crate::reject::RejectRecord;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -123,21 +129,20 @@ pub fn run(
         processes,
         ..RunOutcome::default()
     };
+    let cache = Arc::new(IndexCache::new(
+        config.state.clone(),
+        stages.sketch_start(),
+        stages.sketch_words(),
+    ));
     if options.cluster.as_ref().is_some_and(|c| c.process != 0) {
         // Another process drives; this one only computes.
-        execute(timely_config, stages, None)?;
+        execute(timely_config, stages, cache, None)?;
         outcome
             .notes
             .push("this process computed for process 0, which wrote the results".into());
         return Ok(outcome);
     }
-    let settings = stages.settings_id(config).map_err(RunError::Config)?;
-    let pipeline = PipelineIdentity {
-        state: config.manifest_name(&config.state),
-        output: config.manifest_name(&config.output),
-    };
-    let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
-    let (state, manifest) = StateDir::open(&config.state, &settings, &pipeline, &source_names)?;
+    let (state, manifest) = open_state(config, &stages)?;
     if let Some(holder) = state.stale_lock() {
         outcome.notes.push(format!(
             "took over the state's lock left by a run that did not finish ({holder})"
@@ -147,6 +152,7 @@ pub fn run(
     check_output(&config.output, &manifest.id, last)?;
     let mut removed = state.remove_uncommitted(last)?;
     removed.extend(remove_epochs_after(&config.output, last)?);
+    removed.extend(compact::remove_unlisted(&state, &manifest)?);
     outcome.removed_leftovers = removed.iter().map(|p| p.display().to_string()).collect();
     // Also after a run killed between its commit and the mark: the mark catches up.
     mark_output(config, &manifest)?;
@@ -204,14 +210,56 @@ pub fn run(
         state,
         manifest,
         first: Some(first),
-        ops: stages.ops.iter().map(|op| op.spec.name.clone()).collect(),
+        stages: stages.clone(),
+        cache: cache.clone(),
     };
-    let driven = execute(timely_config, stages, Some(driver))?.expect("process 0 drives");
+    let driven = execute(timely_config, stages, cache, Some(driver))?.expect("process 0 drives");
     outcome.nothing_new = driven.epochs.is_empty();
     outcome.epochs = driven.epochs;
     outcome.skipped.extend(driven.skipped);
     outcome.packs = driven.packs;
     Ok(outcome)
+}
+
+/// Open the job's state to write (refusing another job's or other settings').
+fn open_state(config: &PipelineConfig, stages: &Stages) -> Result<(StateDir, Manifest), RunError> {
+    let settings = stages.settings_id(config).map_err(RunError::Config)?;
+    let pipeline = PipelineIdentity {
+        state: config.manifest_name(&config.state),
+        output: config.manifest_name(&config.output),
+    };
+    let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
+    Ok(StateDir::open(
+        &config.state,
+        &settings,
+        &pipeline,
+        &source_names,
+    )?)
+}
+
+/// What `steel compact` did.
+#[derive(Debug, Serialize)]
+pub struct CompactOutcome {
+    pub segments_before: usize,
+    pub segments_after: usize,
+    pub index_docs: u64,
+    pub index_bytes: u64,
+}
+
+/// `steel compact`: merge every segment of the job's index into one (answers unchanged).
+pub fn compact(config: &PipelineConfig) -> Result<CompactOutcome, RunError> {
+    let stages = Stages::build(config).map_err(RunError::Config)?;
+    let (state, mut manifest) = open_state(config, &stages)?;
+    state.remove_uncommitted(manifest.last_epoch())?;
+    compact::remove_unlisted(&state, &manifest)?;
+    let segments_before = manifest.segments.len();
+    compact::compact_all(&state, &mut manifest, stages.sketch_words())?;
+    Ok(CompactOutcome {
+        segments_before,
+        segments_after: manifest.segments.len(),
+        index_docs: manifest.index_docs(),
+        index_bytes: manifest.segments.iter().map(|s| s.bytes).sum(),
+    })
 }
 
 /// Write the output's `_committed.json`: this state's id and its last committed epoch.
@@ -251,24 +299,29 @@ struct Driven {
     packs: Vec<PackOutcome>,
 }
 
-/// Run the dataflow on every worker of this process; worker 0 runs `driver` if given.
+/// Run the dataflows on every worker of this process; worker 0 runs `driver` if given, the
+/// others follow its commands.
 fn execute(
     config: timely::Config,
     stages: Arc<Stages>,
+    cache: Arc<IndexCache>,
     driver: Option<Driver>,
 ) -> Result<Option<Driven>, RunError> {
     let slot = Arc::new(Mutex::new(driver));
     let guards = timely::execute(config, move |worker| {
-        let graph = graph::build(worker, stages.clone());
+        let control = Control::build(worker);
         let driver = match worker.index() {
             0 => slot.lock().expect("driver slot").take(),
             _ => None,
         };
         match driver {
-            Some(driver) => Some(driver.drive(worker, graph)),
-            // A worker that does no I/O computes until the end.
+            Some(driver) => Some(driver.drive(worker, control)),
+            // A worker that does no I/O computes each epoch until the end.
             None => {
-                graph.finish(worker);
+                control.follow(worker, |worker, epoch, retracting| {
+                    graph::build(worker, stages.clone(), cache.get(epoch, retracting))
+                        .finish(worker)
+                });
                 None
             }
         }
@@ -297,54 +350,39 @@ struct Driver {
     state: StateDir,
     manifest: Manifest,
     first: Option<EpochWork>,
-    ops: Vec<String>,
+    stages: Arc<Stages>,
+    cache: Arc<IndexCache>,
 }
 
 impl Driver {
-    fn drive(mut self, worker: &mut Worker, mut graph: Graph) -> Result<Driven, RunError> {
-        let result = self.drive_epochs(worker, &mut graph);
-        graph.finish(worker);
+    fn drive(mut self, worker: &mut Worker, mut control: Control) -> Result<Driven, RunError> {
+        let result = self.drive_epochs(worker, &mut control);
+        control.send(Command::Stop);
+        control.close(worker);
         result
     }
 
-    fn drive_epochs(&mut self, worker: &mut Worker, graph: &mut Graph) -> Result<Driven, RunError> {
-        // Time 0: the state as of the last commit. No old text is read.
-        let index = self.state.load_index(&self.manifest)?;
-        let mut index_docs = index.len() as u64;
-        for (doc, entry) in &index {
-            graph.index.insert((*doc, entry.clone()));
-        }
-        for (pair, diff) in self.state.load_pairs(&self.manifest)? {
-            graph.pairs.update(pair, diff);
-        }
-        let mut index = Some(index);
+    fn drive_epochs(
+        &mut self,
+        worker: &mut Worker,
+        control: &mut Control,
+    ) -> Result<Driven, RunError> {
         let mut driven = Driven::default();
         let mut work = self.first.take().expect("first work");
         loop {
             if !work.new.is_empty() || !work.retract.is_empty() {
                 let epoch = self.manifest.last_epoch() + 1;
-                if epoch + 1 >= 1 << (64 - graph::BATCH_BITS) {
-                    return Err(RunError::Config(format!(
-                        "the state has {} epochs, the most a dataflow time can number",
-                        epoch - 1
-                    )));
-                }
-                let retracting = index.take().filter(|_| !work.retract.is_empty());
-                let (report, skip) = self.run_epoch(
-                    worker,
-                    graph,
+                control.send(Command::Epoch {
                     epoch,
-                    &work,
-                    retracting.as_deref(),
-                    &mut index_docs,
-                )?;
+                    retracting: work.retract.clone(),
+                });
+                let (report, skip) = self.run_epoch(worker, epoch, &work)?;
                 driven.skipped.extend(skip);
                 driven.epochs.push(report);
                 driven
                     .packs
                     .extend(pack_output(&self.config, &self.options)?);
             }
-            index = None;
             let Some(watch) = self.options.watch.clone() else {
                 break;
             };
@@ -399,17 +437,78 @@ impl Driver {
         map
     }
 
+    /// Run one epoch's dataflow to the end (also when the epoch fails, so that the other
+    /// workers finish it too), then commit what it decided.
     fn run_epoch(
+        &mut self,
+        worker: &mut Worker,
+        epoch: u64,
+        work: &EpochWork,
+    ) -> Result<(EpochReport, Vec<Skipped>), RunError> {
+        let start = Instant::now();
+        let index = self.cache.get(epoch, &work.retract);
+        let mut graph = graph::build(worker, self.stages.clone(), index.clone());
+        let fed = self.feed_epoch(worker, &mut graph, epoch, work, &index);
+        graph.finish(worker);
+        let (writer, skipped) = fed?;
+        let shard_ordinals = writer.shard_ordinals.clone();
+        let index_added = writer.index_added();
+        let first_ordinal = self.manifest.next_ordinal();
+        for file in self.manifest.files.iter_mut().filter(|f| f.epoch == epoch) {
+            let (first, passed) = shard_ordinals
+                .get(&file.shard)
+                .copied()
+                .unwrap_or((first_ordinal, 0));
+            file.first_ordinal = first;
+            file.passed = passed;
+        }
+        let index_docs = self.manifest.index_docs();
+        debug_assert!(index_added <= index_docs as i64);
+        let (report, dups_hash, (docs, bytes)) =
+            writer.finish(start.elapsed().as_secs_f64(), index_docs)?;
+        self.manifest.segments.push(SegmentEntry {
+            dir: format!("epochs/{epoch:06}"),
+            first_epoch: epoch,
+            last_epoch: epoch,
+            base: first_ordinal,
+            docs,
+            bytes,
+        });
+        crate::pipeline::fail_point::fail_point("before-commit");
+        self.manifest.epochs.push(EpochSummary {
+            epoch,
+            kind: work.kind.into(),
+            committed_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            seconds: report.seconds,
+            files: report.files.len(),
+            bytes_in: report.bytes_in,
+            readmitted: report.readmitted,
+            tombstoned: report.tombstoned,
+            dups_hash,
+            sources: report.sources.clone(),
+            index_docs,
+            peak_rss: peak_rss(),
+        });
+        self.state.commit(&self.manifest)?;
+        mark_output(&self.config, &self.manifest)?;
+        if self.config.compact {
+            compact::compact_due(&self.state, &mut self.manifest, self.stages.sketch_words())?;
+        }
+        Ok((report, skipped))
+    }
+
+    /// Feed the epoch's documents (revisited ones first, for a retraction) and write what
+    /// the dataflow decides as it goes.
+    fn feed_epoch(
         &mut self,
         worker: &mut Worker,
         graph: &mut Graph,
         epoch: u64,
         work: &EpochWork,
-        index: Option<&[(DocId, Entry)]>,
-        index_docs: &mut u64,
-    ) -> Result<(EpochReport, Vec<Skipped>), RunError> {
-        let start = Instant::now();
-        let base = epoch_time(epoch);
+        index: &Result<crate::pipeline::index::Index, String>,
+    ) -> Result<(EpochWriter, Vec<Skipped>), RunError> {
         let first_new_shard = self.manifest.next_shard();
         let numbered: Vec<(u32, &NewFile)> = work
             .new
@@ -417,59 +516,31 @@ impl Driver {
             .enumerate()
             .map(|(i, f)| (first_new_shard + i as u32, f))
             .collect();
+        let shard_sources = self.shard_sources(&numbered);
         let mut writer = EpochWriter::create(
-            &self.state,
-            &self.config.output,
-            epoch,
-            work.kind,
-            self.ops.clone(),
-            self.shard_sources(&numbered),
-            first_new_shard,
-            self.config.shard_bytes,
-            self.manifest
-                .epochs
-                .iter()
-                .map(|e| (e.epoch, e.dups_hash.clone()))
-                .collect(),
+            EpochPlan {
+                state: &self.state,
+                output: &self.config.output,
+                epoch,
+                kind: work.kind,
+                shard_sources: shard_sources.clone(),
+                shard_bytes: self.config.shard_bytes,
+                first_ordinal: self.manifest.next_ordinal(),
+            },
+            self.stages.clone(),
         )?;
-        graph.advance_all(base);
-        // Retractions: negative changes to the index, at the epoch's first time.
-        if let Some(index) = index {
-            let shards: HashSet<u32> = work.retract.iter().copied().collect();
-            let mut indexed: HashMap<u32, i64> = HashMap::new();
-            for (doc, entry) in index
-                .iter()
-                .filter(|(doc, _)| shards.contains(&shard_of(*doc)))
-            {
-                graph.index.remove((*doc, entry.clone()));
-                writer.retract(*doc, entry)?;
-                *indexed.entry(shard_of(*doc)).or_default() += 1;
-            }
-            for file in self
-                .manifest
-                .files
-                .iter_mut()
-                .filter(|f| shards.contains(&f.shard))
-            {
-                file.retracted_in = Some(epoch);
-                let passed = indexed.get(&file.shard).copied().unwrap_or(0);
-                let rejected = file.rejected as i64;
-                writer.retract_unindexed(
-                    &file.source,
-                    rejected,
-                    file.docs as i64 - rejected - passed,
-                );
-            }
+        if !work.retract.is_empty() {
+            let index = index
+                .as_ref()
+                .map_err(|e| RunError::Config(format!("opening the index: {e}")))?;
+            self.retract(index, &work.retract, &shard_sources, &mut writer, graph)?;
         }
-        // The index and pairs take nothing more this epoch; raw's batches set the pace.
-        graph.index.advance_to(epoch_time(epoch + 1));
-        graph.pairs.advance_to(epoch_time(epoch + 1));
-        graph.index.flush();
-        graph.pairs.flush();
+        // Time 0 held the revisited documents; batches of new ones follow.
+        graph.close_revisits();
+        let mut batch: u64 = 1;
         let total: u64 = work.new.iter().map(|f| f.size).sum();
         let mut progress = Progress::new("run", total, self.options.progress);
         let mut done_bytes = 0;
-        let mut batch: u64 = 0;
         let mut skipped = Vec::new();
         for (shard, file) in &numbered {
             let source = &self.config.sources[file.source];
@@ -502,27 +573,21 @@ impl Driver {
             }
             let records = docs.docs + rejects.len() as u64;
             docs.for_batches(self.config.batch_docs, |chunk| {
-                if batch >= 1 << graph::BATCH_BITS {
-                    return Err(RunError::Config(format!(
-                        "epoch {epoch} has more than 2^{} batches of documents; raise `batch_docs` or ingest the files in several runs",
-                        graph::BATCH_BITS
-                    )));
-                }
-                graph.raw.advance_to(base + batch);
+                graph.raw.advance_to(batch);
                 for (row, text) in chunk {
                     graph.raw.insert((doc_id(*shard, row as u32), text));
                 }
                 graph.raw.flush();
                 batch += 1;
                 // Keep a few batches in flight; write whatever is final.
-                let wait_for = base + batch.saturating_sub(IN_FLIGHT);
+                let wait_for = batch.saturating_sub(IN_FLIGHT);
                 worker.step_while(|| graph.probe.less_than(&wait_for));
                 let frontier = graph
                     .probe
                     .with_frontier(|f| f.first().copied())
                     .unwrap_or(Time::MAX);
                 writer.absorb(&mut graph.captured.borrow_mut(), frontier)?;
-                Ok(())
+                Ok::<(), RunError>(())
             })?;
             crate::pipeline::fail_point::fail_point("after-first-file");
             done_bytes += file.size;
@@ -546,36 +611,83 @@ impl Driver {
                 docs: records,
                 rejected: rejects.len() as u64,
                 retracted_in: None,
+                first_ordinal: 0,
+                passed: 0,
             });
         }
-        let next = epoch_time(epoch + 1);
-        graph.advance_all(next);
-        worker.step_while(|| graph.probe.less_than(&next));
-        writer.absorb(&mut graph.captured.borrow_mut(), next)?;
+        graph.advance_to(batch);
+        worker.step_while(|| graph.probe.less_than(&batch));
+        writer.absorb(&mut graph.captured.borrow_mut(), batch)?;
         progress.finish();
-        *index_docs = (*index_docs as i64 + writer.index_added()) as u64;
         writer.report.skipped = skipped.clone();
-        let (report, dups_hash) = writer.finish(start.elapsed().as_secs_f64(), *index_docs)?;
-        crate::pipeline::fail_point::fail_point("before-commit");
-        self.manifest.epochs.push(EpochSummary {
-            epoch,
-            kind: work.kind.into(),
-            committed_at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            seconds: report.seconds,
-            files: report.files.len(),
-            bytes_in: report.bytes_in,
-            readmitted: report.readmitted,
-            tombstoned: report.tombstoned,
-            dups_hash,
-            sources: report.sources.clone(),
-            index_docs: *index_docs,
-            peak_rss: peak_rss(),
-        });
-        self.state.commit(&self.manifest)?;
-        mark_output(&self.config, &self.manifest)?;
-        Ok((report, skipped))
+        Ok((writer, skipped))
+    }
+
+    /// Take the files of `shards` out of the index and give the dataflow the documents whose
+    /// status that may change (`retraction.rs`), at time 0.
+    fn retract(
+        &mut self,
+        index: &crate::pipeline::index::Index,
+        shards: &[u32],
+        shard_sources: &HashMap<u32, ShardSource>,
+        writer: &mut EpochWriter,
+        graph: &mut Graph,
+    ) -> Result<(), RunError> {
+        let epoch = self.manifest.last_epoch() + 1;
+        let retracting: Vec<_> = self
+            .manifest
+            .files
+            .iter()
+            .filter(|f| shards.contains(&f.shard))
+            .map(FileEntry::ordinals)
+            .collect();
+        let texts = TextStore {
+            state_epochs: self
+                .manifest
+                .epochs
+                .iter()
+                .map(|e| {
+                    (
+                        self.state.epoch_dir(e.epoch).join("dups.jsonl"),
+                        e.dups_hash.clone(),
+                    )
+                })
+                .collect(),
+            output_epochs: self
+                .manifest
+                .epochs
+                .iter()
+                .map(|e| self.config.output.join(format!("epoch-{:06}", e.epoch)))
+                .collect(),
+        };
+        let revisits = crate::pipeline::retraction::retract(
+            index,
+            &self.stages,
+            &retracting,
+            &texts,
+            shard_sources,
+            writer,
+        )?;
+        let revisit = graph.revisit.as_mut().expect("revisits are given first");
+        for (doc, revisited) in revisits {
+            revisit.insert((doc, (revisited.ordinal, revisited.text.clone())));
+            writer.revisit(doc, revisited);
+        }
+        for file in self
+            .manifest
+            .files
+            .iter_mut()
+            .filter(|f| shards.contains(&f.shard))
+        {
+            file.retracted_in = Some(epoch);
+            let rejected = file.rejected as i64;
+            writer.retract_unindexed(
+                &file.source,
+                rejected,
+                file.docs as i64 - rejected - file.passed as i64,
+            );
+        }
+        Ok(())
     }
 }
 

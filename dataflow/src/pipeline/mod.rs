@@ -4,16 +4,23 @@
 //! new and gives exactly what one run over everything would.
 
 pub mod cluster;
+pub mod compact;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod discover;
 pub mod epoch;
 mod fail_point;
 pub mod graph;
+pub mod index;
 pub mod job;
 pub mod lock;
 pub mod output_mark;
+pub mod retraction;
+pub mod run_file;
+pub mod segment;
 pub mod spill;
 pub mod stages;
 pub mod state;
 pub mod status;
+pub mod texts;

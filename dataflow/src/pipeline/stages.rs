@@ -193,16 +193,34 @@ impl Stages {
                 changed,
             };
         };
-        let exact = self.exact.key(&text).into();
-        let near = match &self.near {
-            Some((_, near)) => near.key(&text).into(),
-            None => Arc::from(Vec::new()),
-        };
         Cleaned::Passed {
+            entry: self.entry(&text),
             text,
-            entry: Entry { exact, near },
             changed,
         }
+    }
+
+    /// The dedup keys of a cleaned text.
+    pub fn entry(&self, text: &str) -> Entry {
+        let exact = self.exact.key(text).into();
+        let near = match &self.near {
+            Some((_, near)) => near.key(text).into(),
+            None => Arc::from(Vec::new()),
+        };
+        Entry { exact, near }
+    }
+
+    /// Words of a near key that the index stores for `matches`: the key's length (the same
+    /// for every text) after `Deduplicator::sketch_start`.
+    pub fn sketch_words(&self) -> usize {
+        self.near().map_or(0, |near| {
+            near.key("").len().saturating_sub(near.sketch_start())
+        })
+    }
+
+    /// `Deduplicator::sketch_start` of the near-duplicate method (0 without one).
+    pub fn sketch_start(&self) -> usize {
+        self.near().map_or(0, |near| near.sketch_start())
     }
 
     pub fn near(&self) -> Option<&dyn Deduplicator> {

@@ -1,11 +1,12 @@
-//! A job's state directory: `manifest.json` (the ingested files, each with its shard number
-//! and content hash, and one summary per epoch) and per epoch `epochs/NNNNNN/` holding the
-//! index changes (`index.bin`), the near-duplicate pair changes (`pairs.bin`) and the cleaned
-//! text of documents dropped as duplicates (`dups.jsonl`, to re-admit them after a
-//! retraction without reading sources again).
+//! A job's state directory: `manifest.json` (the ingested files, each with its shard number,
+//! content hash and the ordinals of its indexed documents; one summary per epoch; the index
+//! segments) and per epoch `epochs/NNNNNN/` holding the cleaned text of documents dropped as
+//! duplicates (`dups.jsonl`, to re-admit them after a retraction without reading sources
+//! again) and the epoch's index segment (`segment.rs`), until compaction (`compact.rs`)
+//! merges segments into `index/NNNNNN-MMMMMM/`.
 //!
-//! Every file is checked when read: the segments carry their own xxh3, `dups.jsonl`'s is in
-//! the manifest's epoch summary, and the manifest carries the xxh3 of its own bytes.
+//! Every file is checked when read: the segments' blocks carry their own xxh3, `dups.jsonl`'s
+//! is in the manifest's epoch summary, and the manifest carries the xxh3 of its own bytes.
 //! `lock.rs` keeps a second writer out.
 //!
 //! Commit protocol: an epoch's files are written under `NNNNNN.tmp/` and renamed, then the
@@ -13,22 +14,20 @@
 //! manifest is the commit point: an epoch directory it does not list is a leftover of a
 //! killed run and is removed by the next one, which redoes that work.
 
-use crate::pipeline::graph::DocId;
 use crate::pipeline::lock::{LOCK, StateLock};
-use crate::pipeline::stages::Entry;
+use crate::pipeline::segment::SegmentEntry;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub const MANIFEST: &str = "manifest.json";
 
-/// A near-duplicate pair `(later, earlier)` and its change.
-pub type PairChange = ((DocId, DocId), isize);
 const FORMAT: &str = "steel-run-state";
-const VERSION: u32 = 2;
+/// 3: the index is on disk in segments and probed (2 loaded it whole into memory).
+const VERSION: u32 = 3;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Manifest {
@@ -49,6 +48,9 @@ pub struct Manifest {
     pub id: String,
     pub files: Vec<FileEntry>,
     pub epochs: Vec<EpochSummary>,
+    /// The index, in ordinal order.
+    #[serde(default)]
+    pub segments: Vec<SegmentEntry>,
 }
 
 /// Which pipeline a state belongs to: its state and output directories as the manifest names
@@ -75,6 +77,18 @@ pub struct FileEntry {
     /// The epoch that retracted it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retracted_in: Option<u64>,
+    /// Its documents that passed the filters are the index's ordinals
+    /// `first_ordinal..first_ordinal + passed`.
+    #[serde(default)]
+    pub first_ordinal: u32,
+    #[serde(default)]
+    pub passed: u32,
+}
+
+impl FileEntry {
+    pub fn ordinals(&self) -> Range<u32> {
+        self.first_ordinal..self.first_ordinal + self.passed
+    }
 }
 
 /// Per source, what one epoch changed. Summed over epochs it is the job's current state.
@@ -135,6 +149,30 @@ impl Manifest {
 
     pub fn last_epoch(&self) -> u64 {
         self.epochs.last().map_or(0, |e| e.epoch)
+    }
+
+    /// The ordinal the next indexed document gets.
+    pub fn next_ordinal(&self) -> u32 {
+        self.segments.last().map_or(0, |s| s.end())
+    }
+
+    /// The ordinals of retracted files and of the files of `shards` (being retracted).
+    pub fn retracted_ordinals(&self, shards: &[u32]) -> Vec<Range<u32>> {
+        self.files
+            .iter()
+            .filter(|f| f.retracted_in.is_some() || shards.contains(&f.shard))
+            .map(FileEntry::ordinals)
+            .filter(|r| !r.is_empty())
+            .collect()
+    }
+
+    /// Indexed documents that are live.
+    pub fn index_docs(&self) -> u64 {
+        self.files
+            .iter()
+            .filter(|f| f.retracted_in.is_none())
+            .map(|f| f.passed as u64)
+            .sum()
     }
 
     /// Refuse a pipeline other than the one the state was built by: another state or output
@@ -301,7 +339,7 @@ impl StateDir {
                 manifest.format,
                 manifest.version,
                 if manifest.format == FORMAT && manifest.version < VERSION {
-                    " (made by an older steel: run the job again into a new state directory)"
+                    " (made by an older steel, whose index this one cannot read: rebuild it by running the job again with a new, empty state directory and a new output directory; the sources are read again)"
                 } else {
                     ""
                 }
@@ -309,12 +347,19 @@ impl StateDir {
         }
         check_manifest_bytes(&bytes).map_err(|e| invalid(format!("{MANIFEST} is corrupt: {e}")))?;
         for epoch in &manifest.epochs {
-            let dir = self.epoch_dir(epoch.epoch);
-            for name in ["index.bin", "pairs.bin", "dups.jsonl"] {
-                if !dir.join(name).is_file() {
+            if !self.epoch_dir(epoch.epoch).join("dups.jsonl").is_file() {
+                return Err(invalid(format!(
+                    "committed epoch {} has no dups.jsonl",
+                    epoch.epoch
+                )));
+            }
+        }
+        for segment in &manifest.segments {
+            for name in crate::pipeline::segment::FILES {
+                if !self.dir.join(&segment.dir).join(name).is_file() {
                     return Err(invalid(format!(
-                        "committed epoch {} has no {name}",
-                        epoch.epoch
+                        "index segment {} has no {name}",
+                        segment.dir
                     )));
                 }
             }
@@ -329,39 +374,6 @@ impl StateDir {
     /// Remove what a killed run left after the last committed epoch.
     pub fn remove_uncommitted(&self, last_epoch: u64) -> Result<Vec<PathBuf>, StateError> {
         remove_epochs_after(&self.dir.join("epochs"), last_epoch)
-    }
-
-    /// Every committed index change summed: the index as of the last commit.
-    pub fn load_index(&self, manifest: &Manifest) -> Result<Vec<(DocId, Entry)>, StateError> {
-        let mut index: HashMap<DocId, (Entry, isize)> = HashMap::new();
-        for epoch in &manifest.epochs {
-            let path = self.epoch_dir(epoch.epoch).join("index.bin");
-            for (doc, entry, diff) in read_index(&path)? {
-                let slot = index.entry(doc).or_insert((entry, 0));
-                slot.1 += diff;
-            }
-        }
-        let mut out: Vec<(DocId, Entry)> = index
-            .into_iter()
-            .filter(|(_, (_, count))| *count > 0)
-            .map(|(doc, (entry, _))| (doc, entry))
-            .collect();
-        out.sort_unstable_by_key(|(doc, _)| *doc);
-        Ok(out)
-    }
-
-    /// Every committed pair change summed.
-    pub fn load_pairs(&self, manifest: &Manifest) -> Result<Vec<PairChange>, StateError> {
-        let mut pairs: HashMap<(DocId, DocId), isize> = HashMap::new();
-        for epoch in &manifest.epochs {
-            let path = self.epoch_dir(epoch.epoch).join("pairs.bin");
-            for (pair, diff) in read_pairs(&path)? {
-                *pairs.entry(pair).or_default() += diff;
-            }
-        }
-        let mut out: Vec<_> = pairs.into_iter().filter(|(_, d)| *d != 0).collect();
-        out.sort_unstable();
-        Ok(out)
     }
 
     /// Write the manifest atomically: temp file, fsync, rename, fsync the directory.
@@ -407,82 +419,6 @@ pub fn sync_dir(dir: &Path) -> Result<(), StateError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_error(dir))
-}
-
-const INDEX_MAGIC: &[u8; 8] = b"STLIDX01";
-const PAIRS_MAGIC: &[u8; 8] = b"STLPRS01";
-
-/// A segment file: magic, little-endian words, then the xxh3-64 of everything before it.
-pub struct SegmentWriter {
-    path: PathBuf,
-    out: BufWriter<File>,
-    hasher: xxhash_rust::xxh3::Xxh3,
-    pub records: u64,
-}
-
-impl SegmentWriter {
-    fn create(path: &Path, magic: &[u8; 8]) -> Result<Self, StateError> {
-        let file = File::create(path).map_err(io_error(path))?;
-        let mut writer = SegmentWriter {
-            path: path.to_path_buf(),
-            out: BufWriter::with_capacity(1 << 20, file),
-            hasher: xxhash_rust::xxh3::Xxh3::new(),
-            records: 0,
-        };
-        writer.bytes(magic)?;
-        Ok(writer)
-    }
-
-    pub fn index(path: &Path) -> Result<Self, StateError> {
-        Self::create(path, INDEX_MAGIC)
-    }
-
-    pub fn pairs(path: &Path) -> Result<Self, StateError> {
-        Self::create(path, PAIRS_MAGIC)
-    }
-
-    fn bytes(&mut self, bytes: &[u8]) -> Result<(), StateError> {
-        self.hasher.update(bytes);
-        self.out.write_all(bytes).map_err(io_error(&self.path))
-    }
-
-    fn word(&mut self, word: u64) -> Result<(), StateError> {
-        self.bytes(&word.to_le_bytes())
-    }
-
-    /// `doc, diff, exact length, near length, exact words, near words`.
-    pub fn entry(&mut self, doc: DocId, entry: &Entry, diff: isize) -> Result<(), StateError> {
-        self.word(doc)?;
-        self.word(diff as i64 as u64)?;
-        self.word(entry.exact.len() as u64)?;
-        self.word(entry.near.len() as u64)?;
-        for &w in entry.exact.iter().chain(entry.near.iter()) {
-            self.word(w)?;
-        }
-        self.records += 1;
-        Ok(())
-    }
-
-    /// `later, earlier, diff`.
-    pub fn pair(&mut self, pair: (DocId, DocId), diff: isize) -> Result<(), StateError> {
-        self.word(pair.0)?;
-        self.word(pair.1)?;
-        self.word(diff as i64 as u64)?;
-        self.records += 1;
-        Ok(())
-    }
-
-    pub fn finish(mut self) -> Result<(), StateError> {
-        let sum = self.hasher.digest();
-        self.out
-            .write_all(&sum.to_le_bytes())
-            .map_err(io_error(&self.path))?;
-        let file = self.out.into_inner().map_err(|e| StateError::Io {
-            path: self.path.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(io_error(&self.path))
-    }
 }
 
 /// A line-oriented state file (`dups.jsonl`) whose xxh3-64 is computed as it is written; the
@@ -554,107 +490,4 @@ pub fn read_hashed_lines(
         });
     }
     Ok(())
-}
-
-/// The words of a segment after checking its magic and checksum.
-fn read_words(path: &Path, magic: &[u8; 8]) -> Result<Vec<u64>, StateError> {
-    let mut bytes = Vec::new();
-    BufReader::new(File::open(path).map_err(io_error(path))?)
-        .read_to_end(&mut bytes)
-        .map_err(io_error(path))?;
-    let corrupt = |why: &str| StateError::Invalid {
-        dir: path.to_path_buf(),
-        reason: format!("corrupt segment: {why}"),
-    };
-    if bytes.len() < 16 || bytes.len() % 8 != 0 || &bytes[..8] != magic {
-        return Err(corrupt("bad header or length"));
-    }
-    let (body, sum) = bytes.split_at(bytes.len() - 8);
-    if xxhash_rust::xxh3::xxh3_64(body).to_le_bytes() != sum {
-        return Err(corrupt("checksum mismatch"));
-    }
-    Ok(body[8..]
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect())
-}
-
-pub fn read_index(path: &Path) -> Result<Vec<(DocId, Entry, isize)>, StateError> {
-    let words = read_words(path, INDEX_MAGIC)?;
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < words.len() {
-        let header = words.get(at..at + 4).ok_or_else(|| StateError::Invalid {
-            dir: path.to_path_buf(),
-            reason: "corrupt segment: truncated record".into(),
-        })?;
-        let (doc, diff, exact_len, near_len) = (
-            header[0],
-            header[1] as i64 as isize,
-            header[2] as usize,
-            header[3] as usize,
-        );
-        let body = words
-            .get(at + 4..at + 4 + exact_len + near_len)
-            .ok_or_else(|| StateError::Invalid {
-                dir: path.to_path_buf(),
-                reason: "corrupt segment: truncated record".into(),
-            })?;
-        let entry = Entry {
-            exact: Arc::from(&body[..exact_len]),
-            near: Arc::from(&body[exact_len..]),
-        };
-        out.push((doc, entry, diff));
-        at += 4 + exact_len + near_len;
-    }
-    Ok(out)
-}
-
-pub fn read_pairs(path: &Path) -> Result<Vec<PairChange>, StateError> {
-    let words = read_words(path, PAIRS_MAGIC)?;
-    if words.len() % 3 != 0 {
-        return Err(StateError::Invalid {
-            dir: path.to_path_buf(),
-            reason: "corrupt segment: truncated record".into(),
-        });
-    }
-    Ok(words
-        .chunks_exact(3)
-        .map(|w| ((w[0], w[1]), w[2] as i64 as isize))
-        .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments_round_trip_and_detect_corruption() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("index.bin");
-        let entry = Entry {
-            exact: Arc::from(vec![1u64, 2]),
-            near: Arc::from(vec![u64::MAX, 0, 7]),
-        };
-        let mut writer = SegmentWriter::index(&path).unwrap();
-        writer.entry(5, &entry, 1).unwrap();
-        writer.entry(9, &entry, -1).unwrap();
-        writer.finish().unwrap();
-        assert_eq!(
-            read_index(&path).unwrap(),
-            vec![(5, entry.clone(), 1), (9, entry, -1)]
-        );
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[20] ^= 1;
-        std::fs::write(&path, &bytes).unwrap();
-        let err = read_index(&path).unwrap_err().to_string();
-        assert!(err.contains("checksum mismatch"), "{err}");
-
-        let path = dir.path().join("pairs.bin");
-        let mut writer = SegmentWriter::pairs(&path).unwrap();
-        writer.pair((3, 1), 2).unwrap();
-        writer.finish().unwrap();
-        assert_eq!(read_pairs(&path).unwrap(), vec![((3, 1), 2)]);
-        assert!(read_index(&path).is_err(), "a pairs file is not an index");
-    }
 }

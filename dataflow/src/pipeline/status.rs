@@ -17,7 +17,8 @@ pub struct Status {
     pub sources: BTreeMap<String, SourceCounts>,
     pub index_docs: u64,
     pub index_bytes_on_disk: u64,
-    /// Peak resident memory of the last run, which held the index in memory.
+    pub index_segments: usize,
+    /// Peak resident memory of the last run.
     pub last_run_peak_rss: u64,
     pub last_runs: Vec<LastRun>,
 }
@@ -54,13 +55,7 @@ pub fn status(dir: &Path) -> Result<Status, StateError> {
             total.kept += c.kept;
         }
     }
-    let mut index_bytes_on_disk = 0;
-    for epoch in &manifest.epochs {
-        for name in ["index.bin", "pairs.bin"] {
-            index_bytes_on_disk +=
-                std::fs::metadata(state.epoch_dir(epoch.epoch).join(name)).map_or(0, |m| m.len());
-        }
-    }
+    let index_bytes_on_disk = manifest.segments.iter().map(|s| s.bytes).sum();
     let last = manifest.epochs.last();
     Ok(Status {
         state: dir.display().to_string(),
@@ -75,6 +70,7 @@ pub fn status(dir: &Path) -> Result<Status, StateError> {
         sources,
         index_docs: last.map_or(0, |e| e.index_docs),
         index_bytes_on_disk,
+        index_segments: manifest.segments.len(),
         last_run_peak_rss: last.map_or(0, |e| e.peak_rss),
         last_runs: manifest
             .epochs

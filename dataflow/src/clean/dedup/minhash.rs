@@ -258,6 +258,11 @@ impl Deduplicator for MinhashDedup {
         };
         estimated_jaccard(&sketch(a), &sketch(b)) >= threshold
     }
+
+    /// The band keys: `matches` reads the sketch after them.
+    fn sketch_start(&self) -> usize {
+        self.bands
+    }
 }
 
 #[cfg(test)]
