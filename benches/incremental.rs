@@ -8,9 +8,13 @@
 //! 1. the full run over every file (fresh state);
 //! 2. a run over all files but the last 1% (fresh state), then the append of that 1%.
 //!
-//! Reported: the full run's docs/s and MB/s, the append's wall time as a share of the full
-//! run's, and peak memory per million indexed documents (from the runs' manifests).
+//! Then `steel clean` with the same recipe over the same files, for comparison.
+//!
+//! Reported: the full run's docs/s and MB/s (per core too) next to `steel clean`'s, the
+//! append's wall time as a share of the full run's, peak memory per indexed document (from
+//! the runs' manifests) and the index's bytes on disk per document.
 
+use crate::edits::{Rng, edit};
 use crate::line::BenchLine;
 use crate::samples::converted_text_samples;
 use anyhow::{Context, Result, bail};
@@ -32,34 +36,6 @@ pub struct IncrementalBenchOptions {
     pub workers: usize,
 }
 
-/// A seeded xorshift generator for the edits.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn edit(text: &str, rng: &mut Rng, every: usize, limit: usize) -> String {
-    let mut edits = 0;
-    text.chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if i % every == every - 1 && edits < limit && !c.is_whitespace() {
-                edits += 1;
-                char::from_u32(0x4e00 + (rng.next() % 0x5000) as u32).unwrap_or(c)
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
-/// Make (or reuse) the corpus; returns its files in order.
 fn corpus(options: &IncrementalBenchOptions) -> Result<Vec<PathBuf>> {
     let dir = options
         .work
@@ -90,7 +66,7 @@ fn corpus(options: &IncrementalBenchOptions) -> Result<Vec<PathBuf>> {
         let mut bytes = 0;
         while bytes < per_file {
             let text = docs.next().expect("cycled");
-            let edited = match rng.next() % 10 {
+            let edited = match rng.next_u64() % 10 {
                 0 => text.clone(),
                 1 | 2 => edit(text, &mut rng, 97, 3),
                 _ => edit(text, &mut rng, 4, usize::MAX),
@@ -146,6 +122,8 @@ struct Run {
     docs: u64,
     bytes: u64,
     summary: EpochSummary,
+    /// The index's bytes on disk after the run.
+    index_bytes: u64,
 }
 
 /// Run `steel run` on `job` in its own process.
@@ -178,7 +156,47 @@ fn run(options: &IncrementalBenchOptions, job: &Path) -> Result<Run> {
         docs,
         bytes: report["bytes_in"].as_u64().unwrap_or(0),
         summary: summary.clone(),
+        index_bytes: manifest.segments.iter().map(|s| s.bytes).sum(),
     })
+}
+
+/// `steel clean` with the same recipe over the same files, in its own process: the
+/// throughput the full run is measured against.
+fn clean(options: &IncrementalBenchOptions, files: &[PathBuf], full: &Run) -> Result<BenchLine> {
+    let out = options.work.join("clean-out");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).context("clearing the clean output")?;
+    }
+    let start = Instant::now();
+    let result = Command::new(&options.exe)
+        .arg("--threads")
+        .arg(options.workers.to_string())
+        .arg("clean")
+        .arg("--recipe")
+        .arg(&options.recipe)
+        .arg("-o")
+        .arg(&out)
+        .arg("--json")
+        .args(files)
+        .output()
+        .context("starting steel clean")?;
+    let seconds = start.elapsed().as_secs_f64();
+    if !result.status.success() {
+        bail!(
+            "steel clean failed: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+    let full_mb_per_s = full.bytes as f64 / 1e6 / full.seconds;
+    let clean_mb_per_s = full.bytes as f64 / 1e6 / seconds;
+    Ok(
+        BenchLine::new("incremental", "steel clean, same files", seconds)
+            .with("workers", options.workers)
+            .with("files", files.len())
+            .with("bytes", full.bytes)
+            .with("mb_per_s", clean_mb_per_s)
+            .with("full_run_vs_clean", full_mb_per_s / clean_mb_per_s),
+    )
 }
 
 fn line(
@@ -199,10 +217,18 @@ fn line(
         .with("docs_per_s", docs as f64 / run.seconds)
         .with("mb_per_s", bytes as f64 / 1e6 / run.seconds)
         .with("index_docs", index_docs)
+        .with(
+            "index_bytes_per_doc",
+            run.index_bytes as f64 / index_docs.max(1) as f64,
+        )
+        .with(
+            "mb_per_s_per_core",
+            bytes as f64 / 1e6 / run.seconds / options.workers as f64,
+        )
         .with("peak_rss_mb", rss)
         .with(
-            "peak_rss_mb_per_million_docs",
-            rss / (index_docs.max(1) as f64 / 1e6),
+            "peak_rss_bytes_per_indexed_doc",
+            run.summary.peak_rss as f64 / index_docs.max(1) as f64,
         );
     match share_of_full {
         // For the append: its wall time over the full run's.
@@ -222,6 +248,7 @@ pub fn bench_incremental(
     let full_job = job(options, "full", &files)?;
     let full = run(options, &full_job)?;
     emit(&line("full run", options, files.len(), &full, None));
+    emit(&clean(options, &files, &full)?);
 
     let inc_job = job(options, "incremental", base)?;
     let before = run(options, &inc_job)?;

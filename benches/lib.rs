@@ -3,8 +3,10 @@
 
 pub mod clean;
 pub mod convert;
+pub mod edits;
 pub mod generate;
 pub mod incremental;
+pub mod index_scale;
 pub mod line;
 pub mod pack;
 pub mod samples;

@@ -9,6 +9,7 @@ use steel_bench::clean::{CleanBenchOptions, bench_clean};
 use steel_bench::convert::{ConvertBenchOptions, bench_convert};
 use steel_bench::generate::{GenerateBenchOptions, bench_generate};
 use steel_bench::incremental::{IncrementalBenchOptions, bench_incremental};
+use steel_bench::index_scale::{IndexScaleOptions, bench_index_scale};
 use steel_bench::pack::{PackBenchOptions, bench_loader, bench_pack};
 use steel_bench::train::{BenchTrainOptions, bench_train};
 use steel_trainer::device::Device;
@@ -23,6 +24,8 @@ pub enum BenchCommand {
     Clean(BenchCleanArgs),
     /// `steel run`: a full run against appending 1% to a state of the other 99%.
     Incremental(BenchIncrementalArgs),
+    /// `steel run`: appending the same shard to synthetic indexes of growing size.
+    Index(BenchIndexArgs),
     /// Training throughput of a preset on random tokens: tokens/s, MFU, peak GPU memory.
     Train(BenchTrainArgs),
     /// CPU generation throughput of a preset on random prompts: prefill and decode tokens/s
@@ -140,6 +143,28 @@ pub struct BenchConvertArgs {
 }
 
 #[derive(Args)]
+pub struct BenchIndexArgs {
+    /// Directory of sample files (the appended shard's texts).
+    #[arg(long, default_value = "../shared/data/steel-samples")]
+    samples: PathBuf,
+    /// The recipe the pipeline runs (it must have a near-duplicate deduplicator).
+    #[arg(long, default_value = "recipes/demo_run.yaml")]
+    recipe: PathBuf,
+    /// Scratch directory (each index is removed after its append).
+    #[arg(long, default_value = "target/bench-index")]
+    work: PathBuf,
+    /// Index sizes in millions of documents, comma separated (0, the baseline, is added).
+    #[arg(long, default_value = "1,10,30", value_delimiter = ',')]
+    millions: Vec<f64>,
+    /// Documents of the appended shard.
+    #[arg(long, default_value_t = 50_000)]
+    shard_docs: usize,
+    /// Timely workers of each run.
+    #[arg(long, short = 'w', default_value_t = 2)]
+    workers: usize,
+}
+
+#[derive(Args)]
 pub struct BenchIncrementalArgs {
     /// Directory of sample files.
     #[arg(long, default_value = "../shared/data/steel-samples")]
@@ -219,6 +244,18 @@ pub fn run(command: BenchCommand) -> Result<()> {
                 workers: args.workers,
             };
             bench_incremental(&options, &mut print).context("steel bench incremental failed")?;
+        }
+        BenchCommand::Index(args) => {
+            let options = IndexScaleOptions {
+                exe: std::env::current_exe().context("finding the steel binary")?,
+                samples: args.samples,
+                recipe: args.recipe,
+                work: args.work,
+                sizes: args.millions.iter().map(|m| (m * 1e6) as u64).collect(),
+                shard_docs: args.shard_docs.max(1),
+                workers: args.workers,
+            };
+            bench_index_scale(&options, &mut print).context("steel bench index failed")?;
         }
         BenchCommand::Train(args) => {
             let options = BenchTrainOptions {

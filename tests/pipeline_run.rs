@@ -381,6 +381,31 @@ fn a_killed_run_is_finished_by_the_next_one() {
         assert_eq!(report["epochs"][0]["epoch"], 2, "{point}: {report}");
         assert_eq!(normalised(&crashed), normalised(&reference), "{point}");
     }
+    // Killed after epoch 2 committed, while merging its index segment with epoch 1's: the
+    // merged segment is not committed, the next run removes it, and epoch 2 stands.
+    let crashed = job(dir.path(), "compaction", 2, &[("web", &files[..2])]);
+    run_ok(&crashed, &["run", "pipeline.toml", "--json"]);
+    add_files(&crashed, "web", &files[2..]);
+    let point = "before-compaction-commit";
+    let out = steel(
+        &crashed,
+        &["run", "pipeline.toml", "--json"],
+        Some(("STEEL_FAIL_AT", point)),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(86),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged = crashed.join("state/index/000001-000002");
+    assert!(merged.exists(), "the merge was written before the kill");
+    let report = run_ok(&crashed, &["run", "pipeline.toml", "--json"]);
+    assert_eq!(report["nothing_new"], true, "{report}");
+    let removed = report["removed_leftovers"].to_string();
+    assert!(removed.contains("000001-000002"), "{report}");
+    assert!(!merged.exists());
+    assert_eq!(normalised(&crashed), normalised(&reference), "{point}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! the same dataflows in the same order. Each process opens the epoch's index snapshot once
 //! (`IndexCache`) and its workers share it.
 
-use crate::pipeline::index::Index;
+use crate::pipeline::index::{Index, Snapshot};
 use crate::pipeline::state::{MANIFEST, StateDir};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -102,7 +102,7 @@ pub struct IndexCache {
     state: PathBuf,
     sketch_start: usize,
     sketch_words: usize,
-    slot: Mutex<Option<(u64, Arc<Result<Index, String>>)>>,
+    slot: Mutex<Option<(u64, Snapshot)>>,
 }
 
 impl IndexCache {
@@ -117,7 +117,7 @@ impl IndexCache {
 
     /// The index as of the commit before `epoch`, with `retracting` not live (an error, for
     /// the dataflow to report, when it cannot be opened).
-    pub fn get(&self, epoch: u64, retracting: &[u32]) -> Arc<Result<Index, String>> {
+    pub fn get(&self, epoch: u64, retracting: &[u32]) -> Snapshot {
         let mut slot = self.slot.lock().expect("index cache");
         if let Some((cached, index)) = &*slot
             && *cached == epoch

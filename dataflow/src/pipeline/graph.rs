@@ -23,7 +23,7 @@
 //! revisited documents at 0, new documents' batches from 1, in id order; a decision never
 //! depends on a later document.
 
-use crate::pipeline::index::Index;
+use crate::pipeline::index::Snapshot;
 use crate::pipeline::stages::{Cleaned, Entry, Key, Stages};
 use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::{AsCollection, VecCollection};
@@ -123,7 +123,7 @@ type Candidate = (DocId, (Option<u32>, Entry));
 
 /// Build one epoch's dataflow on this worker (every worker builds the same one), probing
 /// `index` (or failing every probe with its error).
-pub fn build(worker: &mut Worker, stages: Arc<Stages>, index: Arc<Result<Index, String>>) -> Graph {
+pub fn build(worker: &mut Worker, stages: Arc<Stages>, index: Snapshot) -> Graph {
     let captured = Rc::new(RefCell::new(Captured::default()));
     let sink = captured.clone();
     let probe = Handle::new();
@@ -231,7 +231,7 @@ type Errors<'s> = VecCollection<'s, Time, String, isize>;
 fn near_stage<'s>(
     members: Members<'s>,
     stages: Arc<Stages>,
-    index: Arc<Result<Index, String>>,
+    index: Snapshot,
 ) -> (Witnesses<'s>, Errors<'s>) {
     let bucket_stages = stages.clone();
     let buckets = members.flat_map(move |(doc, (ordinal, key))| {

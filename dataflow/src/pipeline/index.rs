@@ -16,6 +16,10 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 
+/// An opened index, or why it could not be opened (every probe of the epoch then fails
+/// with it, so the epoch fails on worker 0).
+pub type Snapshot = std::sync::Arc<Result<Index, String>>;
+
 pub struct Index {
     /// In ordinal order; each holds `base..end` of the ordinals.
     segments: Vec<Segment>,
@@ -148,7 +152,7 @@ impl Index {
     /// Documents filed under `bucket`, in ordinal order (live or not, any status).
     pub fn in_bucket(&self, bucket: u64) -> Result<Vec<u32>, StateError> {
         let mut found = Vec::new();
-        for segment in &self.segments {
+        for segment in self.segments.iter().filter(|s| s.bloom.may_contain(bucket)) {
             segment.bands.find(bucket, |bytes| {
                 found.push(KeyedRecord::decode(bytes).ordinal);
                 Ok(true)

@@ -3,6 +3,7 @@
 //! and an index of dedup keys) persists between runs, so a run costs in proportion to what is
 //! new and gives exactly what one run over everything would.
 
+pub mod bloom;
 pub mod cluster;
 pub mod compact;
 pub mod config;

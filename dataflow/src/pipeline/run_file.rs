@@ -457,27 +457,52 @@ pub fn merge(
         .iter()
         .map(|run| Cursor::new(run, 0..run.fences.len()))
         .collect::<Result<Vec<_>, _>>()?;
-    while let Some(least) = least_head(&cursors, &order) {
+    // A binary min-heap of the cursors that have a head, by head (then input order, so
+    // that equal records come out in input order): each record costs O(log inputs).
+    let less = |cursors: &[Cursor], a: usize, b: usize| {
+        let (x, y) = (cursors[a].head(), cursors[b].head());
+        let (Some(x), Some(y)) = (x, y) else {
+            return false;
+        };
+        order(x, y).then(a.cmp(&b)) == Ordering::Less
+    };
+    let mut heap: Vec<usize> = (0..cursors.len())
+        .filter(|&i| cursors[i].head().is_some())
+        .collect();
+    for at in (0..heap.len() / 2).rev() {
+        sift_down(&mut heap, at, |a, b| less(&cursors, a, b));
+    }
+    while let Some(&least) = heap.first() {
         let cursor = &mut cursors[least];
         if let Some(record) = cursor.head().filter(|record| keep(record)) {
             out.push(record)?;
         }
         cursor.advance()?;
+        if cursor.head().is_none() {
+            heap.swap_remove(0);
+        }
+        sift_down(&mut heap, 0, |a, b| less(&cursors, a, b));
     }
     Ok(())
 }
 
-/// The index of the cursor with the least head under `order` (the first among equals), or
-/// None when all are exhausted.
-fn least_head(cursors: &[Cursor], order: &impl Fn(&[u8], &[u8]) -> Ordering) -> Option<usize> {
-    let mut least: Option<(usize, &[u8])> = None;
-    for (i, cursor) in cursors.iter().enumerate() {
-        let Some(head) = cursor.head() else { continue };
-        if least.is_none_or(|(_, best)| order(head, best) == Ordering::Less) {
-            least = Some((i, head));
+/// Restore the heap order below `at` (`less` compares the cursors two entries name).
+fn sift_down(heap: &mut [usize], mut at: usize, less: impl Fn(usize, usize) -> bool) {
+    loop {
+        let (left, right) = (2 * at + 1, 2 * at + 2);
+        let mut least = at;
+        if left < heap.len() && less(heap[left], heap[least]) {
+            least = left;
         }
+        if right < heap.len() && less(heap[right], heap[least]) {
+            least = right;
+        }
+        if least == at {
+            return;
+        }
+        heap.swap(at, least);
+        at = least;
     }
-    least.map(|(i, _)| i)
 }
 
 /// A record's key: its first 8 bytes, little-endian. Records are at least 8 bytes.

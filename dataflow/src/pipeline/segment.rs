@@ -13,10 +13,12 @@
 //! | `witnesses.run`  | sorted (witness, dropped): who near-dropped whom    | 12               |
 //! | `changes.run`    | sorted (ordinal, status): earlier segments' changes | 16               |
 //! | `status.bin`     | one status byte per own document, then its xxh3     | 1                |
+//! | `bands.bloom`    | a Bloom filter of `bands.run`'s buckets (`bloom.rs`) | 10 bits a bucket |
 //!
-//! Only `status.bin` and the runs' fence pointers are held in memory; everything else is
-//! read a block at a time when a probe needs it.
+//! Only `status.bin`, the Bloom filter and the runs' fence pointers are held in memory;
+//! everything else is read a block at a time when a probe needs it.
 
+use crate::pipeline::bloom::Bloom;
 use crate::pipeline::graph::DocId;
 use crate::pipeline::run_file::{RunReader, RunWriter};
 use crate::pipeline::state::{StateError, io_error, write_synced};
@@ -73,7 +75,8 @@ pub const BANDS: &str = "bands.run";
 pub const WITNESSES: &str = "witnesses.run";
 pub const CHANGES: &str = "changes.run";
 pub const STATUS: &str = "status.bin";
-pub const FILES: [&str; 7] = [DOCS, KEYS, EXACT, BANDS, WITNESSES, CHANGES, STATUS];
+pub const BLOOM: &str = "bands.bloom";
+pub const FILES: [&str; 8] = [DOCS, KEYS, EXACT, BANDS, WITNESSES, CHANGES, STATUS, BLOOM];
 
 const STATUS_MAGIC: &[u8; 8] = b"STLSTAT1";
 
@@ -364,11 +367,23 @@ impl SegmentWriter {
         let mut bytes = self.docs.finish()? + self.keys.finish()?;
         bytes += self.exact.finish()?;
         bytes += self.bands.finish()?;
+        bytes += write_bloom(&self.dir)?;
         bytes += self.witnesses.finish()?;
         bytes += self.changes.finish()?;
         bytes += write_status(&self.dir.join(STATUS), &self.status)?;
         Ok((self.status.len() as u32, bytes))
     }
+}
+
+/// Write the Bloom filter of the buckets in `dir`'s `bands.run`; its size.
+pub fn write_bloom(dir: &Path) -> Result<u64, StateError> {
+    let bands = RunReader::open(&dir.join(BANDS), KeyedRecord::MAGIC, KeyedRecord::WIDTH)?;
+    let mut bloom = Bloom::with_capacity(bands.len());
+    bands.for_each(|bytes| {
+        bloom.insert(KeyedRecord::decode(bytes).key);
+        Ok(())
+    })?;
+    bloom.write(&dir.join(BLOOM))
 }
 
 /// Write a status file (magic, a byte per document, xxh3); its size.
@@ -390,6 +405,8 @@ pub struct Segment {
     pub bands: RunReader,
     pub witnesses: RunReader,
     pub changes: RunReader,
+    /// Of the buckets in `bands`: a bucket it rules out needs no block read.
+    pub bloom: Bloom,
     status: Vec<u8>,
 }
 
@@ -408,6 +425,7 @@ impl Segment {
                 KeyedRecord::WIDTH,
             )?,
             changes: RunReader::open(&dir.join(CHANGES), ChangeRecord::MAGIC, ChangeRecord::WIDTH)?,
+            bloom: Bloom::read(&dir.join(BLOOM))?,
             status: read_status(&dir.join(STATUS))?,
         };
         let corrupt = |what: String| StateError::Invalid {
@@ -435,9 +453,10 @@ impl Segment {
         Status::from_byte(byte).expect("checked when read")
     }
 
-    /// Memory held: statuses and the runs' fences.
+    /// Memory held: statuses, the Bloom filter and the runs' fences.
     pub fn memory_bytes(&self) -> usize {
         self.status.len()
+            + self.bloom.memory_bytes()
             + [
                 &self.docs,
                 &self.keys,
