@@ -16,9 +16,9 @@
 
 use crate::edits::{Rng, edit};
 use crate::line::BenchLine;
-use crate::samples::converted_text_samples;
+use crate::samples::text_sample_texts;
 use anyhow::{Context, Result, bail};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -46,15 +46,7 @@ fn corpus(options: &IncrementalBenchOptions) -> Result<Vec<PathBuf>> {
     if files.iter().all(|f| f.exists()) {
         return Ok(files);
     }
-    let unified = converted_text_samples(&options.samples, &options.work)?;
-    let file = std::fs::File::open(&unified).context("reading the converted samples")?;
-    let texts: Vec<String> = BufReader::new(file)
-        .lines()
-        .map(|l| {
-            let doc: steel_dataflow::doc::UnifiedDoc = serde_json::from_str(&l?)?;
-            Ok(doc.text)
-        })
-        .collect::<Result<_>>()?;
+    let texts = text_sample_texts(&options.samples, &options.work)?;
     std::fs::create_dir_all(&dir).context("creating the corpus directory")?;
     let target = options.megabytes << 20;
     let per_file = target / options.files as u64;

@@ -13,9 +13,9 @@
 
 use crate::edits::{Rng, edit};
 use crate::line::BenchLine;
-use crate::samples::converted_text_samples;
+use crate::samples::text_sample_texts;
 use anyhow::{Context, Result, bail};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -92,15 +92,7 @@ fn shard(options: &IndexScaleOptions) -> Result<PathBuf> {
     if path.exists() {
         return Ok(path);
     }
-    let unified = converted_text_samples(&options.samples, &options.work)?;
-    let file = std::fs::File::open(&unified).context("reading the converted samples")?;
-    let texts: Vec<String> = BufReader::new(file)
-        .lines()
-        .map(|l| {
-            let doc: steel_dataflow::doc::UnifiedDoc = serde_json::from_str(&l?)?;
-            Ok(doc.text)
-        })
-        .collect::<Result<_>>()?;
+    let texts = text_sample_texts(&options.samples, &options.work)?;
     let mut rng = Rng(0x5eed_0000_1dec_0001);
     let mut out = BufWriter::new(std::fs::File::create(&path).context("writing the shard")?);
     for text in texts.iter().cycle().take(options.shard_docs) {

@@ -1,6 +1,7 @@
 //! The real text samples (`../shared/data/steel-samples`) as benchmark input.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use steel_dataflow::convert::{ConvertOptions, convert};
 use steel_dataflow::sources::FormatChoice;
@@ -31,4 +32,17 @@ pub fn converted_text_samples(samples: &Path, work: &Path) -> Result<PathBuf> {
         )?;
     }
     Ok(unified)
+}
+
+/// The converted text samples' texts, in file order.
+pub fn text_sample_texts(samples: &Path, work: &Path) -> Result<Vec<String>> {
+    let unified = converted_text_samples(samples, work)?;
+    let file = std::fs::File::open(&unified).context("reading the converted samples")?;
+    BufReader::new(file)
+        .lines()
+        .map(|l| {
+            let doc: steel_dataflow::doc::UnifiedDoc = serde_json::from_str(&l?)?;
+            Ok(doc.text)
+        })
+        .collect()
 }

@@ -383,17 +383,18 @@ fn a_corrupt_or_truncated_index_segment_is_refused_with_its_path() {
     };
     let segment = dir.path().join("state/epochs/000001");
     job.add("a", "s", &docs[20..]);
-    // One byte flipped inside the first block of the bands: every probe reads that block.
-    let bands = segment.join("bands.run");
-    let good = std::fs::read(&bands).unwrap();
+    // One byte flipped inside the first (only) block of the digests: every new document's
+    // exact probe reads it (bucket probes are mostly ruled out by the Bloom filter first).
+    let run_file = segment.join("exact.run");
+    let good = std::fs::read(&run_file).unwrap();
     let mut bad = good.clone();
     bad[100] ^= 1;
-    std::fs::write(&bands, &bad).unwrap();
+    std::fs::write(&run_file, &bad).unwrap();
     let err = run(&job.config, &options, Work::Ingest)
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains(&*bands.to_string_lossy()) && err.contains("checksum"),
+        err.contains(&*run_file.to_string_lossy()) && err.contains("checksum"),
         "{err}"
     );
     assert!(
@@ -401,13 +402,13 @@ fn a_corrupt_or_truncated_index_segment_is_refused_with_its_path() {
         "nothing is committed"
     );
     // A file cut short is refused when the index is opened.
-    std::fs::write(&bands, &good[..good.len() - 1]).unwrap();
+    std::fs::write(&run_file, &good[..good.len() - 1]).unwrap();
     let err = run(&job.config, &options, Work::Ingest)
         .unwrap_err()
         .to_string();
-    assert!(err.contains(&*bands.to_string_lossy()), "{err}");
+    assert!(err.contains(&*run_file.to_string_lossy()), "{err}");
     // Made whole again, the append goes through and equals the batch answer.
-    std::fs::write(&bands, &good).unwrap();
+    std::fs::write(&run_file, &good).unwrap();
     job.run(Work::Ingest);
     let st = stages(dir.path(), NEAR[1]);
     assert_eq!(job.kept(), batch_kept(&st, &placed("s", &docs)));
