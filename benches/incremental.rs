@@ -118,10 +118,11 @@ struct Run {
     index_bytes: u64,
 }
 
-/// Run `steel run` on `job` in its own process.
-fn run(options: &IncrementalBenchOptions, job: &Path) -> Result<Run> {
+/// `steel run --json` on `job` in its own process: its wall seconds, its outcome (the JSON
+/// it printed) and the state's manifest after it.
+pub fn steel_run(exe: &Path, job: &Path) -> Result<(f64, serde_json::Value, Manifest)> {
     let start = Instant::now();
-    let out = Command::new(&options.exe)
+    let out = Command::new(exe)
         .current_dir(job)
         .args(["run", "pipeline.toml", "--json"])
         .output()
@@ -130,16 +131,21 @@ fn run(options: &IncrementalBenchOptions, job: &Path) -> Result<Run> {
     if !out.status.success() {
         bail!("steel run failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    // The outcome is `steel run --json`'s output; the manifest is the state's own file.
     let outcome: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let report = &outcome["epochs"][0];
-    let docs = report["files"].as_array().map_or(0, |files| {
-        files.iter().map(|f| f["docs"].as_u64().unwrap_or(0)).sum()
-    });
     let path = job.join("state/manifest.json");
     let manifest: Manifest = serde_json::from_slice(
         &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
     )?;
+    Ok((seconds, outcome, manifest))
+}
+
+/// Run `steel run` on `job` in its own process.
+fn run(options: &IncrementalBenchOptions, job: &Path) -> Result<Run> {
+    let (seconds, outcome, manifest) = steel_run(&options.exe, job)?;
+    let report = &outcome["epochs"][0];
+    let docs = report["files"].as_array().map_or(0, |files| {
+        files.iter().map(|f| f["docs"].as_u64().unwrap_or(0)).sum()
+    });
     let Some(summary) = manifest.epochs.last() else {
         bail!("steel run in {} committed no epoch", job.display());
     };

@@ -12,12 +12,12 @@
 //! document beyond the baseline's, and the index's bytes on disk per document.
 
 use crate::edits::{Rng, edit};
+use crate::incremental::steel_run;
 use crate::line::BenchLine;
 use crate::samples::text_sample_texts;
 use anyhow::{Context, Result, bail};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 use steel_dataflow::pipeline::config::PipelineConfig;
 use steel_dataflow::pipeline::graph::doc_id;
@@ -192,20 +192,7 @@ fn build_index(job: &Path, size: u64) -> Result<u64> {
 
 /// Append the shard with `steel run` in its own process: wall seconds and its epoch summary.
 fn append(options: &IndexScaleOptions, job: &Path) -> Result<(f64, EpochSummary)> {
-    let start = Instant::now();
-    let out = Command::new(&options.exe)
-        .current_dir(job)
-        .args(["run", "pipeline.toml", "--json"])
-        .output()
-        .context("starting steel run")?;
-    let seconds = start.elapsed().as_secs_f64();
-    if !out.status.success() {
-        bail!("steel run failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let path = job.join("state/manifest.json");
-    let manifest: Manifest = serde_json::from_slice(
-        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-    )?;
+    let (seconds, _, manifest) = steel_run(&options.exe, job)?;
     let summary = manifest.epochs.last().cloned().context("no epoch")?;
     Ok((seconds, summary))
 }
