@@ -349,6 +349,25 @@ fn retraction_readmits_and_tombstones_like_a_run_without_the_source() {
     );
 }
 
+/// A job that ran `files[..2]`, then was killed at fail `point` appending `files[2..]`.
+fn killed_at(dir: &Path, point: &str, files: &[PathBuf]) -> PathBuf {
+    let crashed = job(dir, point, 2, &[("web", &files[..2])]);
+    run_ok(&crashed, &["run", "pipeline.toml", "--json"]);
+    add_files(&crashed, "web", &files[2..]);
+    let out = steel(
+        &crashed,
+        &["run", "pipeline.toml", "--json"],
+        Some(("STEEL_FAIL_AT", point)),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(86),
+        "{point}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crashed
+}
+
 #[test]
 fn a_killed_run_is_finished_by_the_next_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -363,41 +382,15 @@ fn a_killed_run_is_finished_by_the_next_one() {
         "before-commit",
         "before-manifest-rename",
     ] {
-        let crashed = job(dir.path(), point, 2, &[("web", &files[..2])]);
-        run_ok(&crashed, &["run", "pipeline.toml", "--json"]);
-        add_files(&crashed, "web", &files[2..]);
-        let out = steel(
-            &crashed,
-            &["run", "pipeline.toml", "--json"],
-            Some(("STEEL_FAIL_AT", point)),
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(86),
-            "{point}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let crashed = killed_at(dir.path(), point, &files);
         let report = run_ok(&crashed, &["run", "pipeline.toml", "--json"]);
         assert_eq!(report["epochs"][0]["epoch"], 2, "{point}: {report}");
         assert_eq!(normalised(&crashed), normalised(&reference), "{point}");
     }
     // Killed after epoch 2 committed, while merging its index segment with epoch 1's: the
     // merged segment is not committed, the next run removes it, and epoch 2 stands.
-    let crashed = job(dir.path(), "compaction", 2, &[("web", &files[..2])]);
-    run_ok(&crashed, &["run", "pipeline.toml", "--json"]);
-    add_files(&crashed, "web", &files[2..]);
     let point = "before-compaction-commit";
-    let out = steel(
-        &crashed,
-        &["run", "pipeline.toml", "--json"],
-        Some(("STEEL_FAIL_AT", point)),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(86),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let crashed = killed_at(dir.path(), point, &files);
     let merged = crashed.join("state/index/000001-000002");
     assert!(merged.exists(), "the merge was written before the kill");
     let report = run_ok(&crashed, &["run", "pipeline.toml", "--json"]);

@@ -96,8 +96,6 @@ pub struct EpochWriter {
     /// Members and witnesses of documents not yet written.
     members: HashSet<DocId>,
     witnesses: HashMap<DocId, Witness>,
-    /// Index entries added minus removed.
-    index_added: i64,
 }
 
 /// An indexed document a retraction decides again.
@@ -175,7 +173,6 @@ impl EpochWriter {
             revisits: BTreeMap::new(),
             members: HashSet::new(),
             witnesses: HashMap::new(),
-            index_added: 0,
             out_dir,
             out_tmp,
             state_tmp,
@@ -233,7 +230,6 @@ impl EpochWriter {
 
     /// A retracted document leaves the index: uncount it, and tombstone it if it was kept.
     pub fn retract(&mut self, doc: DocId, status: Status) -> Result<(), EpochError> {
-        self.index_added -= 1;
         self.counts(doc).docs_in -= 1;
         self.count(doc, Some(status), None);
         if status == Status::Kept {
@@ -362,7 +358,6 @@ impl EpochWriter {
             .entry(shard_of(doc))
             .or_insert((ordinal, 0));
         slot.1 += 1;
-        self.index_added += 1;
         self.count(doc, None, Some(status));
         if status == Status::Kept {
             let meta = self.meta(doc);
@@ -398,10 +393,6 @@ impl EpochWriter {
             self.tombstone(doc)?;
         }
         Ok(())
-    }
-
-    pub fn index_added(&self) -> i64 {
-        self.index_added
     }
 
     /// Close every file, write the report, sync, and rename both directories into place.

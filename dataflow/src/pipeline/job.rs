@@ -452,7 +452,6 @@ impl Driver {
         graph.finish(worker);
         let (writer, skipped) = fed?;
         let shard_ordinals = writer.shard_ordinals.clone();
-        let index_added = writer.index_added();
         let first_ordinal = self.manifest.next_ordinal();
         for file in self.manifest.files.iter_mut().filter(|f| f.epoch == epoch) {
             let (first, passed) = shard_ordinals
@@ -463,7 +462,6 @@ impl Driver {
             file.passed = passed;
         }
         let index_docs = self.manifest.index_docs();
-        debug_assert!(index_added <= index_docs as i64);
         let (report, dups_hash, (docs, bytes)) =
             writer.finish(start.elapsed().as_secs_f64(), index_docs)?;
         self.manifest.segments.push(SegmentEntry {

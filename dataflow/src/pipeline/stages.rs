@@ -49,6 +49,8 @@ pub struct Stages {
     pub near: Option<(OpSpec, Box<dyn Deduplicator>)>,
     /// Things worth telling the user about how the recipe was read.
     pub notes: Vec<String>,
+    /// See `sketch_words`.
+    sketch_words: usize,
 }
 
 impl Stages {
@@ -144,12 +146,17 @@ impl Stages {
                 (spec, dedup)
             }
         };
+        // A near key's length is the same for every text.
+        let sketch_words = near.as_ref().map_or(0, |(_, near)| {
+            near.key("").len().saturating_sub(near.sketch_start())
+        });
         Ok(Stages {
             ops,
             exact,
             exact_spec,
             near,
             notes,
+            sketch_words,
         })
     }
 
@@ -213,9 +220,7 @@ impl Stages {
     /// Words of a near key that the index stores for `matches`: the key's length (the same
     /// for every text) after `Deduplicator::sketch_start`.
     pub fn sketch_words(&self) -> usize {
-        self.near().map_or(0, |near| {
-            near.key("").len().saturating_sub(near.sketch_start())
-        })
+        self.sketch_words
     }
 
     /// `Deduplicator::sketch_start` of the near-duplicate method (0 without one).
