@@ -23,6 +23,7 @@
 //! revisited documents at 0, new documents' batches from 1, in id order; a decision never
 //! depends on a later document.
 
+use crate::pipeline::bucket_pairs::bucket_pairs;
 use crate::pipeline::index::Snapshot;
 use crate::pipeline::stages::{Cleaned, Entry, Key, Stages};
 use differential_dataflow::input::{Input, InputSession};
@@ -127,6 +128,7 @@ pub fn build(worker: &mut Worker, stages: Arc<Stages>, index: Snapshot) -> Graph
     let captured = Rc::new(RefCell::new(Captured::default()));
     let sink = captured.clone();
     let probe = Handle::new();
+    let peers = worker.peers();
     let (raw, revisit) = worker.dataflow::<Time, _, _>(|scope| {
         let (raw_input, raw) = scope.new_collection::<(DocId, String), isize>();
         let (revisit_input, revisit) = scope.new_collection::<Revisit, isize>();
@@ -135,13 +137,13 @@ pub fn build(worker: &mut Worker, stages: Arc<Stages>, index: Snapshot) -> Graph
         let clean_stages = stages.clone();
         let cleaned = raw
             .inner
-            .exchange(|((doc, _), _, _)| spread(*doc))
+            .exchange(move |((doc, _), _, _)| cleaning_worker(*doc, peers))
             .as_collection()
             .map(move |(doc, text)| (doc, clean_stages.clean(text)));
         let key_stages = stages.clone();
         let revisited = revisit
             .inner
-            .exchange(|((doc, _), _, _)| spread(*doc))
+            .exchange(move |((doc, _), _, _)| cleaning_worker(*doc, peers))
             .as_collection()
             .map(move |(doc, (ordinal, text))| (doc, (Some(ordinal), key_stages.entry(&text))));
         let candidates: VecCollection<'_, Time, Candidate, isize> = cleaned
@@ -264,23 +266,28 @@ fn near_stage<'s>(
         });
     let errors = probed.clone().flat_map(|found| found.err());
     let from_index = probed.flat_map(|found| found.ok());
-    // Within the epoch: each pair once, the later document dropped by the earlier.
-    let within = buckets
-        .clone()
-        .join_map(buckets, move |_bucket, (a, _, ak), (b, _, bk)| {
-            let near = stages.near().expect("near stage");
-            (a > b && near.matches(ak, bk)).then_some((*a, Witness::New(*b)))
-        })
-        .flat_map(|pair| pair);
+    // Within the epoch: each pair, the later document dropped by the earlier.
+    let filed = buckets.map(|(bucket, (doc, _, key))| (bucket, (doc, key)));
+    let within = bucket_pairs(filed, stages);
     let earliest = from_index
         .concat(within)
         .reduce(|_doc, witnesses, out| out.push((*witnesses[0].0, 1isize)));
     (earliest, errors)
 }
 
-/// The worker a document is cleaned on (a fixed mix of its id).
-fn spread(doc: DocId) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(&doc.to_le_bytes())
+/// The worker a document is cleaned on, picked by a fixed mix of its id. Worker 0 also
+/// feeds the documents and writes what is decided, so it cleans two thirds of the share
+/// every other worker cleans (on 2 workers: 2/5 of the documents instead of 1/2).
+fn cleaning_worker(doc: DocId, peers: usize) -> u64 {
+    let peers = peers as u64;
+    if peers <= 1 {
+        return 0;
+    }
+    let slot = xxhash_rust::xxh3::xxh3_64(&doc.to_le_bytes()) % (2 + 3 * (peers - 1));
+    match slot {
+        0..2 => 0,
+        _ => 1 + (slot - 2) / 3,
+    }
 }
 
 /// Sum the changes per record, dropping those that cancel (the dataflow's outputs may hold a

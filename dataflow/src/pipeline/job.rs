@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use timely::worker::Worker;
 
 /// Batches in flight before worker 0 waits for the dataflow to catch up.
-const IN_FLIGHT: u64 = 4;
+const IN_FLIGHT: u64 = 16;
 
 pub use crate::pipeline::cluster::Cluster;
 
@@ -540,85 +540,124 @@ impl Driver {
         let mut progress = Progress::new("run", total, self.options.progress);
         let mut done_bytes = 0;
         let mut skipped = Vec::new();
-        for (shard, file) in &numbered {
-            let source = &self.config.sources[file.source];
-            let display = file.name.clone();
-            let spill = self.state.dir.join("spill.tmp");
-            let read = read_documents(file, source.format, &source.text_field, &spill);
-            let (docs, rejects) = match read {
-                Ok(read) => read,
-                Err(reason) => {
-                    skipped.push(Skipped {
-                        path: display,
-                        reason,
-                    });
-                    continue;
+        // A reader thread reads and converts the next file while this one is fed, so that
+        // reading never leaves the other workers idle. Two spill files take turns.
+        let sources = self.config.sources.clone();
+        let state_dir = self.state.dir.clone();
+        let files: Vec<(usize, NewFile)> = numbered
+            .iter()
+            .enumerate()
+            .map(|(k, (_, file))| (k, (*file).clone()))
+            .collect();
+        std::thread::scope(|scope| -> Result<(), RunError> {
+            let (send, read) = std::sync::mpsc::sync_channel(0);
+            scope.spawn(move || {
+                for (k, file) in files {
+                    let source = &sources[file.source];
+                    let spill = state_dir.join(format!("spill-{}.tmp", k % 2));
+                    let docs = read_documents(&file, source.format, &source.text_field, &spill);
+                    if send.send(docs).is_err() {
+                        // The epoch failed: nothing wants the rest.
+                        return;
+                    }
                 }
-            };
-            if docs.docs > u32::MAX as u64 {
-                return Err(RunError::Config(format!(
-                    "{display}: more than 2^32 records"
-                )));
-            }
-            for reject in &rejects {
-                // Named as the manifest and `meta.file` name it, so a moved job's rejects
-                // still point at the file.
-                let reject = RejectRecord {
-                    file: display.clone(),
-                    ..reject.clone()
-                };
-                writer.reject(&source.name, &reject)?;
-            }
-            let records = docs.docs + rejects.len() as u64;
-            docs.for_batches(self.config.batch_docs, |chunk| {
-                graph.raw.advance_to(batch);
-                for (row, text) in chunk {
-                    graph.raw.insert((doc_id(*shard, row as u32), text));
-                }
-                graph.raw.flush();
-                batch += 1;
-                // Keep a few batches in flight; write whatever is final.
-                let wait_for = batch.saturating_sub(IN_FLIGHT);
-                worker.step_while(|| graph.probe.less_than(&wait_for));
-                let frontier = graph
-                    .probe
-                    .with_frontier(|f| f.first().copied())
-                    .unwrap_or(Time::MAX);
-                writer.absorb(&mut graph.captured.borrow_mut(), frontier)?;
-                Ok::<(), RunError>(())
-            })?;
-            crate::pipeline::fail_point::fail_point("after-first-file");
-            done_bytes += file.size;
-            progress.update(done_bytes, || format!("epoch {epoch}: {batch} batches"));
-            writer.report.bytes_in += file.size;
-            writer.report.files.push(IngestedFile {
-                source: source.name.clone(),
-                path: display.clone(),
-                shard: *shard,
-                bytes: file.size,
-                docs: records,
-                rejected: rejects.len() as u64,
             });
-            self.manifest.files.push(FileEntry {
-                shard: *shard,
-                source: source.name.clone(),
-                path: display,
-                size: file.size,
-                hash: file.hash.clone(),
-                epoch,
-                docs: records,
-                rejected: rejects.len() as u64,
-                retracted_in: None,
-                first_ordinal: 0,
-                passed: 0,
-            });
-        }
+            for ((shard, file), read) in numbered.iter().zip(read) {
+                let fed =
+                    self.feed_file(worker, graph, &mut writer, &mut batch, (*shard, file), read);
+                skipped.extend(fed?);
+                done_bytes += file.size;
+                progress.update(done_bytes, || format!("epoch {epoch}: {batch} batches"));
+            }
+            Ok(())
+        })?;
         graph.advance_to(batch);
         worker.step_while(|| graph.probe.less_than(&batch));
         writer.absorb(&mut graph.captured.borrow_mut(), batch)?;
         progress.finish();
         writer.report.skipped = skipped.clone();
         Ok((writer, skipped))
+    }
+
+    /// Feed one file's documents, as the reader thread read them, in batches from `*batch`,
+    /// and write whatever the dataflow has made final. A file that could not be read is
+    /// given back as skipped.
+    fn feed_file(
+        &mut self,
+        worker: &mut Worker,
+        graph: &mut Graph,
+        writer: &mut EpochWriter,
+        batch: &mut u64,
+        (shard, file): (u32, &NewFile),
+        read: Result<(Spill, Vec<RejectRecord>), String>,
+    ) -> Result<Option<Skipped>, RunError> {
+        let source = &self.config.sources[file.source];
+        let display = file.name.clone();
+        let (docs, rejects) = match read {
+            Ok(read) => read,
+            Err(reason) => {
+                return Ok(Some(Skipped {
+                    path: display,
+                    reason,
+                }));
+            }
+        };
+        if docs.docs > u32::MAX as u64 {
+            return Err(RunError::Config(format!(
+                "{display}: more than 2^32 records"
+            )));
+        }
+        for reject in &rejects {
+            // Named as the manifest and `meta.file` name it, so a moved job's rejects
+            // still point at the file.
+            let reject = RejectRecord {
+                file: display.clone(),
+                ..reject.clone()
+            };
+            writer.reject(&source.name, &reject)?;
+        }
+        let records = docs.docs + rejects.len() as u64;
+        docs.for_batches(self.config.batch_docs, |chunk| {
+            graph.raw.advance_to(*batch);
+            for (row, text) in chunk {
+                graph.raw.insert((doc_id(shard, row as u32), text));
+            }
+            graph.raw.flush();
+            *batch += 1;
+            // Keep a few batches in flight; write whatever is final.
+            let wait_for = batch.saturating_sub(IN_FLIGHT);
+            worker.step_while(|| graph.probe.less_than(&wait_for));
+            let frontier = graph
+                .probe
+                .with_frontier(|f| f.first().copied())
+                .unwrap_or(Time::MAX);
+            writer.absorb(&mut graph.captured.borrow_mut(), frontier)?;
+            Ok::<(), RunError>(())
+        })?;
+        crate::pipeline::fail_point::fail_point("after-first-file");
+        writer.report.bytes_in += file.size;
+        writer.report.files.push(IngestedFile {
+            source: source.name.clone(),
+            path: display.clone(),
+            shard,
+            bytes: file.size,
+            docs: records,
+            rejected: rejects.len() as u64,
+        });
+        self.manifest.files.push(FileEntry {
+            shard,
+            source: source.name.clone(),
+            path: display,
+            size: file.size,
+            hash: file.hash.clone(),
+            epoch: writer.report.epoch,
+            docs: records,
+            rejected: rejects.len() as u64,
+            retracted_in: None,
+            first_ordinal: 0,
+            passed: 0,
+        });
+        Ok(None)
     }
 
     /// Take the files of `shards` out of the index and give the dataflow the documents whose

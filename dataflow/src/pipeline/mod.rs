@@ -4,6 +4,7 @@
 //! new and gives exactly what one run over everything would.
 
 pub mod bloom;
+pub mod bucket_pairs;
 pub mod cluster;
 pub mod compact;
 pub mod config;

@@ -7,7 +7,8 @@ use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 ///
 /// Chinese text is mostly characters NFKC leaves alone, with a full-width comma or colon
 /// here and there; rather than rebuilding the whole text char by char because of one `，`,
-/// only the runs around unstable characters go through the normaliser (see [`is_stable`]).
+/// only the runs around unstable characters go through the normaliser (see [`is_stable`]);
+/// full-width punctuation and letters followed by a stable char are mapped directly.
 ///
 /// ```
 /// use steel_dataflow::sources::normalize::normalize;
@@ -22,10 +23,10 @@ pub fn normalize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while !rest.is_empty() {
-        // Copy the stable prefix, but leave its last char to the next run when that char is
-        // followed by an unstable one (which might combine with it).
+        // Copy the settled prefix (mapping full-width forms), but leave its last char to the
+        // next run when that char is followed by an unstable one (which might combine with it).
         let stable = stable_prefix_len(rest);
-        out.push_str(&rest[..stable]);
+        out.extend(rest[..stable].chars().map(|c| simple_form(c).unwrap_or(c)));
         rest = &rest[stable..];
         if rest.is_empty() {
             break;
@@ -55,27 +56,45 @@ pub fn is_stable(c: char) -> bool {
         )
 }
 
-/// Length in bytes of the longest prefix of stable chars each followed by a stable char or
+/// The NFKC form of a full-width ASCII variant (`，` is `,`) or of the ideographic space: one
+/// ASCII char, which is never the second character of a composition. With combining class 0,
+/// such a char behaves like a stable one once mapped, unless a combining mark follows it
+/// (`Ｅ` and U+0301 compose to `É`), so it too may only be mapped alone when a settled char
+/// follows.
+fn simple_form(c: char) -> Option<char> {
+    match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0),
+        '\u{3000}' => Some(' '),
+        _ => None,
+    }
+}
+
+/// A stable char, or one whose NFKC form is a single ASCII char (`simple_form`).
+fn is_settled(c: char) -> bool {
+    is_stable(c) || simple_form(c).is_some()
+}
+
+/// Length in bytes of the longest prefix of settled chars each followed by a settled char or
 /// the end of the text.
 fn stable_prefix_len(text: &str) -> usize {
     let mut chars = text.char_indices().peekable();
     while let Some((at, c)) = chars.next() {
-        let next_stable = chars.peek().is_none_or(|&(_, n)| is_stable(n));
-        if !(is_stable(c) && next_stable) {
+        let next_stable = chars.peek().is_none_or(|&(_, n)| is_settled(n));
+        if !(is_settled(c) && next_stable) {
             return at;
         }
     }
     text.len()
 }
 
-/// Length in bytes of the run that must be normalised as a whole: up to the first stable
-/// char (after the first) that is followed by a stable char or the end.
+/// Length in bytes of the run that must be normalised as a whole: up to the first settled
+/// char (after the first) that is followed by a settled char or the end.
 fn unstable_run_len(text: &str) -> usize {
     let mut chars = text.char_indices().peekable();
     chars.next();
     while let Some((at, c)) = chars.next() {
-        let next_stable = chars.peek().is_none_or(|&(_, n)| is_stable(n));
-        if is_stable(c) && next_stable {
+        let next_stable = chars.peek().is_none_or(|&(_, n)| is_settled(n));
+        if is_settled(c) && next_stable {
             return at;
         }
     }
@@ -96,7 +115,7 @@ mod tests {
     fn nfkc_fast_path_matches_plain_nfkc() {
         // Random mixes of stable chars with full-width forms, combining marks, Hangul jamo
         // (which compose), compatibility ligatures and \r, seeded.
-        let pool: Vec<char> = "aZ9 \n\r中文字，：（）！？、。“”—\u{301}\u{308}\u{327}\u{1100}\u{1161}\u{11A8}ﬁ①ｶﾞ\u{3000}e\u{2026}Å"
+        let pool: Vec<char> = "aZ9 \n\r中文字，：（）！？、。“”—ＡｅＥ０～\u{301}\u{308}\u{327}\u{1100}\u{1161}\u{11A8}ﬁ①ｶﾞ\u{3000}e\u{2026}Å"
             .chars()
             .collect();
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);

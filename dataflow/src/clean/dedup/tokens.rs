@@ -59,6 +59,14 @@ impl Shingler {
 
     /// The shingles of `text`, in order (repeats included).
     pub fn shingles(&self, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.for_each_shingle(text, |shingle| out.push(shingle.to_string()));
+        out
+    }
+
+    /// Call `visit` with each shingle of `text`, in order (repeats included), without
+    /// allocating a string per shingle.
+    pub fn for_each_shingle(&self, text: &str, mut visit: impl FnMut(&str)) {
         let mut text = if self.lowercase {
             pytext::lower(text)
         } else {
@@ -68,17 +76,21 @@ impl Shingler {
             text = pattern.replace_all(&text, "").into_owned();
         }
         let n = self.window_size;
-        let join = |pieces: Vec<&str>| -> Vec<String> {
-            if pieces.len() < n {
-                return Vec::new();
+        let mut joined = String::new();
+        let mut join = |pieces: Vec<&str>| {
+            for window in pieces.windows(n) {
+                joined.clear();
+                for (i, piece) in window.iter().enumerate() {
+                    if i > 0 {
+                        joined.push(' ');
+                    }
+                    joined.push_str(piece);
+                }
+                visit(&joined);
             }
-            pieces.windows(n).map(|w| w.join(" ")).collect()
         };
         match self.tokenization {
-            Tokenization::Character => pytext::char_windows(&text, n)
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            Tokenization::Character => pytext::char_windows(&text, n).into_iter().for_each(visit),
             Tokenization::Punctuation => join(PUNCTUATION.split(&text).collect()),
             Tokenization::Space => join(pytext::split_on_whitespace(&text, false, false)),
         }
