@@ -1127,3 +1127,57 @@ fn an_output_is_written_by_one_state_and_packed_only_as_far_as_it_committed() {
             .ends_with("epoch-000001")
     );
 }
+
+#[test]
+fn run_and_clean_report_the_same_operators() {
+    // `steel run` converts its sources (NFKC) before the recipe; `steel clean` on the same
+    // files once converted sees the same texts in the same order, so both engines' per-
+    // operator reports must agree on every count and every statistic.
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let job = job(dir.path(), "job", 2, &[("web", &files)]);
+    let report = run_ok(&job, &["run", "pipeline.toml", "--json"]);
+    let run_ops = report["epochs"][0]["ops"].as_array().unwrap().clone();
+
+    let converted = dir.path().join("converted");
+    let mut convert = vec!["convert", "--format", "text", "-o"];
+    convert.push(converted.to_str().unwrap());
+    convert.extend(files.iter().map(|f| f.to_str().unwrap()));
+    run_ok(dir.path(), &[convert.as_slice(), &["--json"]].concat());
+    let cleaned = dir.path().join("cleaned");
+    let recipe = job.join("recipe.yaml");
+    run_ok(
+        dir.path(),
+        &[
+            "clean",
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "-o",
+            cleaned.to_str().unwrap(),
+            "--json",
+            converted.to_str().unwrap(),
+        ],
+    );
+    let clean_report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cleaned.join("report.json")).unwrap())
+            .unwrap();
+    let clean_ops = clean_report["ops"].as_array().unwrap();
+
+    assert_eq!(run_ops.len(), clean_ops.len(), "{run_ops:?}");
+    let same = |op: &serde_json::Value| {
+        let mut op = op.clone();
+        let fields = op.as_object_mut().unwrap();
+        let seconds = fields.remove("seconds").unwrap();
+        // `steel clean` keeps examples (`--trace`); `steel run` none.
+        fields.remove("trace");
+        (op, seconds.as_f64().unwrap())
+    };
+    let mut run_seconds = 0.0;
+    for (run_op, clean_op) in run_ops.iter().zip(clean_ops) {
+        let ((run_op, seconds), (clean_op, _)) = (same(run_op), same(clean_op));
+        assert_eq!(run_op, clean_op, "the two engines disagree");
+        run_seconds += seconds;
+    }
+    assert!(run_ops[0]["docs_in"].as_u64().unwrap() > 1900);
+    assert!(run_seconds > 0.0, "steel run timed no operator");
+}

@@ -1,7 +1,12 @@
 //! What a `steel clean` run did, per operator: documents in and out, how many each rule
-//! removed (or changed) and their share, quantiles of the statistic each filter measured, and
-//! up to `--trace N` examples. Written as `report.json` and as a readable table.
+//! removed (or changed) and their share, quantiles of the statistic each filter measured, the
+//! time it took, and up to `--trace N` examples. Written as `report.json` and as a readable
+//! table. `steel run`'s epoch reports hold the same [`OpReport`] per operator, folded from the
+//! same [`Event`]s by [`OpReport::add`], and print the same table ([`ops_table`]).
 
+use crate::clean::chain::{Event, Outcome};
+use crate::clean::op::Op;
+use crate::clean::recipe::BuiltOp;
 use crate::clean::sketch::{Sketch, Summary};
 use crate::clean::yaml::Node;
 use crate::output::ShardInfo;
@@ -41,9 +46,14 @@ pub struct OpReport {
     pub stat_name: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stat: Option<Summary>,
+    /// Seconds the operator spent on documents, summed over threads (for a deduplicator in
+    /// `steel run`: computing keys; the index probes are the dataflow's).
+    pub seconds: f64,
     pub trace: Vec<TraceExample>,
     #[serde(skip)]
     pub sketch: Sketch,
+    #[serde(skip)]
+    pub nanos: u64,
 }
 
 impl OpReport {
@@ -69,9 +79,62 @@ impl OpReport {
             changed: (kind == "mapper").then_some(0),
             stat_name,
             stat: None,
+            seconds: 0.0,
             trace: Vec::new(),
             sketch: Sketch::default(),
+            nanos: 0,
         }
+    }
+
+    /// The empty report of a built operator.
+    pub fn for_op(op: &BuiltOp) -> Self {
+        let stat = match &op.op {
+            Op::Filter(filter) => Some(filter.stat_name()),
+            _ => None,
+        };
+        OpReport::new(&op.spec.name, op.op.kind(), &op.spec.params, stat)
+    }
+
+    /// Fold what this operator did to one document into the counts; `false` when it removed
+    /// the document. A traced text becomes an example (through `example(before, after,
+    /// statistic)`) while the report holds fewer than `trace`.
+    pub fn add(
+        &mut self,
+        event: Event,
+        trace: usize,
+        example: impl FnOnce(String, Option<String>, Option<f64>) -> TraceExample,
+    ) -> bool {
+        self.docs_in += 1;
+        self.nanos += event.nanos;
+        let room = self.trace.len() < trace;
+        match event.outcome {
+            Outcome::Unchanged => {}
+            Outcome::Changed { trace: traced } => {
+                *self.changed.get_or_insert(0) += 1;
+                if let Some((before, after)) = traced
+                    && room
+                {
+                    self.trace.push(example(before, Some(after), None));
+                }
+            }
+            Outcome::Measured {
+                value,
+                removed,
+                trace: traced,
+            } => {
+                self.sketch.add(value.0);
+                if removed {
+                    if let Some(before) = traced
+                        && room
+                    {
+                        self.trace.push(example(before, None, Some(value.0)));
+                    }
+                    return false;
+                }
+            }
+        }
+        self.docs_out += 1;
+        true
     }
 
     /// Fill the derived fields once the run is over.
@@ -83,7 +146,49 @@ impl OpReport {
             self.removed as f64 / self.docs_in as f64
         };
         self.stat = self.sketch.summary();
+        self.seconds = self.nanos as f64 / 1e9;
     }
+}
+
+/// The per-operator table both reports print: counts, the removed share, the time, and the
+/// statistic's quantiles (or, for a mapper, how many texts it changed).
+pub fn ops_table(ops: &[OpReport]) -> String {
+    let mut out = format!(
+        "{:<3} {:<34} {:>9} {:>9} {:>9} {:>7} {:>8}  statistic p05 / p50 / p95\n",
+        "#", "operator", "in", "out", "removed", "share", "cpu s"
+    );
+    for (i, op) in ops.iter().enumerate() {
+        let detail = match (&op.stat, op.changed) {
+            (Some(stat), _) => {
+                let q = |name: &str| {
+                    stat.quantiles
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map_or(f64::NAN, |(_, v)| *v)
+                };
+                format!(
+                    "{} {:.4} / {:.4} / {:.4}",
+                    op.stat_name.unwrap_or(""),
+                    q("p05"),
+                    q("p50"),
+                    q("p95")
+                )
+            }
+            (None, Some(changed)) => format!("changed {changed}"),
+            (None, None) => String::new(),
+        };
+        out.push_str(&format!(
+            "{:<3} {:<34} {:>9} {:>9} {:>9} {:>6.2}% {:>8.2}  {detail}\n",
+            i + 1,
+            op.name,
+            op.docs_in,
+            op.docs_out,
+            op.removed,
+            op.removed_share * 100.0,
+            op.seconds
+        ));
+    }
+    out
 }
 
 fn to_json(node: &Node) -> serde_json::Value {
@@ -140,6 +245,7 @@ impl CleanReport {
                 "docs_out": op.docs_out,
                 "removed": op.removed,
                 "changed": op.changed,
+                "seconds": op.seconds,
             })).collect::<Vec<_>>(),
         })
     }
@@ -154,42 +260,7 @@ impl fmt::Display for CleanReport {
             self.files.len(),
             self.text_key
         )?;
-        writeln!(
-            f,
-            "{:<3} {:<34} {:>9} {:>9} {:>9} {:>7}  statistic p05 / p50 / p95",
-            "#", "operator", "in", "out", "removed", "share"
-        )?;
-        for (i, op) in self.ops.iter().enumerate() {
-            let detail = match (&op.stat, op.changed) {
-                (Some(stat), _) => {
-                    let q = |name: &str| {
-                        stat.quantiles
-                            .iter()
-                            .find(|(n, _)| n == name)
-                            .map_or(f64::NAN, |(_, v)| *v)
-                    };
-                    format!(
-                        "{} {:.4} / {:.4} / {:.4}",
-                        op.stat_name.unwrap_or(""),
-                        q("p05"),
-                        q("p50"),
-                        q("p95")
-                    )
-                }
-                (None, Some(changed)) => format!("changed {changed}"),
-                (None, None) => String::new(),
-            };
-            writeln!(
-                f,
-                "{:<3} {:<34} {:>9} {:>9} {:>9} {:>6.2}%  {detail}",
-                i + 1,
-                op.name,
-                op.docs_in,
-                op.docs_out,
-                op.removed,
-                op.removed_share * 100.0
-            )?;
-        }
+        write!(f, "{}", ops_table(&self.ops))?;
         writeln!(
             f,
             "{} documents in, {} out, {} unreadable records rejected; {:.2} s on {} thread(s); output {}",

@@ -133,16 +133,7 @@ fn clean_planned(
 ) -> Result<CleanReport, CleanError> {
     // One index per operator (only deduplicators use theirs).
     let mut seen: Vec<SeenIndex> = ops.iter().map(|_| SeenIndex::default()).collect();
-    let mut reports: Vec<OpReport> = ops
-        .iter()
-        .map(|b| {
-            let stat = match &b.op {
-                Op::Filter(f) => Some(f.stat_name()),
-                _ => None,
-            };
-            OpReport::new(&b.spec.name, b.op.kind(), &b.spec.params, stat)
-        })
-        .collect();
+    let mut reports: Vec<OpReport> = ops.iter().map(OpReport::for_op).collect();
     let rejects_path = options.output.join(REJECTS_FILE);
     let mut rejects =
         BufWriter::new(File::create(&rejects_path).map_err(|e| OutputError::io(&rejects_path, e))?);
@@ -346,7 +337,6 @@ fn run_segment(
     for (doc, events) in outcomes {
         let mut alive = true;
         for (report, event) in reports.iter_mut().zip(events) {
-            report.docs_in += 1;
             let example = |before: String, after: Option<String>, stat: Option<f64>| TraceExample {
                 file: doc.file.to_string(),
                 row: doc.row,
@@ -354,35 +344,7 @@ fn run_segment(
                 after,
                 stat,
             };
-            match event {
-                Event::Unchanged => report.docs_out += 1,
-                Event::Changed { trace: traced } => {
-                    report.docs_out += 1;
-                    *report.changed.get_or_insert(0) += 1;
-                    if let Some((before, after)) = traced
-                        && report.trace.len() < trace
-                    {
-                        report.trace.push(example(before, Some(after), None));
-                    }
-                }
-                Event::Measured {
-                    value,
-                    removed,
-                    trace: traced,
-                } => {
-                    report.sketch.add(value);
-                    if removed {
-                        alive = false;
-                        if let Some(before) = traced
-                            && report.trace.len() < trace
-                        {
-                            report.trace.push(example(before, None, Some(value)));
-                        }
-                    } else {
-                        report.docs_out += 1;
-                    }
-                }
-            }
+            alive = report.add(event, trace, example);
         }
         if alive {
             kept.push(doc);
@@ -402,13 +364,22 @@ fn run_dedup(
     let Op::Dedup(dedup) = &op.op else {
         unreachable!("run_dedup is given deduplicators only")
     };
-    let keys: Vec<Vec<u64>> = {
+    // Keys with the time each took, then the decisions (timed as a whole).
+    let keys: Vec<(Vec<u64>, u64)> = {
         let dedup = &**dedup;
-        docs.par_iter().map(|doc| dedup.key(&doc.text)).collect()
+        docs.par_iter()
+            .map(|doc| {
+                let start = Instant::now();
+                let key = dedup.key(&doc.text);
+                (key, start.elapsed().as_nanos() as u64)
+            })
+            .collect()
     };
+    let deciding = Instant::now();
     let mut kept = Vec::with_capacity(docs.len());
-    for (doc, key) in docs.into_iter().zip(keys) {
+    for (doc, (key, nanos)) in docs.into_iter().zip(keys) {
         report.docs_in += 1;
+        report.nanos += nanos;
         if seen.check_and_insert(&**dedup, key) {
             if report.trace.len() < trace {
                 report.trace.push(TraceExample {
@@ -424,6 +395,7 @@ fn run_dedup(
             kept.push(doc);
         }
     }
+    report.nanos += deciding.elapsed().as_nanos() as u64;
     kept
 }
 

@@ -2,6 +2,7 @@
 //! tombstones, rejects, a report, and the epoch's index segment (`segment.rs`) — all under `.tmp`
 //! names until `finish` renames them for the manifest commit.
 
+use crate::clean::report::{OpReport, ops_table};
 use crate::doc::{DocMeta, UnifiedDoc};
 use crate::output::jsonl::{JsonlShards, to_line};
 use crate::output::{OutputError, ShardInfo};
@@ -20,24 +21,14 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub const REPORT_JSON: &str = "report.json";
-pub const REPORT_TEXT: &str = "report.txt";
+pub use crate::clean::run::{REJECTS_FILE, REPORT_JSON, REPORT_TEXT};
 pub const TOMBSTONES: &str = "tombstones.jsonl";
-pub const REJECTS: &str = "_rejects.jsonl";
 
 /// Where a shard's documents came from.
 #[derive(Clone, Debug)]
 pub struct ShardSource {
     pub source: String,
     pub path: String,
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct OpCount {
-    pub name: String,
-    pub docs_in: u64,
-    pub docs_out: u64,
-    pub changed: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -50,7 +41,7 @@ pub struct IngestedFile {
     pub rejected: u64,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct EpochReport {
     pub epoch: u64,
     pub kind: String,
@@ -58,7 +49,9 @@ pub struct EpochReport {
     pub skipped: Vec<Skipped>,
     /// Per source, the change this epoch made (retractions count negative).
     pub sources: BTreeMap<String, SourceCounts>,
-    pub ops: Vec<OpCount>,
+    /// Per operator, what it did to this epoch's new documents (the same report as
+    /// `steel clean`'s).
+    pub ops: Vec<OpReport>,
     /// Documents dropped before and kept now (a retraction removed what they duplicated).
     pub readmitted: u64,
     /// Kept documents that left the kept set (listed in `tombstones.jsonl`).
@@ -152,14 +145,7 @@ impl EpochWriter {
             report: EpochReport {
                 epoch,
                 kind: kind.into(),
-                ops: stages
-                    .ops
-                    .iter()
-                    .map(|op| OpCount {
-                        name: op.spec.name.clone(),
-                        ..OpCount::default()
-                    })
-                    .collect(),
+                ops: stages.op_reports(),
                 ..EpochReport::default()
             },
             shards: JsonlShards::new(&out_tmp, shard_bytes),
@@ -212,7 +198,7 @@ impl EpochWriter {
     }
 
     pub fn reject(&mut self, source: &str, reject: &RejectRecord) -> Result<(), EpochError> {
-        let path = self.out_tmp.join(REJECTS);
+        let path = self.out_tmp.join(REJECTS_FILE);
         if self.rejects.is_none() {
             self.rejects = Some(BufWriter::new(
                 File::create(&path).map_err(io_error(&path))?,
@@ -319,21 +305,21 @@ impl EpochWriter {
 
     fn write_new(&mut self, doc: DocId, outcome: Cleaned) -> Result<(), EpochError> {
         self.counts(doc).docs_in += 1;
-        let (changed, removed_by) = match &outcome {
-            Cleaned::Passed { changed, .. } => (changed.clone(), None),
-            Cleaned::Filtered { by, changed } => (changed.clone(), Some(*by as usize)),
+        let (events, passed) = match outcome {
+            Cleaned::Passed {
+                text,
+                entry,
+                events,
+                key_nanos,
+            } => (events, Some((text, entry, key_nanos))),
+            Cleaned::Filtered { events } => (events, None),
         };
-        for c in changed {
-            self.report.ops[c as usize].changed += 1;
+        // With no room for examples (a limit of 0), `add` never makes one.
+        let no_trace = |_, _, _| unreachable!("steel run keeps no traces");
+        for (op, event) in self.report.ops.iter_mut().zip(events) {
+            op.add(event, 0, no_trace);
         }
-        let reached = removed_by.map_or(self.report.ops.len(), |by| by + 1);
-        for (i, op) in self.report.ops.iter_mut().enumerate().take(reached) {
-            op.docs_in += 1;
-            if Some(i) != removed_by {
-                op.docs_out += 1;
-            }
-        }
-        let Cleaned::Passed { text, entry, .. } = outcome else {
+        let Some((text, entry, key_nanos)) = passed else {
             self.counts(doc).filtered += 1;
             return Ok(());
         };
@@ -359,6 +345,7 @@ impl EpochWriter {
             .or_insert((ordinal, 0));
         slot.1 += 1;
         self.count(doc, None, Some(status));
+        self.count_dedups(status, key_nanos);
         if status == Status::Kept {
             let meta = self.meta(doc);
             self.shards.write(&to_line(&UnifiedDoc { text, meta }))?;
@@ -368,6 +355,23 @@ impl EpochWriter {
             self.dups.line(&line.to_string())?;
         }
         Ok(())
+    }
+
+    /// Count a new document's passage through the two deduplicators (the last two reports,
+    /// or the last one when the job deduplicates exactly only).
+    fn count_dedups(&mut self, status: Status, key_nanos: [u64; 2]) {
+        let first = self.stages.ops.len();
+        let dedups = &mut self.report.ops[first..];
+        let passes = [status != Status::ExactDup, status == Status::Kept];
+        let mut reached = true;
+        for ((op, passed), nanos) in dedups.iter_mut().zip(passes).zip(key_nanos) {
+            op.nanos += nanos;
+            if reached {
+                op.docs_in += 1;
+                op.docs_out += passed as u64;
+            }
+            reached = passed;
+        }
     }
 
     fn write_revisited(&mut self, doc: DocId, revisited: Revisited) -> Result<(), EpochError> {
@@ -404,6 +408,9 @@ impl EpochWriter {
         index_docs: u64,
     ) -> Result<(EpochReport, String, (u32, u64)), EpochError> {
         self.report.shards = self.shards.finish()?;
+        for op in &mut self.report.ops {
+            op.finish();
+        }
         for writer in [self.tombstones.take(), self.rejects.take()]
             .into_iter()
             .flatten()
@@ -466,16 +473,8 @@ impl EpochReport {
             ));
         }
         if !self.ops.is_empty() {
-            out.push_str(&format!(
-                "\n{:<40} {:>10} {:>10} {:>10}\n",
-                "operator", "docs in", "docs out", "changed"
-            ));
-            for op in &self.ops {
-                out.push_str(&format!(
-                    "{:<40} {:>10} {:>10} {:>10}\n",
-                    op.name, op.docs_in, op.docs_out, op.changed
-                ));
-            }
+            out.push('\n');
+            out.push_str(&ops_table(&self.ops));
         }
         out.push_str(&format!(
             "\nre-admitted {}, tombstoned {}, index holds {} documents\n",

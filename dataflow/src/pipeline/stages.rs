@@ -8,10 +8,12 @@ use crate::clean::filters::Resources;
 use crate::clean::op::{Deduplicator, Op};
 use crate::clean::params::Params;
 use crate::clean::recipe::{BuiltOp, OpSpec, Recipe};
+use crate::clean::report::OpReport;
 use crate::clean::yaml::Node;
 use crate::pipeline::config::{DedupOverride, PipelineConfig};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A deduplication key (hash words, a fingerprint, band keys and a sketch), shared by every
 /// bucket it is filed under.
@@ -25,20 +27,20 @@ pub struct Entry {
     pub near: Key,
 }
 
-/// One document after the mappers and filters.
+/// One document after the mappers and filters, with what each operator it reached did
+/// (for the report, `OpReport::add`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Cleaned {
     Passed {
         text: String,
         entry: Entry,
-        /// The mappers (indexes into `Stages::ops`) that changed the text.
-        changed: Vec<u16>,
+        /// One per mapper and filter.
+        events: Vec<Event>,
+        /// Nanoseconds spent computing the exact and the near-duplicate key.
+        key_nanos: [u64; 2],
     },
-    Filtered {
-        /// The filter (index into `Stages::ops`) that removed it.
-        by: u16,
-        changed: Vec<u16>,
-    },
+    /// Removed by the filter of the last event.
+    Filtered { events: Vec<Event> },
 }
 
 pub struct Stages {
@@ -188,33 +190,51 @@ impl Stages {
     /// Apply the mappers and filters to one document and key it if it passes.
     pub fn clean(&self, text: String) -> Cleaned {
         let (text, events) = chain::apply(&self.ops, text, &[]);
-        let changed = events
-            .iter()
-            .enumerate()
-            .filter(|(_, event)| matches!(event, Event::Changed { .. }))
-            .map(|(index, _)| index as u16)
-            .collect();
         let Some(text) = text else {
-            return Cleaned::Filtered {
-                by: (events.len() - 1) as u16,
-                changed,
-            };
+            return Cleaned::Filtered { events };
         };
+        let (entry, key_nanos) = self.timed_entry(&text);
         Cleaned::Passed {
-            entry: self.entry(&text),
+            entry,
             text,
-            changed,
+            events,
+            key_nanos,
         }
     }
 
     /// The dedup keys of a cleaned text.
     pub fn entry(&self, text: &str) -> Entry {
-        let exact = self.exact.key(text).into();
+        self.timed_entry(text).0
+    }
+
+    /// The dedup keys of a cleaned text and the nanoseconds each took.
+    fn timed_entry(&self, text: &str) -> (Entry, [u64; 2]) {
+        let start = Instant::now();
+        let exact: Key = self.exact.key(text).into();
+        let exact_nanos = start.elapsed().as_nanos() as u64;
+        let start = Instant::now();
         let near = match &self.near {
             Some((_, near)) => near.key(text).into(),
             None => Arc::from(Vec::new()),
         };
-        Entry { exact, near }
+        let near_nanos = start.elapsed().as_nanos() as u64;
+        (Entry { exact, near }, [exact_nanos, near_nanos])
+    }
+
+    /// One empty report per operator, in the order the report lists them: the mappers and
+    /// filters, then the exact and the near-duplicate deduplicator.
+    pub fn op_reports(&self) -> Vec<OpReport> {
+        let mut reports: Vec<OpReport> = self.ops.iter().map(OpReport::for_op).collect();
+        let dedups = std::iter::once(&self.exact_spec).chain(self.near.as_ref().map(|(s, _)| s));
+        for spec in dedups {
+            reports.push(OpReport::new(
+                &spec.name,
+                "deduplicator",
+                &spec.params,
+                None,
+            ));
+        }
+        reports
     }
 
     /// Words of a near key that the index stores for `matches`: the key's length (the same
