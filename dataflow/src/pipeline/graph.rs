@@ -32,8 +32,11 @@ use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::probe::Handle;
-use timely::dataflow::operators::{Exchange, Inspect, Probe};
+use timely::dataflow::operators::{Exchange, Probe};
 use timely::worker::Worker;
 
 /// A document's place in ingest order: its file's shard number, then its row.
@@ -212,7 +215,9 @@ pub fn build(worker: &mut Worker, stages: Arc<Stages>, index: Snapshot) -> Graph
     }
 }
 
-/// Send every update of `collection` to worker 0's `sink`.
+/// Send every update of `collection` to worker 0's `sink`, which owns it from then on (a
+/// cleaned text is moved, not copied). The probe follows the operator that hands updates
+/// over, so a time it has passed is one whose updates are all in the sink.
 fn gather<'s, D: differential_dataflow::ExchangeData>(
     collection: VecCollection<'s, Time, D, isize>,
     probe: &Handle<Time>,
@@ -221,7 +226,11 @@ fn gather<'s, D: differential_dataflow::ExchangeData>(
     collection
         .inner
         .exchange(|_| 0)
-        .inspect(move |update: &Update<D>| sink(update.clone()))
+        .unary::<CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, "Gather", |_, _| {
+            move |input, _output| {
+                input.for_each(|_, updates| updates.drain(..).for_each(&mut sink));
+            }
+        })
         .probe_with(probe);
 }
 
