@@ -916,7 +916,7 @@ fn a_state_built_with_other_settings_is_refused_and_left_unchanged() {
     assert_eq!(report["epochs"][0]["epoch"], 2, "{report}");
 }
 
-/// A state whose manifest says version 2 (written by an older steel) is refused, named as
+/// A state whose manifest says version 3 (written by an older steel) is refused, named as
 /// made by an older steel, and left as it was.
 #[test]
 fn a_state_made_by_an_older_steel_is_refused_as_such() {
@@ -927,7 +927,7 @@ fn a_state_made_by_an_older_steel_is_refused_as_such() {
     add_files(&j, "web", &files[1..2]);
     let manifest = j.join("state/manifest.json");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    let older = text.replacen("\"version\": 3,", "\"version\": 2,", 1);
+    let older = text.replacen("\"version\": 4,", "\"version\": 3,", 1);
     assert_ne!(older, text);
     std::fs::write(&manifest, &older).unwrap();
     let state = tree_bytes(&j.join("state"));
@@ -943,7 +943,7 @@ fn a_state_made_by_an_older_steel_is_refused_as_such() {
         assert!(!output.status.success(), "{command}: {stderr}");
         assert!(
             stderr.contains(
-                "manifest.json is `steel-run-state` version 2, not steel-run-state version 3 \
+                "manifest.json is `steel-run-state` version 3, not steel-run-state version 4 \
                  (made by an older steel, whose index this one cannot read: rebuild it by running \
                  the job again with a new, empty state directory and a new output directory; the \
                  sources are read again)"

@@ -135,7 +135,7 @@ fn merge_segments(
         |s| &s.bands,
         |r| live(r.ordinal),
     )?;
-    bytes += segment::write_bloom(&tmp)?;
+    bytes += segment::write_blooms(&tmp)?;
     bytes += merge_run::<KeyedRecord>(
         &tmp,
         segment::WITNESSES,

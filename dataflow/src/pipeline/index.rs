@@ -137,7 +137,11 @@ impl Index {
     /// The earliest live document with this exact digest.
     pub fn earliest_exact(&self, digest: &[u64]) -> Result<Option<u32>, StateError> {
         let mut earliest: Option<u32> = None;
-        for segment in &self.segments {
+        for segment in self
+            .segments
+            .iter()
+            .filter(|s| s.exact_bloom.may_contain(digest[0]))
+        {
             segment.exact.find(digest[0], |bytes| {
                 let record = ExactRecord::decode(bytes);
                 if record.low == digest[1] && self.live(record.ordinal) {

@@ -14,8 +14,9 @@
 //! | `changes.run`    | sorted (ordinal, status): earlier segments' changes | 16               |
 //! | `status.bin`     | one status byte per own document, then its xxh3     | 1                |
 //! | `bands.bloom`    | a Bloom filter of `bands.run`'s buckets (`bloom.rs`) | 10 bits a bucket |
+//! | `exact.bloom`    | a Bloom filter of `exact.run`'s digests             | 10 bits a digest |
 //!
-//! Only `status.bin`, the Bloom filter and the runs' fence pointers are held in memory;
+//! Only `status.bin`, the Bloom filters and the runs' fence pointers are held in memory;
 //! everything else is read a block at a time when a probe needs it.
 
 use crate::pipeline::bloom::Bloom;
@@ -76,7 +77,18 @@ pub const WITNESSES: &str = "witnesses.run";
 pub const CHANGES: &str = "changes.run";
 pub const STATUS: &str = "status.bin";
 pub const BLOOM: &str = "bands.bloom";
-pub const FILES: [&str; 8] = [DOCS, KEYS, EXACT, BANDS, WITNESSES, CHANGES, STATUS, BLOOM];
+pub const EXACT_BLOOM: &str = "exact.bloom";
+pub const FILES: [&str; 9] = [
+    DOCS,
+    KEYS,
+    EXACT,
+    BANDS,
+    WITNESSES,
+    CHANGES,
+    STATUS,
+    BLOOM,
+    EXACT_BLOOM,
+];
 
 const STATUS_MAGIC: &[u8; 8] = b"STLSTAT1";
 
@@ -367,7 +379,7 @@ impl SegmentWriter {
         let mut bytes = self.docs.finish()? + self.keys.finish()?;
         bytes += self.exact.finish()?;
         bytes += self.bands.finish()?;
-        bytes += write_bloom(&self.dir)?;
+        bytes += write_blooms(&self.dir)?;
         bytes += self.witnesses.finish()?;
         bytes += self.changes.finish()?;
         bytes += write_status(&self.dir.join(STATUS), &self.status)?;
@@ -375,15 +387,24 @@ impl SegmentWriter {
     }
 }
 
-/// Write the Bloom filter of the buckets in `dir`'s `bands.run`; its size.
-pub fn write_bloom(dir: &Path) -> Result<u64, StateError> {
+/// Write the Bloom filters of the buckets in `dir`'s `bands.run` and of the digests in its
+/// `exact.run`; their size.
+pub fn write_blooms(dir: &Path) -> Result<u64, StateError> {
     let bands = RunReader::open(&dir.join(BANDS), KeyedRecord::MAGIC, KeyedRecord::WIDTH)?;
     let mut bloom = Bloom::with_capacity(bands.len());
     bands.for_each(|bytes| {
         bloom.insert(KeyedRecord::decode(bytes).key);
         Ok(())
     })?;
-    bloom.write(&dir.join(BLOOM))
+    let mut bytes = bloom.write(&dir.join(BLOOM))?;
+    let exact = RunReader::open(&dir.join(EXACT), ExactRecord::MAGIC, ExactRecord::WIDTH)?;
+    let mut bloom = Bloom::with_capacity(exact.len());
+    exact.for_each(|bytes| {
+        bloom.insert(ExactRecord::decode(bytes).high);
+        Ok(())
+    })?;
+    bytes += bloom.write(&dir.join(EXACT_BLOOM))?;
+    Ok(bytes)
 }
 
 /// Write a status file (magic, a byte per document, xxh3); its size.
@@ -407,6 +428,8 @@ pub struct Segment {
     pub changes: RunReader,
     /// Of the buckets in `bands`: a bucket it rules out needs no block read.
     pub bloom: Bloom,
+    /// Of the digests in `exact` (their first word), likewise.
+    pub exact_bloom: Bloom,
     status: Vec<u8>,
 }
 
@@ -426,6 +449,7 @@ impl Segment {
             )?,
             changes: RunReader::open(&dir.join(CHANGES), ChangeRecord::MAGIC, ChangeRecord::WIDTH)?,
             bloom: Bloom::read(&dir.join(BLOOM))?,
+            exact_bloom: Bloom::read(&dir.join(EXACT_BLOOM))?,
             status: read_status(&dir.join(STATUS))?,
         };
         let corrupt = |what: String| StateError::Invalid {
@@ -457,6 +481,7 @@ impl Segment {
     pub fn memory_bytes(&self) -> usize {
         self.status.len()
             + self.bloom.memory_bytes()
+            + self.exact_bloom.memory_bytes()
             + [
                 &self.docs,
                 &self.keys,

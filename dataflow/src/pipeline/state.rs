@@ -27,7 +27,7 @@ pub const MANIFEST: &str = "manifest.json";
 
 const FORMAT: &str = "steel-run-state";
 /// 3: the index is on disk in segments and probed (2 loaded it whole into memory).
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Manifest {
