@@ -98,12 +98,13 @@ pub fn sha1_hash32(data: &[u8]) -> u32 {
 
 /// `x mod (2^61 - 1)` without a division or a branch: `2^61 ≡ 1`, so `x ≡ (x >> 61) + (x & M)`,
 /// a sum `r` at most `M + 7`; `k = 1` exactly when `r >= M` (then `r + 1 >= 2^61`), and
-/// `r - k·M = r - (k << 61) + k`. Shifts and adds only, so the loop below vectorises.
+/// `r - k·M = r + k - (k << 61)` (never below zero on the way). Shifts and adds only, so the
+/// loop below vectorises.
 #[inline(always)]
 fn mod_mersenne(x: u64) -> u64 {
     let r = (x >> 61) + (x & MERSENNE_PRIME);
     let k = (r + 1) >> 61;
-    r - (k << 61) + k
+    r + k - (k << 61)
 }
 
 /// The MinHash signature of a set of shingle hashes; with no shingles (a text shorter than the
