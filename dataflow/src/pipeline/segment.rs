@@ -390,21 +390,24 @@ impl SegmentWriter {
 /// Write the Bloom filters of the buckets in `dir`'s `bands.run` and of the digests in its
 /// `exact.run`; their size.
 pub fn write_blooms(dir: &Path) -> Result<u64, StateError> {
-    let bands = RunReader::open(&dir.join(BANDS), KeyedRecord::MAGIC, KeyedRecord::WIDTH)?;
-    let mut bloom = Bloom::with_capacity(bands.len());
-    bands.for_each(|bytes| {
-        bloom.insert(KeyedRecord::decode(bytes).key);
+    let bands = write_bloom::<KeyedRecord>(dir, BANDS, BLOOM, |r| r.key)?;
+    Ok(bands + write_bloom::<ExactRecord>(dir, EXACT, EXACT_BLOOM, |r| r.high)?)
+}
+
+/// Write `bloom`, the Bloom filter of `key` of every record in `dir`'s `run`; its size.
+fn write_bloom<R: Record>(
+    dir: &Path,
+    run: &str,
+    bloom: &str,
+    key: impl Fn(R) -> u64,
+) -> Result<u64, StateError> {
+    let records = RunReader::open(&dir.join(run), R::MAGIC, R::WIDTH)?;
+    let mut filter = Bloom::with_capacity(records.len());
+    records.for_each(|bytes| {
+        filter.insert(key(R::decode(bytes)));
         Ok(())
     })?;
-    let mut bytes = bloom.write(&dir.join(BLOOM))?;
-    let exact = RunReader::open(&dir.join(EXACT), ExactRecord::MAGIC, ExactRecord::WIDTH)?;
-    let mut bloom = Bloom::with_capacity(exact.len());
-    exact.for_each(|bytes| {
-        bloom.insert(ExactRecord::decode(bytes).high);
-        Ok(())
-    })?;
-    bytes += bloom.write(&dir.join(EXACT_BLOOM))?;
-    Ok(bytes)
+    filter.write(&dir.join(bloom))
 }
 
 /// Write a status file (magic, a byte per document, xxh3); its size.
