@@ -572,7 +572,7 @@ impl Driver {
             Ok(())
         })?;
         graph.advance_to(batch);
-        worker.step_while(|| graph.probe.less_than(&batch));
+        worker.step_or_park_while(None, || graph.probe.less_than(&batch));
         writer.absorb(&mut graph.captured.borrow_mut(), batch)?;
         progress.finish();
         writer.report.skipped = skipped.clone();
@@ -626,7 +626,7 @@ impl Driver {
             *batch += 1;
             // Keep a few batches in flight; write whatever is final.
             let wait_for = batch.saturating_sub(IN_FLIGHT);
-            worker.step_while(|| graph.probe.less_than(&wait_for));
+            worker.step_or_park_while(None, || graph.probe.less_than(&wait_for));
             let frontier = graph
                 .probe
                 .with_frontier(|f| f.first().copied())
