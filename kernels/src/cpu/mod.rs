@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod cross_entropy;
 pub mod embedding;
+pub mod expert_groups;
 pub mod linear;
 pub mod rmsnorm;
 pub mod rope;

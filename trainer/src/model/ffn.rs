@@ -1,14 +1,16 @@
 //! The feed-forward block of a layer, for every `Ffn` kind: forward keeping what the backward
 //! needs, and the backward accumulating parameter gradients.
 //!
-//! Both mixtures are written as "every expert on every token, mixed by a per-token weight
-//! matrix `mix[t, e]`": the softmax-MoE's weights are the gate's probabilities; the top-k
-//! MoE's are the routed weights scattered into the matrix (zero for experts a token did not
-//! choose, so those experts neither add to its output nor get gradient from it). This is the
-//! readable reference; the CUDA path runs only the chosen experts.
+//! The softmax MoE runs every expert on every token, mixed by a per-token weight matrix
+//! `mix[t, e]` (the gate's probabilities). The top-k MoE runs each expert on the tokens routed
+//! to it only (`ExpertGroups`: the stable grouping by expert that a device grouped GEMM reads),
+//! weighted by the routed weights (`mix`, zero off the chosen experts); per token the experts
+//! add up in expert order, so it equals mixing every expert on every token by `mix`, at k/E of
+//! the work. This is the readable reference of both.
 
 use crate::model::config::{Ffn, ModelConfig};
 use crate::model::tensors::{FfnTensors, MlpTensors, SharedExpertTensors, Slot, split_two};
+use steel_kernels::cpu::expert_groups::ExpertGroups;
 use steel_kernels::cpu::{linear, softmax, swiglu, topk};
 
 /// One MLP's activations for `t` tokens (`w` its hidden width, `d` the model's).
@@ -68,7 +70,7 @@ pub enum FfnActivations {
         mix: Vec<f32>,
         /// The chosen experts `[t, k]`.
         chosen: Vec<u32>,
-        /// Every expert on every token.
+        /// Each expert on the tokens routed to it (`ExpertGroups` order).
         experts: Vec<MlpActivations>,
         shared: Option<SharedExpertActivations>,
         /// `[t, d]`.
@@ -349,6 +351,90 @@ fn experts_forward(
     (acts, out)
 }
 
+/// The rows of `x: [t, d]` of the tokens behind `slots` (slot `token · k + j`), in order.
+fn gather_rows(x: &[f32], d: usize, k: usize, slots: &[u32]) -> Vec<f32> {
+    let mut rows = Vec::with_capacity(slots.len() * d);
+    for &slot in slots {
+        let token = slot as usize / k;
+        rows.extend_from_slice(&x[token * d..(token + 1) * d]);
+    }
+    rows
+}
+
+/// Each expert of hidden width `width` on the tokens routed to it (`chosen: [t, k]`), its
+/// outputs added into `[t, d]` weighted by `mix: [t, E]`; the activations hold each expert's
+/// own rows only. Per token the experts add up in expert order, as when every expert ran on
+/// every token (one not chosen added 0).
+#[allow(clippy::too_many_arguments)]
+fn routed_forward(
+    experts: &[MlpTensors],
+    width: usize,
+    d: usize,
+    k: usize,
+    params: &[f32],
+    x: &[f32],
+    chosen: &[u32],
+    mix: &[f32],
+) -> (Vec<MlpActivations>, Vec<f32>) {
+    let (t, n_experts) = (x.len() / d, experts.len());
+    let groups = ExpertGroups::new(chosen, n_experts);
+    let mut out = vec![0.0; t * d];
+    let mut acts = Vec::with_capacity(n_experts);
+    for (e, tensors) in experts.iter().enumerate() {
+        let slots = groups.of(e);
+        let mlp = mlp_forward(tensors, width, d, params, &gather_rows(x, d, k, slots));
+        for (&slot, y) in slots.iter().zip(mlp.out().chunks(d)) {
+            let token = slot as usize / k;
+            let w = mix[token * n_experts + e];
+            for (o, y) in out[token * d..(token + 1) * d].iter_mut().zip(y) {
+                *o += w * y;
+            }
+        }
+        acts.push(mlp);
+    }
+    (acts, out)
+}
+
+/// Gradient of `routed_forward` from the block's `dout: [t, d]`: returns `dx` and the
+/// gradient of each slot's mixing weight `[t · k]`; weight gradients are added to `grads`.
+#[allow(clippy::too_many_arguments)]
+fn routed_backward(
+    experts: &[MlpTensors],
+    width: usize,
+    d: usize,
+    k: usize,
+    params: &[f32],
+    x: &[f32],
+    acts: &[MlpActivations],
+    chosen: &[u32],
+    mix: &[f32],
+    dout: &[f32],
+    grads: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let (t, n_experts) = (x.len() / d, experts.len());
+    let groups = ExpertGroups::new(chosen, n_experts);
+    let mut dx = vec![0.0; t * d];
+    let mut dweights = vec![0.0; chosen.len()];
+    for (e, (tensors, mlp)) in experts.iter().zip(acts).enumerate() {
+        let slots = groups.of(e);
+        let mut dy = vec![0.0; slots.len() * d];
+        for ((&slot, y), dy) in slots.iter().zip(mlp.out().chunks(d)).zip(dy.chunks_mut(d)) {
+            let token = slot as usize / k;
+            let row = &dout[token * d..(token + 1) * d];
+            dweights[slot as usize] = row.iter().zip(y).map(|(a, b)| a * b).sum();
+            let w = mix[token * n_experts + e];
+            dy.iter_mut().zip(row).for_each(|(g, r)| *g = w * r);
+        }
+        let rows = gather_rows(x, d, k, slots);
+        let dxe = mlp_backward(tensors, width, d, params, &rows, mlp, &dy, grads);
+        for (&slot, row) in slots.iter().zip(dxe.chunks(d)) {
+            let token = slot as usize / k;
+            add(&mut dx[token * d..(token + 1) * d], row);
+        }
+    }
+    (dx, dweights)
+}
+
 /// The shared expert of hidden width `width` on `x: [t, d]`, added to `out` through its
 /// sigmoid gate.
 fn shared_forward(
@@ -420,7 +506,8 @@ pub fn forward(
         ) => {
             let probs = router_forward(x, &params[gate.range()], None, d, n_experts);
             let (chosen, mix) = route(&probs, n_experts, top_k, renormalize);
-            let (experts, mut out) = experts_forward(experts, expert_width, d, params, x, &mix);
+            let (experts, mut out) =
+                routed_forward(experts, expert_width, d, top_k, params, x, &chosen, &mix);
             let shared = shared
                 .as_ref()
                 .zip(shared_expert_width)
@@ -623,22 +710,19 @@ pub fn backward(
                 ..
             },
         ) => {
-            let (mut dx, dmix) = experts_backward(
+            let (mut dx, dweights) = routed_backward(
                 experts,
                 expert_width,
                 d,
+                top_k,
                 params,
                 x,
                 expert_acts,
+                chosen,
                 mix,
                 dout,
                 grads,
             );
-            let dweights: Vec<f32> = chosen
-                .iter()
-                .enumerate()
-                .map(|(i, &e)| dmix[(i / top_k) * n_experts + e as usize])
-                .collect();
             let mut dprobs = vec![0.0; probs.len()];
             topk::route_backward(
                 &dweights,
@@ -662,5 +746,95 @@ pub fn backward(
             dx
         }
         _ => unreachable!("the layout and activations were built from this config"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::{Ffn, ModelConfig};
+    use crate::model::params::Layout;
+
+    fn values(seed: u64, len: usize) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.6
+            })
+            .collect()
+    }
+
+    /// The routed experts give what every expert on every token mixed by `mix` gives (the
+    /// definition), forward and backward, also with experts no token chose.
+    #[test]
+    fn routed_experts_equal_every_expert_mixed() {
+        // 6 slots among 8 experts: at least two experts get no token.
+        let (d, t, n_experts, top_k, width) = (8, 3, 8, 2, 5);
+        let config = ModelConfig {
+            vocab_size: 11,
+            hidden_size: d,
+            num_layers: 1,
+            num_heads: 2,
+            num_kv_heads: 1,
+            head_dim: 4,
+            rope_theta: 10000.0,
+            rms_norm_eps: 1e-6,
+            qkv_bias: false,
+            tie_embeddings: true,
+            max_positions: 16,
+            ffn: Ffn::TopkMoe {
+                n_experts,
+                top_k,
+                expert_width: width,
+                renormalize: true,
+                shared_expert_width: None,
+                aux_coefficient: 0.0,
+            },
+        };
+        let layout = Layout::new(&config);
+        let FfnTensors::TopkMoe { gate, experts, .. } = &layout.tensors.layers[0].ffn else {
+            panic!("a top-k layout");
+        };
+        let params = values(3, layout.len);
+        let (x, dout) = (values(5, t * d), values(9, t * d));
+        let probs = router_forward(&x, &params[gate.range()], None, d, n_experts);
+        let (chosen, mix) = route(&probs, n_experts, top_k, true);
+
+        let (all_acts, all_out) = experts_forward(experts, width, d, &params, &x, &mix);
+        let (acts, out) = routed_forward(experts, width, d, top_k, &params, &x, &chosen, &mix);
+        assert_eq!(out, all_out);
+
+        let mut all_grads = vec![0.0; layout.len];
+        let (all_dx, dmix) = experts_backward(
+            experts,
+            width,
+            d,
+            &params,
+            &x,
+            &all_acts,
+            &mix,
+            &dout,
+            &mut all_grads,
+        );
+        let mut grads = vec![0.0; layout.len];
+        let (dx, dweights) = routed_backward(
+            experts, width, d, top_k, &params, &x, &acts, &chosen, &mix, &dout, &mut grads,
+        );
+        let close = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .all(|(p, q)| (p - q).abs() <= 1e-6 * (1.0 + q.abs()))
+        };
+        assert!(close(&dx, &all_dx), "{dx:?} vs {all_dx:?}");
+        assert!(close(&grads, &all_grads));
+        let expected: Vec<f32> = chosen
+            .iter()
+            .enumerate()
+            .map(|(slot, &e)| dmix[(slot / top_k) * n_experts + e as usize])
+            .collect();
+        assert!(close(&dweights, &expected));
     }
 }
