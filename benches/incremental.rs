@@ -5,14 +5,15 @@
 //! near copies (a few characters changed) and 70% heavily edited (every 4th character
 //! replaced, so no longer near-duplicates). Then, each `steel run` in its own process (so
 //! its peak memory is its own):
-//! 1. the full run over every file (fresh state);
+//! 1. the full run over every file (fresh state), then `steel clean` with the same recipe over
+//!    the same files, in turn, `rounds` times (this machine's speed drifts from one minute to
+//!    the next, so the two are compared by their medians, taken side by side);
 //! 2. a run over all files but the last 1% (fresh state), then the append of that 1%.
 //!
-//! Then `steel clean` with the same recipe over the same files, for comparison.
-//!
-//! Reported: the full run's docs/s and MB/s (per core too) next to `steel clean`'s, the
-//! append's wall time as a share of the full run's, peak memory per indexed document (from
-//! the runs' manifests) and the index's bytes on disk per document.
+//! Reported: each round's full run and clean, then the median full run's docs/s and MB/s (per
+//! core too) with its ratio to the median clean, the append's wall time as a share of the
+//! median full run's, peak memory per indexed document (from the runs' manifests) and the
+//! index's bytes on disk per document.
 
 use crate::edits::{Rng, edit};
 use crate::line::BenchLine;
@@ -34,6 +35,9 @@ pub struct IncrementalBenchOptions {
     pub megabytes: u64,
     pub files: usize,
     pub workers: usize,
+    /// Full runs and cleans, in turn: this machine's speed drifts between runs, so each
+    /// ratio is of medians taken side by side.
+    pub rounds: usize,
 }
 
 fn corpus(options: &IncrementalBenchOptions) -> Result<Vec<PathBuf>> {
@@ -159,8 +163,8 @@ fn run(options: &IncrementalBenchOptions, job: &Path) -> Result<Run> {
 }
 
 /// `steel clean` with the same recipe over the same files, in its own process: the
-/// throughput the full run is measured against.
-fn clean(options: &IncrementalBenchOptions, files: &[PathBuf], full: &Run) -> Result<BenchLine> {
+/// throughput the full run is measured against. Its wall seconds.
+fn clean(options: &IncrementalBenchOptions, files: &[PathBuf]) -> Result<f64> {
     let out = options.work.join("clean-out");
     if out.exists() {
         std::fs::remove_dir_all(&out).context("clearing the clean output")?;
@@ -185,16 +189,13 @@ fn clean(options: &IncrementalBenchOptions, files: &[PathBuf], full: &Run) -> Re
             String::from_utf8_lossy(&result.stderr)
         );
     }
-    let full_mb_per_s = full.bytes as f64 / 1e6 / full.seconds;
-    let clean_mb_per_s = full.bytes as f64 / 1e6 / seconds;
-    Ok(
-        BenchLine::new("incremental", "steel clean, same files", seconds)
-            .with("workers", options.workers)
-            .with("files", files.len())
-            .with("bytes", full.bytes)
-            .with("mb_per_s", clean_mb_per_s)
-            .with("full_run_vs_clean", full_mb_per_s / clean_mb_per_s),
-    )
+    Ok(seconds)
+}
+
+/// The middle value (the upper middle of an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn line(
@@ -243,10 +244,34 @@ pub fn bench_incremental(
     let append = (files.len() / 100).max(1);
     let (base, new) = files.split_at(files.len() - append);
 
-    let full_job = job(options, "full", &files)?;
-    let full = run(options, &full_job)?;
-    emit(&line("full run", options, files.len(), &full, None));
-    emit(&clean(options, &files, &full)?);
+    // Full runs (each from a fresh state) and cleans in turn; the median full run stands
+    // for all of them.
+    let (mut fulls, mut cleans) = (Vec::new(), Vec::new());
+    for round in 0..options.rounds {
+        let full_job = job(options, "full", &files)?;
+        let full = run(options, &full_job)?;
+        emit(&line("full run", options, files.len(), &full, None).with("round", round));
+        let seconds = clean(options, &files)?;
+        emit(
+            &BenchLine::new("incremental", "steel clean, same files", seconds)
+                .with("round", round)
+                .with("workers", options.workers)
+                .with("files", files.len())
+                .with("bytes", full.bytes)
+                .with("mb_per_s", full.bytes as f64 / 1e6 / seconds),
+        );
+        fulls.push(full);
+        cleans.push(seconds);
+    }
+    fulls.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let full = fulls.swap_remove(fulls.len() / 2);
+    let clean_seconds = median(cleans);
+    emit(
+        &line("full run, median", options, files.len(), &full, None)
+            .with("rounds", options.rounds)
+            .with("clean_seconds", clean_seconds)
+            .with("full_run_vs_clean", clean_seconds / full.seconds),
+    );
 
     let inc_job = job(options, "incremental", base)?;
     let before = run(options, &inc_job)?;

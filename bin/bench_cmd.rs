@@ -184,6 +184,9 @@ pub struct BenchIncrementalArgs {
     /// Timely workers of each run.
     #[arg(long, short = 'w', default_value_t = 2)]
     workers: usize,
+    /// Full runs and `steel clean`s, taken in turn; the ratio is of their medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 fn print(line: &BenchLine) {
@@ -242,6 +245,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
                 megabytes: args.mb,
                 files: args.files.max(1),
                 workers: args.workers,
+                rounds: args.rounds.max(1),
             };
             bench_incremental(&options, &mut print).context("steel bench incremental failed")?;
         }

@@ -25,9 +25,8 @@ pub fn normalize(text: &str) -> String {
     while !rest.is_empty() {
         // Copy the settled prefix (mapping full-width forms), but leave its last char to the
         // next run when that char is followed by an unstable one (which might combine with it).
-        let stable = stable_prefix_len(rest);
-        out.extend(rest[..stable].chars().map(|c| simple_form(c).unwrap_or(c)));
-        rest = &rest[stable..];
+        let settled = copy_settled_prefix(rest, &mut out);
+        rest = &rest[settled..];
         if rest.is_empty() {
             break;
         }
@@ -37,7 +36,9 @@ pub fn normalize(text: &str) -> String {
         out.extend(rest[..run].nfkc());
         rest = &rest[run..];
     }
-    out.retain(|c| c != '\r');
+    if out.contains('\r') {
+        out.retain(|c| c != '\r');
+    }
     out
 }
 
@@ -74,16 +75,26 @@ fn is_settled(c: char) -> bool {
     is_stable(c) || simple_form(c).is_some()
 }
 
-/// Length in bytes of the longest prefix of settled chars each followed by a settled char or
-/// the end of the text.
-fn stable_prefix_len(text: &str) -> usize {
+/// Copy to `out` the longest prefix of settled chars each followed by a settled char or the
+/// end of the text, full-width forms mapped (`simple_form`) and everything else copied a run
+/// at a time; the prefix's length in bytes.
+fn copy_settled_prefix(text: &str, out: &mut String) -> usize {
+    // Where the run still to be copied as it is starts.
+    let mut verbatim = 0;
     let mut chars = text.char_indices().peekable();
     while let Some((at, c)) = chars.next() {
-        let next_stable = chars.peek().is_none_or(|&(_, n)| is_settled(n));
-        if !(is_settled(c) && next_stable) {
+        let next_settled = chars.peek().is_none_or(|&(_, n)| is_settled(n));
+        if !(is_settled(c) && next_settled) {
+            out.push_str(&text[verbatim..at]);
             return at;
         }
+        if let Some(mapped) = simple_form(c) {
+            out.push_str(&text[verbatim..at]);
+            out.push(mapped);
+            verbatim = at + c.len_utf8();
+        }
     }
+    out.push_str(&text[verbatim..]);
     text.len()
 }
 

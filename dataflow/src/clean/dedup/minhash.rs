@@ -90,10 +90,26 @@ pub fn permutations(count: usize) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// `sha1_hash32`: the first 4 bytes of the SHA-1 digest, little-endian.
+/// SHA-1's initial state (FIPS 180-4, 5.3.1).
+const SHA1_INIT: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+
+/// `sha1_hash32`: the first 4 bytes of the SHA-1 digest, little-endian. A shingle of up to 55
+/// bytes (every character window of 5 CJK characters) fits one padded block, which goes
+/// straight to the compression function: the message, `0x80`, zeros, and its length in bits
+/// as a big-endian u64 at the end. Longer ones take the general path.
 pub fn sha1_hash32(data: &[u8]) -> u32 {
-    let digest = Sha1::digest(data);
-    u32::from_le_bytes(digest[..4].try_into().expect("4 bytes"))
+    if data.len() > 55 {
+        let digest = Sha1::digest(data);
+        return u32::from_le_bytes(digest[..4].try_into().expect("4 bytes"));
+    }
+    let mut block = [0u8; 64];
+    block[..data.len()].copy_from_slice(data);
+    block[data.len()] = 0x80;
+    block[56..].copy_from_slice(&(data.len() as u64 * 8).to_be_bytes());
+    let mut state = SHA1_INIT;
+    sha1::block_api::compress(&mut state, &[block]);
+    // The digest's first 4 bytes are the first state word, big-endian.
+    u32::from_le_bytes(state[0].to_be_bytes())
 }
 
 /// `x mod (2^61 - 1)` without a division or a branch: `2^61 ≡ 1`, so `x ≡ (x >> 61) + (x & M)`,
@@ -470,6 +486,16 @@ mod tests {
                 .filter(|(p, q)| **p == *q)
                 .count();
             assert_eq!(equal_bytes(&a, &b, len) as usize, expected, "len {len}");
+        }
+    }
+
+    #[test]
+    fn sha1_hash32_equals_the_digest_at_every_length() {
+        for len in 0..200usize {
+            let data: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
+            let digest = Sha1::digest(&data);
+            let expected = u32::from_le_bytes(digest[..4].try_into().unwrap());
+            assert_eq!(sha1_hash32(&data), expected, "length {len}");
         }
     }
 
