@@ -754,18 +754,7 @@ mod tests {
     use super::*;
     use crate::model::config::{Ffn, ModelConfig};
     use crate::model::params::Layout;
-
-    fn values(seed: u64, len: usize) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.6
-            })
-            .collect()
-    }
+    use crate::model::pass::tests::values;
 
     /// The routed experts give what every expert on every token mixed by `mix` gives (the
     /// definition), forward and backward, also with experts no token chose.

@@ -415,7 +415,7 @@ fn load_balance(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::batch::Batch;
     use crate::model::config::{Ffn, ModelConfig};
@@ -458,7 +458,8 @@ mod tests {
         }
     }
 
-    fn values(seed: u64, len: usize) -> Vec<f32> {
+    /// Deterministic test values in [-0.3, 0.3) (xorshift of `seed`).
+    pub(crate) fn values(seed: u64, len: usize) -> Vec<f32> {
         let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         (0..len)
             .map(|_| {
