@@ -164,6 +164,7 @@ fn build_index(job: &Path, size: u64) -> Result<u64> {
         path: format!("synthetic/{size}.jsonl"),
         size: 0,
         hash: "0".into(),
+        modified: None,
         epoch: 1,
         docs: size,
         rejected: 0,

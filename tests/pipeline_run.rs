@@ -1181,3 +1181,41 @@ fn run_and_clean_report_the_same_operators() {
     assert!(run_ops[0]["docs_in"].as_u64().unwrap() > 1900);
     assert!(run_seconds > 0.0, "steel run timed no operator");
 }
+
+/// A known file whose size and modification time are the recorded ones is not read again;
+/// once its time changes it is hashed, and a changed content is reported, not ingested.
+#[test]
+fn known_files_are_hashed_again_only_when_their_time_or_size_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let j = job(dir.path(), "job", 1, &[("web", &files[..1])]);
+    run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    let known = j.join("raw/web").join(files[0].file_name().unwrap());
+    let modified = std::fs::metadata(&known).unwrap().modified().unwrap();
+    // The same size, other bytes, and the recorded time put back: taken as known, unread.
+    let mut bytes = std::fs::read(&known).unwrap();
+    let at = bytes.iter().position(|&b| b.is_ascii_digit()).unwrap();
+    bytes[at] = if bytes[at] == b'7' { b'8' } else { b'7' };
+    std::fs::write(&known, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&known)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let report = run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    assert_eq!(report["nothing_new"], true, "{report}");
+    assert_eq!(report["known_files"], 1, "{report}");
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 0, "{report}");
+    // A new time: hashed, found changed, skipped with the reason.
+    let later = modified + std::time::Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&known)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let report = run_ok(&j, &["run", "pipeline.toml", "--json"]);
+    let reason = report["skipped"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("changed since it was ingested"), "{report}");
+}

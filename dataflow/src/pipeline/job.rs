@@ -650,6 +650,7 @@ impl Driver {
             path: display,
             size: file.size,
             hash: file.hash.clone(),
+            modified: file.modified,
             epoch: writer.report.epoch,
             docs: records,
             rejected: rejects.len() as u64,

@@ -71,6 +71,10 @@ pub struct FileEntry {
     pub size: u64,
     /// xxh3-64 of the file's bytes, hex.
     pub hash: String,
+    /// Its modification time when it was discovered (seconds and nanoseconds since the Unix
+    /// epoch): a later run that finds the same size and time does not read it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<(u64, u32)>,
     pub epoch: u64,
     pub docs: u64,
     pub rejected: u64,
